@@ -1,0 +1,1 @@
+"""Scripted agents: predicted play, deviations, coalition controllers."""

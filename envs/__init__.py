@@ -1,0 +1,1 @@
+"""Model, solvers, mechanism engine and PettingZoo environments."""

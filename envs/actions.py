@@ -1,0 +1,187 @@
+"""Structured actions shared by the auction mechanisms, and their array codecs.
+
+An :class:`Offer` is an outcome announced for the others: a bundle ``alloc[j]`` and a
+take-it-or-leave-it price ``prices[j]`` per player. In arrays it occupies the fields
+``owner_g`` (one per good: 0 = unallocated, ``j + 1`` = player ``j``) and ``price_j`` (one per
+player). A price field is read only when its player is given a non-empty bundle; value ``k``
+then means price ``k + min_price``. Arrays therefore cannot express a malformed offer; the
+structured form is checked strictly by :func:`check_offer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engine import EnvSpec
+from .errors import MalformedAnnouncementError, OutOfSpaceError
+from .spaces import ActionLayout
+
+
+@dataclass(frozen=True)
+class Offer:
+    """Bundles and prices offered to each player (the announcer's own entry is empty)."""
+
+    alloc: tuple[int, ...]
+    prices: tuple[int, ...]
+
+    @property
+    def revenue(self) -> int:
+        """REV of the announced outcome."""
+        return sum(self.prices)
+
+    @classmethod
+    def empty(cls, n: int) -> Offer:
+        """The offer that sells nothing."""
+        return cls((0,) * n, (0,) * n)
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
+
+
+def check_bundle(bundle: object, m: int, agent: str, phase: str, what: str = "bundle") -> int:
+    """Validate a bundle bitmask over ``m`` goods."""
+    if not _is_int(bundle) or not 0 <= int(bundle) < 1 << m:
+        raise MalformedAnnouncementError(agent, phase, f"{what} {bundle!r} is not a bitmask over {m} goods")
+    return int(bundle)
+
+
+def check_offer(
+    offer: object,
+    n: int,
+    m: int,
+    announcer: int | None,
+    agent: str,
+    phase: str,
+    min_price: int = 1,
+) -> Offer:
+    """Validate an announced offer; return it with plain-int entries.
+
+    Rules: one bundle and one integer price per player; bundles pairwise disjoint; the
+    announcer (if given) offers itself nothing; a player given nothing has price 0; a player
+    given a bundle has price ``>= min_price`` (1 for positive prices, 0 for merely non-negative).
+    """
+    if not isinstance(offer, Offer):
+        raise MalformedAnnouncementError(agent, phase, f"expected an Offer, got {type(offer).__name__}")
+    if len(offer.alloc) != n or len(offer.prices) != n:
+        raise MalformedAnnouncementError(
+            agent, phase, f"an offer needs {n} bundles and {n} prices, got {len(offer.alloc)} and {len(offer.prices)}"
+        )
+    alloc = tuple(check_bundle(b, m, agent, phase, f"bundle for player {j}") for j, b in enumerate(offer.alloc))
+    used = 0
+    for j, b in enumerate(alloc):
+        if used & b:
+            raise MalformedAnnouncementError(agent, phase, f"bundle for player {j} overlaps another player's bundle")
+        used |= b
+    prices = []
+    for j, p in enumerate(offer.prices):
+        if not _is_int(p):
+            raise MalformedAnnouncementError(agent, phase, f"price for player {j} must be an integer, got {p!r}")
+        p = int(p)
+        if alloc[j] == 0 and p != 0:
+            raise MalformedAnnouncementError(agent, phase, f"player {j} is offered nothing, so its price must be 0 (got {p})")
+        if alloc[j] != 0 and p < min_price:
+            need = "positive" if min_price == 1 else f">= {min_price}"
+            raise MalformedAnnouncementError(agent, phase, f"price for player {j} must be {need}, got {p}")
+        prices.append(p)
+    if announcer is not None and alloc[announcer] != 0:
+        raise MalformedAnnouncementError(agent, phase, f"an announcer may not offer goods to itself (player {announcer})")
+    return Offer(alloc, tuple(prices))
+
+
+def offer_fields(spec: EnvSpec) -> list[tuple[str, int]]:
+    """Layout fields of an offer: ``owner_g`` per good and ``price_j`` per player."""
+    return [(f"owner_{g}", spec.n + 1) for g in range(spec.m)] + [(f"price_{j}", spec.price_cap) for j in range(spec.n)]
+
+
+def offer_mask(spec: EnvSpec, announcer: int | None) -> dict[str, object]:
+    """Mask entries of an offer announced by ``announcer`` (who may not own anything)."""
+    owner = np.ones(spec.n + 1, dtype=np.int8)
+    allowed: dict[str, object] = {}
+    if announcer is not None:
+        owner[announcer + 1] = 0
+    for g in range(spec.m):
+        allowed[f"owner_{g}"] = owner
+    for j in range(spec.n):
+        if j != announcer:
+            allowed[f"price_{j}"] = True
+    return allowed
+
+
+def decode_offer(vec: np.ndarray, spec: EnvSpec, layout: ActionLayout, min_price: int = 1) -> Offer:
+    """Offer from a mask-checked array."""
+    alloc = [0] * spec.n
+    for g in range(spec.m):
+        o = int(vec[layout.index[f"owner_{g}"]])
+        if o:
+            alloc[o - 1] |= 1 << g
+    prices = tuple(int(vec[layout.index[f"price_{j}"]]) + min_price if alloc[j] else 0 for j in range(spec.n))
+    return Offer(tuple(alloc), prices)
+
+
+def encode_offer(
+    offer: Offer, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout, agent: str, phase: str, min_price: int = 1
+) -> None:
+    """Write an offer into ``vec`` (in place); raise if a price is beyond the price grid."""
+    for j, b in enumerate(offer.alloc):
+        for g in range(spec.m):
+            if b >> g & 1:
+                vec[layout.index[f"owner_{g}"]] = j + 1
+        if b:
+            k = int(offer.prices[j]) - min_price
+            if not 0 <= k < spec.price_cap:
+                raise OutOfSpaceError(
+                    agent, phase, f"price {offer.prices[j]} for player {j} is outside the grid {min_price}..{spec.price_cap - 1 + min_price}"
+                )
+            vec[layout.index[f"price_{j}"]] = k
+
+
+def offer_features(offer: Offer | None, spec: EnvSpec) -> list[float]:
+    """Public view of an offer: owner+1 of every good, then every player's price."""
+    if offer is None:
+        return [0.0] * (spec.m + spec.n)
+    owners = [0.0] * spec.m
+    for j, b in enumerate(offer.alloc):
+        for g in range(spec.m):
+            if b >> g & 1:
+                owners[g] = float(j + 1)
+    return owners + [float(p) for p in offer.prices]
+
+
+def check_answer(answer: object, agent: str, phase: str) -> bool:
+    """A YES/NO answer must be a bool (``True`` = YES)."""
+    if not isinstance(answer, bool | np.bool_):
+        raise MalformedAnnouncementError(agent, phase, f"answer YES/NO with True/False, got {answer!r}")
+    return bool(answer)
+
+
+def check_valuation(v: object, m: int, agent: str, phase: str, lo: int = 0) -> tuple[int, ...]:
+    """A reported valuation: ``2**m`` integers ``>= lo``, 0 on the empty bundle."""
+    if not isinstance(v, Sequence | np.ndarray) or isinstance(v, str):
+        raise MalformedAnnouncementError(agent, phase, "a valuation must be a sequence of 2**m integers")
+    vals = list(v)
+    if len(vals) != 1 << m:
+        raise MalformedAnnouncementError(agent, phase, f"a valuation needs {1 << m} entries (one per bundle), got {len(vals)}")
+    out = []
+    for s, x in enumerate(vals):
+        if not _is_int(x):
+            raise MalformedAnnouncementError(agent, phase, f"value of bundle {s} must be an integer, got {x!r}")
+        if int(x) < lo:
+            raise MalformedAnnouncementError(agent, phase, f"value of bundle {s} must be >= {lo}, got {int(x)}")
+        out.append(int(x))
+    if out[0] != 0:
+        raise MalformedAnnouncementError(agent, phase, "the empty bundle must be reported at value 0")
+    return tuple(out)
+
+
+def valuation_fields(spec: EnvSpec) -> list[tuple[str, int]]:
+    """Layout fields of a reported valuation: ``value_S`` for every non-empty bundle S."""
+    return [(f"value_{s}", spec.value_cap + 1) for s in range(1, 1 << spec.m)]
+
+
+def favourite_bundle(values: Sequence[int] | np.ndarray) -> int:
+    """A bundle maximising ``values``, lowest bitmask on ties."""
+    return int(np.argmax(np.asarray(values)))

@@ -1,0 +1,332 @@
+"""One PettingZoo AEC adapter (and a parallel one) over any engine mechanism.
+
+Simultaneous moves: every acting agent is selected in turn; its action is validated at once
+and buffered, hidden from the others, until the node resolves. Sequential moves are nodes with
+a single acting player. Chance nodes resolve inside ``step`` (and ``reset``) from the env's own
+seeded ``numpy.random.Generator``. Rewards arrive at the terminal node: utilities, or the
+coalition's total utility for members of a shared-reward coalition.
+
+Observation of every agent: ``{"observation": float32 vector, "action_mask": int8 vector}``;
+the vector is ``[phase one-hot | acting flag | own index one-hot | private information |
+public history and pending question]`` (the last part is the mechanism's
+:meth:`~mechgym.envs.engine.Mechanism.public_features`). Actions are either arrays in the
+agent's ``MultiDiscrete`` action space (see the mechanism's layout) or the mechanism's
+structured actions (e.g. :class:`~mechgym.envs.actions.Offer`, ``True``/``False``).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import AECEnv, ParallelEnv
+from pettingzoo.utils import wrappers
+
+from .engine import Chance, Decision, EnvSpec, Mechanism, Terminal, sample_chance
+from .errors import ContextError, NotActingError, ParameterError
+
+OBS_BOUND = float(2**24)
+
+
+def agent_name(i: int) -> str:
+    """PettingZoo name of player ``i``."""
+    return f"player_{i}"
+
+
+class MechanismEnv(AECEnv):
+    """PettingZoo AEC environment over a :class:`~mechgym.envs.engine.Mechanism`.
+
+    Parameters
+    ----------
+    mechanism : Mechanism
+        The rules.
+    context : context, optional
+        A fixed context for every episode.
+    generator : context generator, optional
+        Draws a fresh context at every reset from the env's generator (needs ``n``, ``m``,
+        ``value_cap``, ``context_class`` and ``sample(rng)``).
+    seed : int, optional
+        Seeds the env's generator (chance moves and sampled contexts); ``reset(seed=...)``
+        reseeds it.
+    value_cap, price_cap : int, optional
+        Ranges of reported values and announced prices in the array encoding; default from
+        the context (largest value) or the generator.
+    render_mode : {"ansi", "human"}, optional
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "name": "mechgym", "is_parallelizable": True}
+
+    def __init__(
+        self,
+        mechanism: Mechanism,
+        context: Any = None,
+        generator: Any = None,
+        seed: int | None = None,
+        value_cap: int | None = None,
+        price_cap: int | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__()
+        if (context is None) == (generator is None):
+            raise ParameterError("context/generator", "give exactly one of a context or a generator")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ParameterError("render_mode", f"must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        src = context if context is not None else generator
+        kind = getattr(src, "kind", None) or getattr(getattr(src, "context_class", None), "kind", None)
+        if kind != mechanism.context_kind:
+            raise ContextError("context", f"{mechanism.title} needs a '{mechanism.context_kind}' context, got '{kind}'")
+        self.mechanism = mechanism
+        self.generator = generator
+        self.context = context
+        self.context_class = type(context) if context is not None else generator.context_class
+        vcap = int(value_cap if value_cap is not None else src.value_cap)
+        self.spec = EnvSpec(n=int(src.n), m=int(src.m), value_cap=vcap, price_cap=int(price_cap or vcap))
+        self.layout = mechanism.layout(self.spec)
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "name": f"{mechanism.name}_v0", "is_parallelizable": mechanism.simultaneous_only}
+        n = self.spec.n
+        self.possible_agents = [agent_name(i) for i in range(n)]
+        self._index = {a: i for i, a in enumerate(self.possible_agents)}
+        self._phase_index = {p: k for k, p in enumerate(mechanism.phases)}
+        self._static_size = len(mechanism.phases) + 1
+        self._private_size = self.context_class.private_size(self.spec.n, self.spec.m)
+        size = self._static_size + n + self._private_size + mechanism.public_size(self.spec)
+        obs_space = spaces.Dict(
+            {
+                "observation": spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(size,), dtype=np.float32),
+                "action_mask": spaces.Box(0, 1, shape=(self.layout.mask_size,), dtype=np.int8),
+            }
+        )
+        self.observation_spaces = {a: obs_space for a in self.possible_agents}
+        # one space object per agent, as PettingZoo's seeding of spaces expects
+        self.action_spaces = {a: type(self.layout.space)(self.layout.sizes) for a in self.possible_agents}
+        self._zero_mask = self.layout.mask({})
+        self._rng = np.random.default_rng(seed)
+        self.state: Any = None
+        self.outcome = None
+        self.history: list[tuple[str, Any]] = []
+
+    # -- PettingZoo API ------------------------------------------------------------------
+    def observation_space(self, agent: str) -> spaces.Space:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return self.action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        ctx = (options or {}).get("context")
+        if ctx is not None:
+            if (ctx.n, ctx.m) != (self.spec.n, self.spec.m) or type(ctx) is not self.context_class:
+                raise ContextError("options.context", f"must be a {self.context_class.__name__} with n={self.spec.n}, m={self.spec.m}")
+            self.context = ctx
+        elif self.generator is not None:
+            self.context = self.generator.sample(self._rng)
+        self.agents = self.possible_agents[:]
+        self.rewards = {a: 0.0 for a in self.agents}
+        self._cumulative_rewards = {a: 0.0 for a in self.agents}
+        self.terminations = {a: False for a in self.agents}
+        self.truncations = {a: False for a in self.agents}
+        self.infos = {a: {} for a in self.agents}
+        self._skip_agent_selection = None
+        n = self.spec.n
+        eye = np.eye(n, dtype=np.float32)
+        self._static = [
+            np.concatenate([eye[i], np.asarray(self.context.private_features(i), dtype=np.float32)]) for i in range(n)
+        ]
+        self.state = self.mechanism.start(self.context)
+        self.outcome = None
+        self.history = []
+        self._buffer: dict[int, Any] = {}
+        self._advance()
+
+    def observe(self, agent: str) -> dict[str, np.ndarray]:
+        i = self._index[agent]
+        head = np.zeros(self._static_size, dtype=np.float32)
+        node = self._node
+        acting = isinstance(node, Decision) and i in node.players and i not in self._buffer
+        if isinstance(node, Decision):
+            head[self._phase_index[node.phase]] = 1.0
+            head[-1] = 1.0 if acting else 0.0
+        public = np.asarray(self.mechanism.public_features(self.state, i, self.spec), dtype=np.float32)
+        obs = np.concatenate([head, self._static[i], public])
+        np.clip(obs, -OBS_BOUND, OBS_BOUND, out=obs)
+        mask = self.mechanism.action_mask(self.state, i, self.spec, self.layout) if acting else self._zero_mask
+        return {"observation": obs, "action_mask": mask}
+
+    def step(self, action: Any) -> None:
+        if not self.agents:
+            raise NotActingError("-", "done", "the episode is over; call reset() to start another")
+        agent = self.agent_selection
+        if self.terminations[agent] or self.truncations[agent]:
+            if action is not None:
+                raise NotActingError(agent, "done", "this agent has finished; step it with None")
+            self._was_dead_step(action)
+            return
+        player = self._index[agent]
+        structured = self.check_action(player, action)
+        self._cumulative_rewards[agent] = 0.0
+        self._clear_rewards()
+        self._buffer[player] = structured
+        node = self._node
+        waiting = [p for p in node.players if p not in self._buffer]
+        if waiting:
+            self.agent_selection = agent_name(waiting[0])
+            return
+        actions, self._buffer = self._buffer, {}
+        self.history.append(("decision", (node.phase, dict(actions), self.state)))
+        self.state = self.mechanism.resolve(self.state, actions)
+        self._advance()
+        if self.render_mode == "human":
+            self.render()
+
+    def render(self) -> str | None:
+        text = self.transcript()
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+    def close(self) -> None:
+        pass
+
+    # -- helpers -----------------------------------------------------------------------------
+    def check_action(self, player: int, action: Any) -> Any:
+        """Validate ``player``'s action at the current node without changing the env.
+
+        Returns the structured action. Raises a typed :class:`ActionError` otherwise.
+        """
+        agent = agent_name(player)
+        node = self._node
+        if not isinstance(node, Decision) or player not in node.players:
+            phase = node.phase if isinstance(node, Decision) else "done"
+            raise NotActingError(agent, phase, "it is not this agent's turn")
+        if player in self._buffer:
+            raise NotActingError(agent, node.phase, "this agent has already acted at this node")
+        if action is None:
+            raise NotActingError(agent, node.phase, "an acting agent must pass an action, not None")
+        if isinstance(action, np.ndarray | list | tuple):
+            mask = self.mechanism.action_mask(self.state, player, self.spec, self.layout)
+            arr = self.layout.check(action, mask, agent, node.phase)
+            action = self.mechanism.decode(self.state, player, arr, self.spec, self.layout)
+        return self.mechanism.validate(self.state, player, action)
+
+    @property
+    def node(self) -> Any:
+        """The engine node the env is at."""
+        return self._node
+
+    def _advance(self) -> None:
+        while True:
+            node = self.mechanism.node(self.state)
+            if isinstance(node, Chance):
+                k = sample_chance(node, self._rng)
+                self.history.append(("chance", (node.name, node.labels[k])))
+                self.state = self.mechanism.chance(self.state, k)
+                continue
+            break
+        self._node = node
+        if isinstance(node, Decision):
+            self.agent_selection = agent_name(node.players[0])
+            return
+        assert isinstance(node, Terminal)
+        self.outcome = node.outcome
+        self.history.append(("terminal", node.outcome))
+        rewards = self.context.rewards(node.outcome)
+        for a in self.agents:
+            self.rewards[a] = float(rewards[self._index[a]])
+            self.terminations[a] = True
+        self._accumulate_rewards()
+        self.agent_selection = self.agents[0]
+
+    def exact_rewards(self) -> tuple[Fraction, ...] | None:
+        """Exact rewards of the finished episode (``None`` while it runs)."""
+        return None if self.outcome is None else self.context.rewards(self.outcome)
+
+    def transcript(self) -> str:
+        """The episode so far, one line per resolved node."""
+        lines = []
+        for kind, data in self.history:
+            if kind == "decision":
+                phase, actions, st = data
+                for p, a in sorted(actions.items()):
+                    lines.append(f"[{phase}] {agent_name(p)}: {self.mechanism.describe_action(st, p, a)}")
+            elif kind == "chance":
+                lines.append(f"[chance {data[0]}] {data[1]}")
+            else:
+                o = data
+                lines.append(f"[outcome {o.rule}] alloc={list(o.alloc)} prices={[str(p) for p in o.prices]}")
+        return "\n".join(lines)
+
+
+def wrap(raw: MechanismEnv) -> AECEnv:
+    """PettingZoo's order-enforcing wrapper around a raw env."""
+    return wrappers.OrderEnforcingWrapper(raw)
+
+
+class MechanismParallelEnv(ParallelEnv):
+    """Parallel view of a mechanism whose decision nodes are all simultaneous.
+
+    Each ``step`` takes the actions of every live agent; agents not acting at the node pass
+    ``None`` or the all-zero no-op (their action mask allows only it).
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "name": "mechgym"}
+
+    def __init__(self, raw: MechanismEnv) -> None:
+        if not raw.mechanism.simultaneous_only:
+            raise ParameterError("parallel_env", f"{raw.mechanism.title} has sequential moves; use the AEC env")
+        self.aec = raw
+        self.metadata = {**self.metadata, "name": raw.metadata["name"]}
+        self.possible_agents = raw.possible_agents[:]
+        self.render_mode = raw.render_mode
+        self.agents: list[str] = []
+
+    def observation_space(self, agent: str) -> spaces.Space:
+        return self.aec.observation_space(agent)
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return self.aec.action_space(agent)
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
+        self.aec.reset(seed=seed, options=options)
+        self.agents = self.aec.agents[:]
+        return {a: self.aec.observe(a) for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions: dict[str, Any]):
+        aec = self.aec
+        if not self.agents:
+            raise NotActingError("-", "done", "the episode is over; call reset() to start another")
+        node = aec.node
+        acting = [agent_name(p) for p in node.players]
+        for a in self.agents:
+            if a in acting:
+                if a not in actions:
+                    raise NotActingError(a, node.phase, "no action given for an acting agent")
+                aec.check_action(aec._index[a], actions[a])
+            elif actions.get(a) is not None:
+                aec.layout.check(actions[a], aec._zero_mask, a, node.phase)
+        for a in acting:
+            aec.step(actions[a])
+        done = isinstance(aec.node, Terminal)
+        agents = self.agents
+        obs = {a: aec.observe(a) for a in agents}
+        rewards = {a: aec.rewards.get(a, 0.0) for a in agents}
+        terms = {a: done for a in agents}
+        truncs = {a: False for a in agents}
+        infos = {a: {} for a in agents}
+        if done:
+            self.agents = []
+        return obs, rewards, terms, truncs, infos
+
+    def render(self) -> str | None:
+        return self.aec.render()
+
+    def close(self) -> None:
+        self.aec.close()
+
+    def state(self) -> np.ndarray:
+        raise NotImplementedError("mechgym envs have no global state vector")

@@ -1,0 +1,365 @@
+"""The mechanism engine: extensive-form games with simultaneous, sequential and chance moves.
+
+A :class:`Mechanism` is a pure state machine. Its states are immutable; :meth:`Mechanism.node`
+says what happens next:
+
+* :class:`Decision` — a set of players act simultaneously (one player: a sequential move);
+  each player's action is validated by :meth:`Mechanism.validate` and the node is resolved
+  by :meth:`Mechanism.resolve` once every acting player has chosen;
+* :class:`Chance` — explicit outcomes with exact probabilities, resolved by
+  :meth:`Mechanism.chance`;
+* :class:`Terminal` — an :class:`~mechgym.envs.outcome.Outcome`.
+
+Nothing here knows about PettingZoo; environments, evaluators, agents and trainers all drive
+the same rules through this interface. Each mechanism also owns the array encoding of its
+actions (:class:`~mechgym.envs.spaces.ActionLayout`) and the public part of observations, so
+that the rules for what a phase reads live next to the rules of the phase.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from .errors import ParameterError
+from .outcome import Outcome
+from .spaces import ActionLayout
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Players ``players`` act simultaneously at a node of phase ``phase``."""
+
+    players: tuple[int, ...]
+    phase: str
+
+
+@dataclass(frozen=True)
+class Chance:
+    """A move of nature: outcome ``k`` has label ``labels[k]`` and probability ``probs[k]``."""
+
+    name: str
+    labels: tuple[str, ...]
+    probs: tuple[Fraction, ...]
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """The game is over with ``outcome``."""
+
+    outcome: Outcome
+
+
+Node = Decision | Chance | Terminal
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Sizes that fix the array encodings of an environment.
+
+    Attributes
+    ----------
+    n, m : int
+        Players and goods.
+    value_cap : int
+        Largest value a report may state.
+    price_cap : int
+        Largest price an announcement may state.
+    """
+
+    n: int
+    m: int
+    value_cap: int
+    price_cap: int
+
+    def __post_init__(self) -> None:
+        if self.n < 2:
+            raise ParameterError("n", f"needs at least 2 players, got {self.n}")
+        if self.m < 1:
+            raise ParameterError("m", f"needs at least 1 good, got {self.m}")
+        if self.value_cap < 1 or self.price_cap < 1:
+            raise ParameterError("value_cap/price_cap", "must be positive integers")
+
+
+def as_fraction(x: Any, name: str) -> Fraction:
+    """Read a constant such as ε exactly: ``"1/100"``, ``0.01`` or ``Fraction(1, 100)``."""
+    try:
+        if isinstance(x, float):
+            return Fraction(x).limit_denominator(10**9)
+        return Fraction(x)
+    except (ValueError, TypeError, ZeroDivisionError):
+        raise ParameterError(name, f"cannot read {x!r} as a number") from None
+
+
+class Mechanism(ABC):
+    """Base class of every mechanism: rules, action encoding and public observations."""
+
+    #: registry key, e.g. ``"best_belief"``
+    name: ClassVar[str]
+    #: human title
+    title: ClassVar[str]
+    #: the phases of decision nodes, in order of play
+    phases: ClassVar[tuple[str, ...]]
+    #: whether every decision node is simultaneous (a parallel env is then offered)
+    simultaneous_only: ClassVar[bool] = True
+    #: the context class the mechanism runs on
+    context_kind: ClassVar[str] = "auction"
+
+    # -- rules -----------------------------------------------------------------------------
+    @abstractmethod
+    def start(self, ctx: Any) -> Any:
+        """Initial state for a context (only the public part of the context is used)."""
+
+    @abstractmethod
+    def node(self, state: Any) -> Node:
+        """What happens at ``state``."""
+
+    @abstractmethod
+    def validate(self, state: Any, player: int, action: Any) -> Any:
+        """Return ``action`` if legal for ``player`` at ``state``, else raise ActionError."""
+
+    @abstractmethod
+    def resolve(self, state: Any, actions: Mapping[int, Any]) -> Any:
+        """Resolve a decision node given every acting player's validated action."""
+
+    def chance(self, state: Any, index: int) -> Any:
+        """Resolve a chance node with its outcome ``index``."""
+        raise NotImplementedError(f"{type(self).__name__} has no chance nodes")
+
+    # -- encodings -------------------------------------------------------------------------
+    @abstractmethod
+    def layout(self, spec: EnvSpec) -> ActionLayout:
+        """The MultiDiscrete layout of actions (union over phases)."""
+
+    @abstractmethod
+    def action_mask(self, state: Any, player: int, spec: EnvSpec, layout: ActionLayout) -> np.ndarray:
+        """Flat mask over the layout's values for ``player`` at ``state``'s decision node."""
+
+    @abstractmethod
+    def decode(self, state: Any, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout) -> Any:
+        """Turn a (mask-checked) array action into the phase's structured action."""
+
+    @abstractmethod
+    def encode(self, state: Any, player: int, action: Any, spec: EnvSpec, layout: ActionLayout) -> np.ndarray:
+        """Turn a structured action into its array form (inverse of :meth:`decode`)."""
+
+    @abstractmethod
+    def public_size(self, spec: EnvSpec) -> int:
+        """Length of :meth:`public_features`."""
+
+    @abstractmethod
+    def public_features(self, state: Any, player: int, spec: EnvSpec) -> np.ndarray:
+        """What ``player`` has seen of the play so far, plus its pending question."""
+
+    # -- theory ------------------------------------------------------------------------------
+    def benchmarks(self, ctx: Any) -> dict[str, Any]:
+        """The context's benchmarks that this mechanism's guarantee refers to (JSON-friendly)."""
+        return {}
+
+    def guarantee(self, ctx: Any, ev: Evaluation) -> Guarantee | None:
+        """The theorem's guarantee checked exactly against an evaluation, or ``None``."""
+        return None
+
+    # -- reporting -------------------------------------------------------------------------
+    def describe_action(self, state: Any, player: int, action: Any) -> str:
+        """A one-line human description of an action (for transcripts)."""
+        return repr(action)
+
+    def params(self) -> dict[str, Any]:
+        """The mechanism's constants, JSON-friendly."""
+        return {}
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    """A theorem's guarantee: ``value >= bound`` (or ``==`` when ``exact``), checked exactly."""
+
+    statement: str
+    bound: Fraction
+    value: Fraction
+    exact: bool = False
+
+    @property
+    def holds(self) -> bool:
+        return self.value == self.bound if self.exact else self.value >= self.bound
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "statement": self.statement,
+            "bound": float(self.bound),
+            "bound_exact": str(self.bound),
+            "value": float(self.value),
+            "value_exact": str(self.value),
+            "holds": self.holds,
+        }
+
+
+class Policy(Protocol):
+    """Anything that chooses an action for a player at a decision node."""
+
+    def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
+        """The (structured) action of ``player`` at ``state``."""
+        ...
+
+
+def step_decision(mech: Mechanism, state: Any, node: Decision, actions: Mapping[int, Any]) -> Any:
+    """Validate every acting player's action and resolve the node."""
+    checked = {p: mech.validate(state, p, actions[p]) for p in node.players}
+    return mech.resolve(state, checked)
+
+
+def play(
+    mech: Mechanism,
+    ctx: Any,
+    policies: Mapping[int, Policy],
+    rng: np.random.Generator,
+) -> tuple[Outcome, list[tuple[Any, Node, dict[int, Any] | int]]]:
+    """Play one episode, sampling chance from ``rng``; return the outcome and the transcript.
+
+    The transcript lists ``(state, node, actions-or-chance-index)`` for every non-terminal node.
+    """
+    state = mech.start(ctx)
+    transcript: list[tuple[Any, Node, dict[int, Any] | int]] = []
+    while True:
+        node = mech.node(state)
+        if isinstance(node, Terminal):
+            return node.outcome, transcript
+        if isinstance(node, Chance):
+            k = sample_chance(node, rng)
+            transcript.append((state, node, k))
+            state = mech.chance(state, k)
+        else:
+            acts = {p: policies[p].act(mech, ctx, state, p) for p in node.players}
+            transcript.append((state, node, acts))
+            state = step_decision(mech, state, node, acts)
+
+
+def sample_chance(node: Chance, rng: np.random.Generator) -> int:
+    """Draw a chance outcome exactly: a uniform integer against the common denominator."""
+    denom = 1
+    for p in node.probs:
+        denom = denom * p.denominator // _gcd(denom, p.denominator)
+    r = int(rng.integers(denom))
+    acc = 0
+    for k, p in enumerate(node.probs):
+        acc += p.numerator * (denom // p.denominator)
+        if r < acc:
+            return k
+    return len(node.probs) - 1
+
+
+def _gcd(a: int, b: int) -> int:
+    while b:
+        a, b = b, a % b
+    return a
+
+
+@dataclass(frozen=True)
+class Visit:
+    """A decision node reached with positive probability under a profile."""
+
+    prob: Fraction
+    state: Any
+    node: Decision
+    actions: dict[int, Any]
+
+
+@dataclass
+class Evaluation:
+    """Exact expectations of a deterministic profile (chance enumerated).
+
+    Attributes
+    ----------
+    expected_revenue, expected_welfare : Fraction
+    expected_utilities : tuple[Fraction, ...]
+    outcomes : list[tuple[Fraction, Outcome]]
+        Terminal outcomes with their probabilities.
+    visits : list[Visit]
+        Decision nodes reached with positive probability, with the profile's actions.
+    """
+
+    expected_revenue: Fraction
+    expected_welfare: Fraction
+    expected_utilities: tuple[Fraction, ...]
+    outcomes: list[tuple[Fraction, Outcome]]
+    visits: list[Visit]
+
+    def coalition_utility(self, members: tuple[int, ...]) -> Fraction:
+        """Expected total utility of a set of players."""
+        return sum((self.expected_utilities[i] for i in members), Fraction(0))
+
+    def probability(self, predicate: Any) -> Fraction:
+        """Probability that the terminal outcome satisfies ``predicate(outcome)``."""
+        return sum((p for p, o in self.outcomes if predicate(o)), Fraction(0))
+
+
+def evaluate_exact(
+    mech: Mechanism,
+    ctx: Any,
+    policies: Mapping[int, Policy],
+    state: Any = None,
+) -> Evaluation:
+    """Enumerate every chance outcome under a deterministic profile and return exact expectations.
+
+    Parameters
+    ----------
+    mech : Mechanism
+    ctx : context
+        Supplies utilities and welfare (``ctx.utilities``, ``ctx.welfare``).
+    policies : mapping player -> Policy
+        Deterministic policies (the same call must return the same action).
+    state : optional
+        Start from this state instead of ``mech.start(ctx)`` (subgame evaluation).
+    """
+    n = ctx.n
+    outcomes: list[tuple[Fraction, Outcome]] = []
+    visits: list[Visit] = []
+    stack: list[tuple[Fraction, Any]] = [(Fraction(1), mech.start(ctx) if state is None else state)]
+    while stack:
+        prob, st = stack.pop()
+        node = mech.node(st)
+        if isinstance(node, Terminal):
+            outcomes.append((prob, node.outcome))
+        elif isinstance(node, Chance):
+            for k in range(len(node.probs) - 1, -1, -1):
+                if node.probs[k] > 0:
+                    stack.append((prob * node.probs[k], mech.chance(st, k)))
+        else:
+            acts = {p: policies[p].act(mech, ctx, st, p) for p in node.players}
+            visits.append(Visit(prob, st, node, acts))
+            stack.append((prob, step_decision(mech, st, node, acts)))
+    rev = sum((p * o.revenue for p, o in outcomes), Fraction(0))
+    sw = sum((p * ctx.welfare(o) for p, o in outcomes), Fraction(0))
+    utils = [Fraction(0)] * n
+    for p, o in outcomes:
+        for i, u in enumerate(ctx.utilities(o)):
+            utils[i] += p * u
+    return Evaluation(rev, sw, tuple(utils), outcomes, visits)
+
+
+class Fixed:
+    """A policy that plays fixed actions at given phases and defers to ``base`` elsewhere.
+
+    Used for exact deviation checks: ``Fixed(base, {"respond": False})`` answers NO wherever
+    the player responds and otherwise plays ``base``.
+    """
+
+    def __init__(self, base: Policy, by_phase: Mapping[str, Any], only_state: Any = None) -> None:
+        self.base = base
+        self.by_phase = dict(by_phase)
+        self.only_state = only_state
+
+    def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
+        node = mech.node(state)
+        if (
+            isinstance(node, Decision)
+            and node.phase in self.by_phase
+            and (self.only_state is None or state == self.only_state)
+        ):
+            return self.by_phase[node.phase]
+        return self.base.act(mech, ctx, state, player)

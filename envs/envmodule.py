@@ -1,0 +1,83 @@
+"""Factories for the PettingZoo-style ``<name>_v0`` modules (``raw_env``, ``env``, ``parallel_env``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pettingzoo import AECEnv, ParallelEnv
+
+from .aec import MechanismEnv, MechanismParallelEnv, wrap
+from .engine import Mechanism
+from .errors import ParameterError
+
+
+def build_mechanism(mech_cls: type[Mechanism], params: dict[str, Any]) -> Mechanism:
+    """Instantiate a mechanism, turning unknown constants into a :class:`ParameterError`."""
+    try:
+        return mech_cls(**params)
+    except TypeError as exc:
+        raise ParameterError(", ".join(params) or "-", f"{mech_cls.__name__} does not take it ({exc})") from None
+
+
+def env_module(
+    mech_cls: type[Mechanism], default_generator: Callable[[], Any]
+) -> tuple[type[MechanismEnv], Callable[..., AECEnv], Callable[..., ParallelEnv]]:
+    """Return ``(raw_env, env, parallel_env)`` for a mechanism class.
+
+    ``raw_env(context=None, generator=None, seed=None, value_cap=None, price_cap=None,
+    render_mode=None, **constants)``: with neither a context nor a generator, contexts are
+    drawn from ``default_generator()``; ``context`` may also be the name of a built-in example.
+    """
+
+    class raw_env(MechanismEnv):
+        __doc__ = f"{mech_cls.title} as a PettingZoo AEC env; see :class:`MechanismEnv`."
+
+        def __init__(
+            self,
+            context: Any = None,
+            generator: Any = None,
+            seed: int | None = None,
+            value_cap: int | None = None,
+            price_cap: int | None = None,
+            render_mode: str | None = None,
+            **constants: Any,
+        ) -> None:
+            if isinstance(context, str):
+                from .examples import example
+
+                context = example(context)
+            if isinstance(generator, str):
+                from .generators import make_generator
+
+                generator = make_generator(generator)
+            if context is None and generator is None:
+                generator = default_generator()
+            super().__init__(
+                build_mechanism(mech_cls, constants),
+                context=context,
+                generator=generator,
+                seed=seed,
+                value_cap=value_cap,
+                price_cap=price_cap,
+                render_mode=render_mode,
+            )
+
+    raw_env.__name__ = raw_env.__qualname__ = "raw_env"
+
+    def env(**kwargs: Any) -> AECEnv:
+        """The AEC env, wrapped in PettingZoo's order enforcing wrapper."""
+        return wrap(raw_env(**kwargs))
+
+    def parallel_env(**kwargs: Any) -> ParallelEnv:
+        """The parallel env (every decision node of this mechanism is simultaneous)."""
+        return MechanismParallelEnv(raw_env(**kwargs))
+
+    return raw_env, env, parallel_env
+
+
+def default_auction_generator() -> Any:
+    """Three players, two goods, values up to 20, noisy correct beliefs."""
+    from .generators import UniformGenerator
+
+    return UniformGenerator(n=3, m=2, value_cap=20, belief="noisy")

@@ -1,0 +1,8 @@
+"""PettingZoo env of the normal-form mechanism M_Normal: `mechgym/NormalForm-v0`."""
+
+from .envmodule import default_auction_generator, env_module
+from .normal_form import NormalForm
+
+raw_env, env, parallel_env = env_module(NormalForm, default_auction_generator)
+
+__all__ = ["env", "parallel_env", "raw_env"]

@@ -1,0 +1,86 @@
+"""Rules shared by seed 000's mechanisms: the winner, the coin's heads branch, the sale of the
+winner's offer on tails, and the revenue-increasing rewards δ_i = (ε/n)·R_i/(1+R_i)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from typing import Any
+
+from .actions import Offer
+from .engine import Guarantee
+from .outcome import Outcome
+from .solvers import best_beliefs, msw
+
+
+def winner_of(revenues: Sequence[int]) -> int:
+    """``argmax`` of announced revenues, lowest index on ties."""
+    best = 0
+    for i, r in enumerate(revenues):
+        if r > revenues[best]:
+            best = i
+    return best
+
+
+def reward(eps: Fraction, n: int, revenue: int) -> Fraction:
+    """δ_i = (ε/n) · R_i / (1 + R_i): strictly increasing in the announced revenue, below ε/n."""
+    return eps / n * Fraction(revenue, 1 + revenue)
+
+
+def heads_outcome(n: int, winner: int, bundle: int) -> Outcome:
+    """Heads: the winner receives ``bundle`` for free; nobody pays, no rewards."""
+    alloc = [0] * n
+    alloc[winner] = bundle
+    return Outcome(tuple(alloc), (Fraction(0),) * n, rule="heads")
+
+
+def tails_outcome(
+    n: int,
+    winner: int,
+    offer: Offer,
+    accepted: Mapping[int, bool],
+    revenues: Sequence[int],
+    eps: Fraction,
+) -> Outcome:
+    """Tails: sell the winner's offer as take-it-or-leave-it offers, then pay every reward.
+
+    A player accepting buys its bundle at ``π − ε/n``; a refusal charges ``π`` to the winner.
+    """
+    alloc = [0] * n
+    prices = [Fraction(0)] * n
+    bonus = eps / n
+    for i, b in enumerate(offer.alloc):
+        if not b:
+            continue
+        if accepted[i]:
+            alloc[i] = b
+            prices[i] += offer.prices[i] - bonus
+        else:
+            prices[winner] += offer.prices[i]
+    for i in range(n):
+        prices[i] -= reward(eps, n, revenues[i])
+    return Outcome(tuple(alloc), tuple(prices), rule="tails")
+
+
+def seed000_benchmarks(ctx: Any) -> dict[str, Any]:
+    """MSW, BB_i for every player, BB, and BB over the independent players (6.2.3)."""
+    bbs = [b.value for b in best_beliefs(ctx)]
+    indep = [bbs[i] for i in ctx.independent]
+    return {
+        "MSW": msw(ctx).value,
+        "BB_i": bbs,
+        "BB": max(bbs),
+        "BB_independent": max(indep) if indep else 0,
+    }
+
+
+def seed000_guarantee(ctx: Any, ev: Any, eps: Fraction) -> Guarantee:
+    """Theorems 1–2 of seed 000: E[REV] ≥ BB/2 − ε; with collusion, BB over independents."""
+    bench = seed000_benchmarks(ctx)
+    if all(len(c) == 1 for c in ctx.coalitions):
+        return Guarantee("E[REV] >= BB/2 - eps", Fraction(bench["BB"], 2) - eps, ev.expected_revenue)
+    return Guarantee(
+        "E[REV] >= max_{i independent} BB_i/2 - eps",
+        Fraction(bench["BB_independent"], 2) - eps,
+        ev.expected_revenue,
+    )

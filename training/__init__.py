@@ -1,0 +1,1 @@
+"""Learners against fixed others, action encodings and distance-to-prediction metrics."""
