@@ -80,15 +80,17 @@ class RandomPolicy:
 
 
 def sample_masked(rng: np.random.Generator, sizes: np.ndarray, offsets: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """One uniform draw per field among the values its part of the flat mask allows."""
-    out = np.zeros(len(sizes), dtype=np.int64)
-    for k in range(len(sizes)):
-        legal = np.flatnonzero(mask[offsets[k] : offsets[k + 1]])
-        if legal.size > 1:
-            out[k] = legal[rng.integers(legal.size)]
-        elif legal.size == 1:
-            out[k] = legal[0]
-    return out
+    """One uniform draw per field among the values its part of the flat mask allows.
+
+    Vectorised: a random key per allowed value, the largest key of each field wins (a field
+    whose mask is all zero yields 0, like gymnasium's masked sampling).
+    """
+    keys = np.where(mask != 0, rng.random(mask.shape[0]), -1.0)
+    starts = offsets[:-1]
+    best = np.maximum.reduceat(keys, starts)
+    hits = np.flatnonzero(keys == np.repeat(best, sizes))
+    first = hits[np.searchsorted(hits, starts)]
+    return np.where(best >= 0, first - starts, 0).astype(np.int64)
 
 
 class PhasePolicy:

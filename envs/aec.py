@@ -103,6 +103,7 @@ class MechanismEnv(AECEnv):
         # one space object per agent, as PettingZoo's seeding of spaces expects
         self.action_spaces = {a: type(self.layout.space)(self.layout.sizes) for a in self.possible_agents}
         self._zero_mask = self.layout.mask({})
+        self._mask_cache: dict[tuple[str, int], np.ndarray] = {}
         self._rng = np.random.default_rng(seed)
         self.state: Any = None
         self.outcome = None
@@ -152,10 +153,23 @@ class MechanismEnv(AECEnv):
             head[self._phase_index[node.phase]] = 1.0
             head[-1] = 1.0 if acting else 0.0
         public = np.asarray(self.mechanism.public_features(self.state, i, self.spec), dtype=np.float32)
+        # structured actions may announce prices beyond the grid; keep the vector in its Box
+        np.minimum(public, OBS_BOUND, out=public)
+        np.maximum(public, -OBS_BOUND, out=public)
         obs = np.concatenate([head, self._static[i], public])
-        np.clip(obs, -OBS_BOUND, OBS_BOUND, out=obs)
-        mask = self.mechanism.action_mask(self.state, i, self.spec, self.layout) if acting else self._zero_mask
+        mask = self._mask(i) if acting else self._zero_mask
         return {"observation": obs, "action_mask": mask}
+
+    def _mask(self, player: int) -> np.ndarray:
+        if self.mechanism.mask_depends_on_state:
+            return self.mechanism.action_mask(self.state, player, self.spec, self.layout)
+        key = (self._node.phase, player)
+        mask = self._mask_cache.get(key)
+        if mask is None:
+            mask = self.mechanism.action_mask(self.state, player, self.spec, self.layout)
+            mask.setflags(write=False)
+            self._mask_cache[key] = mask
+        return mask
 
     def step(self, action: Any) -> None:
         if not self.agents:
@@ -209,8 +223,7 @@ class MechanismEnv(AECEnv):
         if action is None:
             raise NotActingError(agent, node.phase, "an acting agent must pass an action, not None")
         if isinstance(action, np.ndarray | list | tuple):
-            mask = self.mechanism.action_mask(self.state, player, self.spec, self.layout)
-            arr = self.layout.check(action, mask, agent, node.phase)
+            arr = self.layout.check(action, self._mask(player), agent, node.phase)
             action = self.mechanism.decode(self.state, player, arr, self.spec, self.layout)
         return self.mechanism.validate(self.state, player, action)
 

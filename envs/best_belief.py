@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from fractions import Fraction
 from typing import Any
 
@@ -59,12 +60,12 @@ class BestBeliefState:
     coin: int | None = None
     answers: tuple[tuple[int, bool], ...] | None = None
 
-    @property
+    @cached_property
     def revenues(self) -> tuple[int, ...]:
         assert self.announcements is not None
         return tuple(a.offer.revenue for a in self.announcements)
 
-    @property
+    @cached_property
     def winner(self) -> int:
         return winner_of(self.revenues)
 
@@ -89,6 +90,7 @@ class BestBelief(Mechanism):
     name = "best_belief"
     title = "Best-belief mechanism M_BB (seed 000, Sec. 6)"
     phases = ("announce", "respond")
+    mask_depends_on_state = False
 
     def __init__(self, eps: Any = Fraction(1, 10)) -> None:
         self.eps = check_eps(eps)

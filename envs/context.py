@@ -119,9 +119,10 @@ class AuctionContext:
             lower[np.arange(n), np.arange(n)] = values
         else:
             lower = _int_array(self.lower, (n, n, size), "beliefs").copy()
-            for i in range(n):
-                if not np.array_equal(lower[i, i], values[i]):
-                    raise ContextError(f"beliefs[{i}][{i}]", "a player's belief about itself must equal its values")
+            diag = np.arange(n)
+            if not np.array_equal(lower[diag, diag], values):
+                i = int(np.flatnonzero(np.any(lower[diag, diag] != values, axis=1))[0])
+                raise ContextError(f"beliefs[{i}][{i}]", "a player's belief about itself must equal its values")
             if np.any(lower < 0):
                 i, j, s = (int(x) for x in np.argwhere(lower < 0)[0])
                 raise ContextError(f"beliefs[{i}][{j}]", f"bundle {s} has a negative lower bound")

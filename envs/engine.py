@@ -109,6 +109,8 @@ class Mechanism(ABC):
     simultaneous_only: ClassVar[bool] = True
     #: the context class the mechanism runs on
     context_kind: ClassVar[str] = "auction"
+    #: whether action masks depend on more than (phase, player); if not, envs cache them
+    mask_depends_on_state: ClassVar[bool] = True
 
     # -- rules -----------------------------------------------------------------------------
     @abstractmethod

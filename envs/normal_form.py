@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -53,11 +54,11 @@ class NormalFormState:
     announcements: tuple[NormalAnnouncement, ...] | None = None
     coin: int | None = None
 
-    @property
+    @cached_property
     def revenues(self) -> tuple[int, ...]:
         return tuple(a.offer.revenue for a in self.announcements)
 
-    @property
+    @cached_property
     def winner(self) -> int:
         return winner_of(self.revenues)
 
@@ -75,6 +76,7 @@ class NormalForm(Mechanism):
     name = "normal_form"
     title = "Normal-form mechanism M_Normal (seed 000, Sec. 4)"
     phases = ("announce",)
+    mask_depends_on_state = False
 
     def __init__(self, eps: Any = "1/10") -> None:
         self.eps = check_eps(eps)

@@ -21,7 +21,7 @@ from .actions import check_valuation, valuation_fields
 from .engine import Decision, Guarantee, EnvSpec, Mechanism, Node, Terminal
 from .normal_form import encode_valuation
 from .outcome import Outcome
-from .solvers import msw, pack_dp
+from .solvers import msw, pack_without_each
 from .spaces import ActionLayout
 
 
@@ -36,16 +36,11 @@ class VCGState:
 
 def vcg_outcome(reports: np.ndarray) -> Outcome:
     """Welfare-maximising allocation of ``reports`` (n × 2**m) and Clarke payments."""
-    n = reports.shape[0]
-    best = pack_dp(reports)
-    prices = []
-    for i in range(n):
-        others = reports.copy()
-        others[i] = 0
-        without_i = pack_dp(others).value
-        with_i = best.value - int(reports[i, best.alloc[i]])
-        prices.append(Fraction(without_i - with_i))
-    return Outcome(tuple(best.alloc), tuple(prices), rule="vcg")
+    best, without = pack_without_each(reports)
+    prices = tuple(
+        Fraction(without[i] - (best.value - int(reports[i, best.alloc[i]]))) for i in range(reports.shape[0])
+    )
+    return Outcome(tuple(best.alloc), prices, rule="vcg")
 
 
 class VCG(Mechanism):
@@ -54,6 +49,7 @@ class VCG(Mechanism):
     name = "vcg"
     title = "VCG with Clarke pivot payments (baseline)"
     phases = ("report",)
+    mask_depends_on_state = False
 
     def params(self) -> dict[str, Any]:
         return {}
