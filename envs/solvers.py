@@ -261,8 +261,6 @@ def pack_dp(W: Any) -> Packing:
         The optimum and the canonical optimal allocation (see the module docstring).
     """
     W = _check_weights(W)
-    k, size = W.shape
-    m = size.bit_length() - 1
     if _enumerable(W):
         return _pack_enum(W)
     return _pack_subsets(W)
