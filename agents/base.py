@@ -93,6 +93,31 @@ def sample_masked(rng: np.random.Generator, sizes: np.ndarray, offsets: np.ndarr
     return np.where(best >= 0, first - starts, 0).astype(np.int64)
 
 
+class MaskSampler:
+    """Fast uniform sampling under flat masks: the legal values of each distinct mask are
+    indexed once, then a draw is one vectorised lookup."""
+
+    def __init__(self, rng: np.random.Generator, sizes: np.ndarray, offsets: np.ndarray) -> None:
+        self.rng = rng
+        self.sizes = sizes
+        self.offsets = offsets
+        self._cache: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, mask: np.ndarray) -> np.ndarray:
+        key = mask.tobytes()
+        entry = self._cache.get(key)
+        if entry is None:
+            legal = [np.flatnonzero(mask[a:b]) for a, b in zip(self.offsets[:-1], self.offsets[1:])]
+            legal = [x if x.size else np.zeros(1, dtype=np.int64) for x in legal]
+            counts = np.array([x.size for x in legal], dtype=np.int64)
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            entry = (np.concatenate(legal).astype(np.int64), starts, counts)
+            self._cache[key] = entry
+        flat, starts, counts = entry
+        pick = (self.rng.random(counts.size) * counts).astype(np.int64)
+        return flat[starts + pick]
+
+
 class PhasePolicy:
     """Plays ``by_phase[phase]`` (a policy) at nodes of that phase, ``base`` elsewhere."""
 

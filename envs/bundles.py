@@ -41,7 +41,7 @@ def parse_bundle(text: str, m: int, field: str = "bundle") -> int:
     mask = 0
     for part in text.split(","):
         part = part.strip()
-        if not part.lstrip("-").isdigit():
+        if not (part.isascii() and part.lstrip("-").isdigit()):
             raise ContextError(field, f"bundle '{text}' must list goods as comma-separated integers")
         g = int(part)
         if not 0 <= g < m:

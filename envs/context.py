@@ -139,6 +139,37 @@ class AuctionContext:
             owner[list(block)] = k
         object.__setattr__(self, "_coalition_index", owner)
 
+    @classmethod
+    def trusted(
+        cls,
+        values: np.ndarray,
+        lower: np.ndarray,
+        coalitions: Partition,
+        shared_reward: bool = True,
+        name: str = "",
+    ) -> AuctionContext:
+        """Build without validation, for generators whose output is valid by construction
+        (their tests compare against the validating constructor)."""
+        ctx = object.__new__(cls)
+        coalitions = tuple(sorted(tuple(sorted(int(p) for p in b)) for b in coalitions))
+        values = np.asarray(values, dtype=np.int64)
+        lower = np.asarray(lower, dtype=np.int64)
+        values.setflags(write=False)
+        lower.setflags(write=False)
+        owner = np.empty(values.shape[0], dtype=np.int64)
+        for k, block in enumerate(coalitions):
+            owner[list(block)] = k
+        for key, val in (
+            ("values", values),
+            ("lower", lower),
+            ("coalitions", coalitions),
+            ("shared_reward", shared_reward),
+            ("name", name),
+            ("_coalition_index", owner),
+        ):
+            object.__setattr__(ctx, key, val)
+        return ctx
+
     # -- shape ---------------------------------------------------------------------------
     @property
     def n(self) -> int:

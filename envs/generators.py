@@ -131,13 +131,8 @@ class AuctionGenerator:
         values = self._values(rng)
         lower = self._beliefs(values, rng)
         coalitions = self._coalitions(rng)
-        return AuctionContext(
-            values=values,
-            lower=lower,
-            coalitions=coalitions,
-            shared_reward=self.shared_reward,
-            name=self.spec(),
-        )
+        # valid by construction; tests/test_generators.py checks it against the validator
+        return AuctionContext.trusted(values, lower, coalitions, self.shared_reward, self.spec())
 
     def spec(self) -> str:
         """The spec string that :func:`make_generator` turns back into this generator."""

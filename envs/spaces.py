@@ -101,16 +101,14 @@ class ActionLayout:
             else:
                 raise OutOfSpaceError(agent, phase, f"action entries must be integers, got dtype {arr.dtype}")
         arr = arr.astype(np.int64)
-        bad = np.flatnonzero((arr < 0) | (arr >= self.sizes))
-        if bad.size:
-            k = int(bad[0])
+        if ((arr < 0) | (arr >= self.sizes)).any():
+            k = int(np.flatnonzero((arr < 0) | (arr >= self.sizes))[0])
             raise OutOfSpaceError(
                 agent, phase, f"field '{self.names[k]}' = {int(arr[k])} is outside 0..{int(self.sizes[k]) - 1}"
             )
         pos = self.offsets[:-1] + arr
-        illegal = np.flatnonzero(mask[pos] == 0)
-        if illegal.size:
-            k = int(illegal[0])
+        if not mask[pos].all():
+            k = int(np.flatnonzero(mask[pos] == 0)[0])
             legal = np.flatnonzero(self.field_mask(mask, self.names[k]))
             hint = "must be 0 (not read in this phase)" if legal.tolist() == [0] else f"legal values are {_ranges(legal)}"
             raise IllegalActionError(

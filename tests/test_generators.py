@@ -256,3 +256,25 @@ def test_make_generator_bad_specs(spec: str, fragments: list[str]) -> None:
         make_generator(spec)
     for f in fragments:
         assert f in str(info.value), str(info.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    family=st.sampled_from(sorted(GENERATORS)),
+    n=st.integers(2, 5),
+    m=st.integers(1, 4),
+    belief=st.sampled_from(["none", "exact", "noisy", "wrong"]),
+    coalitions=st.sampled_from(["independent", "random", "pair", "grand"]),
+    seed=st.integers(0, 2**31),
+)
+def test_trusted_contexts_pass_the_validator(family, n, m, belief, coalitions, seed) -> None:
+    gen = GENERATORS[family](n=n, m=m, value_cap=9, belief=belief, coalitions=coalitions)
+    ctx = gen.sample(np.random.default_rng(seed))
+    checked = AuctionContext(
+        values=ctx.values, lower=ctx.lower, coalitions=ctx.coalitions,
+        shared_reward=ctx.shared_reward, name=ctx.name,
+    )
+    assert np.array_equal(checked.values, ctx.values)
+    assert np.array_equal(checked.lower, ctx.lower)
+    assert checked.coalitions == ctx.coalitions
+    assert [ctx.coalition_of(i) for i in range(n)] == [checked.coalition_of(i) for i in range(n)]

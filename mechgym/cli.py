@@ -1,0 +1,381 @@
+"""The ``mechgym`` command line: list, evaluate, play, bench (+ train, converge).
+
+Errors that users can fix (bad files, unknown names, bad constants) are printed as one line
+naming the problem, with exit code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from fractions import Fraction
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mechgym.envs.errors import MechgymError, ParameterError
+
+app = typer.Typer(
+    name="mechgym",
+    help="Resilient mechanisms (Chen–Micali) as multi-agent RL environments.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+ExampleOpt = Annotated[str | None, typer.Option("--example", help="A built-in example context.")]
+ContextOpt = Annotated[str | None, typer.Option("--context", help="A context file (JSON or YAML).")]
+GenerateOpt = Annotated[
+    str | None,
+    typer.Option("--generate", help="A generator spec, e.g. 'uniform:n=3,m=2,cap=20,belief=noisy'."),
+]
+ParamOpt = Annotated[
+    list[str] | None, typer.Option("--param", help="A mechanism constant, e.g. eps=1/20 (repeatable).")
+]
+AgentsOpt = Annotated[
+    str,
+    typer.Option(
+        "--agents",
+        help="'predicted', a deviation name, 'random', or one name per player separated by commas.",
+    ),
+]
+
+
+def fail(message: str) -> None:
+    """Print a user error and exit with status 2."""
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+def run_guarded(fn: Any) -> Any:
+    """Turn mechgym's typed errors into one-line messages."""
+    try:
+        return fn()
+    except MechgymError as exc:
+        fail(str(exc))
+
+
+# -- shared plumbing ----------------------------------------------------------------------
+
+
+def parse_params(params: list[str] | None) -> dict[str, str]:
+    """``["eps=1/20"]`` -> ``{"eps": "1/20"}``."""
+    out: dict[str, str] = {}
+    for p in params or []:
+        if "=" not in p:
+            raise ParameterError(p, "write mechanism constants as NAME=VALUE, e.g. eps=1/20")
+        k, v = p.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def load_source(example: str | None, context: str | None, generate: str | None) -> tuple[Any, Any]:
+    """Return ``(context, generator)``, exactly one of them set."""
+    given = [x for x in (example, context, generate) if x is not None]
+    if len(given) > 1:
+        raise ParameterError("--example/--context/--generate", "give only one of them")
+    if context is not None:
+        from mechgym.envs.contextfile import load_context
+
+        return load_context(context), None
+    if generate is not None:
+        from mechgym.envs.generators import make_generator
+
+        return None, make_generator(generate)
+    from mechgym.envs.examples import example as load_example
+
+    return load_example(example or "chen-micali-2016"), None
+
+
+def make_profile(name: str, ctx: Any, agents: str, rng: np.random.Generator) -> dict[int, Any]:
+    """Policies per player from an ``--agents`` spec."""
+    from mechgym.envs.registry import entry
+
+    scripted = entry(name).load_agents()
+    names = [a.strip() for a in agents.split(",")]
+    if len(names) == 1:
+        names = names * ctx.n
+    if len(names) != ctx.n:
+        raise ParameterError("--agents", f"give one name or {ctx.n} names (one per player), got {len(names)}")
+    cache: dict[str, Any] = {}
+    profile = {}
+    for i, a in enumerate(names):
+        if a not in cache:
+            if a == "predicted":
+                cache[a] = scripted.predicted(ctx)
+            elif a in scripted.deviations:
+                cache[a] = scripted.deviations[a](ctx, rng)
+            else:
+                known = ", ".join(["predicted", *scripted.deviations])
+                raise ParameterError("--agents", f"unknown agent '{a}' for {name}; known: {known}")
+        profile[i] = cache[a]
+    return profile
+
+
+def num(x: Fraction | int) -> float:
+    """A float for JSON; exact values are reported beside as strings."""
+    return float(x)
+
+
+def exact_report(mech: Any, ctx: Any, profile: dict[int, Any]) -> dict[str, Any]:
+    """Exact expectations of a profile, the benchmarks and the guarantee."""
+    from mechgym.envs.engine import evaluate_exact
+
+    ev = evaluate_exact(mech, ctx, profile)
+    g = mech.guarantee(ctx, ev)
+    return {
+        "mechanism": mech.name,
+        "params": mech.params(),
+        "context": ctx.describe(),
+        "exact": True,
+        "expected_revenue": num(ev.expected_revenue),
+        "expected_revenue_exact": str(ev.expected_revenue),
+        "expected_welfare": num(ev.expected_welfare),
+        "expected_welfare_exact": str(ev.expected_welfare),
+        "expected_utilities": [num(u) for u in ev.expected_utilities],
+        "expected_utilities_exact": [str(u) for u in ev.expected_utilities],
+        "outcomes": len(ev.outcomes),
+        "benchmarks": mech.benchmarks(ctx),
+        "guarantee": g.to_json() if g is not None else None,
+    }
+
+
+def sampled_report(
+    mech: Any, ctx: Any, profile: dict[int, Any], episodes: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Sample episodes (chance from ``rng``) with a progress bar."""
+    from tqdm import tqdm
+
+    from mechgym.envs.engine import play
+
+    revs, sws, utils = [], [], []
+    for _ in tqdm(range(episodes), desc=f"{mech.name} episodes", unit="ep", file=sys.stderr, leave=False):
+        outcome, _ = play(mech, ctx, profile, rng)
+        revs.append(float(outcome.revenue))
+        sws.append(float(ctx.welfare(outcome)))
+        utils.append([float(u) for u in ctx.utilities(outcome)])
+    r = np.array(revs)
+    u = np.array(utils)
+    report = {
+        "mechanism": mech.name,
+        "params": mech.params(),
+        "context": ctx.describe(),
+        "exact": False,
+        "episodes": episodes,
+        "expected_revenue": float(r.mean()),
+        "revenue_stderr": float(r.std(ddof=1) / math.sqrt(episodes)) if episodes > 1 else None,
+        "expected_welfare": float(np.mean(sws)),
+        "expected_utilities": u.mean(axis=0).tolist(),
+        "benchmarks": mech.benchmarks(ctx),
+    }
+    from mechgym.envs.engine import Evaluation
+
+    ev = Evaluation(
+        Fraction(report["expected_revenue"]),
+        Fraction(report["expected_welfare"]),
+        tuple(Fraction(x) for x in report["expected_utilities"]),
+        [],
+        [],
+    )
+    g = mech.guarantee(ctx, ev)
+    report["guarantee"] = {**g.to_json(), "sampled": True} if g is not None else None
+    return report
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the mechanisms, their env ids and guarantees."""
+    from mechgym.envs.examples import EXAMPLES
+    from mechgym.envs.registry import available
+
+    rows = [
+        {
+            "name": e.name,
+            "env_id": e.env_id,
+            "seed": e.seed,
+            "summary": e.summary,
+            "parallel": bool(e.mechanism_class().simultaneous_only),
+        }
+        for e in available()
+    ]
+    if as_json:
+        print(json.dumps({"mechanisms": rows, "examples": sorted(EXAMPLES)}, indent=2))
+        return
+    table = Table(title="mechgym mechanisms")
+    for col in ("name", "env id", "paper", "parallel", "guarantee"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["env_id"], r["seed"], "yes" if r["parallel"] else "no", r["summary"])
+    console.print(table)
+    console.print(f"examples: {', '.join(sorted(EXAMPLES))}")
+
+
+@app.command()
+def evaluate(
+    mechanism: Annotated[str, typer.Argument(help="Mechanism name, e.g. best_belief.")],
+    example: ExampleOpt = None,
+    context: ContextOpt = None,
+    generate: GenerateOpt = None,
+    agents: AgentsOpt = "predicted",
+    exact: Annotated[bool, typer.Option("--exact", help="Enumerate chance exactly.")] = False,
+    episodes: Annotated[int, typer.Option("--episodes", min=1, help="Sampled episodes.")] = 1000,
+    contexts: Annotated[int, typer.Option("--contexts", min=1, help="Contexts drawn with --generate.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
+    param: ParamOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Expected revenue, welfare and utilities of a profile, against the theorem's guarantee."""
+
+    def go() -> None:
+        from mechgym.envs.envmodule import build_mechanism
+        from mechgym.envs.registry import entry
+
+        e = entry(mechanism)
+        mech = build_mechanism(e.mechanism_class(), parse_params(param))
+        ctx0, gen = load_source(example, context, generate)
+        rng = np.random.default_rng(seed)
+        ctxs = [ctx0] if gen is None else [gen.sample(rng) for _ in range(contexts)]
+        reports = []
+        for ctx in ctxs:
+            profile = make_profile(e.name, ctx, agents, rng)
+            if exact:
+                reports.append(exact_report(mech, ctx, profile))
+            else:
+                reports.append(sampled_report(mech, ctx, profile, episodes, rng))
+        out = reports[0] if len(reports) == 1 else summarize(reports)
+        if as_json:
+            print(json.dumps(out, indent=2))
+        else:
+            show_report(out)
+
+    run_guarded(go)
+
+
+def summarize(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Aggregate per-context reports."""
+    gs = [r["guarantee"] for r in reports if r.get("guarantee")]
+    slack = [g["value"] - g["bound"] for g in gs]
+    return {
+        "mechanism": reports[0]["mechanism"],
+        "contexts": len(reports),
+        "exact": reports[0]["exact"],
+        "guarantee_statement": gs[0]["statement"] if gs else None,
+        "guarantee_holds": sum(bool(g["holds"]) for g in gs),
+        "guarantee_min_slack": min(slack) if slack else None,
+        "mean_expected_revenue": float(np.mean([r["expected_revenue"] for r in reports])),
+        "mean_expected_welfare": float(np.mean([r["expected_welfare"] for r in reports])),
+        "results": reports,
+    }
+
+
+def show_report(out: dict[str, Any]) -> None:
+    """Human-readable report."""
+    if "results" in out:
+        console.print(
+            f"[bold]{out['mechanism']}[/]: {out['contexts']} contexts, guarantee "
+            f"'{out['guarantee_statement']}' holds on {out['guarantee_holds']}, "
+            f"min slack {out['guarantee_min_slack']}"
+        )
+        console.print(
+            f"mean E[REV] = {out['mean_expected_revenue']:.4f}, mean E[SW] = {out['mean_expected_welfare']:.4f}"
+        )
+        return
+    table = Table(title=f"{out['mechanism']} ({'exact' if out['exact'] else 'sampled'})")
+    table.add_column("quantity")
+    table.add_column("value")
+    table.add_row("E[REV]", f"{out['expected_revenue']:.6g}")
+    table.add_row("E[SW]", f"{out['expected_welfare']:.6g}")
+    table.add_row("E[u_i]", ", ".join(f"{u:.6g}" for u in out["expected_utilities"]))
+    for k, v in out["benchmarks"].items():
+        table.add_row(k, str(v))
+    g = out.get("guarantee")
+    if g:
+        mark = "[green]holds[/]" if g["holds"] else "[red]violated[/]"
+        table.add_row("guarantee", f"{g['statement']}: {g['value']:.6g} vs {g['bound']:.6g} {mark}")
+    console.print(table)
+
+
+@app.command()
+def play(
+    mechanism: Annotated[str, typer.Argument(help="Mechanism name, e.g. best_belief.")],
+    example: ExampleOpt = None,
+    context: ContextOpt = None,
+    generate: GenerateOpt = None,
+    agents: AgentsOpt = "predicted",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    param: ParamOpt = None,
+) -> None:
+    """Play one episode through the PettingZoo env and print its transcript."""
+
+    def go() -> None:
+        from mechgym.envs.registry import entry
+
+        e = entry(mechanism)
+        ctx, gen = load_source(example, context, generate)
+        rng = np.random.default_rng(seed)
+        if gen is not None:
+            ctx = gen.sample(rng)
+        env = e.load_env_module().raw_env(context=ctx, seed=seed, **parse_params(param))
+        env.reset(seed=seed)
+        profile = make_profile(e.name, ctx, agents, rng)
+        for agent in env.agent_iter():
+            _, _, term, trunc, _ = env.last()
+            if term or trunc:
+                env.step(None)
+                continue
+            i = int(agent.split("_")[1])
+            env.step(profile[i].act(env.mechanism, ctx, env.state, i))
+        console.print(f"[bold]{e.name}[/] on {ctx.name or 'context'} (seed {seed})")
+        console.print(env.transcript(), markup=False, highlight=False)
+        utils = ctx.utilities(env.outcome)
+        console.print(f"revenue {float(env.outcome.revenue):.6g}, welfare {ctx.welfare(env.outcome)}")
+        console.print("utilities " + ", ".join(f"{float(u):.6g}" for u in utils))
+
+    run_guarded(go)
+
+
+@app.command()
+def bench(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    seconds: Annotated[float, typer.Option("--seconds", help="Seconds per throughput run.")] = 1.5,
+    training: Annotated[bool, typer.Option(help="Also time the env's share of a PPO run.")] = True,
+) -> None:
+    """Env throughput against PettingZoo's rps_v2, DP against MILP, env share of training."""
+    from mechgym.bench import run_bench
+
+    result = run_guarded(lambda: run_bench(seconds=seconds, training=training, console=None if as_json else err))
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        from mechgym.bench import show_bench
+
+        show_bench(result, console)
+
+
+def _mount_training() -> None:
+    try:
+        from mechgym.training.commands import add_commands
+    except ImportError:  # the training package is optional at import time
+        return
+    add_commands(app)
+
+
+_mount_training()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
