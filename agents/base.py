@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from mechgym.envs.engine import Decision, EnvSpec, Mechanism
 
 MenuFn = Callable[[Mechanism, Any, Any, int], list[tuple[str, Any]]]
@@ -79,7 +78,9 @@ class RandomPolicy:
         return mech.decode(state, player, vec, self.spec, layout)
 
 
-def sample_masked(rng: np.random.Generator, sizes: np.ndarray, offsets: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def sample_masked(
+    rng: np.random.Generator, sizes: np.ndarray, offsets: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
     """One uniform draw per field among the values its part of the flat mask allows.
 
     Vectorised: a random key per allowed value, the largest key of each field wins (a field
@@ -107,7 +108,10 @@ class MaskSampler:
         key = mask.tobytes()
         entry = self._cache.get(key)
         if entry is None:
-            legal = [np.flatnonzero(mask[a:b]) for a, b in zip(self.offsets[:-1], self.offsets[1:])]
+            legal = [
+                np.flatnonzero(mask[a:b])
+                for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)
+            ]
             legal = [x if x.size else np.zeros(1, dtype=np.int64) for x in legal]
             counts = np.array([x.size for x in legal], dtype=np.int64)
             starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

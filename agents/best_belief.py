@@ -14,7 +14,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-
 from mechgym.envs.actions import Offer, favourite_bundle
 from mechgym.envs.best_belief import BBAnnouncement, BestBelief
 from mechgym.envs.engine import Decision, EnvSpec, Mechanism
@@ -106,8 +105,15 @@ def menu(mech: Mechanism, ctx: Any, state: Any, player: int) -> list[tuple[str, 
             if isinstance(mech, BestBelief):
                 out.append((f"xi=rank{r} offer*{f}", BBAnnouncement(ranked[r], offer)))
             else:
-                report = tuple(int(x) for x in values) if r == 0 else tuple(int(x) // 2 for x in values)
-                out.append((f"report={'truth' if r == 0 else 'half'} offer*{f}", NormalAnnouncement(report, offer)))
+                report = (
+                    tuple(int(x) for x in values) if r == 0 else tuple(int(x) // 2 for x in values)
+                )
+                out.append(
+                    (
+                        f"report={'truth' if r == 0 else 'half'} offer*{f}",
+                        NormalAnnouncement(report, offer),
+                    )
+                )
     return out
 
 
@@ -118,7 +124,9 @@ def _deviations() -> dict[str, Any]:
         "always_yes": lambda ctx, rng: PredictedSeed000(ctx, answer="yes"),
         "always_no": lambda ctx, rng: PredictedSeed000(ctx, answer="no"),
         "random": lambda ctx, rng: RandomPolicy(rng, _spec_of(ctx)),
-        "random_answers": lambda ctx, rng: PhasePolicy(PredictedSeed000(ctx), {"respond": RandomPolicy(rng, _spec_of(ctx))}),
+        "random_answers": lambda ctx, rng: PhasePolicy(
+            PredictedSeed000(ctx), {"respond": RandomPolicy(rng, _spec_of(ctx))}
+        ),
     }
 
 

@@ -7,7 +7,6 @@ import math
 from fractions import Fraction
 
 import numpy as np
-
 from mechgym.envs.actions import Offer
 
 #: price factors of the menu encoding (0 = the empty offer); 1 is the private optimum
@@ -26,7 +25,7 @@ def scale_offer(offer: Offer, factor: Fraction, min_price: int = 1) -> Offer:
     """Scale every price by ``factor`` (down: floor, up: ceil); entries that fall below
     ``min_price`` are withdrawn, so the result is always a well-formed offer."""
     alloc, prices = [], []
-    for b, p in zip(offer.alloc, offer.prices):
+    for b, p in zip(offer.alloc, offer.prices, strict=True):
         q = p * factor
         q = math.floor(q) if factor < 1 else math.ceil(q)
         if b and q >= min_price and (q > 0 or min_price == 0) and factor > 0:

@@ -72,7 +72,9 @@ register_agents(
         deviations={
             "collusive_overbid": lambda ctx, rng: CollusiveOverbid(ctx),
             "underbid": lambda ctx, rng: Scaled(ctx, 0.5),
-            "random": lambda ctx, rng: RandomPolicy(rng, EnvSpec(ctx.n, ctx.m, ctx.value_cap, ctx.value_cap)),
+            "random": lambda ctx, rng: RandomPolicy(
+                rng, EnvSpec(ctx.n, ctx.m, ctx.value_cap, ctx.value_cap)
+            ),
         },
         menu=menu,
         menu_size=menu_size,

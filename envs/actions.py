@@ -45,7 +45,9 @@ def _is_int(x: object) -> bool:
 def check_bundle(bundle: object, m: int, agent: str, phase: str, what: str = "bundle") -> int:
     """Validate a bundle bitmask over ``m`` goods."""
     if not _is_int(bundle) or not 0 <= int(bundle) < 1 << m:
-        raise MalformedAnnouncementError(agent, phase, f"{what} {bundle!r} is not a bitmask over {m} goods")
+        raise MalformedAnnouncementError(
+            agent, phase, f"{what} {bundle!r} is not a bitmask over {m} goods"
+        )
     return int(bundle)
 
 
@@ -65,36 +67,56 @@ def check_offer(
     given a bundle has price ``>= min_price`` (1 for positive prices, 0 for merely non-negative).
     """
     if not isinstance(offer, Offer):
-        raise MalformedAnnouncementError(agent, phase, f"expected an Offer, got {type(offer).__name__}")
+        raise MalformedAnnouncementError(
+            agent, phase, f"expected an Offer, got {type(offer).__name__}"
+        )
     if len(offer.alloc) != n or len(offer.prices) != n:
         raise MalformedAnnouncementError(
-            agent, phase, f"an offer needs {n} bundles and {n} prices, got {len(offer.alloc)} and {len(offer.prices)}"
+            agent,
+            phase,
+            f"an offer needs {n} bundles and {n} prices, "
+            f"got {len(offer.alloc)} and {len(offer.prices)}",
         )
-    alloc = tuple(check_bundle(b, m, agent, phase, f"bundle for player {j}") for j, b in enumerate(offer.alloc))
+    alloc = tuple(
+        check_bundle(b, m, agent, phase, f"bundle for player {j}")
+        for j, b in enumerate(offer.alloc)
+    )
     used = 0
     for j, b in enumerate(alloc):
         if used & b:
-            raise MalformedAnnouncementError(agent, phase, f"bundle for player {j} overlaps another player's bundle")
+            raise MalformedAnnouncementError(
+                agent, phase, f"bundle for player {j} overlaps another player's bundle"
+            )
         used |= b
     prices = []
     for j, p in enumerate(offer.prices):
         if not _is_int(p):
-            raise MalformedAnnouncementError(agent, phase, f"price for player {j} must be an integer, got {p!r}")
+            raise MalformedAnnouncementError(
+                agent, phase, f"price for player {j} must be an integer, got {p!r}"
+            )
         p = int(p)
         if alloc[j] == 0 and p != 0:
-            raise MalformedAnnouncementError(agent, phase, f"player {j} is offered nothing, so its price must be 0 (got {p})")
+            raise MalformedAnnouncementError(
+                agent, phase, f"player {j} is offered nothing, so its price must be 0 (got {p})"
+            )
         if alloc[j] != 0 and p < min_price:
             need = "positive" if min_price == 1 else f">= {min_price}"
-            raise MalformedAnnouncementError(agent, phase, f"price for player {j} must be {need}, got {p}")
+            raise MalformedAnnouncementError(
+                agent, phase, f"price for player {j} must be {need}, got {p}"
+            )
         prices.append(p)
     if announcer is not None and alloc[announcer] != 0:
-        raise MalformedAnnouncementError(agent, phase, f"an announcer may not offer goods to itself (player {announcer})")
+        raise MalformedAnnouncementError(
+            agent, phase, f"an announcer may not offer goods to itself (player {announcer})"
+        )
     return Offer(alloc, tuple(prices))
 
 
 def offer_fields(spec: EnvSpec) -> list[tuple[str, int]]:
     """Layout fields of an offer: ``owner_g`` per good and ``price_j`` per player."""
-    return [(f"owner_{g}", spec.n + 1) for g in range(spec.m)] + [(f"price_{j}", spec.price_cap) for j in range(spec.n)]
+    return [(f"owner_{g}", spec.n + 1) for g in range(spec.m)] + [
+        (f"price_{j}", spec.price_cap) for j in range(spec.n)
+    ]
 
 
 def offer_mask(spec: EnvSpec, announcer: int | None) -> dict[str, object]:
@@ -118,12 +140,20 @@ def decode_offer(vec: np.ndarray, spec: EnvSpec, layout: ActionLayout, min_price
         o = int(vec[layout.index[f"owner_{g}"]])
         if o:
             alloc[o - 1] |= 1 << g
-    prices = tuple(int(vec[layout.index[f"price_{j}"]]) + min_price if alloc[j] else 0 for j in range(spec.n))
+    prices = tuple(
+        int(vec[layout.index[f"price_{j}"]]) + min_price if alloc[j] else 0 for j in range(spec.n)
+    )
     return Offer(tuple(alloc), prices)
 
 
 def encode_offer(
-    offer: Offer, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout, agent: str, phase: str, min_price: int = 1
+    offer: Offer,
+    vec: np.ndarray,
+    spec: EnvSpec,
+    layout: ActionLayout,
+    agent: str,
+    phase: str,
+    min_price: int = 1,
 ) -> None:
     """Write an offer into ``vec`` (in place); raise if a price is beyond the price grid."""
     for j, b in enumerate(offer.alloc):
@@ -134,7 +164,10 @@ def encode_offer(
             k = int(offer.prices[j]) - min_price
             if not 0 <= k < spec.price_cap:
                 raise OutOfSpaceError(
-                    agent, phase, f"price {offer.prices[j]} for player {j} is outside the grid {min_price}..{spec.price_cap - 1 + min_price}"
+                    agent,
+                    phase,
+                    f"price {offer.prices[j]} for player {j} is outside the grid "
+                    f"{min_price}..{spec.price_cap - 1 + min_price}",
                 )
             vec[layout.index[f"price_{j}"]] = k
 
@@ -154,26 +187,38 @@ def offer_features(offer: Offer | None, spec: EnvSpec) -> list[float]:
 def check_answer(answer: object, agent: str, phase: str) -> bool:
     """A YES/NO answer must be a bool (``True`` = YES)."""
     if not isinstance(answer, bool | np.bool_):
-        raise MalformedAnnouncementError(agent, phase, f"answer YES/NO with True/False, got {answer!r}")
+        raise MalformedAnnouncementError(
+            agent, phase, f"answer YES/NO with True/False, got {answer!r}"
+        )
     return bool(answer)
 
 
 def check_valuation(v: object, m: int, agent: str, phase: str, lo: int = 0) -> tuple[int, ...]:
     """A reported valuation: ``2**m`` integers ``>= lo``, 0 on the empty bundle."""
     if not isinstance(v, Sequence | np.ndarray) or isinstance(v, str):
-        raise MalformedAnnouncementError(agent, phase, "a valuation must be a sequence of 2**m integers")
+        raise MalformedAnnouncementError(
+            agent, phase, "a valuation must be a sequence of 2**m integers"
+        )
     vals = list(v)
     if len(vals) != 1 << m:
-        raise MalformedAnnouncementError(agent, phase, f"a valuation needs {1 << m} entries (one per bundle), got {len(vals)}")
+        raise MalformedAnnouncementError(
+            agent, phase, f"a valuation needs {1 << m} entries (one per bundle), got {len(vals)}"
+        )
     out = []
     for s, x in enumerate(vals):
         if not _is_int(x):
-            raise MalformedAnnouncementError(agent, phase, f"value of bundle {s} must be an integer, got {x!r}")
+            raise MalformedAnnouncementError(
+                agent, phase, f"value of bundle {s} must be an integer, got {x!r}"
+            )
         if int(x) < lo:
-            raise MalformedAnnouncementError(agent, phase, f"value of bundle {s} must be >= {lo}, got {int(x)}")
+            raise MalformedAnnouncementError(
+                agent, phase, f"value of bundle {s} must be >= {lo}, got {int(x)}"
+            )
         out.append(int(x))
     if out[0] != 0:
-        raise MalformedAnnouncementError(agent, phase, "the empty bundle must be reported at value 0")
+        raise MalformedAnnouncementError(
+            agent, phase, "the empty bundle must be reported at value 0"
+        )
     return tuple(out)
 
 

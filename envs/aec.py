@@ -10,14 +10,14 @@ Observation of every agent: ``{"observation": float32 vector, "action_mask": int
 the vector is ``[phase one-hot | acting flag | own index one-hot | private information |
 public history and pending question]`` (the last part is the mechanism's
 :meth:`~mechgym.envs.engine.Mechanism.public_features`). Actions are either arrays in the
-agent's ``MultiDiscrete`` action space (see the mechanism's layout) or the mechanism's
-structured actions (e.g. :class:`~mechgym.envs.actions.Offer`, ``True``/``False``).
+agent's ``MultiDiscrete`` action space as numpy arrays (see the mechanism's layout) or the
+mechanism's structured actions (e.g. :class:`~mechgym.envs.actions.Offer`, ``True``/``False``).
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
@@ -56,7 +56,11 @@ class MechanismEnv(AECEnv):
     render_mode : {"ansi", "human"}, optional
     """
 
-    metadata = {"render_modes": ["ansi", "human"], "name": "mechgym", "is_parallelizable": True}
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": ["ansi", "human"],
+        "name": "mechgym",
+        "is_parallelizable": True,
+    }
 
     def __init__(
         self,
@@ -70,22 +74,38 @@ class MechanismEnv(AECEnv):
     ) -> None:
         super().__init__()
         if (context is None) == (generator is None):
-            raise ParameterError("context/generator", "give exactly one of a context or a generator")
+            raise ParameterError(
+                "context/generator", "give exactly one of a context or a generator"
+            )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ParameterError("render_mode", f"must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+            raise ParameterError(
+                "render_mode",
+                f"must be one of {self.metadata['render_modes']}, got {render_mode!r}",
+            )
         src = context if context is not None else generator
-        kind = getattr(src, "kind", None) or getattr(getattr(src, "context_class", None), "kind", None)
+        kind = getattr(src, "kind", None) or getattr(
+            getattr(src, "context_class", None), "kind", None
+        )
         if kind != mechanism.context_kind:
-            raise ContextError("context", f"{mechanism.title} needs a '{mechanism.context_kind}' context, got '{kind}'")
+            raise ContextError(
+                "context",
+                f"{mechanism.title} needs a '{mechanism.context_kind}' context, got '{kind}'",
+            )
         self.mechanism = mechanism
         self.generator = generator
         self.context = context
         self.context_class = type(context) if context is not None else generator.context_class
         vcap = int(value_cap if value_cap is not None else src.value_cap)
-        self.spec = EnvSpec(n=int(src.n), m=int(src.m), value_cap=vcap, price_cap=int(price_cap or vcap))
+        self.spec = EnvSpec(
+            n=int(src.n), m=int(src.m), value_cap=vcap, price_cap=int(price_cap or vcap)
+        )
         self.layout = mechanism.layout(self.spec)
         self.render_mode = render_mode
-        self.metadata = {**self.metadata, "name": f"{mechanism.name}_v0", "is_parallelizable": mechanism.simultaneous_only}
+        self.metadata = {
+            **self.metadata,
+            "name": f"{mechanism.name}_v0",
+            "is_parallelizable": mechanism.simultaneous_only,
+        }
         n = self.spec.n
         self.possible_agents = [agent_name(i) for i in range(n)]
         self._index = {a: i for i, a in enumerate(self.possible_agents)}
@@ -101,7 +121,9 @@ class MechanismEnv(AECEnv):
         )
         self.observation_spaces = {a: obs_space for a in self.possible_agents}
         # one space object per agent, as PettingZoo's seeding of spaces expects
-        self.action_spaces = {a: type(self.layout.space)(self.layout.sizes) for a in self.possible_agents}
+        self.action_spaces = {
+            a: type(self.layout.space)(self.layout.sizes) for a in self.possible_agents
+        }
         self._zero_mask = self.layout.mask({})
         self._mask_cache: dict[tuple[str, int], np.ndarray] = {}
         self._rng = np.random.default_rng(seed)
@@ -122,7 +144,11 @@ class MechanismEnv(AECEnv):
         ctx = (options or {}).get("context")
         if ctx is not None:
             if (ctx.n, ctx.m) != (self.spec.n, self.spec.m) or type(ctx) is not self.context_class:
-                raise ContextError("options.context", f"must be a {self.context_class.__name__} with n={self.spec.n}, m={self.spec.m}")
+                raise ContextError(
+                    "options.context",
+                    f"must be a {self.context_class.__name__} "
+                    f"with n={self.spec.n}, m={self.spec.m}",
+                )
             self.context = ctx
         elif self.generator is not None:
             self.context = self.generator.sample(self._rng)
@@ -136,7 +162,8 @@ class MechanismEnv(AECEnv):
         n = self.spec.n
         eye = np.eye(n, dtype=np.float32)
         self._static = [
-            np.concatenate([eye[i], np.asarray(self.context.private_features(i), dtype=np.float32)]) for i in range(n)
+            np.concatenate([eye[i], np.asarray(self.context.private_features(i), dtype=np.float32)])
+            for i in range(n)
         ]
         self.state = self.mechanism.start(self.context)
         self.outcome = None
@@ -152,7 +179,9 @@ class MechanismEnv(AECEnv):
         if isinstance(node, Decision):
             head[self._phase_index[node.phase]] = 1.0
             head[-1] = 1.0 if acting else 0.0
-        public = np.asarray(self.mechanism.public_features(self.state, i, self.spec), dtype=np.float32)
+        public = np.asarray(
+            self.mechanism.public_features(self.state, i, self.spec), dtype=np.float32
+        )
         # structured actions may announce prices beyond the grid; keep the vector in its Box
         np.minimum(public, OBS_BOUND, out=public)
         np.maximum(public, -OBS_BOUND, out=public)
@@ -222,7 +251,7 @@ class MechanismEnv(AECEnv):
             raise NotActingError(agent, node.phase, "this agent has already acted at this node")
         if action is None:
             raise NotActingError(agent, node.phase, "an acting agent must pass an action, not None")
-        if isinstance(action, np.ndarray | list | tuple):
+        if isinstance(action, np.ndarray):
             arr = self.layout.check(action, self._mask(player), agent, node.phase)
             action = self.mechanism.decode(self.state, player, arr, self.spec, self.layout)
         return self.mechanism.validate(self.state, player, action)
@@ -266,12 +295,16 @@ class MechanismEnv(AECEnv):
             if kind == "decision":
                 phase, actions, st = data
                 for p, a in sorted(actions.items()):
-                    lines.append(f"[{phase}] {agent_name(p)}: {self.mechanism.describe_action(st, p, a)}")
+                    lines.append(
+                        f"[{phase}] {agent_name(p)}: {self.mechanism.describe_action(st, p, a)}"
+                    )
             elif kind == "chance":
                 lines.append(f"[chance {data[0]}] {data[1]}")
             else:
                 o = data
-                lines.append(f"[outcome {o.rule}] alloc={list(o.alloc)} prices={[str(p) for p in o.prices]}")
+                lines.append(
+                    f"[outcome {o.rule}] alloc={list(o.alloc)} prices={[str(p) for p in o.prices]}"
+                )
         return "\n".join(lines)
 
 
@@ -287,11 +320,13 @@ class MechanismParallelEnv(ParallelEnv):
     ``None`` or the all-zero no-op (their action mask allows only it).
     """
 
-    metadata = {"render_modes": ["ansi", "human"], "name": "mechgym"}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "name": "mechgym"}
 
     def __init__(self, raw: MechanismEnv) -> None:
         if not raw.mechanism.simultaneous_only:
-            raise ParameterError("parallel_env", f"{raw.mechanism.title} has sequential moves; use the AEC env")
+            raise ParameterError(
+                "parallel_env", f"{raw.mechanism.title} has sequential moves; use the AEC env"
+            )
         self.aec = raw
         self.metadata = {**self.metadata, "name": raw.metadata["name"]}
         self.possible_agents = raw.possible_agents[:]

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import cached_property
 from fractions import Fraction
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -33,9 +33,15 @@ from .actions import (
     offer_mask,
 )
 from .bundles import format_bundle
-from .engine import Guarantee, Chance, Decision, EnvSpec, Mechanism, Node, Terminal, as_fraction
+from .engine import Chance, Decision, EnvSpec, Guarantee, Mechanism, Node, Terminal, as_fraction
 from .errors import MalformedAnnouncementError, ParameterError
-from .offer_rules import heads_outcome, seed000_benchmarks, seed000_guarantee, tails_outcome, winner_of
+from .offer_rules import (
+    heads_outcome,
+    seed000_benchmarks,
+    seed000_guarantee,
+    tails_outcome,
+    winner_of,
+)
 from .spaces import ActionLayout
 
 HALF = Fraction(1, 2)
@@ -120,15 +126,21 @@ class BestBelief(Mechanism):
             askers = s.askers
             if askers:
                 return Decision(askers, "respond")
-            return Terminal(tails_outcome(s.n, w, s.announcements[w].offer, {}, s.revenues, self.eps))
-        return Terminal(tails_outcome(s.n, w, s.announcements[w].offer, dict(s.answers), s.revenues, self.eps))
+            return Terminal(
+                tails_outcome(s.n, w, s.announcements[w].offer, {}, s.revenues, self.eps)
+            )
+        return Terminal(
+            tails_outcome(s.n, w, s.announcements[w].offer, dict(s.answers), s.revenues, self.eps)
+        )
 
     def validate(self, s: BestBeliefState, player: int, action: Any) -> Any:
         agent = f"player_{player}"
         if s.announcements is None:
             phase = "announce"
             if not isinstance(action, BBAnnouncement):
-                raise MalformedAnnouncementError(agent, phase, f"expected a BBAnnouncement, got {type(action).__name__}")
+                raise MalformedAnnouncementError(
+                    agent, phase, f"expected a BBAnnouncement, got {type(action).__name__}"
+                )
             bundle = check_bundle(action.bundle, s.m, agent, phase, "favourite bundle")
             offer = check_offer(action.offer, s.n, s.m, player, agent, phase)
             return BBAnnouncement(bundle, offer)
@@ -146,17 +158,23 @@ class BestBelief(Mechanism):
     def layout(self, spec: EnvSpec) -> ActionLayout:
         return ActionLayout([("answer", 2), ("bundle", 1 << spec.m), *offer_fields(spec)])
 
-    def action_mask(self, s: BestBeliefState, player: int, spec: EnvSpec, layout: ActionLayout) -> np.ndarray:
+    def action_mask(
+        self, s: BestBeliefState, player: int, spec: EnvSpec, layout: ActionLayout
+    ) -> np.ndarray:
         if s.announcements is None:
             return layout.mask({"bundle": True, **offer_mask(spec, player)})
         return layout.mask({"answer": True})
 
-    def decode(self, s: BestBeliefState, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout) -> Any:
+    def decode(
+        self, s: BestBeliefState, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
+    ) -> Any:
         if s.announcements is None:
             return BBAnnouncement(int(vec[layout.index["bundle"]]), decode_offer(vec, spec, layout))
         return bool(vec[layout.index["answer"]])
 
-    def encode(self, s: BestBeliefState, player: int, action: Any, spec: EnvSpec, layout: ActionLayout) -> np.ndarray:
+    def encode(
+        self, s: BestBeliefState, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
+    ) -> np.ndarray:
         vec = layout.zeros()
         if s.announcements is None:
             vec[layout.index["bundle"]] = action.bundle
@@ -202,5 +220,9 @@ class BestBelief(Mechanism):
 
 def describe_offer(offer: Offer) -> str:
     """``offer: p1 gets {0} at 25, p2 gets {0,1} at 10 (REV 35)``."""
-    parts = [f"p{j} gets {{{format_bundle(b)}}} at {p}" for j, (b, p) in enumerate(zip(offer.alloc, offer.prices)) if b]
+    parts = [
+        f"p{j} gets {{{format_bundle(b)}}} at {p}"
+        for j, (b, p) in enumerate(zip(offer.alloc, offer.prices, strict=True))
+        if b
+    ]
     return "offer: " + (", ".join(parts) if parts else "nothing") + f" (REV {offer.revenue})"

@@ -42,7 +42,9 @@ def parse_bundle(text: str, m: int, field: str = "bundle") -> int:
     for part in text.split(","):
         part = part.strip()
         if not (part.isascii() and part.lstrip("-").isdigit()):
-            raise ContextError(field, f"bundle '{text}' must list goods as comma-separated integers")
+            raise ContextError(
+                field, f"bundle '{text}' must list goods as comma-separated integers"
+            )
         g = int(part)
         if not 0 <= g < m:
             raise ContextError(field, f"good {g} in bundle '{text}' is outside 0..{m - 1}")

@@ -28,7 +28,9 @@ def singletons(n: int) -> Partition:
     return tuple((i,) for i in range(n))
 
 
-def check_partition(coalitions: Iterable[Iterable[int]], n: int, field: str = "coalitions") -> Partition:
+def check_partition(
+    coalitions: Iterable[Iterable[int]], n: int, field: str = "coalitions"
+) -> Partition:
     """Validate and normalise a partition of ``0..n-1`` (each block sorted, blocks by minimum)."""
     blocks: list[tuple[int, ...]] = []
     seen: set[int] = set()
@@ -113,7 +115,9 @@ class AuctionContext:
             raise ContextError(f"values[{i}]", "the empty bundle must be worth 0")
         if np.any(values < 0):
             i, s = (int(x) for x in np.argwhere(values < 0)[0])
-            raise ContextError(f"values[{i}]", f"bundle {s} has a negative value; auctions need values >= 0")
+            raise ContextError(
+                f"values[{i}]", f"bundle {s} has a negative value; auctions need values >= 0"
+            )
         if self.lower is None:
             lower = np.zeros((n, n, size), dtype=np.int64)
             lower[np.arange(n), np.arange(n)] = values
@@ -122,7 +126,9 @@ class AuctionContext:
             diag = np.arange(n)
             if not np.array_equal(lower[diag, diag], values):
                 i = int(np.flatnonzero(np.any(lower[diag, diag] != values, axis=1))[0])
-                raise ContextError(f"beliefs[{i}][{i}]", "a player's belief about itself must equal its values")
+                raise ContextError(
+                    f"beliefs[{i}][{i}]", "a player's belief about itself must equal its values"
+                )
             if np.any(lower < 0):
                 i, j, s = (int(x) for x in np.argwhere(lower < 0)[0])
                 raise ContextError(f"beliefs[{i}][{j}]", f"bundle {s} has a negative lower bound")
@@ -130,7 +136,9 @@ class AuctionContext:
                 i, j = (int(x) for x in np.argwhere(lower[:, :, 0] != 0)[0])
                 raise ContextError(f"beliefs[{i}][{j}]", "the empty bundle must have lower bound 0")
         lower.setflags(write=False)
-        coalitions = singletons(n) if self.coalitions is None else check_partition(self.coalitions, n)
+        coalitions = (
+            singletons(n) if self.coalitions is None else check_partition(self.coalitions, n)
+        )
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "lower", lower)
         object.__setattr__(self, "coalitions", coalitions)
@@ -203,7 +211,9 @@ class AuctionContext:
     # -- outcomes --------------------------------------------------------------------------
     def utilities(self, outcome: Outcome) -> tuple[Fraction, ...]:
         """Quasi-linear utilities θ_i(A_i) − P_i, exact."""
-        return tuple(int(self.values[i, outcome.alloc[i]]) - outcome.prices[i] for i in range(self.n))
+        return tuple(
+            int(self.values[i, outcome.alloc[i]]) - outcome.prices[i] for i in range(self.n)
+        )
 
     def welfare(self, outcome: Outcome) -> int:
         """Social welfare Σ θ_i(A_i)."""
@@ -243,7 +253,9 @@ class AuctionContext:
         v = np.asarray(values, dtype=np.int64)
         n = v.shape[0]
         if len(candidates) != n:
-            raise ContextError("beliefs", f"needs one candidate set per player, got {len(candidates)}")
+            raise ContextError(
+                "beliefs", f"needs one candidate set per player, got {len(candidates)}"
+            )
         lower = np.zeros((n, n, v.shape[1]), dtype=np.int64)
         for i, cand in enumerate(candidates):
             if len(cand) == 0:
@@ -255,7 +267,9 @@ class AuctionContext:
             lower[i, i] = v[i]
         return cls(values=v, lower=lower, **kwargs)
 
-    def with_coalitions(self, coalitions: Iterable[Iterable[int]], shared_reward: bool | None = None) -> AuctionContext:
+    def with_coalitions(
+        self, coalitions: Iterable[Iterable[int]], shared_reward: bool | None = None
+    ) -> AuctionContext:
         """A copy with another collusion structure."""
         return AuctionContext(
             values=self.values,

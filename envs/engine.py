@@ -139,15 +139,21 @@ class Mechanism(ABC):
         """The MultiDiscrete layout of actions (union over phases)."""
 
     @abstractmethod
-    def action_mask(self, state: Any, player: int, spec: EnvSpec, layout: ActionLayout) -> np.ndarray:
+    def action_mask(
+        self, state: Any, player: int, spec: EnvSpec, layout: ActionLayout
+    ) -> np.ndarray:
         """Flat mask over the layout's values for ``player`` at ``state``'s decision node."""
 
     @abstractmethod
-    def decode(self, state: Any, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout) -> Any:
+    def decode(
+        self, state: Any, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
+    ) -> Any:
         """Turn a (mask-checked) array action into the phase's structured action."""
 
     @abstractmethod
-    def encode(self, state: Any, player: int, action: Any, spec: EnvSpec, layout: ActionLayout) -> np.ndarray:
+    def encode(
+        self, state: Any, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
+    ) -> np.ndarray:
         """Turn a structured action into its array form (inverse of :meth:`decode`)."""
 
     @abstractmethod

@@ -1,4 +1,4 @@
-"""Factories for the PettingZoo-style ``<name>_v0`` modules (``raw_env``, ``env``, ``parallel_env``)."""
+"""Factories for the ``<name>_v0`` env modules: ``raw_env``, ``env``, ``parallel_env``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def build_mechanism(mech_cls: type[Mechanism], params: dict[str, Any]) -> Mechan
     try:
         return mech_cls(**params)
     except TypeError as exc:
-        raise ParameterError(", ".join(params) or "-", f"{mech_cls.__name__} does not take it ({exc})") from None
+        raise ParameterError(
+            ", ".join(params) or "-", f"{mech_cls.__name__} does not take it ({exc})"
+        ) from None
 
 
 def env_module(

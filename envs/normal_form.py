@@ -31,9 +31,15 @@ from .actions import (
     valuation_fields,
 )
 from .best_belief import COIN, check_eps, describe_offer
-from .engine import Guarantee, Decision, EnvSpec, Mechanism, Node, Terminal
+from .engine import Decision, EnvSpec, Guarantee, Mechanism, Node, Terminal
 from .errors import MalformedAnnouncementError, OutOfSpaceError
-from .offer_rules import heads_outcome, seed000_benchmarks, seed000_guarantee, tails_outcome, winner_of
+from .offer_rules import (
+    heads_outcome,
+    seed000_benchmarks,
+    seed000_guarantee,
+    tails_outcome,
+    winner_of,
+)
 from .spaces import ActionLayout
 
 
@@ -66,7 +72,9 @@ class NormalFormState:
         """Each offered player's answer as read from its reported valuation."""
         offer = self.announcements[self.winner].offer
         return {
-            i: self.announcements[i].valuation[b] >= offer.prices[i] for i, b in enumerate(offer.alloc) if b
+            i: self.announcements[i].valuation[b] >= offer.prices[i]
+            for i, b in enumerate(offer.alloc)
+            if b
         }
 
 
@@ -101,12 +109,16 @@ class NormalForm(Mechanism):
         w = s.winner
         if s.coin == 0:
             return Terminal(heads_outcome(s.n, w, favourite_bundle(s.announcements[w].valuation)))
-        return Terminal(tails_outcome(s.n, w, s.announcements[w].offer, s.accepted(), s.revenues, self.eps))
+        return Terminal(
+            tails_outcome(s.n, w, s.announcements[w].offer, s.accepted(), s.revenues, self.eps)
+        )
 
     def validate(self, s: NormalFormState, player: int, action: Any) -> Any:
         agent, phase = f"player_{player}", "announce"
         if not isinstance(action, NormalAnnouncement):
-            raise MalformedAnnouncementError(agent, phase, f"expected a NormalAnnouncement, got {type(action).__name__}")
+            raise MalformedAnnouncementError(
+                agent, phase, f"expected a NormalAnnouncement, got {type(action).__name__}"
+            )
         return NormalAnnouncement(
             check_valuation(action.valuation, s.m, agent, phase),
             check_offer(action.offer, s.n, s.m, player, agent, phase),
@@ -121,15 +133,21 @@ class NormalForm(Mechanism):
     def layout(self, spec: EnvSpec) -> ActionLayout:
         return ActionLayout([*valuation_fields(spec), *offer_fields(spec)])
 
-    def action_mask(self, s: NormalFormState, player: int, spec: EnvSpec, layout: ActionLayout) -> np.ndarray:
+    def action_mask(
+        self, s: NormalFormState, player: int, spec: EnvSpec, layout: ActionLayout
+    ) -> np.ndarray:
         vals = {f"value_{b}": True for b in range(1, 1 << spec.m)}
         return layout.mask({**vals, **offer_mask(spec, player)})
 
-    def decode(self, s: NormalFormState, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout) -> Any:
+    def decode(
+        self, s: NormalFormState, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
+    ) -> Any:
         report = (0, *(int(vec[layout.index[f"value_{b}"]]) for b in range(1, 1 << spec.m)))
         return NormalAnnouncement(report, decode_offer(vec, spec, layout))
 
-    def encode(self, s: NormalFormState, player: int, action: Any, spec: EnvSpec, layout: ActionLayout) -> np.ndarray:
+    def encode(
+        self, s: NormalFormState, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
+    ) -> np.ndarray:
         vec = layout.zeros()
         encode_valuation(action.valuation, vec, spec, layout, f"player_{player}", "announce")
         encode_offer(action.offer, vec, spec, layout, f"player_{player}", "announce")
@@ -161,11 +179,18 @@ class NormalForm(Mechanism):
 
 
 def encode_valuation(
-    valuation: tuple[int, ...], vec: np.ndarray, spec: EnvSpec, layout: ActionLayout, agent: str, phase: str
+    valuation: tuple[int, ...],
+    vec: np.ndarray,
+    spec: EnvSpec,
+    layout: ActionLayout,
+    agent: str,
+    phase: str,
 ) -> None:
     """Write a reported valuation into ``vec``; raise if a value exceeds the grid."""
     for b in range(1, 1 << spec.m):
         x = int(valuation[b])
         if not 0 <= x <= spec.value_cap:
-            raise OutOfSpaceError(agent, phase, f"value {x} of bundle {b} is outside the grid 0..{spec.value_cap}")
+            raise OutOfSpaceError(
+                agent, phase, f"value {x} of bundle {b} is outside the grid 0..{spec.value_cap}"
+            )
         vec[layout.index[f"value_{b}"]] = x

@@ -78,7 +78,9 @@ def seed000_guarantee(ctx: Any, ev: Any, eps: Fraction) -> Guarantee:
     """Theorems 1–2 of seed 000: E[REV] ≥ BB/2 − ε; with collusion, BB over independents."""
     bench = seed000_benchmarks(ctx)
     if all(len(c) == 1 for c in ctx.coalitions):
-        return Guarantee("E[REV] >= BB/2 - eps", Fraction(bench["BB"], 2) - eps, ev.expected_revenue)
+        return Guarantee(
+            "E[REV] >= BB/2 - eps", Fraction(bench["BB"], 2) - eps, ev.expected_revenue
+        )
     return Guarantee(
         "E[REV] >= max_{i independent} BB_i/2 - eps",
         Fraction(bench["BB_independent"], 2) - eps,

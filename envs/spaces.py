@@ -91,26 +91,37 @@ class ActionLayout:
             raise OutOfSpaceError(agent, phase, f"cannot read {vec!r} as an action array") from None
         if arr.shape != (len(self.names),):
             raise OutOfSpaceError(
-                agent, phase, f"action has shape {arr.shape}, expected ({len(self.names)},) with fields {list(self.names)}"
+                agent,
+                phase,
+                f"action has shape {arr.shape}, expected ({len(self.names)},) "
+                f"with fields {list(self.names)}",
             )
         if arr.dtype.kind not in "iu":
-            if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-                arr = arr.astype(np.int64)
-            elif arr.dtype.kind == "b":
+            if (
+                arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))
+            ) or arr.dtype.kind == "b":
                 arr = arr.astype(np.int64)
             else:
-                raise OutOfSpaceError(agent, phase, f"action entries must be integers, got dtype {arr.dtype}")
+                raise OutOfSpaceError(
+                    agent, phase, f"action entries must be integers, got dtype {arr.dtype}"
+                )
         arr = arr.astype(np.int64)
         if ((arr < 0) | (arr >= self.sizes)).any():
             k = int(np.flatnonzero((arr < 0) | (arr >= self.sizes))[0])
             raise OutOfSpaceError(
-                agent, phase, f"field '{self.names[k]}' = {int(arr[k])} is outside 0..{int(self.sizes[k]) - 1}"
+                agent,
+                phase,
+                f"field '{self.names[k]}' = {int(arr[k])} is outside 0..{int(self.sizes[k]) - 1}",
             )
         pos = self.offsets[:-1] + arr
         if not mask[pos].all():
             k = int(np.flatnonzero(mask[pos] == 0)[0])
             legal = np.flatnonzero(self.field_mask(mask, self.names[k]))
-            hint = "must be 0 (not read in this phase)" if legal.tolist() == [0] else f"legal values are {_ranges(legal)}"
+            hint = (
+                "must be 0 (not read in this phase)"
+                if legal.tolist() == [0]
+                else f"legal values are {_ranges(legal)}"
+            )
             raise IllegalActionError(
                 agent, phase, f"field '{self.names[k]}' = {int(arr[k])} is not allowed here; {hint}"
             )

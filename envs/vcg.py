@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .actions import check_valuation, valuation_fields
-from .engine import Decision, Guarantee, EnvSpec, Mechanism, Node, Terminal
+from .engine import Decision, EnvSpec, Guarantee, Mechanism, Node, Terminal
 from .normal_form import encode_valuation
 from .outcome import Outcome
 from .solvers import msw, pack_without_each
@@ -38,7 +38,8 @@ def vcg_outcome(reports: np.ndarray) -> Outcome:
     """Welfare-maximising allocation of ``reports`` (n × 2**m) and Clarke payments."""
     best, without = pack_without_each(reports)
     prices = tuple(
-        Fraction(without[i] - (best.value - int(reports[i, best.alloc[i]]))) for i in range(reports.shape[0])
+        Fraction(without[i] - (best.value - int(reports[i, best.alloc[i]])))
+        for i in range(reports.shape[0])
     )
     return Outcome(tuple(best.alloc), prices, rule="vcg")
 
@@ -78,13 +79,19 @@ class VCG(Mechanism):
     def layout(self, spec: EnvSpec) -> ActionLayout:
         return ActionLayout(valuation_fields(spec))
 
-    def action_mask(self, s: VCGState, player: int, spec: EnvSpec, layout: ActionLayout) -> np.ndarray:
+    def action_mask(
+        self, s: VCGState, player: int, spec: EnvSpec, layout: ActionLayout
+    ) -> np.ndarray:
         return layout.mask(dict.fromkeys(layout.names, True))
 
-    def decode(self, s: VCGState, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout) -> Any:
+    def decode(
+        self, s: VCGState, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
+    ) -> Any:
         return (0, *(int(x) for x in vec))
 
-    def encode(self, s: VCGState, player: int, action: Any, spec: EnvSpec, layout: ActionLayout) -> np.ndarray:
+    def encode(
+        self, s: VCGState, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
+    ) -> np.ndarray:
         vec = layout.zeros()
         encode_valuation(tuple(action), vec, spec, layout, f"player_{player}", "report")
         return vec

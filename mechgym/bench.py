@@ -41,7 +41,9 @@ def env_throughput(seconds: float) -> dict[str, Any]:
     try:
         from pettingzoo.classic import rps_v2
 
-        ref = agent_steps_per_second(rps_v2.env(), seconds, lambda env, a, obs: env.action_space(a).sample())
+        ref = agent_steps_per_second(
+            rps_v2.env(), seconds, lambda env, a, obs: env.action_space(a).sample()
+        )
     except ImportError:  # rps_v2 needs pygame (the 'bench' extra)
         ref = None
     out["rps_v2"] = ref
@@ -81,9 +83,13 @@ def solver_speed(repeats: int = 3, seed: int = 0) -> list[dict[str, Any]]:
             b = pack_milp(W)
             milp_t.append(time.perf_counter() - t)
             if a.value != b.value:
-                raise RuntimeError(f"DP and MILP disagree on a ({k}, {m}) instance: {a.value} != {b.value}")
+                raise RuntimeError(
+                    f"DP and MILP disagree on a ({k}, {m}) instance: {a.value} != {b.value}"
+                )
         dp, milp = statistics.median(dp_t), statistics.median(milp_t)
-        rows.append({"n": k, "m": m, "dp_seconds": dp, "milp_seconds": milp, "ratio_milp_to_dp": milp / dp})
+        rows.append(
+            {"n": k, "m": m, "dp_seconds": dp, "milp_seconds": milp, "ratio_milp_to_dp": milp / dp}
+        )
     return rows
 
 
@@ -128,7 +134,11 @@ def show_bench(result: dict[str, Any], console: Any) -> None:
         s.add_column(col, justify="right")
     for r in result["solvers"]:
         s.add_row(
-            str(r["n"]), str(r["m"]), f"{r['dp_seconds']:.4f}", f"{r['milp_seconds']:.4f}", f"{r['ratio_milp_to_dp']:.1f}x"
+            str(r["n"]),
+            str(r["m"]),
+            f"{r['dp_seconds']:.4f}",
+            f"{r['milp_seconds']:.4f}",
+            f"{r['ratio_milp_to_dp']:.1f}x",
         )
     console.print(s)
     tr = result.get("training")

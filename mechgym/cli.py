@@ -33,10 +33,13 @@ ExampleOpt = Annotated[str | None, typer.Option("--example", help="A built-in ex
 ContextOpt = Annotated[str | None, typer.Option("--context", help="A context file (JSON or YAML).")]
 GenerateOpt = Annotated[
     str | None,
-    typer.Option("--generate", help="A generator spec, e.g. 'uniform:n=3,m=2,cap=20,belief=noisy'."),
+    typer.Option(
+        "--generate", help="A generator spec, e.g. 'uniform:n=3,m=2,cap=20,belief=noisy'."
+    ),
 ]
 ParamOpt = Annotated[
-    list[str] | None, typer.Option("--param", help="A mechanism constant, e.g. eps=1/20 (repeatable).")
+    list[str] | None,
+    typer.Option("--param", help="A mechanism constant, e.g. eps=1/20 (repeatable)."),
 ]
 AgentsOpt = Annotated[
     str,
@@ -102,7 +105,9 @@ def make_profile(name: str, ctx: Any, agents: str, rng: np.random.Generator) -> 
     if len(names) == 1:
         names = names * ctx.n
     if len(names) != ctx.n:
-        raise ParameterError("--agents", f"give one name or {ctx.n} names (one per player), got {len(names)}")
+        raise ParameterError(
+            "--agents", f"give one name or {ctx.n} names (one per player), got {len(names)}"
+        )
     cache: dict[str, Any] = {}
     profile = {}
     for i, a in enumerate(names):
@@ -155,7 +160,9 @@ def sampled_report(
     from mechgym.envs.engine import play
 
     revs, sws, utils = [], [], []
-    for _ in tqdm(range(episodes), desc=f"{mech.name} episodes", unit="ep", file=sys.stderr, leave=False):
+    for _ in tqdm(
+        range(episodes), desc=f"{mech.name} episodes", unit="ep", file=sys.stderr, leave=False
+    ):
         outcome, _ = play(mech, ctx, profile, rng)
         revs.append(float(outcome.revenue))
         sws.append(float(ctx.welfare(outcome)))
@@ -214,7 +221,9 @@ def list_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
     for col in ("name", "env id", "paper", "parallel", "guarantee"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["env_id"], r["seed"], "yes" if r["parallel"] else "no", r["summary"])
+        table.add_row(
+            r["name"], r["env_id"], r["seed"], "yes" if r["parallel"] else "no", r["summary"]
+        )
     console.print(table)
     console.print(f"examples: {', '.join(sorted(EXAMPLES))}")
 
@@ -228,7 +237,9 @@ def evaluate(
     agents: AgentsOpt = "predicted",
     exact: Annotated[bool, typer.Option("--exact", help="Enumerate chance exactly.")] = False,
     episodes: Annotated[int, typer.Option("--episodes", min=1, help="Sampled episodes.")] = 1000,
-    contexts: Annotated[int, typer.Option("--contexts", min=1, help="Contexts drawn with --generate.")] = 1,
+    contexts: Annotated[
+        int, typer.Option("--contexts", min=1, help="Contexts drawn with --generate.")
+    ] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
     param: ParamOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -286,7 +297,8 @@ def show_report(out: dict[str, Any]) -> None:
             f"min slack {out['guarantee_min_slack']}"
         )
         console.print(
-            f"mean E[REV] = {out['mean_expected_revenue']:.4f}, mean E[SW] = {out['mean_expected_welfare']:.4f}"
+            f"mean E[REV] = {out['mean_expected_revenue']:.4f}, "
+            f"mean E[SW] = {out['mean_expected_welfare']:.4f}"
         )
         return
     table = Table(title=f"{out['mechanism']} ({'exact' if out['exact'] else 'sampled'})")
@@ -337,7 +349,9 @@ def play(
         console.print(f"[bold]{e.name}[/] on {ctx.name or 'context'} (seed {seed})")
         console.print(env.transcript(), markup=False, highlight=False)
         utils = ctx.utilities(env.outcome)
-        console.print(f"revenue {float(env.outcome.revenue):.6g}, welfare {ctx.welfare(env.outcome)}")
+        console.print(
+            f"revenue {float(env.outcome.revenue):.6g}, welfare {ctx.welfare(env.outcome)}"
+        )
         console.print("utilities " + ", ".join(f"{float(u):.6g}" for u in utils))
 
     run_guarded(go)
@@ -352,7 +366,9 @@ def bench(
     """Env throughput against PettingZoo's rps_v2, DP against MILP, env share of training."""
     from mechgym.bench import run_bench
 
-    result = run_guarded(lambda: run_bench(seconds=seconds, training=training, console=None if as_json else err))
+    result = run_guarded(
+        lambda: run_bench(seconds=seconds, training=training, console=None if as_json else err)
+    )
     if as_json:
         print(json.dumps(result, indent=2))
     else:
