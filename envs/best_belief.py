@@ -33,9 +33,11 @@ from .actions import (
     offer_mask,
 )
 from .bundles import format_bundle
-from .engine import Chance, Decision, EnvSpec, Guarantee, Mechanism, Node, Terminal, as_fraction
-from .errors import MalformedAnnouncementError, ParameterError
-from .offer_rules import (
+from .engine import Chance, Decision, EnvSpec, Node, Terminal
+from .errors import MalformedAnnouncementError
+from .offer_rules import (  # noqa: F401  (check_eps re-exported for other mechanisms)
+    Seed000Mechanism,
+    check_eps,
     heads_outcome,
     seed000_benchmarks,
     seed000_guarantee,
@@ -82,33 +84,13 @@ class BestBeliefState:
         return tuple(i for i, b in enumerate(offer.alloc) if b)
 
 
-def check_eps(eps: Any, hi: Fraction = Fraction(1), name: str = "eps") -> Fraction:
-    """ε read exactly and checked to lie in (0, hi]."""
-    e = as_fraction(eps, name)
-    if not 0 < e <= hi:
-        raise ParameterError(name, f"must lie in (0, {hi}], got {e}")
-    return e
-
-
-class BestBelief(Mechanism):
+class BestBelief(Seed000Mechanism):
     """M_BB: revenue ≥ BB/2 − ε in expectation under undominated play (Theorem 2)."""
 
     name = "best_belief"
     title = "Best-belief mechanism M_BB (seed 000, Sec. 6)"
     phases = ("announce", "respond")
     mask_depends_on_state = False
-
-    def __init__(self, eps: Any = Fraction(1, 10)) -> None:
-        self.eps = check_eps(eps)
-
-    def params(self) -> dict[str, Any]:
-        return {"eps": str(self.eps)}
-
-    def benchmarks(self, ctx: Any) -> dict[str, Any]:
-        return seed000_benchmarks(ctx)
-
-    def guarantee(self, ctx: Any, ev: Any) -> Guarantee:
-        return seed000_guarantee(ctx, ev, self.eps)
 
     # -- rules -------------------------------------------------------------------------------
     def start(self, ctx: Any) -> BestBeliefState:
@@ -150,9 +132,6 @@ class BestBelief(Mechanism):
         if s.announcements is None:
             return replace(s, announcements=tuple(actions[i] for i in range(s.n)))
         return replace(s, answers=tuple(sorted(actions.items())))
-
-    def chance(self, s: BestBeliefState, index: int) -> BestBeliefState:
-        return replace(s, coin=index)
 
     # -- encodings ---------------------------------------------------------------------------
     def layout(self, spec: EnvSpec) -> ActionLayout:

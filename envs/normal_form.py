@@ -30,13 +30,12 @@ from .actions import (
     offer_mask,
     valuation_fields,
 )
-from .best_belief import COIN, check_eps, describe_offer
-from .engine import Decision, EnvSpec, Guarantee, Mechanism, Node, Terminal
+from .best_belief import COIN, describe_offer
+from .engine import Decision, EnvSpec, Node, Terminal
 from .errors import MalformedAnnouncementError, OutOfSpaceError
 from .offer_rules import (
+    Seed000Mechanism,
     heads_outcome,
-    seed000_benchmarks,
-    seed000_guarantee,
     tails_outcome,
     winner_of,
 )
@@ -78,25 +77,13 @@ class NormalFormState:
         }
 
 
-class NormalForm(Mechanism):
+class NormalForm(Seed000Mechanism):
     """M_Normal: revenue ≥ BB/2 − ε in expectation under undominated play (Theorem 1)."""
 
     name = "normal_form"
     title = "Normal-form mechanism M_Normal (seed 000, Sec. 4)"
     phases = ("announce",)
     mask_depends_on_state = False
-
-    def __init__(self, eps: Any = "1/10") -> None:
-        self.eps = check_eps(eps)
-
-    def params(self) -> dict[str, Any]:
-        return {"eps": str(self.eps)}
-
-    def benchmarks(self, ctx: Any) -> dict[str, Any]:
-        return seed000_benchmarks(ctx)
-
-    def guarantee(self, ctx: Any, ev: Any) -> Guarantee:
-        return seed000_guarantee(ctx, ev, self.eps)
 
     def start(self, ctx: Any) -> NormalFormState:
         return NormalFormState(ctx.n, ctx.m)
@@ -126,9 +113,6 @@ class NormalForm(Mechanism):
 
     def resolve(self, s: NormalFormState, actions: Mapping[int, Any]) -> NormalFormState:
         return replace(s, announcements=tuple(actions[i] for i in range(s.n)))
-
-    def chance(self, s: NormalFormState, index: int) -> NormalFormState:
-        return replace(s, coin=index)
 
     def layout(self, spec: EnvSpec) -> ActionLayout:
         return ActionLayout([*valuation_fields(spec), *offer_fields(spec)])

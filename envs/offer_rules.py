@@ -4,11 +4,13 @@ winner's offer on tails, and the revenue-increasing rewards δ_i = (ε/n)·R_i/(
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from fractions import Fraction
 from typing import Any
 
 from .actions import Offer
-from .engine import Guarantee
+from .engine import Guarantee, Mechanism, as_fraction
+from .errors import ParameterError
 from .outcome import Outcome
 from .solvers import best_beliefs, msw
 
@@ -86,3 +88,30 @@ def seed000_guarantee(ctx: Any, ev: Any, eps: Fraction) -> Guarantee:
         Fraction(bench["BB_independent"], 2) - eps,
         ev.expected_revenue,
     )
+
+
+def check_eps(eps: Any, hi: Fraction = Fraction(1), name: str = "eps") -> Fraction:
+    """ε read exactly and checked to lie in (0, hi]."""
+    e = as_fraction(eps, name)
+    if not 0 < e <= hi:
+        raise ParameterError(name, f"must lie in (0, {hi}], got {e}")
+    return e
+
+
+class Seed000Mechanism(Mechanism):
+    """What M1 and M2 share: the constant ε, the fair coin, the benchmarks and Theorems 1–2."""
+
+    def __init__(self, eps: Any = "1/10") -> None:
+        self.eps = check_eps(eps)
+
+    def params(self) -> dict[str, Any]:
+        return {"eps": str(self.eps)}
+
+    def benchmarks(self, ctx: Any) -> dict[str, Any]:
+        return seed000_benchmarks(ctx)
+
+    def guarantee(self, ctx: Any, ev: Any) -> Guarantee:
+        return seed000_guarantee(ctx, ev, self.eps)
+
+    def chance(self, s: Any, index: int) -> Any:
+        return replace(s, coin=index)
