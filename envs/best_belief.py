@@ -39,8 +39,6 @@ from .offer_rules import (  # noqa: F401  (check_eps re-exported for other mecha
     Seed000Mechanism,
     check_eps,
     heads_outcome,
-    seed000_benchmarks,
-    seed000_guarantee,
     tails_outcome,
     winner_of,
 )
