@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mechgym.envs.errors import MechgymError, ParameterError
@@ -293,26 +294,27 @@ def show_report(out: dict[str, Any]) -> None:
     if "results" in out:
         console.print(
             f"[bold]{out['mechanism']}[/]: {out['contexts']} contexts, guarantee "
-            f"'{out['guarantee_statement']}' holds on {out['guarantee_holds']}, "
+            f"'{escape(str(out['guarantee_statement']))}' holds on {out['guarantee_holds']}, "
             f"min slack {out['guarantee_min_slack']}"
         )
         console.print(
-            f"mean E[REV] = {out['mean_expected_revenue']:.4f}, "
-            f"mean E[SW] = {out['mean_expected_welfare']:.4f}"
+            escape(f"mean E[REV] = {out['mean_expected_revenue']:.4f}, ")
+            + escape(f"mean E[SW] = {out['mean_expected_welfare']:.4f}")
         )
         return
     table = Table(title=f"{out['mechanism']} ({'exact' if out['exact'] else 'sampled'})")
     table.add_column("quantity")
     table.add_column("value")
-    table.add_row("E[REV]", f"{out['expected_revenue']:.6g}")
-    table.add_row("E[SW]", f"{out['expected_welfare']:.6g}")
-    table.add_row("E[u_i]", ", ".join(f"{u:.6g}" for u in out["expected_utilities"]))
+    table.add_row(escape("E[REV]"), f"{out['expected_revenue']:.6g}")
+    table.add_row(escape("E[SW]"), f"{out['expected_welfare']:.6g}")
+    table.add_row(escape("E[u_i]"), ", ".join(f"{u:.6g}" for u in out["expected_utilities"]))
     for k, v in out["benchmarks"].items():
-        table.add_row(k, str(v))
+        table.add_row(escape(k), escape(str(v)))
     g = out.get("guarantee")
     if g:
         mark = "[green]holds[/]" if g["holds"] else "[red]violated[/]"
-        table.add_row("guarantee", f"{g['statement']}: {g['value']:.6g} vs {g['bound']:.6g} {mark}")
+        text = escape(f"{g['statement']}: {g['value']:.6g} vs {g['bound']:.6g}")
+        table.add_row("guarantee", f"{text} {mark}")
     console.print(table)
 
 
