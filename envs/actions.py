@@ -184,6 +184,37 @@ def offer_features(offer: Offer | None, spec: EnvSpec) -> list[float]:
     return owners + [float(p) for p in offer.prices]
 
 
+def offer_stage_size(spec: EnvSpec) -> int:
+    """Length of :func:`write_offer_stage`'s block."""
+    return 2 * spec.m + 2 * spec.n + 2
+
+
+def write_offer_stage(
+    out: np.ndarray,
+    k: int,
+    spec: EnvSpec,
+    offer: Offer,
+    player: int,
+    asked: bool,
+    answers: Sequence[tuple[int, bool]] | None,
+) -> None:
+    """Write the public view of a take-it-or-leave-it stage at ``out[k:]``: the leading offer
+    (owners, prices), the player's own question (bundle bits, price, asked flag) when
+    ``asked``, and the answers once given (+1 YES, −1 NO, 0 not asked)."""
+    n, m = spec.n, spec.m
+    out[k : k + m + n] = offer_features(offer, spec)
+    k += m + n
+    if asked:
+        b = offer.alloc[player]
+        out[k : k + m] = [(b >> g) & 1 for g in range(m)]
+        out[k + m] = offer.prices[player]
+        out[k + m + 1] = 1.0
+    k += m + 2
+    if answers is not None:
+        for i, yes in answers:
+            out[k + i] = 1.0 if yes else -1.0
+
+
 def check_answer(answer: object, agent: str, phase: str) -> bool:
     """A YES/NO answer must be a bool (``True`` = YES)."""
     if not isinstance(answer, bool | np.bool_):

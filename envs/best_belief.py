@@ -28,9 +28,10 @@ from .actions import (
     check_offer,
     decode_offer,
     encode_offer,
-    offer_features,
     offer_fields,
     offer_mask,
+    offer_stage_size,
+    write_offer_stage,
 )
 from .bundles import format_bundle
 from .engine import Chance, Decision, EnvSpec, Node, Terminal
@@ -161,10 +162,10 @@ class BestBelief(Seed000Mechanism):
         return vec
 
     def public_size(self, spec: EnvSpec) -> int:
-        return 4 * spec.n + 2 * spec.m + 4
+        return 2 * spec.n + 2 + offer_stage_size(spec)
 
     def public_features(self, s: BestBeliefState, player: int, spec: EnvSpec) -> np.ndarray:
-        n, m = spec.n, spec.m
+        n = spec.n
         out = np.zeros(self.public_size(spec), dtype=np.float32)
         if s.announcements is None:
             return out
@@ -174,19 +175,8 @@ class BestBelief(Seed000Mechanism):
         k = 2 * n
         if s.coin is not None:
             out[k + s.coin] = 1.0
-        k += 2
         offer = s.announcements[w].offer
-        out[k : k + m + n] = offer_features(offer, spec)
-        k += m + n
-        b = offer.alloc[player]
-        if b:
-            out[k : k + m] = [(b >> g) & 1 for g in range(m)]
-            out[k + m] = offer.prices[player]
-            out[k + m + 1] = 1.0
-        k += m + 2
-        if s.answers is not None:
-            for i, yes in s.answers:
-                out[k + i] = 1.0 if yes else -1.0
+        write_offer_stage(out, k + 2, spec, offer, player, bool(offer.alloc[player]), s.answers)
         return out
 
     def describe_action(self, s: BestBeliefState, player: int, action: Any) -> str:

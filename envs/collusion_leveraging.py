@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from . import solvers
-from .actions import Offer, check_answer, check_bundle, offer_features
+from .actions import Offer, check_answer, check_bundle, offer_stage_size, write_offer_stage
 from .bundles import format_bundle
 from .context import Partition, singletons
 from .engine import (
@@ -560,15 +560,15 @@ class CollusionLeveraging(Mechanism):
         return vec
 
     def public_size(self, spec: EnvSpec) -> int:
-        n, m = spec.n, spec.m
-        return n * n + 5 * n + 2 * m + 7
+        n = spec.n
+        return n * n + 3 * n + 5 + offer_stage_size(spec)
 
     def public_features(
         self, s: CollusionLeveragingState, player: int, spec: EnvSpec
     ) -> np.ndarray:
         """[star one-hot | revenues | declared coalitions (n×n) | aborted | c1 (kept, random) |
         c2 (heads, tails) | Ω^★ (owners, prices) | own question | answers]."""
-        n, m = spec.n, spec.m
+        n = spec.n
         out = np.zeros(self.public_size(spec), dtype=np.float32)
         if s.announcements is None:
             return out
@@ -588,17 +588,8 @@ class CollusionLeveraging(Mechanism):
             out[k + s.c2] = 1.0
         k += 2
         offer = s.announcements[s.star].offer
-        out[k : k + m + n] = offer_features(offer, spec)
-        k += m + n
-        if s.c2 == 1 and player in s.askers:
-            b = offer.alloc[player]
-            out[k : k + m] = [(b >> g) & 1 for g in range(m)]
-            out[k + m] = offer.prices[player]
-            out[k + m + 1] = 1.0
-        k += m + 2
-        if s.answers is not None:
-            for i, yes in s.answers:
-                out[k + i] = 1.0 if yes else -1.0
+        asked = s.c2 == 1 and player in s.askers
+        write_offer_stage(out, k, spec, offer, player, asked, s.answers)
         return out
 
     def describe_action(self, s: CollusionLeveragingState, player: int, action: Any) -> str:

@@ -48,8 +48,9 @@ from .actions import (
     check_offer,
     decode_offer,
     encode_offer,
-    offer_features,
     offer_mask,
+    offer_stage_size,
+    write_offer_stage,
 )
 from .bundles import format_bundle
 from .engine import (
@@ -301,29 +302,18 @@ class KnowledgeBenchmark(Mechanism):
         return vec
 
     def public_size(self, spec: EnvSpec) -> int:
-        return 4 * spec.n + 2 * spec.m + 2
+        return 2 * spec.n + offer_stage_size(spec)
 
     def public_features(self, s: KnowledgeBenchmarkState, player: int, spec: EnvSpec) -> np.ndarray:
         """[star one-hot | revenues | Ω_★ (owners, prices) | own question | answers]."""
-        n, m = spec.n, spec.m
+        n = spec.n
         out = np.zeros(self.public_size(spec), dtype=np.float32)
         if s.announcements is None:
             return out
         out[s.star] = 1.0
         out[n : 2 * n] = s.revenues
-        k = 2 * n
         offer = s.star_offer
-        out[k : k + m + n] = offer_features(offer, spec)
-        k += m + n
-        b = offer.alloc[player]
-        if b:
-            out[k : k + m] = [(b >> g) & 1 for g in range(m)]
-            out[k + m] = offer.prices[player]
-            out[k + m + 1] = 1.0
-        k += m + 2
-        if s.answers is not None:
-            for i, yes in s.answers:
-                out[k + i] = 1.0 if yes else -1.0
+        write_offer_stage(out, 2 * n, spec, offer, player, bool(offer.alloc[player]), s.answers)
         return out
 
     def describe_action(self, s: KnowledgeBenchmarkState, player: int, action: Any) -> str:
