@@ -44,11 +44,12 @@ class _ContextCache:
 
 
 def truthful_answer(ctx: Any, state: Any, player: int) -> bool:
-    """YES iff θ_i(α^w_i) ≥ π^w_i, or always YES when the winner is in i's shared coalition."""
-    w = state.winner
-    if ctx.shared_reward and w in ctx.coalition_of(player):
+    """M1's answer: YES iff θ_i(α_i) ≥ π_i for the leading offer (the winner's, or the seller's
+    reserve), or always YES when the winner is in i's shared-reward coalition."""
+    w = state.leader
+    if w is not None and ctx.shared_reward and w in ctx.coalition_of(player):
         return True
-    offer = state.announcements[w].offer
+    offer = state.leading_offer
     return accepts(ctx.values[player, offer.alloc[player]], offer.prices[player])
 
 

@@ -6,6 +6,12 @@
 3. Tails: every player offered a bundle in ω^w answers YES or NO, simultaneously. YES buys at
    π − ε/n; NO charges π to the winner. Then every player receives δ_i = (ε/n)·R_i/(1+R_i).
 
+Reserve variant (Section 6.3): with a seller's reserve outcome ω', if R_w < REV(ω') the seller
+"makes himself the winner and continues with ω'". The paper says this only "roughly"; we read
+it as: heads allocates nothing (the seller keeps the goods), tails sells ω' and a refusal
+charges nobody; every δ_i is still paid. With a sure reserve (no price above a true value),
+E[REV] ≥ max(BB, REV(ω'))/2 − ε.
+
 Array layout (every agent): ``answer`` (2: 0 = NO, 1 = YES), ``bundle`` (2**m: ξ), then the
 offer fields of :mod:`mechgym.envs.actions` (``owner_g``, ``price_j``). Phase ``announce`` reads
 ``bundle`` and the offer; phase ``respond`` reads ``answer``.
@@ -34,8 +40,8 @@ from .actions import (
     write_offer_stage,
 )
 from .bundles import format_bundle
-from .engine import Chance, Decision, EnvSpec, Node, Terminal
-from .errors import MalformedAnnouncementError
+from .engine import Chance, Decision, EnvSpec, Guarantee, Node, Terminal
+from .errors import MalformedAnnouncementError, ParameterError
 from .offer_rules import (  # noqa: F401  (check_eps re-exported for other mechanisms)
     Seed000Mechanism,
     check_eps,
@@ -43,6 +49,7 @@ from .offer_rules import (  # noqa: F401  (check_eps re-exported for other mecha
     tails_outcome,
     winner_of,
 )
+from .outcome import Outcome
 from .spaces import ActionLayout
 
 HALF = Fraction(1, 2)
@@ -66,6 +73,7 @@ class BestBeliefState:
     announcements: tuple[BBAnnouncement, ...] | None = None
     coin: int | None = None
     answers: tuple[tuple[int, bool], ...] | None = None
+    reserve: Offer | None = None
 
     @cached_property
     def revenues(self) -> tuple[int, ...]:
@@ -77,10 +85,24 @@ class BestBeliefState:
         return winner_of(self.revenues)
 
     @property
+    def seller_leads(self) -> bool:
+        """Whether the seller's reserve outcome replaces the winner's offer."""
+        return self.reserve is not None and self.revenues[self.winner] < self.reserve.revenue
+
+    @property
+    def leader(self) -> int | None:
+        """The player whose offer is sold (``None`` when the seller's reserve leads)."""
+        return None if self.seller_leads else self.winner
+
+    @property
+    def leading_offer(self) -> Offer:
+        """The offer sold on tails: the winner's, or the seller's reserve."""
+        return self.reserve if self.seller_leads else self.announcements[self.winner].offer
+
+    @property
     def askers(self) -> tuple[int, ...]:
-        """Players offered a non-empty bundle by the winner."""
-        offer = self.announcements[self.winner].offer
-        return tuple(i for i, b in enumerate(offer.alloc) if b)
+        """Players offered a non-empty bundle in the leading offer."""
+        return tuple(i for i, b in enumerate(self.leading_offer.alloc) if b)
 
 
 class BestBelief(Seed000Mechanism):
@@ -91,28 +113,60 @@ class BestBelief(Seed000Mechanism):
     phases = ("announce", "respond")
     mask_depends_on_state = False
 
+    def __init__(self, eps: Any = "1/10", reserve: Offer | None = None) -> None:
+        super().__init__(eps)
+        if reserve is not None and not isinstance(reserve, Offer):
+            raise ParameterError("reserve", f"must be an Offer, got {type(reserve).__name__}")
+        self.reserve = reserve
+
+    def params(self) -> dict[str, Any]:
+        out = super().params()
+        if self.reserve is not None:
+            out["reserve"] = {
+                "alloc": list(self.reserve.alloc),
+                "prices": list(self.reserve.prices),
+            }
+        return out
+
+    def guarantee(self, ctx: Any, ev: Any) -> Guarantee | None:
+        if self.reserve is None:
+            return super().guarantee(ctx, ev)
+        r = self._reserve_for(ctx)
+        sure = all(
+            int(ctx.values[i, b]) >= p
+            for i, (b, p) in enumerate(zip(r.alloc, r.prices, strict=True))
+        )
+        if not sure or any(len(c) > 1 for c in ctx.coalitions):
+            return None  # Section 6.3 needs a sure reserve and says nothing of collusion
+        bench = max(self.benchmarks(ctx)["BB"], r.revenue)
+        return Guarantee(
+            "E[REV] >= max(BB, REV(reserve))/2 - eps",
+            Fraction(bench, 2) - self.eps,
+            ev.expected_revenue,
+        )
+
+    def _reserve_for(self, ctx: Any) -> Offer:
+        return check_offer(self.reserve, ctx.n, ctx.m, None, "seller", "reserve")
+
     # -- rules -------------------------------------------------------------------------------
     def start(self, ctx: Any) -> BestBeliefState:
-        return BestBeliefState(ctx.n, ctx.m)
+        reserve = None if self.reserve is None else self._reserve_for(ctx)
+        return BestBeliefState(ctx.n, ctx.m, reserve=reserve)
 
     def node(self, s: BestBeliefState) -> Node:
         if s.announcements is None:
             return Decision(tuple(range(s.n)), "announce")
         if s.coin is None:
             return COIN
-        w = s.winner
+        w = s.leader
         if s.coin == 0:
+            if w is None:
+                return Terminal(Outcome((0,) * s.n, (Fraction(0),) * s.n, rule="heads-reserve"))
             return Terminal(heads_outcome(s.n, w, s.announcements[w].bundle))
-        if s.answers is None:
-            askers = s.askers
-            if askers:
-                return Decision(askers, "respond")
-            return Terminal(
-                tails_outcome(s.n, w, s.announcements[w].offer, {}, s.revenues, self.eps)
-            )
-        return Terminal(
-            tails_outcome(s.n, w, s.announcements[w].offer, dict(s.answers), s.revenues, self.eps)
-        )
+        if s.answers is None and s.askers:
+            return Decision(s.askers, "respond")
+        answers = dict(s.answers) if s.answers is not None else {}
+        return Terminal(tails_outcome(s.n, w, s.leading_offer, answers, s.revenues, self.eps))
 
     def validate(self, s: BestBeliefState, player: int, action: Any) -> Any:
         agent = f"player_{player}"
@@ -169,13 +223,13 @@ class BestBelief(Seed000Mechanism):
         out = np.zeros(self.public_size(spec), dtype=np.float32)
         if s.announcements is None:
             return out
-        w = s.winner
-        out[w] = 1.0
+        if s.leader is not None:
+            out[s.leader] = 1.0
         out[n : 2 * n] = s.revenues
         k = 2 * n
         if s.coin is not None:
             out[k + s.coin] = 1.0
-        offer = s.announcements[w].offer
+        offer = s.leading_offer
         write_offer_stage(out, k + 2, spec, offer, player, bool(offer.alloc[player]), s.answers)
         return out
 

@@ -38,7 +38,7 @@ def heads_outcome(n: int, winner: int, bundle: int) -> Outcome:
 
 def tails_outcome(
     n: int,
-    winner: int,
+    winner: int | None,
     offer: Offer,
     accepted: Mapping[int, bool],
     revenues: Sequence[int],
@@ -46,7 +46,8 @@ def tails_outcome(
 ) -> Outcome:
     """Tails: sell the winner's offer as take-it-or-leave-it offers, then pay every reward.
 
-    A player accepting buys its bundle at ``π − ε/n``; a refusal charges ``π`` to the winner.
+    A player accepting buys its bundle at ``π − ε/n``; a refusal charges ``π`` to the winner
+    (to nobody when the seller's reserve outcome leads, ``winner=None``).
     """
     alloc = [0] * n
     prices = [Fraction(0)] * n
@@ -57,7 +58,7 @@ def tails_outcome(
         if accepted[i]:
             alloc[i] = b
             prices[i] += offer.prices[i] - bonus
-        else:
+        elif winner is not None:
             prices[winner] += offer.prices[i]
     for i in range(n):
         prices[i] -= reward(eps, n, revenues[i])

@@ -257,3 +257,70 @@ def test_no_global_rng_in_sources() -> None:
             text = path.read_text()
             for b in banned:
                 assert b not in text, f"{path}: uses the global RNG ({b.strip()})"
+
+
+def test_seller_reserve_variant() -> None:
+    """Section 6.3: a reserve outcome above the winner's revenue replaces its offer."""
+    ctx = example("chen-micali-2016")
+    reserve = Offer((1, 2, 0), (90, 95, 0))  # sure: θ_0({0}) = 100, θ_1({1}) = 100
+    mech = BestBelief(eps=EPS, reserve=reserve)
+    ev = evaluate_exact(mech, ctx, profile(PredictedSeed000(ctx), 3))
+    heads = next(o for p, o in ev.outcomes if o.rule == "heads-reserve")
+    tails = next(o for p, o in ev.outcomes if o.rule == "tails")
+    assert heads.alloc == (0, 0, 0) and heads.revenue == 0
+    assert tails.alloc == (1, 2, 0)
+    d = [reward(EPS, 3, r) for r in (25, 100, 150)]
+    assert tails.prices == (90 - EPS / 3 - d[0], 95 - EPS / 3 - d[1], -d[2])
+    g = mech.guarantee(ctx, ev)
+    assert g.bound == Fraction(185, 2) - EPS and g.holds
+    # a refusal of the reserve's offer charges nobody
+    no = profile(PredictedSeed000(ctx, answer="no"), 3)
+    ev_no = evaluate_exact(mech, ctx, no)
+    tails_no = next(o for p, o in ev_no.outcomes if o.rule == "tails")
+    assert tails_no.prices == tuple(-x for x in d)
+    # below the winner's revenue the reserve changes nothing
+    low = BestBelief(eps=EPS, reserve=Offer((1, 0, 0), (50, 0, 0)))
+    assert evaluate_exact(low, ctx, profile(PredictedSeed000(ctx), 3)).outcomes == ev_pred(ctx)
+    # a reserve the seller cannot be sure of voids the guarantee
+    unsure = BestBelief(eps=EPS, reserve=Offer((1, 2, 0), (190, 95, 0)))
+    assert (
+        unsure.guarantee(ctx, evaluate_exact(unsure, ctx, profile(PredictedSeed000(ctx), 3)))
+        is None
+    )
+
+
+def ev_pred(ctx):
+    return evaluate_exact(BestBelief(eps=EPS), ctx, profile(PredictedSeed000(ctx), ctx.n)).outcomes
+
+
+def test_reserve_guarantee_on_generated_contexts() -> None:
+    from mechgym.envs.solvers import msw as msw_of
+
+    rng = np.random.default_rng(63)
+    gen = make_generator("uniform:n=3,m=2,cap=20,belief=noisy")
+    for _ in range(60):
+        ctx = gen.sample(rng)
+        best = msw_of(ctx)
+        # the seller is sure of half the welfare-maximising allocation's values
+        prices = tuple(
+            int(ctx.values[i, b]) // 2 if b and ctx.values[i, b] >= 2 else 0
+            for i, b in enumerate(best.alloc)
+        )
+        alloc = tuple(b if p else 0 for b, p in zip(best.alloc, prices, strict=True))
+        mech = BestBelief(eps=EPS, reserve=Offer(alloc, prices))
+        ev = evaluate_exact(mech, ctx, profile(PredictedSeed000(ctx), ctx.n))
+        assert mech.guarantee(ctx, ev).holds
+
+
+def test_reserve_env_runs() -> None:
+    from mechgym.envs import best_belief_v0
+    from pettingzoo.test import api_test
+
+    api_test(
+        best_belief_v0.env(context="chen-micali-2016", reserve=Offer((1, 2, 0), (90, 95, 0))),
+        num_cycles=30,
+    )
+    with pytest.raises(Exception, match="reserve"):
+        best_belief_v0.env(
+            context="chen-micali-2016", reserve=Offer((1, 1, 0), (90, 95, 0))
+        ).reset()
