@@ -32,6 +32,8 @@ import numpy as np
 from .bundles import format_bundle, parse_bundle
 from .context import AuctionContext, check_partition
 from .errors import ContextError, ContextFileError
+from .market import market_from_dict, market_to_dict
+from .states import states_from_dict, states_to_dict
 
 __all__ = [
     "DUMPERS",
@@ -309,10 +311,18 @@ def _dump_auction(ctx: AuctionContext) -> dict[str, Any]:
     return out
 
 
-LOADERS: dict[str, Loader] = {"auction": _parse_auction}
+LOADERS: dict[str, Loader] = {
+    "auction": _parse_auction,
+    "states": states_from_dict,
+    "market": market_from_dict,
+}
 """Context kind -> function reading a decoded document (raising :class:`ContextError`)."""
 
-DUMPERS: dict[str, Dumper] = {"auction": _dump_auction}
+DUMPERS: dict[str, Dumper] = {
+    "auction": _dump_auction,
+    "states": states_to_dict,
+    "market": market_to_dict,
+}
 """Context kind -> function writing a context as a plain, JSON-ready dict."""
 
 

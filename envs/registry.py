@@ -116,6 +116,46 @@ CATALOGUE: dict[str, MechanismEntry] = {
             "004 Sec. 5.2",
             "M6: efficient, budget balanced, private w.p. >= 1 - delta",
         ),
+        _E(
+            "hope_for_the_best",
+            "mechgym/HopeForTheBest-v0",
+            "mechgym.envs.foils:HopeForTheBest",
+            "mechgym.agents.foils",
+            "003 fn. 3",
+            "foil of M5: truthful is an equilibrium, so is every scaled-down report",
+        ),
+        _E(
+            "naive_market_1",
+            "mechgym/NaiveMarket1-v0",
+            "mechgym.envs.foils:NaiveMarket1",
+            "mechgym.agents.foils",
+            "004 Sec. 5.1",
+            "foil of M6: any individually rational unanimous outcome is an equilibrium",
+        ),
+        _E(
+            "naive_market_2",
+            "mechgym/NaiveMarket2-v0",
+            "mechgym.envs.foils:NaiveMarket2",
+            "mechgym.agents.foils",
+            "004 Sec. 5.1",
+            "foil of M6: belief mismatch (YES expecting another's NO)",
+        ),
+        _E(
+            "naive_market_3",
+            "mechgym/NaiveMarket3-v0",
+            "mechgym.envs.foils:NaiveMarket3",
+            "mechgym.agents.foils",
+            "004 Sec. 5.1",
+            "foil of M6: player 1 profits from a non-truthful proposal",
+        ),
+        _E(
+            "naive_market_4",
+            "mechgym/NaiveMarket4-v0",
+            "mechgym.envs.foils:NaiveMarket4",
+            "mechgym.agents.foils",
+            "004 Sec. 5.1",
+            "foil of M6: price shifts relying on believed collusion lose welfare",
+        ),
     ]
 }
 

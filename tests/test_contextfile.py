@@ -191,7 +191,7 @@ def test_missing_and_unknown_keys() -> None:
     del data["values"]
     bad(data, "values: is required")
     bad(worked(shared_rewards=True), "shared_rewards: unknown key", "did you mean 'shared_reward'")
-    bad(worked(kind="market"), "kind: unknown kind 'market'", "auction")
+    bad(worked(kind="bogus"), "kind: unknown kind 'bogus'", "auction")
     bad([1, 2], "(top level): must be an object")
 
 

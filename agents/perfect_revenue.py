@@ -1,0 +1,221 @@
+"""Scripted play of M5 (seed 003): the truthful profiles θ̄ (Definition 1) and Θ̄
+(Definition 2), documented deviations, and the compact menu.
+
+θ̄ (non-collusive): player 0 announces the lowest-index welfare-maximising state ω* with
+K_i = θ_i(ω*); raiser ``d`` raises every ``j ≠ d`` to θ_j(ω*) when the current price is lower
+(Δ^d_j = max(0, θ_j(ω*) − K_j − Σ_{ℓ<d} Δ^ℓ_j)); player ``i`` answers YES iff θ_i(ω*) ≥ P*_i.
+
+Θ̄ (collusive, shared-reward coalitions): prices are set on each coalition's lowest-index
+member — K_k = Σ_{j∈C} θ_j(ω*) for the lowest member ``k`` of ``C`` and 0 for the others; a
+raiser raises the lowest member ``k`` of every coalition by
+max(0, Σ_C θ(ω*) − Σ_C K − Σ_C Σ_{ℓ<d} Δ^ℓ) and nobody else; a member answers YES iff
+Σ_C θ(ω*) ≥ Σ_C P*. Definition 2 also covers the raiser's own coalition; when its lowest member
+is the raiser itself, that entry must stay 0 (Δ^d_d = 0) and we keep it 0.
+
+Which profile is predicted: Θ̄ when the context has a shared-reward coalition of two or more
+players, θ̄ otherwise (members of coalitions without shared rewards act individually).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mechgym.envs.engine import Decision, EnvSpec, Mechanism
+from mechgym.envs.perfect_revenue import PerfectRevenue, PRProposal, PRRaise, PRState
+
+from .base import MechanismAgents, PhasePolicy, RandomPolicy, register_agents
+
+
+def effective_coalitions(ctx: Any) -> tuple[tuple[int, ...], ...]:
+    """The coalitions that act jointly: ``ctx.coalitions`` with shared rewards, else singletons."""
+    if ctx.shared_reward:
+        return tuple(ctx.coalitions)
+    return tuple((i,) for i in range(ctx.n))
+
+
+def truthful_proposal(ctx: Any, collusive: bool) -> PRProposal:
+    """θ̄'s (or Θ̄'s) proposal: the lowest-index welfare-maximising state, truthfully priced."""
+    w = ctx.best_state()
+    col = [int(x) for x in ctx.types[:, w]]
+    if not collusive:
+        return PRProposal(w, tuple(col))
+    prices = [0] * ctx.n
+    for c in effective_coalitions(ctx):
+        prices[c[0]] = sum(col[j] for j in c)
+    return PRProposal(w, tuple(prices))
+
+
+def truthful_raise(ctx: Any, state: PRState, d: int, collusive: bool) -> PRRaise:
+    """θ̄'s (or Θ̄'s) raise of player ``d`` at ``state``."""
+    w = state.proposal.state
+    col = [int(x) for x in ctx.types[:, w]]
+    cur = state.current
+    amounts = [0] * ctx.n
+    if not collusive:
+        for j in range(ctx.n):
+            if j != d:
+                amounts[j] = max(0, col[j] - cur[j])
+    else:
+        for c in effective_coalitions(ctx):
+            k = c[0]
+            if k != d:
+                amounts[k] = max(0, sum(col[j] for j in c) - sum(cur[j] for j in c))
+    return PRRaise(tuple(amounts))
+
+
+def truthful_answer(ctx: Any, state: PRState, i: int, collusive: bool) -> bool:
+    """YES iff θ_i(ω*) ≥ P*_i (θ̄), or Σ_C θ(ω*) ≥ Σ_C P* over i's coalition C (Θ̄)."""
+    w = state.proposal.state
+    members = ctx.coalition_of(i) if collusive and ctx.shared_reward else (i,)
+    value = sum(int(ctx.types[j, w]) for j in members)
+    price = sum(state.current[j] for j in members)
+    return value >= price
+
+
+class PredictedPerfectRevenue:
+    """θ̄ or Θ̄ for every player.
+
+    Parameters
+    ----------
+    ctx : StateContext
+    collusive : bool, optional
+        Force Θ̄ (True) or θ̄ (False); default Θ̄ iff a shared-reward coalition has 2+ members.
+    price_shift : int
+        Added to every positive proposed price (deviation "overprice" uses +1).
+    price_factor : tuple (num, den)
+        Proposed prices are floor(K · num / den) (deviation "underprice" uses 1/2).
+    raises : {"truthful", "none", "over"}
+    answers : {"truthful", "yes", "no"}
+    """
+
+    def __init__(
+        self,
+        ctx: Any,
+        collusive: bool | None = None,
+        price_shift: int = 0,
+        price_factor: tuple[int, int] = (1, 1),
+        raises: str = "truthful",
+        answers: str = "truthful",
+    ) -> None:
+        self.ctx = ctx
+        self.collusive = (
+            any(len(c) > 1 for c in effective_coalitions(ctx)) if collusive is None else collusive
+        )
+        self.price_shift = price_shift
+        self.price_factor = price_factor
+        self.raises = raises
+        self.answers = answers
+
+    def proposal(self) -> PRProposal:
+        base = truthful_proposal(self.ctx, self.collusive)
+        num, den = self.price_factor
+        prices = tuple(p * num // den + (self.price_shift if p > 0 else 0) for p in base.prices)
+        return PRProposal(base.state, prices)
+
+    def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
+        node = mech.node(state)
+        assert isinstance(node, Decision)
+        if node.phase == "propose":
+            return self.proposal()
+        if node.phase == "raise":
+            if self.raises == "none":
+                return PRRaise((0,) * ctx.n)
+            r = truthful_raise(ctx, state, player, self.collusive)
+            if self.raises == "over":
+                return PRRaise(tuple(x + 1 if j != player else 0 for j, x in enumerate(r.amounts)))
+            return r
+        if self.answers == "yes":
+            return True
+        if self.answers == "no":
+            return False
+        return truthful_answer(ctx, state, player, self.collusive)
+
+
+PROPOSE_VARIANTS = ("truth", "half", "zero", "over", "other_structure")
+
+
+def menu_size(phase: str, spec: EnvSpec) -> int:
+    """propose: 2 states × 5 price variants; raise: none / to value / over; respond: NO, YES."""
+    return {"propose": 2 * len(PROPOSE_VARIANTS), "raise": 3}.get(phase, 2)
+
+
+def menu(mech: Mechanism, ctx: Any, state: Any, player: int) -> list[tuple[str, Any]]:
+    """Compact actions; the predicted action is the first of each phase's menu except
+    ``respond`` (NO, YES)."""
+    node = mech.node(state)
+    pred = PredictedPerfectRevenue(ctx)
+    if node.phase == "respond":
+        return [("NO", False), ("YES", True)]
+    if node.phase == "raise":
+        truth = truthful_raise(ctx, state, player, pred.collusive)
+        over = tuple(x + 1 if j != player else 0 for j, x in enumerate(truth.amounts))
+        return [("to_value", truth), ("none", PRRaise((0,) * ctx.n)), ("over", PRRaise(over))]
+    welfare = ctx.types.sum(axis=0)
+    order = sorted(range(ctx.num_states), key=lambda s: (-int(welfare[s]), s))
+    states = [order[0], order[1] if len(order) > 1 else order[0]]
+    out: list[tuple[str, Any]] = []
+    for rank, w in enumerate(states):
+        col = [int(x) for x in ctx.types[:, w]]
+        own = _structure_prices(ctx, col, pred.collusive)
+        other = _structure_prices(ctx, col, not pred.collusive)
+        variants = {
+            "truth": own,
+            "half": tuple(p // 2 for p in own),
+            "zero": (0,) * ctx.n,
+            "over": tuple(p + 1 if p > 0 else 0 for p in own) if any(own) else (1, *own[1:]),
+            "other_structure": other,
+        }
+        for name in PROPOSE_VARIANTS:
+            out.append((f"state=rank{rank} K={name}", PRProposal(w, variants[name])))
+    return out
+
+
+def _structure_prices(ctx: Any, col: list[int], collusive: bool) -> tuple[int, ...]:
+    if not collusive:
+        return tuple(col)
+    prices = [0] * ctx.n
+    for c in effective_coalitions(ctx):
+        prices[c[0]] = sum(col[j] for j in c)
+    return tuple(prices)
+
+
+def _spec_of(ctx: Any) -> EnvSpec:
+    cap = ctx.value_cap
+    return EnvSpec(ctx.n, ctx.m, cap, ctx.n * cap)
+
+
+def _deviations() -> dict[str, Any]:
+    return {
+        "underprice": lambda ctx, rng: PredictedPerfectRevenue(ctx, price_factor=(1, 2)),
+        "overprice": lambda ctx, rng: PredictedPerfectRevenue(ctx, price_shift=1),
+        "no_raise": lambda ctx, rng: PredictedPerfectRevenue(ctx, raises="none"),
+        "overraise": lambda ctx, rng: PredictedPerfectRevenue(ctx, raises="over"),
+        "always_yes": lambda ctx, rng: PredictedPerfectRevenue(ctx, answers="yes"),
+        "always_no": lambda ctx, rng: PredictedPerfectRevenue(ctx, answers="no"),
+        "individual": lambda ctx, rng: PredictedPerfectRevenue(ctx, collusive=False),
+        "random": lambda ctx, rng: RandomPolicy(rng, _spec_of(ctx)),
+        "random_answers": lambda ctx, rng: PhasePolicy(
+            PredictedPerfectRevenue(ctx), {"respond": RandomPolicy(rng, _spec_of(ctx))}
+        ),
+    }
+
+
+register_agents(
+    PerfectRevenue.name,
+    MechanismAgents(
+        predicted=PredictedPerfectRevenue,
+        deviations=_deviations(),
+        menu=menu,
+        menu_size=menu_size,
+    ),
+)
+
+__all__ = [
+    "PredictedPerfectRevenue",
+    "effective_coalitions",
+    "menu",
+    "menu_size",
+    "truthful_answer",
+    "truthful_proposal",
+    "truthful_raise",
+]

@@ -1,0 +1,9 @@
+"""PettingZoo env of Naive-2, a foil of M6 (seed 004, Sec. 5.1): ``mechgym/NaiveMarket2-v0``."""
+
+from .budget_balanced_market_v0 import default_market_generator
+from .envmodule import env_module
+from .foils import NaiveMarket2
+
+raw_env, env, parallel_env = env_module(NaiveMarket2, default_market_generator)
+
+__all__ = ["env", "parallel_env", "raw_env"]
