@@ -301,11 +301,17 @@ class MechanismEnv(AECEnv):
             elif kind == "chance":
                 lines.append(f"[chance {data[0]}] {data[1]}")
             else:
-                o = data
-                lines.append(
-                    f"[outcome {o.rule}] alloc={list(o.alloc)} prices={[str(p) for p in o.prices]}"
-                )
+                lines.append(f"[outcome {data.rule}] {describe_outcome(data)}")
         return "\n".join(lines)
+
+
+def describe_outcome(o: Any) -> str:
+    """``state=1`` (abstract states; -1 = null) or ``alloc=[...]`` (bundle bitmasks), then
+    destroyed goods (markets) and the exact prices."""
+    where = f"state={o.state}" if o.state is not None else f"alloc={list(o.alloc)}"
+    if o.destroyed:
+        where += f" destroyed={o.destroyed}"
+    return f"{where} prices={[str(p) for p in o.prices]}"
 
 
 def wrap(raw: MechanismEnv) -> AECEnv:

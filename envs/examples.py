@@ -88,15 +88,48 @@ def ausubel_milgrom_independent() -> AuctionContext:
     return _ausubel_milgrom([[0], [1], [2]], "ausubel-milgrom-independent")
 
 
-EXAMPLES: dict[str, Callable[[], AuctionContext]] = {
+def three_players_two_states() -> Any:
+    """A perfect-information context of seed 003: 3 players, 2 states.
+
+    Types (θ_i(ω0), θ_i(ω1)) = (2, 0), (0, 3), (1, 1): welfare 3 in ω0 and 4 in ω1, so the
+    unique subgame-perfect play of M5 proposes ω1 at prices K = (0, 3, 1).
+    """
+    from .states import StateContext
+
+    return StateContext(types=[[2, 0], [0, 3], [1, 1]], name="three-players-two-states")
+
+
+def market_swap() -> Any:
+    """A 2-player, 2-good market of seed 004 where trade pays: each owns what the other wants.
+
+    Player 0 owns good 1 but values good 0 at 5 (good 1 at 1, both at 6); player 1 owns good 0
+    but values good 1 at 5 (good 0 at 1, both at 6); k = 4, so values lie in (−8, 8). Swapping
+    raises welfare from 2 to 10; the truthful proposal prices player 1 at 5 − 1 = 4.
+    """
+    from .market import MarketContext
+
+    values = [[0, 5, 1, 6], [0, 1, 5, 6]]
+    return MarketContext(values=values, endowment=(0b10, 0b01), k=4, name="market-swap")
+
+
+EXAMPLES: dict[str, Callable[[], Any]] = {
     "chen-micali-2016": chen_micali_2016,
     "ausubel-milgrom": ausubel_milgrom,
     "ausubel-milgrom-independent": ausubel_milgrom_independent,
+    "three-players-two-states": three_players_two_states,
+    "market-swap": market_swap,
 }
 """Example name -> function building a fresh context."""
 
+DEFAULT_EXAMPLE = {
+    "auction": "chen-micali-2016",
+    "states": "three-players-two-states",
+    "market": "market-swap",
+}
+"""The example used when a command names no context, by context kind."""
 
-def example(name: str) -> AuctionContext:
+
+def example(name: str) -> Any:
     """Return the named example context.
 
     Raises

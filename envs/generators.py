@@ -332,10 +332,12 @@ def make_generator(spec: str) -> AuctionGenerator:
         raise ContextError("generator", f"a spec must be a string, got {type(spec).__name__}")
     head, _, rest = spec.strip().partition(":")
     family = head.strip().lower().replace("_", "-")
+    if family in OTHER_KINDS:
+        return _make_other(family, rest)
     if family not in GENERATORS:
         raise ContextError(
             "generator",
-            f"unknown family {head.strip()!r}; available: {', '.join(GENERATORS)}",
+            f"unknown family {head.strip()!r}; available: {', '.join([*GENERATORS, *OTHER_KINDS])}",
         )
     kwargs: dict[str, Any] = {}
     for item in rest.split(","):
@@ -359,3 +361,62 @@ def make_generator(spec: str) -> AuctionGenerator:
         raise ContextError(
             f"generator.{_FIELD_KEYS.get(exc.field, exc.field)}", exc.problem
         ) from None
+
+
+#: generators of the other context kinds: spec family -> (module, class, key -> field)
+OTHER_KINDS: dict[str, tuple[str, str, dict[str, str]]] = {
+    "states": (
+        "states",
+        "StatesGenerator",
+        {
+            "n": "n",
+            "m": "m",
+            "cap": "value_cap",
+            "coalitions": "coalitions",
+            "shared": "shared_reward",
+            "positive": "positive_welfare",
+        },
+    ),
+    "market": (
+        "market",
+        "MarketGenerator",
+        {
+            "n": "n",
+            "m": "m",
+            "k": "k",
+            "coalitions": "coalitions",
+            "shared": "shared_reward",
+            "negative": "negative",
+        },
+    ),
+}
+
+
+def _make_other(family: str, rest: str) -> Any:
+    """``states:n=3,m=2,cap=3`` or ``market:n=3,m=2,k=3`` (m = states, resp. goods)."""
+    import importlib
+
+    module, cls, keys = OTHER_KINDS[family]
+    kwargs: dict[str, Any] = {}
+    for item in rest.split(","):
+        if not item.strip():
+            continue
+        key, eq, text = (part.strip() for part in item.partition("="))
+        field = f"generator.{key}"
+        if key not in keys:
+            raise ContextError(field, f"unknown key for {family}; allowed keys: {', '.join(keys)}")
+        if not eq or not text:
+            raise ContextError(field, f"needs a value, as in {key}=...")
+        low = text.lower()
+        if low in ("true", "false"):
+            value: Any = low == "true"
+        elif text.lstrip("-").isdigit() and text.isascii():
+            value = int(text)
+        else:
+            value = text
+        kwargs[keys[key]] = value
+    for key in ("n", "m"):
+        if key not in kwargs:
+            raise ContextError(f"generator.{key}", f"is required, e.g. '{family}:n=3,m=2'")
+    gen_cls = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
+    return gen_cls(**kwargs)

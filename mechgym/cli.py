@@ -79,8 +79,11 @@ def parse_params(params: list[str] | None) -> dict[str, str]:
     return out
 
 
-def load_source(example: str | None, context: str | None, generate: str | None) -> tuple[Any, Any]:
-    """Return ``(context, generator)``, exactly one of them set."""
+def load_source(
+    example: str | None, context: str | None, generate: str | None, kind: str = "auction"
+) -> tuple[Any, Any]:
+    """Return ``(context, generator)``, exactly one of them set; with no source, the default
+    example of the mechanism's context ``kind``."""
     given = [x for x in (example, context, generate) if x is not None]
     if len(given) > 1:
         raise ParameterError("--example/--context/--generate", "give only one of them")
@@ -92,9 +95,10 @@ def load_source(example: str | None, context: str | None, generate: str | None) 
         from mechgym.envs.generators import make_generator
 
         return None, make_generator(generate)
+    from mechgym.envs.examples import DEFAULT_EXAMPLE
     from mechgym.envs.examples import example as load_example
 
-    return load_example(example or "chen-micali-2016"), None
+    return load_example(example or DEFAULT_EXAMPLE[kind]), None
 
 
 def make_profile(name: str, ctx: Any, agents: str, rng: np.random.Generator) -> dict[int, Any]:
@@ -253,7 +257,7 @@ def evaluate(
 
         e = entry(mechanism)
         mech = build_mechanism(e.mechanism_class(), parse_params(param))
-        ctx0, gen = load_source(example, context, generate)
+        ctx0, gen = load_source(example, context, generate, e.mechanism_class().context_kind)
         rng = np.random.default_rng(seed)
         ctxs = [ctx0] if gen is None else [gen.sample(rng) for _ in range(contexts)]
         reports = []
@@ -334,7 +338,7 @@ def play(
         from mechgym.envs.registry import entry
 
         e = entry(mechanism)
-        ctx, gen = load_source(example, context, generate)
+        ctx, gen = load_source(example, context, generate, e.mechanism_class().context_kind)
         rng = np.random.default_rng(seed)
         if gen is not None:
             ctx = gen.sample(rng)

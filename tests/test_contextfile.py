@@ -348,10 +348,16 @@ def test_fuzz_text(text: str) -> None:
 
 
 def test_examples_load() -> None:
+    from mechgym.envs.examples import DEFAULT_EXAMPLE
+
     for name in EXAMPLES:
         ctx = example(name)
-        assert isinstance(ctx, AuctionContext)
+        assert ctx.kind in DEFAULT_EXAMPLE
         assert ctx.name == name
+        # every example survives a round trip through the file format of its kind
+        again = parse_context(context_to_dict(ctx))
+        assert type(again) is type(ctx) and again.n == ctx.n and again.m == ctx.m
+    assert isinstance(example("chen-micali-2016"), AuctionContext)
     with pytest.raises(ContextError, match="chen-micali-2016"):
         example("nope")
 

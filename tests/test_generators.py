@@ -271,10 +271,27 @@ def test_trusted_contexts_pass_the_validator(family, n, m, belief, coalitions, s
     gen = GENERATORS[family](n=n, m=m, value_cap=9, belief=belief, coalitions=coalitions)
     ctx = gen.sample(np.random.default_rng(seed))
     checked = AuctionContext(
-        values=ctx.values, lower=ctx.lower, coalitions=ctx.coalitions,
-        shared_reward=ctx.shared_reward, name=ctx.name,
+        values=ctx.values,
+        lower=ctx.lower,
+        coalitions=ctx.coalitions,
+        shared_reward=ctx.shared_reward,
+        name=ctx.name,
     )
     assert np.array_equal(checked.values, ctx.values)
     assert np.array_equal(checked.lower, ctx.lower)
     assert checked.coalitions == ctx.coalitions
     assert [ctx.coalition_of(i) for i in range(n)] == [checked.coalition_of(i) for i in range(n)]
+
+
+def test_specs_of_the_other_context_kinds() -> None:
+    states = make_generator("states:n=3,m=2,cap=3,coalitions=random,positive=true")
+    ctx = states.sample(np.random.default_rng(0))
+    assert ctx.kind == "states" and (ctx.n, ctx.m) == (3, 2)
+    market = make_generator("market:n=2,m=3,k=4,negative=false")
+    mctx = market.sample(np.random.default_rng(0))
+    assert mctx.kind == "market" and (mctx.n, mctx.m, mctx.k) == (2, 3, 4)
+    assert np.all(mctx.values >= 0)
+    with pytest.raises(ContextError, match=r"generator\.cap: unknown key for market"):
+        make_generator("market:n=2,m=2,cap=3")
+    with pytest.raises(ContextError, match=r"generator\.m: is required"):
+        make_generator("states:n=2")

@@ -324,3 +324,23 @@ def test_reserve_env_runs() -> None:
         best_belief_v0.env(
             context="chen-micali-2016", reserve=Offer((1, 1, 0), (90, 95, 0))
         ).reset()
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "statement"),
+    [
+        ("perfect_revenue", "SW = MSW"),
+        ("budget_balanced_market", "sum P = 0"),
+        ("collusion_leveraging", "MKW"),
+    ],
+)
+def test_cli_evaluates_every_context_kind(mechanism: str, statement: str) -> None:
+    """Each mechanism evaluates on the default example of its context kind."""
+    from typer.testing import CliRunner
+
+    from mechgym.cli import app
+
+    res = CliRunner().invoke(app, ["evaluate", mechanism, "--exact", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["guarantee"]["holds"] is True and statement in out["guarantee"]["statement"]
