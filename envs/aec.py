@@ -97,7 +97,10 @@ class MechanismEnv(AECEnv):
         self.context_class = type(context) if context is not None else generator.context_class
         vcap = int(value_cap if value_cap is not None else src.value_cap)
         self.spec = EnvSpec(
-            n=int(src.n), m=int(src.m), value_cap=vcap, price_cap=int(price_cap or vcap)
+            n=int(src.n),
+            m=int(src.m),
+            value_cap=vcap,
+            price_cap=int(price_cap or mechanism.default_price_cap(int(src.n), vcap)),
         )
         self.layout = mechanism.layout(self.spec)
         self.render_mode = render_mode

@@ -164,6 +164,10 @@ class Mechanism(ABC):
     def public_features(self, state: Any, player: int, spec: EnvSpec) -> np.ndarray:
         """What ``player`` has seen of the play so far, plus its pending question."""
 
+    def default_price_cap(self, n: int, value_cap: int) -> int:
+        """The price grid an env uses when none is given (prices up to the largest value)."""
+        return value_cap
+
     # -- theory ------------------------------------------------------------------------------
     def benchmarks(self, ctx: Any) -> dict[str, Any]:
         """The context's benchmarks that this mechanism's guarantee refers to (JSON-friendly)."""

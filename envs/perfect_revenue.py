@@ -268,6 +268,10 @@ class PerfectRevenue(Mechanism):
     context_kind = "states"
     mask_depends_on_state = False
 
+    def default_price_cap(self, n: int, value_cap: int) -> int:
+        """Collusive proposals put a coalition's total price on its lowest member."""
+        return n * value_cap
+
     def __init__(self, eps: Any = None, eps_raise: Any = None) -> None:
         self._eps = None if eps is None else as_fraction(eps, "eps")
         if self._eps is not None and not 0 < self._eps < Fraction(1, 10):

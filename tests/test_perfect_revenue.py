@@ -349,7 +349,7 @@ def test_array_actions_round_trip() -> None:
     assert MECH.decode(state, 0, vec, env.spec, lay) == prop
     assert env.check_action(0, vec) == prop
     with pytest.raises(Exception, match="beyond the grid"):
-        MECH.encode(state, 0, PRProposal(1, (0, 9, 1)), env.spec, lay)
+        MECH.encode(state, 0, PRProposal(1, (0, env.spec.price_cap + 1, 1)), env.spec, lay)
 
 
 def test_coalition_deviation_individual_rules() -> None:
