@@ -1,0 +1,110 @@
+"""SB3 models with defaults suited to mechgym's short episodes (one auction, 1–3 decisions).
+
+Rewards arrive only at the end of an episode of a few steps, so returns are undiscounted
+(``gamma = 1``) Monte-Carlo returns (``gae_lambda = 1``). Rollouts are short so that
+alternating learners swap often. Everything runs on the CPU (small MLPs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mechgym.envs.errors import ParameterError
+
+from .policies import ALGOS, algo_class
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "maskable_ppo": {
+        "n_steps": 256,
+        "batch_size": 64,
+        "n_epochs": 5,
+        "learning_rate": 1e-3,
+        "gamma": 1.0,
+        "gae_lambda": 1.0,
+        "ent_coef": 0.01,
+        "policy_kwargs": {"net_arch": [64, 64]},
+    },
+    "ppo": {
+        "n_steps": 256,
+        "batch_size": 64,
+        "n_epochs": 5,
+        "learning_rate": 1e-3,
+        "gamma": 1.0,
+        "gae_lambda": 1.0,
+        "ent_coef": 0.01,
+        "policy_kwargs": {"net_arch": [64, 64]},
+    },
+    "a2c": {
+        "n_steps": 16,
+        "learning_rate": 1e-3,
+        "gamma": 1.0,
+        "gae_lambda": 1.0,
+        "ent_coef": 0.01,
+        "policy_kwargs": {"net_arch": [64, 64]},
+    },
+    "dqn": {
+        "learning_rate": 1e-3,
+        "buffer_size": 20_000,
+        "learning_starts": 256,
+        "batch_size": 64,
+        "gamma": 1.0,
+        "train_freq": 1,
+        "target_update_interval": 256,
+        "exploration_fraction": 0.3,
+        "exploration_final_eps": 0.02,
+        "policy_kwargs": {"net_arch": [64, 64]},
+    },
+}
+
+
+def configure_torch(threads: int = 1) -> None:
+    """Process-wide torch settings for mechgym's small models: ``threads`` CPU threads and no
+    argument validation in ``torch.distributions`` (it dominates the cost of sampling from a
+    tiny policy). Called by the CLI entry points, not on import."""
+    import torch
+    from torch.distributions import Distribution
+
+    torch.set_num_threads(threads)
+    Distribution.set_default_validate_args(False)
+
+
+def make_model(
+    algo: str,
+    env: Any,
+    seed: int,
+    tensorboard_log: str | None = None,
+    **overrides: Any,
+) -> Any:
+    """A fresh SB3 model for ``env``.
+
+    Parameters
+    ----------
+    algo : {"maskable_ppo", "ppo", "a2c", "dqn"}
+        ``maskable_ppo`` reads :meth:`LearnerEnv.action_masks`; the others can pick masked
+        actions, which the learner env penalises (see :mod:`mechgym.training.learner_env`).
+    env : gymnasium.Env
+    seed : int
+    tensorboard_log : str, optional
+        Directory of TensorBoard logs.
+    overrides : hyper-parameters replacing :data:`DEFAULTS`.
+    """
+    if algo not in ALGOS:
+        raise ParameterError("algo", f"unknown algorithm {algo!r}; use one of {', '.join(ALGOS)}")
+    if algo == "dqn" and not hasattr(env.action_space, "n"):
+        raise ParameterError("algo", "dqn needs a Discrete action space: use encoding='menu'")
+    params = {**DEFAULTS[algo], **overrides}
+    cls = algo_class(algo)
+    return cls(
+        "MlpPolicy",
+        env,
+        seed=seed,
+        verbose=0,
+        device="cpu",
+        tensorboard_log=tensorboard_log,
+        **params,
+    )
+
+
+def load_model(algo: str, path: str, env: Any = None) -> Any:
+    """Load a saved model (optionally attached to ``env`` to continue training)."""
+    return algo_class(algo).load(path, env=env, device="cpu")

@@ -1,0 +1,181 @@
+"""The ``train`` and ``converge`` commands of the ``mechgym`` CLI.
+
+``mechgym/cli.py`` calls :func:`add_commands` on its Typer app. Heavy imports (torch, SB3)
+happen inside the command functions so that ``mechgym --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _fail(exc: Exception) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[red]error:[/] {exc}")
+    raise typer.Exit(code=2)
+
+
+def add_commands(app: typer.Typer) -> None:
+    """Register ``train`` and ``converge`` on ``app``."""
+
+    @app.command("train")
+    def train(
+        mechanism: Annotated[str, typer.Argument(help="Mechanism name, e.g. best_belief, vcg.")],
+        learner: Annotated[
+            str, typer.Option("--learner", "-l", help="Learning player (0) or coalition (1,2).")
+        ] = "0",
+        algo: Annotated[str, typer.Option(help="maskable_ppo, ppo, a2c or dqn.")] = "maskable_ppo",
+        steps: Annotated[int, typer.Option(help="Training steps (learner decisions).")] = 20_000,
+        seed: Annotated[int, typer.Option(help="Seed of the env, opponents and model.")] = 0,
+        opponents: Annotated[
+            str, typer.Option(help="predicted, random, a deviation name, or a MODEL_PATH (.zip).")
+        ] = "predicted",
+        encoding: Annotated[
+            str, typer.Option(help="menu (Discrete menus) or raw (MultiDiscrete layout).")
+        ] = "menu",
+        context: Annotated[
+            Path | None, typer.Option("--context", help="Context file (JSON/YAML).")
+        ] = None,
+        example: Annotated[
+            str | None, typer.Option("--example", help="Named example, e.g. ausubel-milgrom.")
+        ] = None,
+        generate: Annotated[
+            str | None, typer.Option("--generate", help="Generator spec: uniform:n=3,m=2,cap=10.")
+        ] = None,
+        learn_phases: Annotated[
+            str | None, typer.Option("--learn-phases", help="Comma-separated phases to learn.")
+        ] = None,
+        out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path(
+            "results/train"
+        ),
+        eval_every: Annotated[
+            int | None, typer.Option(help="Exact evaluation every N steps (default steps/5).")
+        ] = None,
+        eval_contexts: Annotated[
+            int, typer.Option(help="Evaluation contexts drawn from a generator.")
+        ] = 16,
+        tensorboard: Annotated[
+            bool, typer.Option("--tensorboard", help="Write TensorBoard logs to OUT/tb.")
+        ] = False,
+        resume: Annotated[
+            Path | None, typer.Option("--resume", help="Continue training a saved model.")
+        ] = None,
+        progress: Annotated[
+            bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+        ] = True,
+    ) -> None:
+        """Train one player or coalition against fixed opponents and report exact metrics."""
+        from mechgym.envs.errors import MechgymError
+        from rich.console import Console
+
+        from .train import train_learner
+
+        given = [x for x in (context, example, generate) if x is not None]
+        if len(given) > 1:
+            _fail(ValueError("give at most one of --context, --example, --generate"))
+        try:
+            ctx = gen = None
+            if context is not None:
+                from mechgym.envs.contextfile import load_context
+
+                ctx = load_context(context)
+            elif example is not None:
+                from mechgym.envs.examples import example as load_example
+
+                ctx = load_example(example)
+            elif generate is not None:
+                from mechgym.envs.generators import make_generator
+
+                gen = make_generator(generate)
+            phases = (
+                [p.strip() for p in learn_phases.split(",") if p.strip()] if learn_phases else None
+            )
+            train_learner(
+                mechanism,
+                learner=learner,
+                algo=algo,
+                steps=steps,
+                seed=seed,
+                opponents=opponents,
+                encoding=encoding,
+                context=ctx,
+                generator=gen,
+                learn_phases=phases,
+                out=out,
+                eval_every=eval_every,
+                eval_contexts=eval_contexts,
+                tensorboard=tensorboard,
+                progress=progress,
+                resume=resume,
+                console=Console(),
+            )
+        except MechgymError as exc:
+            _fail(exc)
+
+    @app.command("converge")
+    def converge(
+        mechanisms: Annotated[
+            list[str] | None, typer.Argument(help="Mechanisms (default: best_belief).")
+        ] = None,
+        quick: Annotated[
+            bool, typer.Option("--quick", help="Small run (2 seeds, 3 rounds, 8 contexts).")
+        ] = False,
+        seeds: Annotated[
+            int | None, typer.Option(help="Training seeds (default 3; quick 2).")
+        ] = None,
+        steps: Annotated[
+            int | None, typer.Option(help="Steps per player per round (default 2048; quick 1024).")
+        ] = None,
+        rounds: Annotated[
+            int | None, typer.Option(help="Rounds of alternation (default 4; quick 3).")
+        ] = None,
+        family: Annotated[
+            int | None, typer.Option(help="Contexts in the family (default 24; quick 8).")
+        ] = None,
+        generate: Annotated[
+            str | None, typer.Option("--generate", help="Generator spec of the family.")
+        ] = None,
+        algo: Annotated[str, typer.Option(help="maskable_ppo, ppo, a2c or dqn.")] = "maskable_ppo",
+        jobs: Annotated[
+            int, typer.Option(help="Parallel processes (0: one per core, at most one per seed).")
+        ] = 0,
+        out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path(
+            "results/converge"
+        ),
+        tensorboard: Annotated[
+            bool, typer.Option("--tensorboard", help="Write TensorBoard logs to OUT/tb.")
+        ] = False,
+        progress: Annotated[
+            bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+        ] = True,
+    ) -> None:
+        """Train every player of each mechanism and measure convergence to the predictions."""
+        from mechgym.envs.errors import MechgymError
+        from rich.console import Console
+
+        from .converge import ConvergeConfig, run_converge
+
+        opts = {
+            "seeds": seeds,
+            "steps": steps,
+            "rounds": rounds,
+            "family": family,
+            "generator": generate,
+            "algo": algo,
+            "jobs": jobs,
+            "out": str(out),
+            "tensorboard": tensorboard or None,
+            "mechanisms": tuple(mechanisms) if mechanisms else None,
+        }
+        if quick:
+            cfg = ConvergeConfig.quick_config(**opts)
+        else:
+            cfg = ConvergeConfig(**{k: v for k, v in opts.items() if v is not None})
+        try:
+            run_converge(cfg, console=Console(), progress=progress)
+        except MechgymError as exc:
+            _fail(exc)

@@ -1,0 +1,597 @@
+"""The convergence experiment: does learned play approach the theorems' predictions?
+
+For each mechanism, every player learns (:class:`~mechgym.training.multi.MultiLearner`,
+scheme ``independent``): in each round the players train one after another against the
+others' latest policies, a player that has not trained yet being played by the *predicted*
+strategy (so round 1 starts from the theory's profile and asks whether learning stays there
+or drifts). Training and evaluation use one fixed *family* of contexts drawn from the
+mechanism's generator with a fixed seed (the same family for every training seed, so the
+spread over seeds is the spread of learning). After every round, and before the first, the
+learned profile (every player playing its model's argmax under the mask) is evaluated
+exactly on the family (:func:`~mechgym.training.metrics.evaluate_profile`): per-phase
+agreement with the predicted actions, bound satisfaction, E[REV]/benchmark, E[SW]/MSW, the
+guarantee and exploitability (each player's best exact gain by deviating within the menu).
+The predicted profile is evaluated the same way as the reference.
+
+Outputs in ``out``: ``checkpoints/<mech>/seed_<k>/`` (every player's model after every
+round, see :meth:`MultiLearner.save`), optionally ``tb/<mech>/seed_<k>/`` (TensorBoard, one
+run per player), ``metrics.csv`` (one row per mechanism, seed, round, metric and key),
+``summary.json`` (per mechanism and phase: mean, population std, min and max over seeds of
+the final figures, with verdicts; a mechanism that cannot run or fails is listed with its
+reason) and per mechanism ``<mech>_agreement.png`` and ``<mech>_revenue.png`` (one line per
+seed against training steps, the prediction dashed).
+
+Budgets (``steps`` is per player per round): default 3 seeds × 4 rounds × 2048 steps on 24
+contexts; ``--quick`` 2 seeds × 3 rounds × 1024 steps on 8 contexts. Seeds run in parallel
+processes (one per core).
+
+Verdicts are fixed thresholds, not tuned: a phase *converged to the prediction* when its
+final agreement has mean >= 0.95 and min >= 0.90 over seeds; a bound phase *meets the
+bound* when its bound satisfaction has mean >= 0.95 and min >= 0.90.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+AGREE_MEAN, AGREE_MIN = 0.95, 0.90
+
+#: context families per mechanism (others: the env module's default generator)
+DEFAULT_GENERATORS = {
+    "best_belief": "uniform:n=3,m=2,cap=10,belief=noisy",
+    "normal_form": "uniform:n=3,m=2,cap=10,belief=noisy",
+    "vcg": "uniform:n=3,m=2,cap=10,belief=noisy",
+}
+
+
+@dataclass
+class ConvergeConfig:
+    """Settings of :func:`run_converge` (``steps``: per player per round)."""
+
+    mechanisms: tuple[str, ...] = ("best_belief",)
+    seeds: int = 3
+    rounds: int = 4
+    steps: int = 2048
+    family: int = 24
+    family_seed: int = 2024
+    generator: str | None = None
+    algo: str = "maskable_ppo"
+    encoding: str = "menu"
+    init: str = "predicted"
+    scheme: str = "independent"
+    jobs: int = 0
+    out: str = "results/converge"
+    exploitability: bool = True
+    save_models: bool = True
+    tensorboard: bool = False
+    quick: bool = False
+    hyper: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def quick_config(cls, **kwargs: Any) -> ConvergeConfig:
+        """The ``--quick`` settings: 2 seeds, 3 rounds of 1024 steps, 8 contexts."""
+        base = {"seeds": 2, "rounds": 3, "steps": 1024, "family": 8, "quick": True}
+        base.update({k: v for k, v in kwargs.items() if v is not None})
+        return cls(**base)
+
+
+def family_contexts(mech: str, cfg: ConvergeConfig) -> tuple[str, list[Any]]:
+    """The fixed family of contexts of a mechanism: (generator description, contexts)."""
+    from mechgym.envs.generators import make_generator
+
+    from .learner_env import make_raw_env
+
+    spec = cfg.generator or DEFAULT_GENERATORS.get(mech)
+    if spec is not None:
+        gen = make_generator(spec)
+        desc = spec
+    else:
+        gen = make_raw_env(mech).generator
+        desc = gen.spec() if hasattr(gen, "spec") else repr(gen)
+    rng = np.random.default_rng(cfg.family_seed)
+    return desc, [gen.sample(rng) for _ in range(cfg.family)]
+
+
+def skip_reason(mech: str, encoding: str) -> str | None:
+    """Why a mechanism cannot be run (not available, no agents, no menu), or ``None``."""
+    from mechgym.envs.registry import CATALOGUE
+
+    e = CATALOGUE.get(mech)
+    if e is None:
+        return f"'{mech}' is not in the catalogue"
+    if not e.available():
+        return f"'{mech}' has no env module yet ({e.env_module})"
+    try:
+        agents = e.load_agents()
+    except (ImportError, KeyError) as exc:
+        return f"'{mech}' registers no scripted agents yet ({exc})"
+    if encoding == "menu" and (agents.menu is None or agents.menu_size is None):
+        return f"'{mech}' registers no menu (needed by the menu encoding)"
+    return None
+
+
+def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) -> dict[str, Any]:
+    """Train every player of ``mech`` with one seed; evaluate after every round."""
+    from .algos import configure_torch
+    from .metrics import evaluate_profile
+    from .multi import MultiLearner
+
+    configure_torch(1)
+    cfg = ConvergeConfig(**{**cfg_dict, "mechanisms": tuple(cfg_dict["mechanisms"])})
+    t0 = time.perf_counter()
+    _, contexts = family_contexts(mech, cfg)
+    trainer = MultiLearner(
+        mech,
+        scheme=cfg.scheme,
+        algo=cfg.algo,
+        encoding=cfg.encoding,
+        init=cfg.init,
+        seed=seed,
+        contexts=contexts,
+        hyper=cfg.hyper,
+        tensorboard_log=str(Path(cfg.out) / "tb" / mech / f"seed_{seed}")
+        if cfg.tensorboard
+        else None,
+    )
+    enc = trainer.envs[trainer.groups[0]].encoding
+    rows: list[dict[str, Any]] = []
+    eval_s = 0.0
+    final: dict[str, Any] = {}
+    for r in range(cfg.rounds + 1):
+        if r > 0:
+            trainer.train_round(
+                cfg.steps, on_group=lambda g, s: _emit(events, mech, seed, "train", s)
+            )
+            if cfg.save_models:
+                trainer.save(Path(cfg.out) / "checkpoints" / mech / f"seed_{seed}")
+        te = time.perf_counter()
+        met = evaluate_profile(
+            trainer.mech,
+            trainer.agents,
+            contexts,
+            trainer.profile(learned_only=True),
+            trainer.groups,
+            enc,
+            exploitability=cfg.exploitability,
+        )
+        eval_s += time.perf_counter() - te
+        for metric, key, value in met.flat():
+            rows.append(
+                {
+                    "mechanism": mech,
+                    "seed": seed,
+                    "round": r,
+                    "steps": trainer.total_steps,
+                    "metric": metric,
+                    "key": key,
+                    "value": value,
+                }
+            )
+        final = met.to_json()
+        _emit(events, mech, seed, "eval", r)
+    return {
+        "mechanism": mech,
+        "seed": seed,
+        "rows": rows,
+        "final": final,
+        "groups": [list(g) for g in trainer.groups],
+        "wall_seconds": time.perf_counter() - t0,
+        "eval_seconds": eval_s,
+        "steps": trainer.total_steps,
+        "idle": dict(trainer.idle),
+    }
+
+
+def run_job_safe(
+    mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None
+) -> dict[str, Any]:
+    """:func:`run_job`, with a failure returned as ``{"error": ...}`` (plain strings survive
+    the trip back from a worker process; mechgym's typed errors do not unpickle)."""
+    import traceback
+
+    try:
+        return run_job(mech, seed, cfg_dict, events)
+    except Exception as exc:  # reported per mechanism in summary.json, not fatal to the run
+        return {
+            "mechanism": mech,
+            "seed": seed,
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+        }
+
+
+def _emit(events: Any, mech: str, seed: int, kind: str, amount: int) -> None:
+    if events is not None:
+        if callable(events):
+            events(mech, seed, kind, amount)
+        else:
+            events.put((mech, seed, kind, amount))
+
+
+def stats(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean, population std, min, max and count of the non-missing values."""
+    xs = [
+        float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))
+    ]
+    if not xs:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    a = np.asarray(xs)
+    return {
+        "mean": float(a.mean()),
+        "std": float(a.std()),
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "n": len(xs),
+    }
+
+
+def reference_metrics(
+    mech: str, contexts: list[Any], encoding: str, exploitability: bool
+) -> dict[str, Any]:
+    """Metrics of the predicted profile on the family (every player as a group)."""
+    from mechgym.envs.engine import EnvSpec
+    from mechgym.envs.registry import entry
+
+    from .encodings import make_encoding
+    from .learner_env import make_raw_env
+    from .metrics import evaluate_profile, predicted_profile
+
+    raw = make_raw_env(mech, contexts=contexts)
+    agents = entry(mech).load_agents()
+    spec: EnvSpec = raw.spec
+    enc = make_encoding(encoding, mech, raw.mechanism, spec, agents)
+    met = evaluate_profile(
+        raw.mechanism,
+        agents,
+        contexts,
+        predicted_profile(agents, spec.n),
+        [(i,) for i in range(spec.n)],
+        enc,
+        exploitability=exploitability,
+    )
+    return met.to_json()
+
+
+def summarize(
+    mech: str, jobs: list[dict[str, Any]], reference: dict[str, Any], agents: Any
+) -> dict[str, Any]:
+    """Per-phase and outcome statistics over seeds, with verdicts."""
+    finals = [j["final"] for j in jobs]
+    phases: dict[str, Any] = {}
+    verdicts: list[str] = []
+    for phase in reference.get("agreement", {}):
+        agree = stats([f["agreement"].get(phase) for f in finals])
+        entry: dict[str, Any] = {
+            "agreement": agree,
+            "agreement_reference": reference["agreement"].get(phase),
+            "visit_mass": stats([f["agreement_mass"].get(phase) for f in finals]),
+            "disagreement_loss": stats([f.get("disagreement_loss", {}).get(phase) for f in finals]),
+        }
+        converged = agree["n"] > 0 and agree["mean"] >= AGREE_MEAN and agree["min"] >= AGREE_MIN
+        entry["converged"] = bool(converged)
+        text = f"{phase}: agreement with the prediction {_fmt(agree)}" + (
+            " -> converged" if converged else " -> NOT converged to the point prediction"
+        )
+        loss = entry["disagreement_loss"]
+        if loss["n"]:
+            text += (
+                f" (a disagreement costs the learner {_fmt(loss)} in expected reward"
+                " against the predicted action)"
+            )
+        if phase in agents.bound_phases:
+            bs = stats([f["bound_satisfied"].get(phase) for f in finals])
+            br = stats([f["bound_ratio"].get(phase) for f in finals])
+            entry["bound"] = agents.bound_phases[phase]
+            entry["bound_satisfied"] = bs
+            entry["bound_ratio"] = br
+            entry["bound_satisfied_reference"] = reference.get("bound_satisfied", {}).get(phase)
+            meets = bs["n"] > 0 and bs["mean"] >= AGREE_MEAN and bs["min"] >= AGREE_MIN
+            entry["meets_bound"] = bool(meets)
+            text += (
+                f"; bound {agents.bound_phases[phase]} satisfied {_fmt(bs)},"
+                f" achieved/required {_fmt(br)}"
+                + (" -> meets the bound" if meets else " -> does NOT meet the bound")
+            )
+        phases[phase] = entry
+        verdicts.append(text)
+    expl = stats([f.get("exploitability_max") for f in finals])
+    out = {
+        "status": "ok",
+        "seeds": [j["seed"] for j in jobs],
+        "groups": jobs[0]["groups"] if jobs else [],
+        "steps_per_seed": jobs[0]["steps"] if jobs else 0,
+        "idle_rounds": {str(j["seed"]): j.get("idle", {}) for j in jobs},
+        "phases": phases,
+        "revenue_benchmark": finals[0].get("revenue_benchmark") if finals else None,
+        "revenue_ratio": stats([f.get("revenue_ratio") for f in finals]),
+        "revenue_ratio_reference": reference.get("revenue_ratio"),
+        "welfare_ratio": stats([f.get("welfare_ratio") for f in finals]),
+        "welfare_ratio_reference": reference.get("welfare_ratio"),
+        "guarantee": reference.get("guarantee_statement"),
+        "guarantee_holds": stats([f.get("guarantee_holds") for f in finals]),
+        "guarantee_holds_reference": reference.get("guarantee_holds"),
+        "guarantee_margin": stats([f.get("guarantee_margin") for f in finals]),
+        "exploitability": expl,
+        "exploitability_reference": reference.get("exploitability_max"),
+        "exploitability_by_group": {
+            k: stats([f["exploitability"].get(k) for f in finals])
+            for k in (finals[0]["exploitability"] if finals else {})
+        },
+        "wall_seconds_per_seed": stats([j["wall_seconds"] for j in jobs]),
+        "eval_seconds_per_seed": stats([j["eval_seconds"] for j in jobs]),
+        "reference": reference,
+    }
+    rr = out["revenue_ratio"]
+    verdicts.append(
+        f"E[REV]/{out['revenue_benchmark']}: learned {_fmt(rr)}"
+        f" vs predicted {_num(reference.get('revenue_ratio'))}; "
+        f"guarantee ({out['guarantee']}) holds on {_fmt(out['guarantee_holds'])} of contexts "
+        f"(predicted: {_num(reference.get('guarantee_holds'))})"
+    )
+    verdicts.append(
+        f"exploitability (best menu deviation gain, max over players): learned {_fmt(expl)}"
+        " vs predicted "
+        f"{_num(reference.get('exploitability_max'))}"
+    )
+    idle = {seed: d for seed, d in out["idle_rounds"].items() if d}
+    if idle:
+        verdicts.append(
+            "idle rounds (a player had no decision under the others' learned play, so it did not "
+            f"train that round), by seed and player: {idle}"
+        )
+    out["verdict"] = verdicts
+    return out
+
+
+def _num(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _fmt(s: dict[str, Any]) -> str:
+    if not s or s.get("n", 0) == 0:
+        return "n/a"
+    return f"{s['mean']:.3f} ± {s['std']:.3f} [min {s['min']:.3f}, max {s['max']:.3f}]"
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    cols = ["mechanism", "seed", "round", "steps", "metric", "key", "value"]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "value": "" if r["value"] is None else r["value"]})
+
+
+def plot_mechanism(
+    out: Path, mech: str, rows: list[dict[str, Any]], reference: dict[str, Any], agents: Any
+) -> list[str]:
+    """Agreement (and bound satisfaction) and revenue/benchmark against training steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    mine = [r for r in rows if r["mechanism"] == mech]
+    seeds = sorted({r["seed"] for r in mine})
+    phases = [p for p in reference.get("agreement", {})]
+
+    def series(metric: str, key: str, seed: int) -> tuple[list[int], list[float]]:
+        pts = sorted(
+            (r["steps"], r["value"])
+            for r in mine
+            if r["metric"] == metric
+            and r["key"] == key
+            and r["seed"] == seed
+            and r["value"] is not None
+        )
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    panels = [("agreement", ph, f"{ph}: agreement with prediction") for ph in phases]
+    panels += [
+        ("bound_satisfied", ph, f"{ph}: bound {agents.bound_phases[ph]} satisfied")
+        for ph in phases
+        if ph in agents.bound_phases
+    ]
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+        for ax, (metric, key, title) in zip(axes[0], panels, strict=True):
+            for s in seeds:
+                x, y = series(metric, key, s)
+                ax.plot(x, y, marker="o", ms=3, label=f"seed {s}")
+            ax.axhline(1.0, color="k", ls="--", lw=1, label="prediction")
+            ax.set_ylim(-0.03, 1.05)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("training steps (all players)")
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(f"{mech}: learned play vs the prediction", fontsize=10)
+        fig.tight_layout()
+        f = out / f"{mech}_agreement.png"
+        fig.savefig(f, dpi=110)
+        plt.close(fig)
+        files.append(f.name)
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for s in seeds:
+        x, y = series("revenue_ratio", "", s)
+        ax.plot(x, y, marker="o", ms=3, label=f"seed {s}")
+    ref = reference.get("revenue_ratio")
+    if ref is not None:
+        ax.axhline(ref, color="k", ls="--", lw=1, label="predicted profile")
+    bench = reference.get("revenue_benchmark") or "benchmark"
+    ax.set_title(f"{mech}: E[REV] / {bench}", fontsize=10)
+    ax.set_xlabel("training steps (all players)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    f = out / f"{mech}_revenue.png"
+    fig.savefig(f, dpi=110)
+    plt.close(fig)
+    files.append(f.name)
+    return files
+
+
+def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True) -> dict[str, Any]:
+    """Run the experiment and write ``metrics.csv``, ``summary.json`` and plots into ``cfg.out``."""
+    from mechgym.envs.registry import entry
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"config": asdict(cfg), "mechanisms": {}}
+    runnable: list[str] = []
+    for mech in cfg.mechanisms:
+        reason = skip_reason(mech, cfg.encoding)
+        if reason:
+            summary["mechanisms"][mech] = {"status": "skipped", "reason": reason}
+        else:
+            runnable.append(mech)
+    jobs = [(m, s) for m in runnable for s in range(cfg.seeds)]
+    n_jobs = cfg.jobs or min(len(jobs), os.cpu_count() or 1) or 1
+    cfg = replace(cfg, jobs=n_jobs)
+    summary["config"] = asdict(cfg)
+    cfg_dict = asdict(cfg)
+    results: list[dict[str, Any]] = []
+    total_units = 0
+    for m in runnable:
+        n = _players(m, cfg)
+        total_units += cfg.seeds * (cfg.rounds * n * cfg.steps)
+    with Progress(
+        TextColumn("[bold]converge[/]"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not progress,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("train", total=total_units)
+
+        def on_event(mech: str, seed: int, kind: str, amount: int) -> None:
+            if kind == "train":
+                bar.advance(task, amount)
+
+        if n_jobs <= 1:
+            for m, s in jobs:
+                results.append(run_job_safe(m, s, cfg_dict, on_event))
+        else:
+            results = _run_parallel(jobs, cfg_dict, n_jobs, on_event)
+    failed = [j for j in results if "error" in j]
+    results = [j for j in results if "error" not in j]
+    rows = [r for j in results for r in j["rows"]]
+    write_csv(out / "metrics.csv", rows)
+    for mech in runnable:
+        errors = [j for j in failed if j["mechanism"] == mech]
+        if errors:
+            summary["mechanisms"][mech] = {
+                "status": "failed",
+                "reason": "; ".join(f"seed {j['seed']}: {j['error']}" for j in errors),
+                "traceback": errors[0]["traceback"],
+            }
+            continue
+        agents = entry(mech).load_agents()
+        desc, contexts = family_contexts(mech, cfg)
+        ref = reference_metrics(mech, contexts, cfg.encoding, cfg.exploitability)
+        mine = sorted((j for j in results if j["mechanism"] == mech), key=lambda j: j["seed"])
+        s = summarize(mech, mine, ref, agents)
+        s["contexts"] = {"generator": desc, "family": cfg.family, "family_seed": cfg.family_seed}
+        s["plots"] = plot_mechanism(out, mech, rows, ref, agents)
+        summary["mechanisms"][mech] = s
+    summary["wall_seconds"] = time.perf_counter() - t0
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    if console is not None:
+        print_table(summary, console)
+    return summary
+
+
+def _players(mech: str, cfg: ConvergeConfig) -> int:
+    _, contexts = family_contexts(mech, replace(cfg, family=1))
+    return int(contexts[0].n)
+
+
+def _run_parallel(
+    jobs: list[tuple[str, int]],
+    cfg_dict: dict[str, Any],
+    n_jobs: int,
+    on_event: Callable[..., None],
+) -> list[dict[str, Any]]:
+    import multiprocessing as mp
+    import queue
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        events = manager.Queue()
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
+            futures = [pool.submit(run_job_safe, m, s, cfg_dict, events) for m, s in jobs]
+            pending = set(futures)
+            while pending:
+                try:
+                    while True:
+                        on_event(*events.get_nowait())
+                except queue.Empty:
+                    pass
+                pending = {f for f in pending if not f.done()}
+                time.sleep(0.2)
+            try:
+                while True:
+                    on_event(*events.get_nowait())
+            except queue.Empty:
+                pass
+            return [f.result() for f in futures]
+
+
+def print_table(summary: dict[str, Any], console: Any) -> None:
+    """The final report as rich tables: per phase, then per mechanism's outcomes."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title="converge: learned play vs predictions (mean ± std over seeds)")
+    for col in ("mechanism", "phase", "agreement", "loss/disagr.", "bound sat.", "verdict"):
+        t.add_column(col)
+    o = Table(title="outcomes of the learned profile (predicted profile in brackets)")
+    for col in ("mechanism", "E[REV]/bench", "E[SW]/MSW", "guarantee holds", "exploitability"):
+        o.add_column(escape(col))
+    for mech, s in summary["mechanisms"].items():
+        if s.get("status") != "ok":
+            t.add_row(mech, "-", "-", "-", "-", escape(f"{s.get('status')}: {s.get('reason')}"))
+            continue
+        first = True
+        for phase, p in s["phases"].items():
+            verdict = "converged" if p["converged"] else "NOT converged"
+            if "meets_bound" in p:
+                verdict += ", meets bound" if p["meets_bound"] else ", bound NOT met"
+            t.add_row(
+                mech if first else "",
+                phase,
+                _short(p["agreement"]),
+                _short(p.get("disagreement_loss")),
+                _short(p.get("bound_satisfied")) if "bound_satisfied" in p else "-",
+                verdict,
+            )
+            first = False
+        o.add_row(
+            escape(f"{mech} ({s['revenue_benchmark']})"),
+            f"{_short(s['revenue_ratio'])} ({_num(s['revenue_ratio_reference'])})",
+            f"{_short(s['welfare_ratio'])} ({_num(s['welfare_ratio_reference'])})",
+            f"{_short(s['guarantee_holds'])} ({_num(s['guarantee_holds_reference'])})",
+            f"{_short(s['exploitability'])} ({_num(s['exploitability_reference'])})",
+        )
+    console.print(t)
+    console.print(o)
+    console.print(f"wall time {summary['wall_seconds']:.1f} s")
+
+
+def _short(s: dict[str, Any] | None) -> str:
+    if not s or s.get("n", 0) == 0:
+        return "n/a"
+    return f"{s['mean']:.2f} ± {s['std']:.2f}"

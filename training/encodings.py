@@ -1,0 +1,440 @@
+"""Action encodings and observations of a learner.
+
+Two encodings of a player's decisions (both generic over every registered mechanism):
+
+``raw`` (:class:`RawEncoding`)
+    The mechanism's own ``MultiDiscrete`` layout (:meth:`Mechanism.layout`) with its flat
+    concatenated mask (the layout sb3-contrib's MaskablePPO reads for ``MultiDiscrete``).
+    An array action is checked against the mask and decoded by the mechanism.
+``menu`` (:class:`MenuEncoding`)
+    ``Discrete(K)`` with ``K = max over phases of AGENTS[name].menu_size(phase, spec)``.
+    Entry ``k`` at a node is the ``k``-th ``(label, action)`` pair of
+    ``AGENTS[name].menu(mech, ctx, state, player)``; entries beyond the phase's menu are
+    masked. The predicted action is one of the entries (:meth:`MenuEncoding.encode` finds it
+    by equality).
+
+Observation (:class:`ObservationBuilder`), a float32 vector, in this order:
+
+1. the AEC observation vector of the acting player (``[phase one-hot | acting flag | own
+   index one-hot | private information | public history]``, see :mod:`mechgym.envs.aec`),
+   optionally normalised with ``normalize="symlog"``: ``sign(x) * log1p(|x|)`` entry-wise
+   (monotone, keeps 0/1 flags distinguishable, compresses money; ``"none"`` keeps it raw);
+2. for a coalition learner of ``c`` players: the one-hot position (``0..c-1``) of the member
+   it acts for (the own-index one-hot of part 1 says the same in player terms);
+3. with ``features=True``, derived features computed only from the acting player's OWN
+   private information and the public state (never another player's private information):
+
+   * *pending question* (4 numbers, both encodings): whether the player faces a
+     take-it-or-leave-it offer at this node (0/1), then its own value θ_i(α_i) of the
+     offered bundle, the price π_i, and θ_i(α_i) − π_i, each through ``symlog`` (so a
+     surplus of 0 and of −1 lie 0.69 apart whatever the value scale); zeros when there is
+     no question. The question is read by :data:`QUESTIONS` (per mechanism), by default
+     duck-typed from ``state.announcements[state.winner].offer`` (M1, M2 and mechanisms
+     that keep the same state shape);
+   * *menu summaries* (menu encoding only; 4 numbers per entry, ``K`` entries, zeros on
+     masked entries): for entry ``k`` with structured action ``a``: θ_i(a.bundle) if the
+     action names a favourite bundle, the announced revenue REV(a.offer) (or REV(a) for a
+     bare :class:`~mechgym.envs.actions.Offer`), Σ_S (report_S − θ_i(S)) for a reported
+     valuation (``a.valuation`` or a tuple of ``2**m`` ints), and θ_i(α_i) − π_i for a YES
+     answer to the pending question (0 for NO); each through ``symlog``.
+
+   Mechanisms with other action types can register their own summaries in
+   :data:`MENU_SUMMARIES` and questions in :data:`QUESTIONS`; unknown action types give
+   zeros (the learner then relies on the AEC vector alone).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from mechgym.envs.aec import OBS_BOUND
+from mechgym.envs.engine import Decision, EnvSpec, Mechanism
+from mechgym.envs.errors import IllegalActionError, OutOfSpaceError, ParameterError
+
+ENCODINGS = ("menu", "raw")
+NORMALIZATIONS = ("symlog", "none")
+QUESTION_SIZE = 4
+SUMMARY_SIZE = 4
+
+#: mechanism name -> fn(mech, ctx, state, player) -> (bundle, price) or None
+QUESTIONS: dict[str, Callable[[Mechanism, Any, Any, int], tuple[int, int] | None]] = {}
+#: mechanism name -> fn(mech, ctx, state, player, action, question) -> SUMMARY_SIZE floats
+MENU_SUMMARIES: dict[str, Callable[..., Sequence[float]]] = {}
+
+
+def symlog(x: np.ndarray) -> np.ndarray:
+    """``sign(x) * log1p(|x|)``, entry-wise, float32."""
+    return (np.sign(x) * np.log1p(np.abs(x))).astype(np.float32)
+
+
+def aec_observation(
+    mech: Mechanism, ctx: Any, state: Any, player: int, spec: EnvSpec
+) -> np.ndarray:
+    """The AEC env's observation vector of ``player`` acting at ``state`` (pure function).
+
+    Mirrors :meth:`mechgym.envs.aec.MechanismEnv.observe` for an acting agent, so that a
+    trained model can play from engine states (exact evaluation) as it did in the env.
+    """
+    node = mech.node(state)
+    head = np.zeros(len(mech.phases) + 1, dtype=np.float32)
+    if isinstance(node, Decision):
+        head[mech.phases.index(node.phase)] = 1.0
+        head[-1] = 1.0 if player in node.players else 0.0
+    own = np.zeros(spec.n, dtype=np.float32)
+    own[player] = 1.0
+    private = np.asarray(ctx.private_features(player), dtype=np.float32)
+    public = np.asarray(mech.public_features(state, player, spec), dtype=np.float32)
+    obs = np.concatenate([head, own, private, public])
+    np.clip(obs, -OBS_BOUND, OBS_BOUND, out=obs)
+    return obs
+
+
+def pending_question(mech: Mechanism, ctx: Any, state: Any, player: int) -> tuple[int, int] | None:
+    """The take-it-or-leave-it offer ``(bundle, price)`` that ``player`` answers at ``state``."""
+    fn = QUESTIONS.get(mech.name)
+    if fn is not None:
+        return fn(mech, ctx, state, player)
+    node = mech.node(state)
+    if not isinstance(node, Decision) or player not in node.players:
+        return None
+    anns = getattr(state, "announcements", None)
+    if anns is None or not hasattr(state, "winner"):
+        return None
+    offer = getattr(anns[state.winner], "offer", None)
+    if offer is None or not hasattr(offer, "alloc"):
+        return None
+    b = int(offer.alloc[player])
+    return (b, int(offer.prices[player])) if b else None
+
+
+def _own_value(ctx: Any, player: int, bundle: int) -> float:
+    values = getattr(ctx, "values", None)
+    if values is None:
+        return 0.0
+    return float(values[player][bundle])
+
+
+def default_summary(
+    mech: Mechanism,
+    ctx: Any,
+    state: Any,
+    player: int,
+    action: Any,
+    question: tuple[int, int] | None,
+) -> list[float]:
+    """Own-information summary of one menu action (see the module docstring)."""
+    out = [0.0] * SUMMARY_SIZE
+    bundle = getattr(action, "bundle", None)
+    if isinstance(bundle, int | np.integer):
+        out[0] = _own_value(ctx, player, int(bundle))
+    offer = getattr(action, "offer", action)
+    rev = getattr(offer, "revenue", None)
+    if isinstance(rev, int | np.integer | float):
+        out[1] = float(rev)
+    report = getattr(action, "valuation", action)
+    values = getattr(ctx, "values", None)
+    if (
+        values is not None
+        and isinstance(report, tuple)
+        and len(report) == len(values[player])
+        and all(isinstance(x, int | np.integer) and not isinstance(x, bool) for x in report)
+    ):
+        out[2] = float(sum(report) - int(np.sum(values[player])))
+    if isinstance(action, bool | np.bool_) and action and question is not None:
+        out[3] = _own_value(ctx, player, question[0]) - question[1]
+    return out
+
+
+class Encoding:
+    """Base class of action encodings (the learner's action space over a mechanism)."""
+
+    name: str = ""
+
+    def __init__(self, mech_name: str, mech: Mechanism, spec: EnvSpec) -> None:
+        self.mech_name = mech_name
+        self.mech = mech
+        self.spec = spec
+        self.layout = mech.layout(spec)
+        self.action_space: spaces.Space = spaces.Discrete(1)
+        self.summary_size = 0
+
+    def mask(self, ctx: Any, state: Any, player: int) -> np.ndarray:
+        """Boolean mask over the action space's values (flat for MultiDiscrete)."""
+        raise NotImplementedError
+
+    def decode(self, ctx: Any, state: Any, player: int, action: Any) -> Any:
+        """The structured action of an encoded one; ActionError if the mask excludes it."""
+        raise NotImplementedError
+
+    def encode(self, ctx: Any, state: Any, player: int, structured: Any) -> Any:
+        """The encoded form of a structured action, or ``None`` if not representable."""
+        raise NotImplementedError
+
+    def options(self, ctx: Any, state: Any, player: int) -> list[Any]:
+        """Structured actions a deviator may pick here in an exact best-response search."""
+        raise NotImplementedError
+
+    def summaries(self, ctx: Any, state: Any, player: int, question: Any) -> np.ndarray:
+        """Per-action summaries appended to observations (empty for raw)."""
+        return np.zeros(0, dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {"encoding": self.name}
+
+
+class _MenuCache:
+    """A small LRU of menus keyed by (context identity, state, player)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.data: OrderedDict[tuple[int, Any, int], tuple[Any, list[tuple[str, Any]]]] = (
+            OrderedDict()
+        )
+
+    def get(
+        self, ctx: Any, state: Any, player: int, build: Callable[[], list[tuple[str, Any]]]
+    ) -> list[tuple[str, Any]]:
+        try:
+            key = (id(ctx), state, player)
+            hash(key)
+        except TypeError:
+            return build()
+        hit = self.data.get(key)
+        if hit is not None and hit[0] is ctx:
+            self.data.move_to_end(key)
+            return hit[1]
+        menu = build()
+        self.data[key] = (ctx, menu)
+        if len(self.data) > self.size:
+            self.data.popitem(last=False)
+        return menu
+
+
+class MenuEncoding(Encoding):
+    """``Discrete(K)`` over the mechanism's menus (see the module docstring)."""
+
+    name = "menu"
+
+    def __init__(self, mech_name: str, mech: Mechanism, spec: EnvSpec, agents: Any) -> None:
+        super().__init__(mech_name, mech, spec)
+        if agents.menu is None or agents.menu_size is None:
+            raise ParameterError(
+                "encoding", f"mechanism '{mech_name}' registers no menu; use encoding='raw'"
+            )
+        self.agents = agents
+        self.sizes = {ph: int(agents.menu_size(ph, spec)) for ph in mech.phases}
+        self.K = max(self.sizes.values())
+        if self.K < 1:
+            raise ParameterError("encoding", f"mechanism '{mech_name}' has empty menus")
+        self.action_space = spaces.Discrete(self.K)
+        self.summary_size = self.K * SUMMARY_SIZE
+        self._cache = _MenuCache()
+
+    def menu(self, ctx: Any, state: Any, player: int) -> list[tuple[str, Any]]:
+        """The node's menu (cached per context, state and player)."""
+        menu = self._cache.get(
+            ctx, state, player, lambda: list(self.agents.menu(self.mech, ctx, state, player))
+        )
+        if len(menu) > self.K:
+            phase = self.mech.node(state).phase
+            raise ParameterError(
+                "menu",
+                f"'{self.mech_name}' phase '{phase}' gave {len(menu)} entries,"
+                f" above menu_size {self.K}",
+            )
+        return menu
+
+    def mask(self, ctx: Any, state: Any, player: int) -> np.ndarray:
+        out = np.zeros(self.K, dtype=bool)
+        out[: len(self.menu(ctx, state, player))] = True
+        return out
+
+    def decode(self, ctx: Any, state: Any, player: int, action: Any) -> Any:
+        menu = self.menu(ctx, state, player)
+        phase = self.mech.node(state).phase
+        try:
+            k = int(np.asarray(action).reshape(()))
+        except (TypeError, ValueError):
+            raise OutOfSpaceError(
+                f"player_{player}", phase, f"a menu action is one integer, got {action!r}"
+            ) from None
+        if not 0 <= k < self.K:
+            raise OutOfSpaceError(
+                f"player_{player}", phase, f"menu entry {k} is outside 0..{self.K - 1}"
+            )
+        if k >= len(menu):
+            raise IllegalActionError(
+                f"player_{player}",
+                phase,
+                f"menu entry {k} is masked here; phase '{phase}' offers 0..{len(menu) - 1}",
+            )
+        return menu[k][1]
+
+    def encode(self, ctx: Any, state: Any, player: int, structured: Any) -> int | None:
+        for k, (_, a) in enumerate(self.menu(ctx, state, player)):
+            if a == structured:
+                return k
+        return None
+
+    def label(self, ctx: Any, state: Any, player: int, k: int) -> str:
+        return self.menu(ctx, state, player)[k][0]
+
+    def options(self, ctx: Any, state: Any, player: int) -> list[Any]:
+        return [a for _, a in self.menu(ctx, state, player)]
+
+    def summaries(self, ctx: Any, state: Any, player: int, question: Any) -> np.ndarray:
+        out = np.zeros((self.K, SUMMARY_SIZE), dtype=np.float32)
+        fn = MENU_SUMMARIES.get(self.mech_name, default_summary)
+        for k, (_, a) in enumerate(self.menu(ctx, state, player)):
+            out[k] = fn(self.mech, ctx, state, player, a, question)
+        return symlog(out.ravel())
+
+
+class RawEncoding(Encoding):
+    """The mechanism's MultiDiscrete layout with its flat mask."""
+
+    name = "raw"
+
+    def __init__(self, mech_name: str, mech: Mechanism, spec: EnvSpec, agents: Any = None) -> None:
+        super().__init__(mech_name, mech, spec)
+        self.action_space = spaces.MultiDiscrete(self.layout.sizes)
+        self.agents = agents
+        self._menu = (
+            MenuEncoding(mech_name, mech, spec, agents)
+            if agents is not None and agents.menu
+            else None
+        )
+
+    def mask(self, ctx: Any, state: Any, player: int) -> np.ndarray:
+        return self.mech.action_mask(state, player, self.spec, self.layout).astype(bool)
+
+    def decode(self, ctx: Any, state: Any, player: int, action: Any) -> Any:
+        phase = self.mech.node(state).phase
+        mask = self.mech.action_mask(state, player, self.spec, self.layout)
+        arr = self.layout.check(action, mask, f"player_{player}", phase)
+        return self.mech.decode(state, player, arr, self.spec, self.layout)
+
+    def encode(self, ctx: Any, state: Any, player: int, structured: Any) -> np.ndarray | None:
+        try:
+            return self.mech.encode(state, player, structured, self.spec, self.layout)
+        except (OutOfSpaceError, IllegalActionError):
+            return None
+
+    def options(self, ctx: Any, state: Any, player: int) -> list[Any]:
+        """The menu's actions (the raw space is too large to enumerate): a best response
+        restricted to them is a lower bound on the raw encoding's exploitability."""
+        return self._menu.options(ctx, state, player) if self._menu is not None else []
+
+
+def make_encoding(
+    kind: str, mech_name: str, mech: Mechanism, spec: EnvSpec, agents: Any
+) -> Encoding:
+    """``"menu"`` or ``"raw"`` for a mechanism."""
+    if kind == "menu":
+        return MenuEncoding(mech_name, mech, spec, agents)
+    if kind == "raw":
+        return RawEncoding(mech_name, mech, spec, agents)
+    raise ParameterError(
+        "encoding", f"unknown encoding {kind!r}; use one of {', '.join(ENCODINGS)}"
+    )
+
+
+class ObservationBuilder:
+    """Builds the learner's observation vector (layout in the module docstring).
+
+    Parameters
+    ----------
+    encoding : Encoding
+    members : tuple of int
+        The learner's players (one player, or a coalition).
+    context_class : type
+        The env's context class (its ``private_size(n, m)`` sizes the private part).
+    normalize : {"symlog", "none"}
+    features : bool
+        Append the derived own-information features.
+    """
+
+    def __init__(
+        self,
+        encoding: Encoding,
+        members: Sequence[int],
+        context_class: Any,
+        normalize: str = "symlog",
+        features: bool = True,
+    ) -> None:
+        if normalize not in NORMALIZATIONS:
+            raise ParameterError(
+                "normalize", f"unknown {normalize!r}; use one of {', '.join(NORMALIZATIONS)}"
+            )
+        self.encoding = encoding
+        self.context_class = context_class
+        self.members = tuple(int(p) for p in members)
+        self.normalize = normalize
+        self.features = bool(features)
+        mech, spec = encoding.mech, encoding.spec
+        private = int(context_class.private_size(spec.n, spec.m))
+        self.base_size = len(mech.phases) + 1 + spec.n + private + mech.public_size(spec)
+        self.member_size = len(self.members) if len(self.members) > 1 else 0
+        self.feature_size = (QUESTION_SIZE + encoding.summary_size) if self.features else 0
+        self.size = self.base_size + self.member_size + self.feature_size
+        bound = float(symlog(np.array([OBS_BOUND]))[0]) if normalize == "symlog" else OBS_BOUND
+        self.space = spaces.Box(-bound, bound, shape=(self.size,), dtype=np.float32)
+        self.bound = bound
+        self._cache: OrderedDict[tuple[int, Any, int], tuple[Any, np.ndarray]] = OrderedDict()
+
+    def build(
+        self, ctx: Any, state: Any, player: int, base: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Observation of ``player`` (a member) acting at ``state``; ``base`` is the AEC
+        vector if the caller has it (else it is recomputed from the state).
+
+        The result is memoised per (context identity, state, player) when the state is
+        hashable: observations are pure functions of them.
+        """
+        try:
+            key = (id(ctx), state, player)
+            hit = self._cache.get(key)
+        except TypeError:
+            return self._build(ctx, state, player, base)
+        if hit is not None and hit[0] is ctx:
+            self._cache.move_to_end(key)
+            return hit[1]
+        obs = self._build(ctx, state, player, base)
+        obs.setflags(write=False)
+        self._cache[key] = (ctx, obs)
+        if len(self._cache) > 8192:
+            self._cache.popitem(last=False)
+        return obs
+
+    def _build(self, ctx: Any, state: Any, player: int, base: np.ndarray | None) -> np.ndarray:
+        enc = self.encoding
+        if base is None:
+            base = aec_observation(enc.mech, ctx, state, player, enc.spec)
+        parts = [symlog(base) if self.normalize == "symlog" else np.asarray(base, dtype=np.float32)]
+        if self.member_size:
+            pos = np.zeros(self.member_size, dtype=np.float32)
+            pos[self.members.index(player)] = 1.0
+            parts.append(pos)
+        if self.features:
+            q = pending_question(enc.mech, ctx, state, player)
+            qv = np.zeros(QUESTION_SIZE, dtype=np.float32)
+            if q is not None:
+                v = _own_value(ctx, player, q[0])
+                qv[:] = (1.0, *symlog(np.array([v, q[1], v - q[1]], dtype=np.float32)))
+            parts.append(qv)
+            parts.append(enc.summaries(ctx, state, player, q))
+        obs = np.concatenate(parts).astype(np.float32)
+        np.clip(obs, -self.bound, self.bound, out=obs)
+        return obs
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "normalize": self.normalize,
+            "features": self.features,
+            "members": list(self.members),
+            "size": self.size,
+        }

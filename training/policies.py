@@ -1,0 +1,321 @@
+"""Policies the learners play against, and trained models wrapped as policies.
+
+A *policy source* is a callable ``(ctx, rng) -> policy`` that builds, for one episode's
+context, a policy (``act(mech, ctx, state, player)``) for any player. Sources come from
+:func:`resolve_source`: ``"predicted"`` (``AGENTS[name].predicted``), ``"random"`` (uniform
+legal play through the env's layout), the name of a documented deviation
+(``AGENTS[name].deviations``), the path of a saved model (a frozen :class:`LearnedPolicy`), a
+policy object, or a callable. A mapping ``{player: source}`` gives different players
+different sources (:func:`resolve_sources`).
+
+:class:`LearnedPolicy` turns an SB3 model into a deterministic policy over engine states: the
+action is the argmax of the model's action scores (policy logits, or Q-values for DQN) under
+the encoding's mask, so it can be evaluated exactly with
+:func:`mechgym.envs.engine.evaluate_exact`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mechgym.envs.engine import EnvSpec, Mechanism
+from mechgym.envs.errors import ParameterError
+
+from .encodings import Encoding, ObservationBuilder
+
+PolicySource = Callable[[Any, np.random.Generator], Any]
+
+ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
+
+
+class LayoutRandom:
+    """Uniformly random legal play through the env's layout (each field among its mask)."""
+
+    def __init__(self, rng: np.random.Generator, spec: EnvSpec) -> None:
+        self.rng = rng
+        self.spec = spec
+
+    def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
+        layout = mech.layout(self.spec)
+        mask = mech.action_mask(state, player, self.spec, layout)
+        vec = np.zeros(len(layout), dtype=np.int64)
+        for k in range(len(layout)):
+            legal = np.flatnonzero(mask[layout.offsets[k] : layout.offsets[k + 1]])
+            vec[k] = (
+                legal[self.rng.integers(legal.size)]
+                if legal.size > 1
+                else (legal[0] if legal.size else 0)
+            )
+        return mech.decode(state, player, vec, self.spec, layout)
+
+
+class SourcePolicy:
+    """A policy that already exists, offered as a source (ignores the context)."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+
+    def __call__(self, ctx: Any, rng: np.random.Generator) -> Any:
+        return self.policy
+
+
+def resolve_source(spec: Any, mech_name: str, env_spec: EnvSpec) -> PolicySource:
+    """Turn an opponent description into a policy source (see the module docstring)."""
+    from mechgym.envs.registry import entry
+
+    if hasattr(spec, "act"):
+        return SourcePolicy(spec)
+    if callable(spec):
+        return spec
+    if not isinstance(spec, str):
+        raise ParameterError("opponents", f"cannot use {spec!r} as a policy")
+    agents = entry(mech_name).load_agents()
+    if spec == "predicted":
+        return lambda ctx, rng: agents.predicted(ctx)
+    if spec == "random":
+        return lambda ctx, rng: LayoutRandom(rng, env_spec)
+    if spec in agents.deviations:
+        dev = agents.deviations[spec]
+        return lambda ctx, rng: dev(ctx, rng)
+    if spec.endswith(".zip") or Path(spec).exists() or Path(spec + ".zip").exists():
+        return SourcePolicy(load_policy(spec))
+    known = ["predicted", "random", *agents.deviations]
+    raise ParameterError(
+        "opponents", f"unknown opponent {spec!r}; use one of {', '.join(known)} or a model path"
+    )
+
+
+def resolve_sources(
+    spec: Any, players: list[int], mech_name: str, env_spec: EnvSpec
+) -> dict[int, PolicySource]:
+    """One source per player: a mapping ``{player: description}`` or one description for all."""
+    if isinstance(spec, Mapping):
+        missing = [p for p in players if p not in spec]
+        if missing:
+            raise ParameterError("opponents", f"no policy given for players {missing}")
+        return {p: resolve_source(spec[p], mech_name, env_spec) for p in players}
+    src = resolve_source(spec, mech_name, env_spec)
+    return dict.fromkeys(players, src)
+
+
+# -- trained models ---------------------------------------------------------------------------
+
+
+def algo_class(algo: str) -> type:
+    """The SB3 / sb3-contrib class of an algorithm name."""
+    if algo == "maskable_ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
+    if algo == "ppo":
+        from stable_baselines3 import PPO
+
+        return PPO
+    if algo == "a2c":
+        from stable_baselines3 import A2C
+
+        return A2C
+    if algo == "dqn":
+        from stable_baselines3 import DQN
+
+        return DQN
+    raise ParameterError("algo", f"unknown algorithm {algo!r}; use one of {', '.join(ALGOS)}")
+
+
+def action_scores(model: Any, obs: np.ndarray) -> np.ndarray:
+    """The model's per-value action scores for one observation (flat over MultiDiscrete
+    fields): policy logits for actor-critic models, Q-values for DQN."""
+    import torch as th
+
+    policy = model.policy
+    with th.no_grad():
+        obs_t, _ = policy.obs_to_tensor(obs)
+        if hasattr(policy, "q_net"):
+            return policy.q_net(obs_t)[0].cpu().numpy()
+        dist = policy.get_distribution(obs_t)
+        inner = getattr(dist, "distributions", None) or dist.distribution
+        if isinstance(inner, list):
+            return th.cat([d.logits[0] for d in inner]).cpu().numpy()
+        return inner.logits[0].cpu().numpy()
+
+
+def masked_argmax(scores: np.ndarray, mask: np.ndarray, nvec: np.ndarray | None) -> Any:
+    """Argmax of ``scores`` under ``mask``: one index (Discrete) or one per field."""
+    masked = np.where(mask.astype(bool), scores, -np.inf)
+    if nvec is None:
+        return int(np.argmax(masked))
+    out = np.zeros(len(nvec), dtype=np.int64)
+    lo = 0
+    for k, size in enumerate(nvec):
+        out[k] = int(np.argmax(masked[lo : lo + size]))
+        lo += int(size)
+    return out
+
+
+class LearnedPolicy:
+    """A trained model as a deterministic policy over engine states (argmax under the mask).
+
+    A model trained for one player can play any seat (its observation names the player it
+    acts for); a coalition model plays only for its members.
+
+    Parameters
+    ----------
+    model : SB3 model
+    builder : ObservationBuilder
+        The observation the model was trained on (encoding, members, normalisation).
+    cache : bool
+        Memoise actions by (observation, mask); valid while the model is not trained further.
+    """
+
+    def __init__(self, model: Any, builder: ObservationBuilder, cache: bool = True) -> None:
+        self.model = model
+        self.builder = builder
+        self.encoding: Encoding = builder.encoding
+        space = self.encoding.action_space
+        self.nvec = np.asarray(space.nvec) if hasattr(space, "nvec") else None
+        self._cache: dict[bytes, Any] | None = {} if cache else None
+
+    def encoded_action(self, ctx: Any, state: Any, player: int) -> Any:
+        """The encoded action (menu index or layout array) at ``state``."""
+        obs = self.builder.build(ctx, state, player)
+        mask = self.encoding.mask(ctx, state, player)
+        if self._cache is None:
+            return masked_argmax(action_scores(self.model, obs), mask, self.nvec)
+        key = obs.tobytes() + mask.tobytes()
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        a = masked_argmax(action_scores(self.model, obs), mask, self.nvec)
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[key] = a
+        return a
+
+    def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
+        builder = self.builder
+        if player not in builder.members:
+            if len(builder.members) != 1:
+                raise ParameterError(
+                    "policy",
+                    f"this coalition model plays for players {list(builder.members)}, not {player}",
+                )
+            # a single-player model can sit in any seat: its observation names the player
+            self.builder = self._seat(player)
+        try:
+            return self.encoding.decode(ctx, state, player, self.encoded_action(ctx, state, player))
+        finally:
+            self.builder = builder
+
+    def _seat(self, player: int) -> ObservationBuilder:
+        seats = self.__dict__.setdefault("_seats", {})
+        if player not in seats:
+            b = self.builder
+            seats[player] = ObservationBuilder(
+                b.encoding, (player,), b.context_class, normalize=b.normalize, features=b.features
+            )
+        return seats[player]
+
+
+class SharedPolicy(LearnedPolicy):
+    """A parameter-shared model (self-play) that plays for the members of several groups,
+    each with the observation of its own group."""
+
+    def __init__(
+        self, model: Any, builders: Mapping[tuple[int, ...], ObservationBuilder], cache: bool = True
+    ) -> None:
+        first = next(iter(builders.values()))
+        super().__init__(model, first, cache)
+        self.by_player = {p: b for g, b in builders.items() for p in g}
+
+    def encoded_action(self, ctx: Any, state: Any, player: int) -> Any:
+        self.builder = self.by_player[player]
+        return super().encoded_action(ctx, state, player)
+
+    def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
+        if player not in self.by_player:
+            raise ParameterError(
+                "policy",
+                f"this shared model plays for players {sorted(self.by_player)}, not {player}",
+            )
+        return self.encoding.decode(ctx, state, player, self.encoded_action(ctx, state, player))
+
+
+def save_model(model: Any, path: str | Path, meta: Mapping[str, Any]) -> Path:
+    """Save an SB3 model as ``path`` (``.zip``) with its sidecar ``.json`` of metadata
+    (mechanism, algorithm, encoding, learner players, normalisation, features, spec)."""
+    p = Path(path)
+    if p.suffix != ".zip":
+        p = p.with_suffix(".zip")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    model.save(str(p))
+    p.with_suffix(".json").write_text(
+        json.dumps(dict(meta), indent=2, default=str), encoding="utf-8"
+    )
+    return p
+
+
+def load_meta(path: str | Path) -> dict[str, Any]:
+    """The sidecar metadata of a saved model."""
+    p = Path(path)
+    if p.suffix != ".zip":
+        p = p.with_suffix(".zip")
+    side = p.with_suffix(".json")
+    if not side.exists():
+        raise ParameterError(
+            "model", f"{side} is missing: a model needs its metadata file to be played"
+        )
+    return json.loads(side.read_text(encoding="utf-8"))
+
+
+def load_policy(path: str | Path) -> LearnedPolicy:
+    """A saved model (with its sidecar metadata) as a frozen :class:`LearnedPolicy`."""
+    from mechgym.envs.registry import entry
+
+    p = Path(path)
+    if p.suffix != ".zip":
+        p = p.with_suffix(".zip")
+    if not p.exists():
+        raise ParameterError("model", f"no saved model at {p}")
+    meta = load_meta(p)
+    model = algo_class(meta["algo"]).load(str(p), device="cpu")
+    e = entry(meta["mechanism"])
+    mech = e.mechanism_class()(**meta.get("constants", {}))
+    s = meta["spec"]
+    spec = EnvSpec(n=s["n"], m=s["m"], value_cap=s["value_cap"], price_cap=s["price_cap"])
+    from .encodings import make_encoding
+
+    enc = make_encoding(meta["encoding"], e.name, mech, spec, e.load_agents())
+    ctx_cls = _context_class(meta.get("context_class", "mechgym.envs.context:AuctionContext"))
+    if meta.get("shared"):
+        builders = {
+            tuple(g): ObservationBuilder(
+                enc, tuple(g), ctx_cls, meta["normalize"], meta["features"]
+            )
+            for g in meta["groups"]
+        }
+        return SharedPolicy(model, builders)
+    builder = ObservationBuilder(
+        enc, tuple(meta["members"]), ctx_cls, meta["normalize"], meta["features"]
+    )
+    return LearnedPolicy(model, builder)
+
+
+def _context_class(path: str) -> type:
+    import importlib
+
+    mod, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError):
+        raise ParameterError(
+            "model", f"cannot import the context class {path!r} named in the metadata"
+        ) from None
+
+
+def class_path(cls: type) -> str:
+    """``module:qualname`` of a class (stored in model metadata)."""
+    return f"{cls.__module__}:{cls.__qualname__}"
