@@ -80,6 +80,11 @@ class PredictedSeed000:
         return truthful_answer(ctx, state, player)
 
 
+def bb_bound(mech: Mechanism, ctx: Any, state: Any, player: int, action: Any) -> tuple[int, int]:
+    """Lemmas 2 and 4: an undominated announcement has REV(ω^i) ≥ BB_i."""
+    return action.offer.revenue, best_belief(ctx, player).value
+
+
 def menu_size(phase: str, spec: EnvSpec) -> int:
     """Announce: 2 bundles/valuations × 7 price factors; respond: NO, YES."""
     return 2 * len(MENU_FACTORS) if phase == "announce" else 2
@@ -145,5 +150,6 @@ for _name in ("best_belief", "normal_form"):
             menu=menu,
             menu_size=menu_size,
             bound_phases={"announce": "BB_i"},
+            bound=bb_bound,
         ),
     )

@@ -18,8 +18,7 @@ plays the argmax action under the mask. Over a fixed list of evaluation contexts
     For bound-type phases (``AGENTS[name].bound_phases``): the weighted share of decisions
     with ``achieved >= required`` and the weighted mean of ``achieved / required`` (decisions
     with ``required > 0``). ``AGENTS[name].bound`` supplies both numbers; where a mechanism
-    registers the phase but no function, :data:`BOUND_FALLBACKS` is used by label (``"BB_i"``:
-    REV(ω^i) against BB_i).
+    registers the phase without a ``bound`` function, the phase is reported without it.
 ``revenue_ratio``, ``welfare_ratio``
     Means over contexts of E[REV] / benchmark (the first of :data:`REVENUE_BENCHMARKS` that
     ``mech.benchmarks(ctx)`` provides and is positive) and E[SW] / MSW.
@@ -49,17 +48,6 @@ from .learner_env import Group, group_label, group_value
 
 REVENUE_BENCHMARKS = ("BB", "MIEW", "MKW", "MSW")
 MAX_JOINT_OPTIONS = 20_000
-
-
-def _bb_bound(mech: Mechanism, ctx: Any, state: Any, player: int, action: Any) -> tuple[Any, Any]:
-    from mechgym.envs.solvers import best_belief
-
-    offer = getattr(action, "offer", action)
-    return offer.revenue, best_belief(ctx, player).value
-
-
-#: bound label -> fn(mech, ctx, state, player, action) -> (achieved, required)
-BOUND_FALLBACKS: dict[str, Callable[..., tuple[Any, Any]]] = {"BB_i": _bb_bound}
 
 
 @dataclass
@@ -116,12 +104,10 @@ class ProfileMetrics:
 
 
 def bound_function(agents: Any, phase: str) -> Callable[..., tuple[Any, Any]] | None:
-    """The achieved/required function of a bound phase (registered, else by label)."""
+    """The achieved/required function of a bound phase, as the mechanism's agents register it."""
     if phase not in agents.bound_phases:
         return None
-    if agents.bound is not None:
-        return agents.bound
-    return BOUND_FALLBACKS.get(agents.bound_phases[phase])
+    return agents.bound
 
 
 def best_response_value(
