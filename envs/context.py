@@ -73,8 +73,45 @@ def _int_array(a: Any, shape: tuple[int, ...], field: str) -> np.ndarray:
     return arr
 
 
+def membership(coalitions: Partition, n: int) -> np.ndarray:
+    """``owner[i]`` = index of the coalition of player ``i``."""
+    owner = np.empty(n, dtype=np.int64)
+    for k, block in enumerate(coalitions):
+        owner[list(block)] = k
+    return owner
+
+
+class Collusion:
+    """The collusion structure every context kind shares: coalitions and shared rewards.
+
+    Needs ``coalitions``, ``shared_reward``, ``_coalition_index`` (see :func:`membership`),
+    ``n`` and a ``utilities(outcome)`` method on the class it is mixed into.
+    """
+
+    coalitions: Partition
+    shared_reward: bool
+    _coalition_index: np.ndarray
+
+    def coalition_of(self, i: int) -> tuple[int, ...]:
+        """The coalition (sorted members) that player ``i`` belongs to."""
+        return self.coalitions[int(self._coalition_index[i])]
+
+    @property
+    def independent(self) -> tuple[int, ...]:
+        """Players in singleton coalitions."""
+        return tuple(c[0] for c in self.coalitions if len(c) == 1)
+
+    def rewards(self, outcome: Outcome) -> tuple[Fraction, ...]:
+        """Per-player rewards: utilities, or coalition totals when rewards are shared."""
+        u = self.utilities(outcome)  # type: ignore[attr-defined]
+        if not self.shared_reward or len(self.coalitions) == len(u):
+            return u
+        totals = [sum((u[j] for j in c), Fraction(0)) for c in self.coalitions]
+        return tuple(totals[int(k)] for k in self._coalition_index)
+
+
 @dataclass(frozen=True, eq=False)
-class AuctionContext:
+class AuctionContext(Collusion):
     """A combinatorial auction: ``n`` players, ``m`` goods, values, beliefs, coalitions.
 
     Parameters
@@ -142,10 +179,7 @@ class AuctionContext:
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "lower", lower)
         object.__setattr__(self, "coalitions", coalitions)
-        owner = np.empty(n, dtype=np.int64)
-        for k, block in enumerate(coalitions):
-            owner[list(block)] = k
-        object.__setattr__(self, "_coalition_index", owner)
+        object.__setattr__(self, "_coalition_index", membership(coalitions, n))
 
     @classmethod
     def trusted(
@@ -164,9 +198,7 @@ class AuctionContext:
         lower = np.asarray(lower, dtype=np.int64)
         values.setflags(write=False)
         lower.setflags(write=False)
-        owner = np.empty(values.shape[0], dtype=np.int64)
-        for k, block in enumerate(coalitions):
-            owner[list(block)] = k
+        owner = membership(coalitions, values.shape[0])
         for key, val in (
             ("values", values),
             ("lower", lower),
@@ -194,16 +226,7 @@ class AuctionContext:
         """Largest value or belief in the context (at least 1)."""
         return max(1, int(self.values.max()), int(self.lower.max()))
 
-    # -- collusion -------------------------------------------------------------------------
-    def coalition_of(self, i: int) -> tuple[int, ...]:
-        """The coalition (sorted members) that player ``i`` belongs to."""
-        return self.coalitions[int(self._coalition_index[i])]
-
-    @property
-    def independent(self) -> tuple[int, ...]:
-        """Players in singleton coalitions."""
-        return tuple(c[0] for c in self.coalitions if len(c) == 1)
-
+    # -- beliefs ---------------------------------------------------------------------------
     def beliefs_correct(self) -> bool:
         """True iff every lower bound is below the true value (001/002 assume this)."""
         return bool(np.all(self.lower <= self.values[None, :, :]))
@@ -218,13 +241,6 @@ class AuctionContext:
     def welfare(self, outcome: Outcome) -> int:
         """Social welfare Σ θ_i(A_i)."""
         return int(sum(int(self.values[i, outcome.alloc[i]]) for i in range(self.n)))
-
-    def rewards(self, outcome: Outcome) -> tuple[Fraction, ...]:
-        """Per-player rewards: utilities, or coalition totals when rewards are shared."""
-        u = self.utilities(outcome)
-        if not self.shared_reward:
-            return u
-        return tuple(sum((u[j] for j in self.coalition_of(i)), Fraction(0)) for i in range(self.n))
 
     # -- observations ----------------------------------------------------------------------
     @staticmethod

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .bundles import format_bundle, goods_of, parse_bundle
-from .context import Partition, check_partition, singletons
+from .context import Collusion, Partition, check_partition, membership, singletons
 from .errors import ContextError, ContextFileError
 from .outcome import Outcome
 from .states import (
@@ -33,7 +33,6 @@ from .states import (
     _type_name,
     check_keys,
     draw_coalitions,
-    membership,
     read_coalitions,
     read_common,
     read_int,
@@ -85,7 +84,7 @@ def _check_endowment(endowment: Any, n: int, m: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True, eq=False)
-class MarketContext:
+class MarketContext(Collusion):
     """An n-m-k market context ``(E, θ, 𝒞)``.
 
     Parameters
@@ -201,15 +200,6 @@ class MarketContext:
         return self._endowed[i]
 
     # -- collusion -------------------------------------------------------------------------
-    def coalition_of(self, i: int) -> tuple[int, ...]:
-        """The coalition (sorted members) that player ``i`` belongs to."""
-        return self.coalitions[int(self._coalition_index[i])]
-
-    @property
-    def independent(self) -> tuple[int, ...]:
-        """Players in singleton coalitions."""
-        return tuple(c[0] for c in self.coalitions if len(c) == 1)
-
     # -- welfare ---------------------------------------------------------------------------
     def welfare_of(self, alloc: Sequence[int]) -> int:
         """SW(A) = Σ_i θ_i(A_i)."""
@@ -244,14 +234,6 @@ class MarketContext:
     def welfare(self, outcome: Outcome) -> int:
         """Social welfare Σ θ_i(A_i) of the outcome's allocation."""
         return self.welfare_of(self._alloc_of(outcome))
-
-    def rewards(self, outcome: Outcome) -> tuple[Fraction, ...]:
-        """Per-player rewards: utilities, or coalition totals when rewards are shared."""
-        u = self.utilities(outcome)
-        if not self.shared_reward:
-            return u
-        totals = [sum((u[j] for j in c), Fraction(0)) for c in self.coalitions]
-        return tuple(totals[int(self._coalition_index[i])] for i in range(self.n))
 
     # -- observations ----------------------------------------------------------------------
     @staticmethod

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .context import Partition, check_partition, singletons
+from .context import Collusion, Partition, check_partition, membership, singletons
 from .errors import ContextError, ContextFileError
 from .outcome import Outcome
 
@@ -70,16 +70,8 @@ def draw_coalitions(mode: str, n: int, rng: np.random.Generator) -> Partition:
     return tuple(sorted(tuple(b) for b in blocks.values()))
 
 
-def membership(coalitions: Partition, n: int) -> np.ndarray:
-    """``owner[i]`` = index of the coalition of player ``i``."""
-    owner = np.empty(n, dtype=np.int64)
-    for k, block in enumerate(coalitions):
-        owner[list(block)] = k
-    return owner
-
-
 @dataclass(frozen=True, eq=False)
-class StateContext:
+class StateContext(Collusion):
     """A perfect-knowledge context over abstract states (seed 003, Section 2).
 
     Parameters
@@ -160,7 +152,6 @@ class StateContext:
         object.__setattr__(self, "coalitions", coalitions)
         object.__setattr__(self, "shared_reward", bool(self.shared_reward))
         object.__setattr__(self, "_coalition_index", membership(coalitions, n))
-        object.__setattr__(self, "_coalition_list", tuple(int(x) for x in self._coalition_index))
         object.__setattr__(
             self, "_columns", tuple(tuple(int(x) for x in types[:, s]) for s in range(k))
         )
@@ -191,15 +182,6 @@ class StateContext:
         return 0 if state == NULL_STATE else int(self.types[i, state])
 
     # -- collusion -------------------------------------------------------------------------
-    def coalition_of(self, i: int) -> tuple[int, ...]:
-        """The coalition (sorted members) that player ``i`` belongs to."""
-        return self.coalitions[int(self._coalition_index[i])]
-
-    @property
-    def independent(self) -> tuple[int, ...]:
-        """Players in singleton coalitions."""
-        return tuple(c[0] for c in self.coalitions if len(c) == 1)
-
     @property
     def collusive(self) -> bool:
         """Whether some shared-reward coalition has two or more members."""
@@ -241,14 +223,6 @@ class StateContext:
     def welfare(self, outcome: Outcome) -> int:
         """Social welfare Σ θ_i(ω) of the outcome's state (0 at ⊥)."""
         return self.welfare_of(self._state_of(outcome))
-
-    def rewards(self, outcome: Outcome) -> tuple[Fraction, ...]:
-        """Per-player rewards: utilities, or coalition totals when rewards are shared."""
-        u = self.utilities(outcome)
-        if not self.shared_reward or len(self.coalitions) == self.n:
-            return u
-        totals = [sum((u[j] for j in c), Fraction(0)) for c in self.coalitions]
-        return tuple(totals[k] for k in self._coalition_list)
 
     # -- observations ----------------------------------------------------------------------
     @staticmethod
