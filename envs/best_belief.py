@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -40,9 +39,11 @@ from .actions import (
     write_offer_stage,
 )
 from .bundles import format_bundle
-from .engine import Chance, Decision, EnvSpec, Guarantee, Node, Terminal
+from .engine import Decision, EnvSpec, Guarantee, Node, Terminal
 from .errors import MalformedAnnouncementError, ParameterError
-from .offer_rules import (  # noqa: F401  (check_eps re-exported for other mechanisms)
+from .offer_rules import (  # noqa: F401  (COIN, check_eps re-exported for other mechanisms)
+    COIN,
+    AnnouncedOffers,
     Seed000Mechanism,
     check_eps,
     heads_outcome,
@@ -51,9 +52,6 @@ from .offer_rules import (  # noqa: F401  (check_eps re-exported for other mecha
 )
 from .outcome import Outcome
 from .spaces import ActionLayout
-
-HALF = Fraction(1, 2)
-COIN = Chance("coin", ("heads", "tails"), (HALF, HALF))
 
 
 @dataclass(frozen=True)
@@ -65,7 +63,7 @@ class BBAnnouncement:
 
 
 @dataclass(frozen=True)
-class BestBeliefState:
+class BestBeliefState(AnnouncedOffers):
     """Public state of M_BB."""
 
     n: int
@@ -75,14 +73,10 @@ class BestBeliefState:
     answers: tuple[tuple[int, bool], ...] | None = None
     reserve: Offer | None = None
 
-    @cached_property
-    def revenues(self) -> tuple[int, ...]:
-        assert self.announcements is not None
-        return tuple(a.offer.revenue for a in self.announcements)
-
-    @cached_property
+    @property
     def winner(self) -> int:
-        return winner_of(self.revenues)
+        """The highest announcer w."""
+        return self.top
 
     @property
     def seller_leads(self) -> bool:

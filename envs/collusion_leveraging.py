@@ -70,12 +70,11 @@ from .engine import (
     as_fraction,
 )
 from .errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
-from .offer_rules import winner_of
+from .offer_rules import HALF, AnnouncedOffers
 from .outcome import Outcome
 from .solvers import best_knowledge, max_packing, msw
 from .spaces import ActionLayout
 
-HALF = Fraction(1, 2)
 C2 = Chance("c2", ("heads", "tails"), (HALF, HALF))
 
 
@@ -229,7 +228,7 @@ def check_reasonable_offer(offer: object, n: int, m: int, agent: str, phase: str
 
 
 @dataclass(frozen=True)
-class CollusionLeveragingState:
+class CollusionLeveragingState(AnnouncedOffers):
     """Public state of M4.
 
     ``c1`` is 0 when the first coin keeps the announced star (probability 1 − ε) and ``k + 1``
@@ -242,17 +241,6 @@ class CollusionLeveragingState:
     c1: int | None = None
     c2: int | None = None
     answers: tuple[tuple[int, bool], ...] | None = None
-
-    @property
-    def revenues(self) -> tuple[int, ...]:
-        """R_i = REV(Ω^i)."""
-        assert self.announcements is not None
-        return tuple(a.offer.revenue for a in self.announcements)
-
-    @property
-    def top(self) -> int:
-        """The announced star (before c1): highest R_i, lowest index on ties."""
-        return winner_of(self.revenues)
 
     @property
     def top_second(self) -> int:

@@ -54,7 +54,6 @@ from .actions import (
 )
 from .bundles import format_bundle
 from .engine import (
-    Chance,
     Decision,
     EnvSpec,
     Guarantee,
@@ -64,13 +63,10 @@ from .engine import (
     as_fraction,
 )
 from .errors import MalformedAnnouncementError, ParameterError
-from .offer_rules import winner_of
+from .offer_rules import COIN, AnnouncedOffers
 from .outcome import Outcome
 from .solvers import best_beliefs, msw
 from .spaces import ActionLayout
-
-HALF = Fraction(1, 2)
-COIN = Chance("coin", ("heads", "tails"), (HALF, HALF))
 
 
 @dataclass(frozen=True)
@@ -82,7 +78,7 @@ class KBAnnouncement:
 
 
 @dataclass(frozen=True)
-class KnowledgeBenchmarkState:
+class KnowledgeBenchmarkState(AnnouncedOffers):
     """Public state of M3 (answers come before the coin)."""
 
     n: int
@@ -92,15 +88,9 @@ class KnowledgeBenchmarkState:
     coin: int | None = None
 
     @property
-    def revenues(self) -> tuple[int, ...]:
-        """R_i = REV(Ω_i) for every player."""
-        assert self.announcements is not None
-        return tuple(a.offer.revenue for a in self.announcements)
-
-    @property
     def star(self) -> int:
         """★: the highest announced revenue, lowest index on ties."""
-        return winner_of(self.revenues)
+        return self.top
 
     @property
     def second(self) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -34,10 +33,10 @@ from .best_belief import COIN, describe_offer
 from .engine import Decision, EnvSpec, Node, Terminal
 from .errors import MalformedAnnouncementError, OutOfSpaceError
 from .offer_rules import (
+    AnnouncedOffers,
     Seed000Mechanism,
     heads_outcome,
     tails_outcome,
-    winner_of,
 )
 from .spaces import ActionLayout
 
@@ -51,7 +50,7 @@ class NormalAnnouncement:
 
 
 @dataclass(frozen=True)
-class NormalFormState:
+class NormalFormState(AnnouncedOffers):
     """Public state of M_Normal."""
 
     n: int
@@ -59,13 +58,10 @@ class NormalFormState:
     announcements: tuple[NormalAnnouncement, ...] | None = None
     coin: int | None = None
 
-    @cached_property
-    def revenues(self) -> tuple[int, ...]:
-        return tuple(a.offer.revenue for a in self.announcements)
-
-    @cached_property
+    @property
     def winner(self) -> int:
-        return winner_of(self.revenues)
+        """The highest announcer w."""
+        return self.top
 
     def accepted(self) -> dict[int, bool]:
         """Each offered player's answer as read from its reported valuation."""

@@ -6,13 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from fractions import Fraction
+from functools import cached_property
 from typing import Any
 
 from .actions import Offer
-from .engine import Guarantee, Mechanism, as_fraction
+from .engine import Chance, Guarantee, Mechanism, as_fraction
 from .errors import ParameterError
 from .outcome import Outcome
 from .solvers import best_beliefs, msw
+
+HALF = Fraction(1, 2)
+COIN = Chance("coin", ("heads", "tails"), (HALF, HALF))
+"""The fair coin of seeds 000 and 001."""
 
 
 def winner_of(revenues: Sequence[int]) -> int:
@@ -22,6 +27,24 @@ def winner_of(revenues: Sequence[int]) -> int:
         if r > revenues[best]:
             best = i
     return best
+
+
+class AnnouncedOffers:
+    """For states whose ``announcements`` each carry an ``offer``: the announced revenues
+    R_i = REV(ω^i) and the top announcer (highest R_i, lowest index on ties)."""
+
+    announcements: tuple[Any, ...] | None
+
+    @cached_property
+    def revenues(self) -> tuple[int, ...]:
+        """R_i for every player."""
+        assert self.announcements is not None
+        return tuple(a.offer.revenue for a in self.announcements)
+
+    @cached_property
+    def top(self) -> int:
+        """The highest announcer, lowest index on ties."""
+        return winner_of(self.revenues)
 
 
 def reward(eps: Fraction, n: int, revenue: int) -> Fraction:
