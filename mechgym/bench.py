@@ -146,4 +146,9 @@ def show_bench(result: dict[str, Any], console: Any) -> None:
         if "skipped" in tr:
             console.print(f"training: {tr['skipped']}")
         else:
-            console.print("training: " + ", ".join(f"{k} = {v}" for k, v in tr.items()))
+            console.print(
+                f"training: {tr['algo']} on {tr['mechanism']} ({tr['encoding']} encoding), "
+                f"{tr['steps']} steps: {tr['env_share']:.0%} of wall-clock inside the env "
+                f"({tr['env_seconds']:.2f} s of {tr['total_seconds']:.2f} s, "
+                f"{tr['steps_per_second']:.0f} steps/s)"
+            )
