@@ -41,14 +41,12 @@ from .actions import (
 from .bundles import format_bundle
 from .engine import Decision, EnvSpec, Guarantee, Node, Terminal
 from .errors import MalformedAnnouncementError, ParameterError
-from .offer_rules import (  # noqa: F401  (COIN, check_eps re-exported for other mechanisms)
+from .offer_rules import (
     COIN,
     AnnouncedOffers,
     Seed000Mechanism,
-    check_eps,
     heads_outcome,
     tails_outcome,
-    winner_of,
 )
 from .outcome import Outcome
 from .spaces import ActionLayout

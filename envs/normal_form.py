@@ -29,10 +29,11 @@ from .actions import (
     offer_mask,
     valuation_fields,
 )
-from .best_belief import COIN, describe_offer
+from .best_belief import describe_offer
 from .engine import Decision, EnvSpec, Node, Terminal
 from .errors import MalformedAnnouncementError, OutOfSpaceError
 from .offer_rules import (
+    COIN,
     AnnouncedOffers,
     Seed000Mechanism,
     heads_outcome,
