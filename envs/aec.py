@@ -24,7 +24,7 @@ from gymnasium import spaces
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils import wrappers
 
-from .engine import Chance, Decision, EnvSpec, Mechanism, Terminal, sample_chance
+from .engine import Chance, Decision, EnvSpec, Mechanism, Terminal, require_kind, sample_chance
 from .errors import ContextError, NotActingError, ParameterError
 
 OBS_BOUND = float(2**24)
@@ -83,14 +83,7 @@ class MechanismEnv(AECEnv):
                 f"must be one of {self.metadata['render_modes']}, got {render_mode!r}",
             )
         src = context if context is not None else generator
-        kind = getattr(src, "kind", None) or getattr(
-            getattr(src, "context_class", None), "kind", None
-        )
-        if kind != mechanism.context_kind:
-            raise ContextError(
-                "context",
-                f"{mechanism.title} needs a '{mechanism.context_kind}' context, got '{kind}'",
-            )
+        require_kind(mechanism, src)
         self.mechanism = mechanism
         self.generator = generator
         self.context = context

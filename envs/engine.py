@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import ContextError, ParameterError
 from .outcome import Outcome
 from .spaces import ActionLayout
 
@@ -219,6 +219,22 @@ class Policy(Protocol):
         ...
 
 
+def require_kind(mech: Mechanism, source: Any) -> None:
+    """Raise a :class:`ContextError` unless ``source`` (a context or a generator) is of the
+    kind of context the mechanism runs on."""
+    kind = getattr(source, "kind", None) or getattr(
+        getattr(source, "context_class", None), "kind", None
+    )
+    if kind != mech.context_kind:
+        from .examples import DEFAULT_EXAMPLE
+
+        raise ContextError(
+            "context",
+            f"{mech.title} needs a '{mech.context_kind}' context, got '{kind}' "
+            f"(e.g. the example '{DEFAULT_EXAMPLE.get(mech.context_kind, '?')}')",
+        )
+
+
 def step_decision(mech: Mechanism, state: Any, node: Decision, actions: Mapping[int, Any]) -> Any:
     """Validate every acting player's action and resolve the node."""
     checked = {p: mech.validate(state, p, actions[p]) for p in node.players}
@@ -235,6 +251,7 @@ def play(
 
     The transcript lists ``(state, node, actions-or-chance-index)`` for every non-terminal node.
     """
+    require_kind(mech, ctx)
     state = mech.start(ctx)
     transcript: list[tuple[Any, Node, dict[int, Any] | int]] = []
     while True:
@@ -328,6 +345,7 @@ def evaluate_exact(
     state : optional
         Start from this state instead of ``mech.start(ctx)`` (subgame evaluation).
     """
+    require_kind(mech, ctx)
     n = ctx.n
     outcomes: list[tuple[Fraction, Outcome]] = []
     visits: list[Visit] = []

@@ -244,3 +244,13 @@ def test_render_ansi_transcript() -> None:
     play_random(env, 3)
     text = env.render()
     assert "[announce] player_0" in text and "[outcome" in text
+
+
+def test_context_of_the_wrong_kind_is_refused() -> None:
+    from mechgym.envs.engine import evaluate_exact
+    from mechgym.envs.perfect_revenue import PerfectRevenue
+
+    with pytest.raises(ContextError, match="needs a 'states' context, got 'auction'"):
+        evaluate_exact(PerfectRevenue(), example("chen-micali-2016"), {})
+    with pytest.raises(ContextError, match="needs a 'auction' context, got 'market'"):
+        best_belief_v0.env(context="market-swap")
