@@ -410,6 +410,13 @@ class ObservationBuilder:
             self._cache.popitem(last=False)
         return obs
 
+    def terminal(self, base: np.ndarray) -> np.ndarray:
+        """Observation after the game ended: the (normalised) AEC vector, features zero."""
+        out = np.zeros(self.size, dtype=np.float32)
+        scaled = symlog(base) if self.normalize == "symlog" else np.asarray(base, dtype=np.float32)
+        out[: self.base_size] = np.clip(scaled, -self.bound, self.bound)
+        return out
+
     def _build(self, ctx: Any, state: Any, player: int, base: np.ndarray | None) -> np.ndarray:
         enc = self.encoding
         if base is None:

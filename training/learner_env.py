@@ -446,12 +446,4 @@ class LearnerEnv(gym.Env):
         return self.builder.build(self.ctx, self.raw.state, p, base=base)
 
     def _terminal_obs(self, p: int) -> np.ndarray:
-        out = np.zeros(self.observation_space.shape, dtype=np.float32)
-        base = self.raw.observe(self.raw.possible_agents[p])["observation"]
-        b = self.builder
-        out[: b.base_size] = np.clip(
-            (np.sign(base) * np.log1p(np.abs(base))) if b.normalize == "symlog" else base,
-            -b.bound,
-            b.bound,
-        )
-        return out
+        return self.builder.terminal(self.raw.observe(self.raw.possible_agents[p])["observation"])
