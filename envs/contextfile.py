@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from .bundles import format_bundle, parse_bundle
-from .context import AuctionContext, check_partition
+from .context import AuctionContext
 from .errors import ContextError, ContextFileError
 from .market import market_from_dict, market_to_dict
-from .states import states_from_dict, states_to_dict
+from .states import read_coalitions, states_from_dict, states_to_dict
 
 __all__ = [
     "DUMPERS",
@@ -248,22 +248,6 @@ def _read_beliefs(raw: Any, values: np.ndarray) -> np.ndarray:
     return lower
 
 
-def _read_coalitions(raw: Any, n: int) -> tuple[tuple[int, ...], ...] | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, list | tuple):
-        raise ContextError(
-            "coalitions",
-            f"must be a list of lists of players, e.g. [[0], [1, 2]]; got {_type_name(raw)}",
-        )
-    for k, block in enumerate(raw):
-        if not isinstance(block, list | tuple):
-            raise ContextError(
-                f"coalitions[{k}]", f"must be a list of player indices; got {_type_name(block)}"
-            )
-    return check_partition(raw, n)
-
-
 def _parse_auction(data: Mapping[Any, Any]) -> AuctionContext:
     _check_keys(data, _AUCTION_KEYS, required=("players", "goods", "values"))
     n = _read_int(data["players"], "players", 2, MAX_PLAYERS)
@@ -276,7 +260,7 @@ def _parse_auction(data: Mapping[Any, Any]) -> AuctionContext:
         )
     values = _read_values(data["values"], n, m)
     lower = _read_beliefs(data.get("beliefs"), values)
-    coalitions = _read_coalitions(data.get("coalitions"), n)
+    coalitions = read_coalitions(data.get("coalitions"), n)
     shared = data.get("shared_reward", True)
     if not isinstance(shared, bool):
         raise ContextError("shared_reward", f"must be true or false, got {_short(shared)}")

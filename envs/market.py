@@ -26,7 +26,7 @@ import numpy as np
 
 from .bundles import format_bundle, goods_of, parse_bundle
 from .context import Collusion, Partition, check_partition, membership, singletons
-from .errors import ContextError, ContextFileError
+from .errors import ContextError
 from .outcome import Outcome
 from .states import (
     COALITION_MODES,
@@ -46,7 +46,6 @@ __all__ = [
     "market_from_dict",
     "market_msw",
     "market_to_dict",
-    "parse_market",
 ]
 
 MAX_MARKET_GOODS = 12
@@ -499,16 +498,6 @@ def market_from_dict(data: Mapping[str, Any]) -> MarketContext:
         shared_reward=shared,
         name=name,
     )
-
-
-def parse_market(data: Mapping[str, Any], source: str = "<dict>") -> MarketContext:
-    """Like :func:`market_from_dict`, raising :class:`ContextFileError` naming ``source``."""
-    try:
-        return market_from_dict(data)
-    except ContextFileError:
-        raise
-    except ContextError as exc:
-        raise ContextFileError(source, exc.field, exc.problem) from None
 
 
 def market_to_dict(ctx: MarketContext) -> dict[str, Any]:

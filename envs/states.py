@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .context import Collusion, Partition, check_partition, membership, singletons
-from .errors import ContextError, ContextFileError
+from .errors import ContextError
 from .outcome import Outcome
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
     "StateContext",
     "StatesGenerator",
     "draw_coalitions",
-    "parse_states",
     "states_from_dict",
     "states_to_dict",
 ]
@@ -499,16 +498,6 @@ def states_from_dict(data: Mapping[str, Any]) -> StateContext:
     return StateContext(
         types=table, labels=labels, coalitions=coalitions, shared_reward=shared, name=name
     )
-
-
-def parse_states(data: Mapping[str, Any], source: str = "<dict>") -> StateContext:
-    """Like :func:`states_from_dict`, raising :class:`ContextFileError` naming ``source``."""
-    try:
-        return states_from_dict(data)
-    except ContextFileError:
-        raise
-    except ContextError as exc:
-        raise ContextFileError(source, exc.field, exc.problem) from None
 
 
 def states_to_dict(ctx: StateContext) -> dict[str, Any]:
