@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -172,8 +173,9 @@ def encode_offer(
             vec[layout.index[f"price_{j}"]] = k
 
 
-def offer_features(offer: Offer | None, spec: EnvSpec) -> list[float]:
-    """Public view of an offer: owner+1 of every good, then every player's price."""
+def offer_features(offer: Any, spec: EnvSpec) -> list[float]:
+    """Public view of an offer or proposal (anything with ``alloc`` and ``prices``): owner+1
+    of every good, then every player's price; zeros for ``None``."""
     if offer is None:
         return [0.0] * (spec.m + spec.n)
     owners = [0.0] * spec.m

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from .actions import offer_features
 from .budget_balanced_market import MarketProposal, check_proposal
 from .engine import Chance, Decision, EnvSpec, Mechanism, Node, Terminal, as_fraction
 from .errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
@@ -318,17 +319,6 @@ def _encode_market(
         vec[layout.index[f"price_{j}"]] = v
 
 
-def _proposal_features(prop: MarketProposal | None, spec: EnvSpec) -> list[float]:
-    if prop is None:
-        return [0.0] * (spec.m + spec.n)
-    owners = [0.0] * spec.m
-    for j, b in enumerate(prop.alloc):
-        for g in range(spec.m):
-            if b >> g & 1:
-                owners[g] = float(j + 1)
-    return owners + [float(p) for p in prop.prices]
-
-
 def _destroyed(m: int, alloc: Sequence[int]) -> int:
     used = 0
     for b in alloc:
@@ -460,7 +450,7 @@ class NaiveMarket1(_MarketFoil):
             return out
         o = self.node(s).outcome
         agree = o.rule == "agree"
-        out[: spec.m + spec.n] = _proposal_features(s.announcements[0] if agree else None, spec)
+        out[: spec.m + spec.n] = offer_features(s.announcements[0] if agree else None, spec)
         out[-1] = 1.0 if agree else -1.0
         return out
 
@@ -552,7 +542,7 @@ class _ProposeAndAnswer(_MarketFoil):
         out = np.zeros(self.public_size(spec), dtype=np.float32)
         if s.proposal is None:
             return out
-        out[: m + n] = _proposal_features(s.proposal, spec)
+        out[: m + n] = offer_features(s.proposal, spec)
         pos = m + n
         if s.answers is not None:
             for i, yes in enumerate(s.answers, start=1):
