@@ -204,18 +204,22 @@ def _enumerable(W: np.ndarray) -> bool:
     return k > 0 and m > 0 and (k + 1) ** m <= _ENUM_MAX_CASES and _positive_total(W) < _SUM_LIMIT
 
 
+def _enum_totals(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every owner vector's bundles and its total weight (``_NEG`` when inadmissible)."""
+    k = W.shape[0]
+    B = _owner_bundles(k, W.shape[1].bit_length() - 1)
+    gains = W[np.arange(k), B]
+    ok = np.all((B == 0) | (gains > 0), axis=1)
+    return B, np.where(ok, gains.sum(axis=1), _NEG)
+
+
 def _pack_enum(W: np.ndarray) -> Packing:
     """Canonical packing of a tiny instance by enumerating owner vectors with numpy.
 
     Owner vectors come in lexicographic order, so the first optimal admissible one is the
     canonical optimum of the module docstring.
     """
-    k = W.shape[0]
-    m = W.shape[1].bit_length() - 1
-    B = _owner_bundles(k, m)
-    gains = W[np.arange(k), B]
-    ok = np.all((B == 0) | (gains > 0), axis=1)
-    total = np.where(ok, gains.sum(axis=1), _NEG)
+    B, total = _enum_totals(W)
     v = int(np.argmax(total))
     return Packing(int(total[v]), tuple(int(b) for b in B[v]))
 
@@ -224,8 +228,7 @@ def pack_without_each(W: Any) -> tuple[Packing, tuple[int, ...]]:
     """The canonical optimum of ``W`` and, for every row ``j``, the optimum with row ``j``
     given nothing (what VCG's Clarke payments need), from one enumeration when tiny."""
     W = _check_weights(W)
-    k, size = W.shape
-    m = size.bit_length() - 1
+    k = W.shape[0]
     if not _enumerable(W):
         best = _pack_subsets(W)
         rest = []
@@ -234,10 +237,7 @@ def pack_without_each(W: Any) -> tuple[Packing, tuple[int, ...]]:
             others[j] = 0
             rest.append(_pack_subsets(others).value)
         return best, tuple(rest)
-    B = _owner_bundles(k, m)
-    gains = W[np.arange(k), B]
-    ok = np.all((B == 0) | (gains > 0), axis=1)
-    total = np.where(ok, gains.sum(axis=1), _NEG)
+    B, total = _enum_totals(W)
     v = int(np.argmax(total))
     best = Packing(int(total[v]), tuple(int(b) for b in B[v]))
     rest = tuple(int(np.where(B[:, j] == 0, total, _NEG).max()) for j in range(k))
