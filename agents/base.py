@@ -4,7 +4,7 @@ A *policy* is any object with ``act(mech, ctx, state, player) -> action`` return
 mechanism's structured action. One policy object may play for every player (it receives the
 player index), which is also how a coalition controller drives several members with one joint
 rule. Deterministic policies can be evaluated exactly by
-:func:`mechgym.envs.engine.evaluate_exact`.
+:func:`mechgym.envs.engine.game.evaluate_exact`.
 
 A *menu* is the compact action encoding used for tractable learning: at a decision node,
 ``menu(mech, ctx, state, player)`` returns a fixed-length list of ``(label, action)`` pairs
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from mechgym.envs.engine import Decision, EnvSpec, Mechanism
+from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
 
 MenuFn = Callable[[Mechanism, Any, Any, int], list[tuple[str, Any]]]
 

@@ -14,11 +14,11 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from mechgym.envs.actions import Offer, favourite_bundle
-from mechgym.envs.best_belief import BBAnnouncement, BestBelief
-from mechgym.envs.engine import Decision, EnvSpec, Mechanism
-from mechgym.envs.normal_form import NormalAnnouncement
-from mechgym.envs.solvers import best_belief
+from mechgym.envs.engine.actions import Offer, favourite_bundle
+from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
+from mechgym.envs.mechanisms.best_belief import BBAnnouncement, BestBelief
+from mechgym.envs.mechanisms.normal_form import NormalAnnouncement
+from mechgym.envs.solvers.packing import best_belief
 
 from .base import MechanismAgents, PhasePolicy, RandomPolicy, register_agents
 from .offers import MENU_FACTORS, accepts, ranked_bundles, scale_offer

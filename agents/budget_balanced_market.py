@@ -4,7 +4,7 @@
 Predicted (Corollary 1; appendix B with collusion):
 
 * Player 0 proposes a *truthful* outcome: A* welfare-maximising (the canonical optimum of
-  :func:`mechgym.envs.market.market_msw`; goods it leaves unallocated are destroyed),
+  :func:`mechgym.envs.model.market.market_msw`; goods it leaves unallocated are destroyed),
   P*_i = θ_i(A*_i) − θ_i(E_i) for i ≠ 0 and P*_0 = −Σ_{i≠0} P*_i; or (E, 0) when E already
   maximises welfare (Lemma 3). Truthful outcomes are semi-truthful, so this is also
   optimal for a collusive player 0 (Lemma 11).
@@ -24,9 +24,9 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from mechgym.envs.budget_balanced_market import BudgetBalancedMarket, MarketProposal
-from mechgym.envs.engine import Decision, EnvSpec, Mechanism
-from mechgym.envs.market import market_msw
+from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
+from mechgym.envs.mechanisms.budget_balanced_market import BudgetBalancedMarket, MarketProposal
+from mechgym.envs.model.market import market_msw
 
 from .base import MechanismAgents, PhasePolicy, RandomPolicy, register_agents
 

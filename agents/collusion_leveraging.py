@@ -30,8 +30,9 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from mechgym.envs.actions import Offer, favourite_bundle
-from mechgym.envs.collusion_leveraging import (
+from mechgym.envs.engine.actions import Offer, favourite_bundle
+from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
+from mechgym.envs.mechanisms.collusion_leveraging import (
     CLAnnouncement,
     CollusionLeveraging,
     acting_coalition_of,
@@ -39,9 +40,8 @@ from mechgym.envs.collusion_leveraging import (
     hidden_value,
     relevant_knowledge,
 )
-from mechgym.envs.engine import Decision, EnvSpec, Mechanism
-from mechgym.envs.second_price_bundle import BundleBid, Mixture, SecondPriceBundle
-from mechgym.envs.solvers import best_knowledge
+from mechgym.envs.mechanisms.second_price_bundle import BundleBid, Mixture, SecondPriceBundle
+from mechgym.envs.solvers.packing import best_knowledge
 
 from .base import MechanismAgents, PhasePolicy, RandomPolicy, register_agents
 from .offers import MENU_FACTORS, accepts, ranked_bundles
@@ -214,7 +214,7 @@ def revenue_policy_for(mech: Mechanism, ctx: Any, **kwargs: Any) -> Any:
     """The predicted policy of a mixture's revenue branch."""
     if isinstance(mech, CollusionLeveraging):
         return PredictedM4(ctx, **kwargs)
-    from mechgym.envs.knowledge_benchmark import KnowledgeBenchmark
+    from mechgym.envs.mechanisms.knowledge_benchmark import KnowledgeBenchmark
 
     if isinstance(mech, KnowledgeBenchmark):
         from .knowledge_benchmark import PredictedM3

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mechgym.envs.budget_balanced_market import MarketProposal
-from mechgym.envs.engine import Decision, EnvSpec, Mechanism
-from mechgym.envs.foils import FOILS, TypeReport
+from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
+from mechgym.envs.mechanisms.budget_balanced_market import MarketProposal
+from mechgym.envs.mechanisms.foils import FOILS, TypeReport
 
 from .base import MechanismAgents, RandomPolicy, register_agents
 from .budget_balanced_market import respond_rule, shifted, truthful_proposal

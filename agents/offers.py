@@ -7,7 +7,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from mechgym.envs.actions import Offer
+from mechgym.envs.engine.actions import Offer
 
 #: price factors of the menu encoding (0 = the empty offer); 1 is the private optimum
 MENU_FACTORS: tuple[Fraction, ...] = (

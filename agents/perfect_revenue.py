@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mechgym.envs.engine import Decision, EnvSpec, Mechanism
-from mechgym.envs.perfect_revenue import PerfectRevenue, PRProposal, PRRaise, PRState
+from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
+from mechgym.envs.mechanisms.perfect_revenue import PerfectRevenue, PRProposal, PRRaise, PRState
 
 from .base import MechanismAgents, PhasePolicy, RandomPolicy, register_agents
 

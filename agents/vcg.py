@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mechgym.envs.engine import EnvSpec, Mechanism
+from mechgym.envs.engine.game import EnvSpec, Mechanism
 
 from .base import MechanismAgents, RandomPolicy, register_agents
 

@@ -1,18 +1,18 @@
 """PettingZoo env of M6, the budget-balanced market mechanism: ``mechgym/BudgetBalancedMarket-v0``.
 
-Default contexts: :class:`~mechgym.envs.market.MarketGenerator` with 3 players, 2 goods and
+Default contexts: :class:`~mechgym.envs.model.market.MarketGenerator` with 3 players, 2 goods and
 k = 3 (values in (−4, 4)).
 """
 
 from typing import Any
 
-from .budget_balanced_market import BudgetBalancedMarket
-from .envmodule import env_module
+from mechgym.envs.mechanisms.budget_balanced_market import BudgetBalancedMarket
+from mechgym.envs.pettingzoo.envmodule import env_module
 
 
 def default_market_generator() -> Any:
     """Three players, two goods, k = 3 bits (values in (−4, 4)), everyone independent."""
-    from .market import MarketGenerator
+    from mechgym.envs.model.market import MarketGenerator
 
     return MarketGenerator(n=3, m=2, k=3)
 

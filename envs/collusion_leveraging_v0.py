@@ -5,8 +5,8 @@ decision node is simultaneous, so a parallel env is offered. Constants: ``eps``,
 ``eps2`` (2·n·eps2 < eps1 is checked at the first ``reset``, or at once with ``n=``).
 """
 
-from .collusion_leveraging import CollusionLeveraging
-from .envmodule import default_auction_generator, env_module
+from mechgym.envs.mechanisms.collusion_leveraging import CollusionLeveraging
+from mechgym.envs.pettingzoo.envmodule import default_auction_generator, env_module
 
 raw_env, env, parallel_env = env_module(CollusionLeveraging, default_auction_generator)
 

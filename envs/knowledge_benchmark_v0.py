@@ -4,8 +4,8 @@ Contexts default to noisy but correct beliefs (seed 001 assumes correct knowledg
 decision node is simultaneous, so a parallel env is offered.
 """
 
-from .envmodule import default_auction_generator, env_module
-from .knowledge_benchmark import KnowledgeBenchmark
+from mechgym.envs.mechanisms.knowledge_benchmark import KnowledgeBenchmark
+from mechgym.envs.pettingzoo.envmodule import default_auction_generator, env_module
 
 raw_env, env, parallel_env = env_module(KnowledgeBenchmark, default_auction_generator)
 

@@ -1,8 +1,8 @@
 """PettingZoo env of Naive-1, a foil of M6 (seed 004, Sec. 5.1): ``mechgym/NaiveMarket1-v0``."""
 
-from .budget_balanced_market_v0 import default_market_generator
-from .envmodule import env_module
-from .foils import NaiveMarket1
+from mechgym.envs.budget_balanced_market_v0 import default_market_generator
+from mechgym.envs.mechanisms.foils import NaiveMarket1
+from mechgym.envs.pettingzoo.envmodule import env_module
 
 raw_env, env, parallel_env = env_module(NaiveMarket1, default_market_generator)
 

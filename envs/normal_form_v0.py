@@ -1,7 +1,7 @@
 """PettingZoo env of the normal-form mechanism M_Normal: `mechgym/NormalForm-v0`."""
 
-from .envmodule import default_auction_generator, env_module
-from .normal_form import NormalForm
+from mechgym.envs.mechanisms.normal_form import NormalForm
+from mechgym.envs.pettingzoo.envmodule import default_auction_generator, env_module
 
 raw_env, env, parallel_env = env_module(NormalForm, default_auction_generator)
 

@@ -5,8 +5,8 @@
 probability 1/(c+1), A' otherwise. Every decision node is simultaneous in both cases.
 """
 
-from .envmodule import default_auction_generator, env_module
-from .second_price_bundle import SecondPriceBundle
+from mechgym.envs.mechanisms.second_price_bundle import SecondPriceBundle
+from mechgym.envs.pettingzoo.envmodule import default_auction_generator, env_module
 
 raw_env, env, parallel_env = env_module(SecondPriceBundle, default_auction_generator)
 

@@ -14,8 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from mechgym.envs.engine import evaluate_exact
-from mechgym.envs.examples import example
+from mechgym.envs.engine.game import evaluate_exact
+from mechgym.envs.model.examples import example
 from mechgym.training.algos import configure_torch, make_model
 from mechgym.training.learner_env import LearnerEnv
 from mechgym.training.metrics import best_response_value

@@ -6,7 +6,7 @@ Importing :mod:`mechgym` registers every mechanism with PettingZoo, so that
 
 from __future__ import annotations
 
-from mechgym.envs.registry import CATALOGUE, available, entry, register_envs
+from mechgym.envs.pettingzoo.registry import CATALOGUE, available, entry, register_envs
 
 __version__ = "0.1.0"
 

@@ -35,7 +35,7 @@ def agent_steps_per_second(env: Any, seconds: float, sampler: Any) -> float:
 def env_throughput(seconds: float) -> dict[str, Any]:
     """Throughput of each available env and of rps_v2."""
     from mechgym.agents.base import MaskSampler
-    from mechgym.envs.registry import available
+    from mechgym.envs.pettingzoo.registry import available
 
     out: dict[str, Any] = {}
     try:
@@ -65,7 +65,7 @@ def env_throughput(seconds: float) -> dict[str, Any]:
 
 def solver_speed(repeats: int = 3, seed: int = 0) -> list[dict[str, Any]]:
     """Median time of the DP and of the MILP on random instances, and the ratio."""
-    from mechgym.envs.solvers import pack_dp, pack_milp
+    from mechgym.envs.solvers.packing import pack_dp, pack_milp
 
     rng = np.random.default_rng(seed)
     rows = []

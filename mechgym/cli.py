@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mechgym.envs.errors import MechgymError, ParameterError
+from mechgym.envs.engine.errors import MechgymError, ParameterError
 
 app = typer.Typer(
     name="mechgym",
@@ -88,22 +88,22 @@ def load_source(
     if len(given) > 1:
         raise ParameterError("--example/--context/--generate", "give only one of them")
     if context is not None:
-        from mechgym.envs.contextfile import load_context
+        from mechgym.envs.model.contextfile import load_context
 
         return load_context(context), None
     if generate is not None:
-        from mechgym.envs.generators import make_generator
+        from mechgym.envs.model.generators import make_generator
 
         return None, make_generator(generate)
-    from mechgym.envs.examples import DEFAULT_EXAMPLE
-    from mechgym.envs.examples import example as load_example
+    from mechgym.envs.model.examples import DEFAULT_EXAMPLE
+    from mechgym.envs.model.examples import example as load_example
 
     return load_example(example or DEFAULT_EXAMPLE[kind]), None
 
 
 def make_profile(name: str, ctx: Any, agents: str, rng: np.random.Generator) -> dict[int, Any]:
     """Policies per player from an ``--agents`` spec."""
-    from mechgym.envs.registry import entry
+    from mechgym.envs.pettingzoo.registry import entry
 
     scripted = entry(name).load_agents()
     names = [a.strip() for a in agents.split(",")]
@@ -135,7 +135,7 @@ def num(x: Fraction | int) -> float:
 
 def exact_report(mech: Any, ctx: Any, profile: dict[int, Any]) -> dict[str, Any]:
     """Exact expectations of a profile, the benchmarks and the guarantee."""
-    from mechgym.envs.engine import evaluate_exact
+    from mechgym.envs.engine.game import evaluate_exact
 
     ev = evaluate_exact(mech, ctx, profile)
     g = mech.guarantee(ctx, ev)
@@ -162,7 +162,7 @@ def sampled_report(
     """Sample episodes (chance from ``rng``) with a progress bar."""
     from tqdm import tqdm
 
-    from mechgym.envs.engine import play
+    from mechgym.envs.engine.game import play
 
     revs, sws, utils = [], [], []
     for _ in tqdm(
@@ -186,7 +186,7 @@ def sampled_report(
         "expected_utilities": u.mean(axis=0).tolist(),
         "benchmarks": mech.benchmarks(ctx),
     }
-    from mechgym.envs.engine import Evaluation
+    from mechgym.envs.engine.game import Evaluation
 
     ev = Evaluation(
         Fraction(report["expected_revenue"]),
@@ -206,8 +206,8 @@ def sampled_report(
 @app.command("list")
 def list_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the mechanisms, their env ids and guarantees."""
-    from mechgym.envs.examples import EXAMPLES
-    from mechgym.envs.registry import available
+    from mechgym.envs.model.examples import EXAMPLES
+    from mechgym.envs.pettingzoo.registry import available
 
     rows = [
         {
@@ -252,8 +252,8 @@ def evaluate(
     """Expected revenue, welfare and utilities of a profile, against the theorem's guarantee."""
 
     def go() -> None:
-        from mechgym.envs.envmodule import build_mechanism
-        from mechgym.envs.registry import entry
+        from mechgym.envs.pettingzoo.envmodule import build_mechanism
+        from mechgym.envs.pettingzoo.registry import entry
 
         e = entry(mechanism)
         mech = build_mechanism(e.mechanism_class(), parse_params(param))
@@ -335,7 +335,7 @@ def play(
     """Play one episode through the PettingZoo env and print its transcript."""
 
     def go() -> None:
-        from mechgym.envs.registry import entry
+        from mechgym.envs.pettingzoo.registry import entry
 
         e = entry(mechanism)
         ctx, gen = load_source(example, context, generate, e.mechanism_class().context_kind)

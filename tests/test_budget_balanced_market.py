@@ -13,17 +13,17 @@ from hypothesis import strategies as st
 from mechgym.agents.base import AGENTS, profile
 from mechgym.agents.budget_balanced_market import PredictedMarket, truthful_proposal
 from mechgym.envs import budget_balanced_market_v0
-from mechgym.envs.budget_balanced_market import BudgetBalancedMarket, MarketProposal
-from mechgym.envs.contextfile import context_to_dict, parse_context
-from mechgym.envs.engine import Decision, EnvSpec, Fixed, Terminal, evaluate_exact
-from mechgym.envs.errors import (
+from mechgym.envs.engine.errors import (
     ContextError,
     ContextFileError,
     MalformedAnnouncementError,
     OutOfSpaceError,
     ParameterError,
 )
-from mechgym.envs.market import MarketContext, MarketGenerator, market_msw
+from mechgym.envs.engine.game import Decision, EnvSpec, Fixed, Terminal, evaluate_exact
+from mechgym.envs.mechanisms.budget_balanced_market import BudgetBalancedMarket, MarketProposal
+from mechgym.envs.model.contextfile import context_to_dict, parse_context
+from mechgym.envs.model.market import MarketContext, MarketGenerator, market_msw
 from pettingzoo.test import api_test, parallel_api_test, seed_test
 
 MECH = BudgetBalancedMarket()

@@ -12,19 +12,19 @@ from hypothesis import strategies as st
 from mechgym.agents.base import AGENTS, profile, sample_masked
 from mechgym.agents.collusion_leveraging import PredictedM4, m4_bound, m4_menu, m4_menu_size
 from mechgym.envs import collusion_leveraging_v0
-from mechgym.envs.actions import Offer
-from mechgym.envs.collusion_leveraging import (
+from mechgym.envs.engine.actions import Offer
+from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterError
+from mechgym.envs.engine.game import Decision, EnvSpec, Fixed, Terminal, evaluate_exact
+from mechgym.envs.mechanisms.collusion_leveraging import (
     CLAnnouncement,
     CollusionLeveraging,
     acting_coalition_of,
     hidden_value,
     relevant_knowledge,
 )
-from mechgym.envs.context import AuctionContext, singletons
-from mechgym.envs.engine import Decision, EnvSpec, Fixed, Terminal, evaluate_exact
-from mechgym.envs.errors import MalformedAnnouncementError, ParameterError
-from mechgym.envs.generators import UniformGenerator
-from mechgym.envs.solvers import best_knowledge, mkw
+from mechgym.envs.model.context import AuctionContext, singletons
+from mechgym.envs.model.generators import UniformGenerator
+from mechgym.envs.solvers.packing import best_knowledge, mkw
 from pettingzoo.test import api_test, parallel_api_test, seed_test
 
 warnings.filterwarnings("ignore", module="pettingzoo")

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mechgym.envs.context import AuctionContext
-from mechgym.envs.contextfile import (
+from mechgym.envs.engine.errors import ContextError, ContextFileError
+from mechgym.envs.model.context import AuctionContext
+from mechgym.envs.model.contextfile import (
     LOADERS,
     context_to_dict,
     load_context,
@@ -21,9 +22,8 @@ from mechgym.envs.contextfile import (
     parse_context,
     save_context,
 )
-from mechgym.envs.errors import ContextError, ContextFileError
-from mechgym.envs.examples import EXAMPLES, example
-from mechgym.envs.generators import GENERATORS
+from mechgym.envs.model.examples import EXAMPLES, example
+from mechgym.envs.model.generators import GENERATORS
 
 WORKED = {
     "players": 3,
@@ -348,7 +348,7 @@ def test_fuzz_text(text: str) -> None:
 
 
 def test_examples_load() -> None:
-    from mechgym.envs.examples import DEFAULT_EXAMPLE
+    from mechgym.envs.model.examples import DEFAULT_EXAMPLE
 
     for name in EXAMPLES:
         ctx = example(name)
@@ -372,7 +372,13 @@ def test_chen_micali_example() -> None:
 
 
 def test_packaged_file_is_the_worked_example() -> None:
-    path = Path(__file__).resolve().parents[1] / "envs" / "examples" / "chen-micali-2016.json"
+    path = (
+        Path(__file__).resolve().parents[1]
+        / "envs"
+        / "model"
+        / "example_files"
+        / "chen-micali-2016.json"
+    )
     assert json.loads(path.read_text()) == worked(name="chen-micali-2016")
 
 

@@ -17,10 +17,10 @@ from mechgym.envs import (
     naive_market_3_v0,
     naive_market_4_v0,
 )
-from mechgym.envs.budget_balanced_market import BudgetBalancedMarket, MarketProposal
-from mechgym.envs.engine import Decision, EnvSpec, evaluate_exact
-from mechgym.envs.errors import MalformedAnnouncementError, ParameterError
-from mechgym.envs.foils import (
+from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterError
+from mechgym.envs.engine.game import Decision, EnvSpec, evaluate_exact
+from mechgym.envs.mechanisms.budget_balanced_market import BudgetBalancedMarket, MarketProposal
+from mechgym.envs.mechanisms.foils import (
     HopeForTheBest,
     NaiveMarket1,
     NaiveMarket2,
@@ -28,9 +28,9 @@ from mechgym.envs.foils import (
     NaiveMarket4,
     TypeReport,
 )
-from mechgym.envs.market import MarketContext, MarketGenerator
-from mechgym.envs.spe import enumerate_actions
-from mechgym.envs.states import StateContext, StatesGenerator
+from mechgym.envs.model.market import MarketContext, MarketGenerator
+from mechgym.envs.model.states import StateContext, StatesGenerator
+from mechgym.envs.solvers.spe import enumerate_actions
 from pettingzoo.test import api_test, parallel_api_test, seed_test
 
 

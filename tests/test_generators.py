@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mechgym.envs.bundles import goods_of
-from mechgym.envs.context import AuctionContext, check_partition
-from mechgym.envs.errors import ContextError
-from mechgym.envs.generators import (
+from mechgym.envs.engine.errors import ContextError
+from mechgym.envs.model.bundles import goods_of
+from mechgym.envs.model.context import AuctionContext, check_partition
+from mechgym.envs.model.generators import (
     BELIEFS,
     COALITIONS,
     GENERATORS,

@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 from mechgym.agents.base import AGENTS, profile, sample_masked
 from mechgym.agents.knowledge_benchmark import PredictedM3, bound, menu, menu_size, miew_offer
 from mechgym.envs import knowledge_benchmark_v0
-from mechgym.envs.actions import Offer
-from mechgym.envs.context import AuctionContext
-from mechgym.envs.engine import Decision, EnvSpec, Fixed, evaluate_exact
-from mechgym.envs.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
-from mechgym.envs.generators import UniformGenerator
-from mechgym.envs.knowledge_benchmark import KBAnnouncement, KnowledgeBenchmark
-from mechgym.envs.solvers import best_belief, miew
+from mechgym.envs.engine.actions import Offer
+from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.game import Decision, EnvSpec, Fixed, evaluate_exact
+from mechgym.envs.mechanisms.knowledge_benchmark import KBAnnouncement, KnowledgeBenchmark
+from mechgym.envs.model.context import AuctionContext
+from mechgym.envs.model.generators import UniformGenerator
+from mechgym.envs.solvers.packing import best_belief, miew
 from pettingzoo.test import api_test, parallel_api_test, seed_test
 
 warnings.filterwarnings("ignore", module="pettingzoo")

@@ -14,18 +14,23 @@ import pytest
 from mechgym.agents.base import AGENTS, PerPlayer, profile
 from mechgym.agents.perfect_revenue import PredictedPerfectRevenue
 from mechgym.envs import perfect_revenue_v0
-from mechgym.envs.context import AuctionContext
-from mechgym.envs.contextfile import context_to_dict, parse_context
-from mechgym.envs.engine import Decision, EnvSpec, evaluate_exact
-from mechgym.envs.errors import (
+from mechgym.envs.engine.errors import (
     ContextError,
     ContextFileError,
     MalformedAnnouncementError,
     ParameterError,
 )
-from mechgym.envs.perfect_revenue import PerfectRevenue, PRProposal, PRRaise, outcome_rank
-from mechgym.envs.spe import solve_spe
-from mechgym.envs.states import StateContext, StatesGenerator
+from mechgym.envs.engine.game import Decision, EnvSpec, evaluate_exact
+from mechgym.envs.mechanisms.perfect_revenue import (
+    PerfectRevenue,
+    PRProposal,
+    PRRaise,
+    outcome_rank,
+)
+from mechgym.envs.model.context import AuctionContext
+from mechgym.envs.model.contextfile import context_to_dict, parse_context
+from mechgym.envs.model.states import StateContext, StatesGenerator
+from mechgym.envs.solvers.spe import solve_spe
 from pettingzoo.test import api_test, seed_test
 
 import mechgym  # noqa: F401  (registers the envs)

@@ -10,19 +10,19 @@ import pytest
 from mechgym.agents.base import AGENTS, RandomPolicy, profile, sample_masked
 from mechgym.agents.collusion_leveraging import PredictedSecondPrice, sp_menu, sp_menu_size
 from mechgym.envs import second_price_bundle_v0
-from mechgym.envs.collusion_leveraging import CLAnnouncement, CollusionLeveraging
-from mechgym.envs.context import AuctionContext
-from mechgym.envs.engine import Chance, Decision, EnvSpec, Terminal, evaluate_exact
-from mechgym.envs.errors import MalformedAnnouncementError, ParameterError
-from mechgym.envs.generators import UniformGenerator
-from mechgym.envs.knowledge_benchmark import KBAnnouncement, KnowledgeBenchmark
-from mechgym.envs.second_price_bundle import (
+from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterError
+from mechgym.envs.engine.game import Chance, Decision, EnvSpec, Terminal, evaluate_exact
+from mechgym.envs.mechanisms.collusion_leveraging import CLAnnouncement, CollusionLeveraging
+from mechgym.envs.mechanisms.knowledge_benchmark import KBAnnouncement, KnowledgeBenchmark
+from mechgym.envs.mechanisms.second_price_bundle import (
     BundleBid,
     Mixture,
     SecondPriceBundle,
     second_price_outcome,
 )
-from mechgym.envs.solvers import best_knowledge
+from mechgym.envs.model.context import AuctionContext
+from mechgym.envs.model.generators import UniformGenerator
+from mechgym.envs.solvers.packing import best_knowledge
 from pettingzoo.test import api_test, parallel_api_test, seed_test
 
 warnings.filterwarnings("ignore", module="pettingzoo")

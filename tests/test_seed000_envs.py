@@ -6,9 +6,8 @@ import numpy as np
 import pettingzoo
 import pytest
 from mechgym.envs import best_belief_v0, normal_form_v0, vcg_v0
-from mechgym.envs.actions import Offer
-from mechgym.envs.best_belief import BBAnnouncement
-from mechgym.envs.errors import (
+from mechgym.envs.engine.actions import Offer
+from mechgym.envs.engine.errors import (
     ContextError,
     IllegalActionError,
     MalformedAnnouncementError,
@@ -16,8 +15,9 @@ from mechgym.envs.errors import (
     OutOfSpaceError,
     ParameterError,
 )
-from mechgym.envs.examples import example
-from mechgym.envs.generators import UniformGenerator
+from mechgym.envs.mechanisms.best_belief import BBAnnouncement
+from mechgym.envs.model.examples import example
+from mechgym.envs.model.generators import UniformGenerator
 from pettingzoo.test import api_test, parallel_api_test, seed_test
 
 import mechgym  # noqa: F401  (registers the envs)
@@ -247,8 +247,8 @@ def test_render_ansi_transcript() -> None:
 
 
 def test_context_of_the_wrong_kind_is_refused() -> None:
-    from mechgym.envs.engine import evaluate_exact
-    from mechgym.envs.perfect_revenue import PerfectRevenue
+    from mechgym.envs.engine.game import evaluate_exact
+    from mechgym.envs.mechanisms.perfect_revenue import PerfectRevenue
 
     with pytest.raises(ContextError, match="needs a 'states' context, got 'auction'"):
         evaluate_exact(PerfectRevenue(), example("chen-micali-2016"), {})

@@ -12,15 +12,15 @@ from hypothesis import strategies as st
 from mechgym.agents.base import AGENTS, profile
 from mechgym.agents.best_belief import PredictedSeed000
 from mechgym.agents.vcg import CollusiveOverbid, Truthful
-from mechgym.envs.actions import Offer
-from mechgym.envs.best_belief import BBAnnouncement, BestBelief
-from mechgym.envs.engine import Decision, Fixed, evaluate_exact
-from mechgym.envs.examples import example
-from mechgym.envs.generators import make_generator
-from mechgym.envs.normal_form import NormalForm
-from mechgym.envs.offer_rules import reward
-from mechgym.envs.solvers import msw
-from mechgym.envs.vcg import VCG
+from mechgym.envs.engine.actions import Offer
+from mechgym.envs.engine.game import Decision, Fixed, evaluate_exact
+from mechgym.envs.mechanisms.best_belief import BBAnnouncement, BestBelief
+from mechgym.envs.mechanisms.normal_form import NormalForm
+from mechgym.envs.mechanisms.offer_rules import reward
+from mechgym.envs.mechanisms.vcg import VCG
+from mechgym.envs.model.examples import example
+from mechgym.envs.model.generators import make_generator
+from mechgym.envs.solvers.packing import msw
 
 EPS = Fraction(1, 10)
 
@@ -214,7 +214,7 @@ def test_ausubel_milgrom_collusion_breaks_vcg_but_not_best_belief() -> None:
 
 
 def test_cli_evaluate_json_example_and_context(tmp_path) -> None:
-    from mechgym.envs.contextfile import save_context
+    from mechgym.envs.model.contextfile import save_context
     from typer.testing import CliRunner
 
     from mechgym.cli import app
@@ -294,7 +294,7 @@ def ev_pred(ctx):
 
 
 def test_reserve_guarantee_on_generated_contexts() -> None:
-    from mechgym.envs.solvers import msw as msw_of
+    from mechgym.envs.solvers.packing import msw as msw_of
 
     rng = np.random.default_rng(63)
     gen = make_generator("uniform:n=3,m=2,cap=20,belief=noisy")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mechgym.envs import solvers
-from mechgym.envs.context import AuctionContext
-from mechgym.envs.errors import ContextError, ParameterError, SolverError
-from mechgym.envs.solvers import (
+from mechgym.envs.engine.errors import ContextError, ParameterError, SolverError
+from mechgym.envs.model.context import AuctionContext
+from mechgym.envs.solvers import packing as solvers
+from mechgym.envs.solvers.packing import (
     Benchmark,
     Packing,
     _pack_enum,

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mechgym.envs.engine import (
+from mechgym.envs.engine.errors import SolverError
+from mechgym.envs.engine.game import (
     Chance,
     Decision,
     EnvSpec,
@@ -22,13 +23,12 @@ from mechgym.envs.engine import (
     Terminal,
     evaluate_exact,
 )
-from mechgym.envs.errors import SolverError
-from mechgym.envs.foils import HopeForTheBest
-from mechgym.envs.outcome import Outcome
-from mechgym.envs.perfect_revenue import PerfectRevenue, outcome_rank
-from mechgym.envs.spaces import ActionLayout
-from mechgym.envs.spe import enumerate_actions, solve_spe
-from mechgym.envs.states import StateContext
+from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.mechanisms.foils import HopeForTheBest
+from mechgym.envs.mechanisms.perfect_revenue import PerfectRevenue, outcome_rank
+from mechgym.envs.model.outcome import Outcome
+from mechgym.envs.model.states import StateContext
+from mechgym.envs.solvers.spe import enumerate_actions, solve_spe
 
 HALF = Fraction(1, 2)
 

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 import typer
-from mechgym.envs.examples import example
-from mechgym.envs.generators import make_generator
+from mechgym.envs.model.examples import example
+from mechgym.envs.model.generators import make_generator
 from mechgym.training.algos import configure_torch
 from mechgym.training.bench import env_time_share
 from mechgym.training.commands import add_commands
@@ -98,7 +98,7 @@ def test_train_command_on_coalition(tmp_path) -> None:
     # the saved model plays again as a frozen opponent
     pol = load_policy(out / "model.zip")
     ctx = example("ausubel-milgrom")
-    from mechgym.envs.vcg import VCG
+    from mechgym.envs.mechanisms.vcg import VCG
 
     assert len(pol.act(VCG(), ctx, VCG().start(ctx), 1)) == 4
     res = CliRunner().invoke(

@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
-from mechgym.envs.errors import ActionError, IllegalActionError, ParameterError
-from mechgym.envs.examples import example
-from mechgym.envs.generators import make_generator
-from mechgym.envs.registry import available
+from mechgym.envs.engine.errors import ActionError, IllegalActionError, ParameterError
+from mechgym.envs.model.examples import example
+from mechgym.envs.model.generators import make_generator
+from mechgym.envs.pettingzoo.registry import available
 from mechgym.training.encodings import aec_observation
 from mechgym.training.learner_env import (
     ContextFamily,
@@ -184,7 +184,7 @@ def test_align_context_and_group_value() -> None:
     aligned = align_context(ctx, (1, 2))
     assert aligned.coalitions == ((0,), (1, 2)) and aligned.shared_reward
     assert align_context(aligned, (1, 2)) is aligned
-    from mechgym.envs.vcg import VCG, vcg_outcome
+    from mechgym.envs.mechanisms.vcg import VCG, vcg_outcome
 
     o = vcg_outcome(np.array([[0, 0, 0, 20], [0, 20, 0, 20], [0, 0, 20, 20]]))
     assert group_value(aligned, o, (1, 2)) == 10
@@ -241,7 +241,7 @@ def test_context_family_draws_from_its_list() -> None:
 
 
 def test_learner_env_over_a_given_raw_env() -> None:
-    from mechgym.envs.registry import entry
+    from mechgym.envs.pettingzoo.registry import entry
 
     raw = entry("vcg").load_env_module().raw_env(context="ausubel-milgrom", seed=0)
     env = LearnerEnv(raw, (1, 2), seed=0)

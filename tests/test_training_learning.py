@@ -7,9 +7,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from mechgym.agents.base import PhasePolicy
-from mechgym.envs.engine import evaluate_exact
-from mechgym.envs.examples import example
-from mechgym.envs.generators import make_generator
+from mechgym.envs.engine.game import evaluate_exact
+from mechgym.envs.model.examples import example
+from mechgym.envs.model.generators import make_generator
 from mechgym.training.algos import configure_torch, make_model
 from mechgym.training.learner_env import LearnerEnv
 from mechgym.training.metrics import best_response_value, evaluate_profile

@@ -8,16 +8,16 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from mechgym.agents.base import PhasePolicy
-from mechgym.envs.engine import Fixed, evaluate_exact
-from mechgym.envs.examples import example
-from mechgym.envs.generators import make_generator
+from mechgym.envs.engine.game import Fixed, evaluate_exact
+from mechgym.envs.model.examples import example
+from mechgym.envs.model.generators import make_generator
 from mechgym.training.encodings import MenuEncoding
 from mechgym.training.learner_env import group_value, make_raw_env
 from mechgym.training.metrics import best_response_value, evaluate_profile, predicted_profile
 
 
 def _setup(mech: str, contexts: list):
-    from mechgym.envs.registry import entry
+    from mechgym.envs.pettingzoo.registry import entry
 
     raw = make_raw_env(mech, contexts=contexts)
     agents = entry(mech).load_agents()

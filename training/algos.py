@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mechgym.envs.errors import ParameterError
+from mechgym.envs.engine.errors import ParameterError
 
 from .policies import ALGOS, algo_class
 

@@ -69,7 +69,7 @@ def add_commands(app: typer.Typer) -> None:
         ] = True,
     ) -> None:
         """Train one player or coalition against fixed opponents and report exact metrics."""
-        from mechgym.envs.errors import MechgymError
+        from mechgym.envs.engine.errors import MechgymError
         from rich.console import Console
 
         from .train import train_learner
@@ -80,15 +80,15 @@ def add_commands(app: typer.Typer) -> None:
         try:
             ctx = gen = None
             if context is not None:
-                from mechgym.envs.contextfile import load_context
+                from mechgym.envs.model.contextfile import load_context
 
                 ctx = load_context(context)
             elif example is not None:
-                from mechgym.envs.examples import example as load_example
+                from mechgym.envs.model.examples import example as load_example
 
                 ctx = load_example(example)
             elif generate is not None:
-                from mechgym.envs.generators import make_generator
+                from mechgym.envs.model.generators import make_generator
 
                 gen = make_generator(generate)
             phases = (
@@ -154,7 +154,7 @@ def add_commands(app: typer.Typer) -> None:
         ] = True,
     ) -> None:
         """Train every player of each mechanism and measure convergence to the predictions."""
-        from mechgym.envs.errors import MechgymError
+        from mechgym.envs.engine.errors import MechgymError
         from rich.console import Console
 
         from .converge import ConvergeConfig, run_converge

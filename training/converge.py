@@ -87,7 +87,7 @@ class ConvergeConfig:
 
 def family_contexts(mech: str, cfg: ConvergeConfig) -> tuple[str, list[Any]]:
     """The fixed family of contexts of a mechanism: (generator description, contexts)."""
-    from mechgym.envs.generators import make_generator
+    from mechgym.envs.model.generators import make_generator
 
     from .learner_env import make_raw_env
 
@@ -104,7 +104,7 @@ def family_contexts(mech: str, cfg: ConvergeConfig) -> tuple[str, list[Any]]:
 
 def skip_reason(mech: str, encoding: str) -> str | None:
     """Why a mechanism cannot be run (not available, no agents, no menu), or ``None``."""
-    from mechgym.envs.registry import CATALOGUE
+    from mechgym.envs.pettingzoo.registry import CATALOGUE
 
     e = CATALOGUE.get(mech)
     if e is None:
@@ -239,8 +239,8 @@ def reference_metrics(
     mech: str, contexts: list[Any], encoding: str, exploitability: bool
 ) -> dict[str, Any]:
     """Metrics of the predicted profile on the family (every player as a group)."""
-    from mechgym.envs.engine import EnvSpec
-    from mechgym.envs.registry import entry
+    from mechgym.envs.engine.game import EnvSpec
+    from mechgym.envs.pettingzoo.registry import entry
 
     from .encodings import make_encoding
     from .learner_env import make_raw_env
@@ -441,7 +441,7 @@ def plot_mechanism(
 
 def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True) -> dict[str, Any]:
     """Run the experiment and write ``metrics.csv``, ``summary.json`` and plots into ``cfg.out``."""
-    from mechgym.envs.registry import entry
+    from mechgym.envs.pettingzoo.registry import entry
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     t0 = time.perf_counter()

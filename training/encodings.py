@@ -16,7 +16,7 @@ Two encodings of a player's decisions (both generic over every registered mechan
 Observation (:class:`ObservationBuilder`), a float32 vector, in this order:
 
 1. the AEC observation vector of the acting player (``[phase one-hot | acting flag | own
-   index one-hot | private information | public history]``, see :mod:`mechgym.envs.aec`),
+   index one-hot | private information | public history]``, see :mod:`mechgym.envs.pettingzoo.aec`),
    optionally normalised with ``normalize="symlog"``: ``sign(x) * log1p(|x|)`` entry-wise
    (monotone, keeps 0/1 flags distinguishable, compresses money; ``"none"`` keeps it raw);
 2. for a coalition learner of ``c`` players: the one-hot position (``0..c-1``) of the member
@@ -34,7 +34,7 @@ Observation (:class:`ObservationBuilder`), a float32 vector, in this order:
    * *menu summaries* (menu encoding only; 4 numbers per entry, ``K`` entries, zeros on
      masked entries): for entry ``k`` with structured action ``a``: θ_i(a.bundle) if the
      action names a favourite bundle, the announced revenue REV(a.offer) (or REV(a) for a
-     bare :class:`~mechgym.envs.actions.Offer`), Σ_S (report_S − θ_i(S)) for a reported
+     bare :class:`~mechgym.envs.engine.actions.Offer`), Σ_S (report_S − θ_i(S)) for a reported
      valuation (``a.valuation`` or a tuple of ``2**m`` ints), and θ_i(α_i) − π_i for a YES
      answer to the pending question (0 for NO); each through ``symlog``.
 
@@ -51,9 +51,9 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from mechgym.envs.aec import OBS_BOUND
-from mechgym.envs.engine import Decision, EnvSpec, Mechanism
-from mechgym.envs.errors import IllegalActionError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
+from mechgym.envs.pettingzoo.aec import OBS_BOUND
 
 ENCODINGS = ("menu", "raw")
 NORMALIZATIONS = ("symlog", "none")
@@ -76,7 +76,7 @@ def aec_observation(
 ) -> np.ndarray:
     """The AEC env's observation vector of ``player`` acting at ``state`` (pure function).
 
-    Mirrors :meth:`mechgym.envs.aec.MechanismEnv.observe` for an acting agent, so that a
+    Mirrors :meth:`mechgym.envs.pettingzoo.aec.MechanismEnv.observe` for an acting agent, so that a
     trained model can play from engine states (exact evaluation) as it did in the env.
     """
     node = mech.node(state)

@@ -30,7 +30,7 @@ Gymnasium step is a decision of the learner and the reward is the learner's own.
 * **Illegal actions** (possible only for algorithms without masks): ``illegal="penalty"``
   (default) ends the episode with reward ``-illegal_penalty`` (default ``-value_cap``) and
   ``info["illegal"]`` naming the agent, phase and problem; ``illegal="raise"`` raises the
-  typed :class:`~mechgym.envs.errors.ActionError`.
+  typed :class:`~mechgym.envs.engine.errors.ActionError`.
 
 Masks for sb3-contrib's MaskablePPO come from :meth:`LearnerEnv.action_masks`.
 """
@@ -44,9 +44,9 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from mechgym.envs.aec import MechanismEnv
-from mechgym.envs.engine import Decision, Terminal
-from mechgym.envs.errors import ActionError, ContextError, ParameterError
+from mechgym.envs.engine.errors import ActionError, ContextError, ParameterError
+from mechgym.envs.engine.game import Decision, Terminal
+from mechgym.envs.pettingzoo.aec import MechanismEnv
 
 from .encodings import Encoding, ObservationBuilder, make_encoding
 from .policies import PolicySource, class_path, resolve_sources
@@ -155,7 +155,7 @@ def make_raw_env(
     constants: Mapping[str, Any] | None = None,
 ) -> MechanismEnv:
     """The mechanism's raw AEC env over a context, a generator (or spec) or a family."""
-    from mechgym.envs.registry import entry
+    from mechgym.envs.pettingzoo.registry import entry
 
     if contexts is not None:
         if context is not None or generator is not None:
@@ -225,7 +225,7 @@ class LearnerEnv(gym.Env):
         price_cap: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        from mechgym.envs.registry import entry
+        from mechgym.envs.pettingzoo.registry import entry
 
         super().__init__()
         if isinstance(mechanism, MechanismEnv):

@@ -1,6 +1,6 @@
 """Distance of a (learned) profile to the theory's predictions, computed exactly.
 
-Every figure is computed with :func:`mechgym.envs.engine.evaluate_exact` (chance enumerated),
+Every figure is computed with :func:`mechgym.envs.engine.game.evaluate_exact` (chance enumerated),
 so learned policies must be deterministic: :class:`~mechgym.training.policies.LearnedPolicy`
 plays the argmax action under the mask. Over a fixed list of evaluation contexts:
 
@@ -42,7 +42,14 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from mechgym.envs.engine import Chance, Decision, Mechanism, Terminal, evaluate_exact, step_decision
+from mechgym.envs.engine.game import (
+    Chance,
+    Decision,
+    Mechanism,
+    Terminal,
+    evaluate_exact,
+    step_decision,
+)
 
 from .learner_env import Group, group_label, group_value
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 from mechgym.agents.base import PhasePolicy
-from mechgym.envs.errors import ParameterError
+from mechgym.envs.engine.errors import ParameterError
 
 from .algos import make_model
 from .learner_env import Group, LearnerEnv, NoDecisionError, as_group, group_label

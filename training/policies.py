@@ -11,7 +11,7 @@ different sources (:func:`resolve_sources`).
 :class:`LearnedPolicy` turns an SB3 model into a deterministic policy over engine states: the
 action is the argmax of the model's action scores (policy logits, or Q-values for DQN) under
 the encoding's mask, so it can be evaluated exactly with
-:func:`mechgym.envs.engine.evaluate_exact`.
+:func:`mechgym.envs.engine.game.evaluate_exact`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mechgym.envs.engine import EnvSpec, Mechanism
-from mechgym.envs.errors import ParameterError
+from mechgym.envs.engine.errors import ParameterError
+from mechgym.envs.engine.game import EnvSpec, Mechanism
 
 from .encodings import Encoding, ObservationBuilder
 
@@ -65,7 +65,7 @@ class SourcePolicy:
 
 def resolve_source(spec: Any, mech_name: str, env_spec: EnvSpec) -> PolicySource:
     """Turn an opponent description into a policy source (see the module docstring)."""
-    from mechgym.envs.registry import entry
+    from mechgym.envs.pettingzoo.registry import entry
 
     if hasattr(spec, "act"):
         return SourcePolicy(spec)
@@ -273,7 +273,7 @@ def load_meta(path: str | Path) -> dict[str, Any]:
 
 def load_policy(path: str | Path) -> LearnedPolicy:
     """A saved model (with its sidecar metadata) as a frozen :class:`LearnedPolicy`."""
-    from mechgym.envs.registry import entry
+    from mechgym.envs.pettingzoo.registry import entry
 
     p = Path(path)
     if p.suffix != ".zip":
@@ -289,7 +289,7 @@ def load_policy(path: str | Path) -> LearnedPolicy:
     from .encodings import make_encoding
 
     enc = make_encoding(meta["encoding"], e.name, mech, spec, e.load_agents())
-    ctx_cls = _context_class(meta.get("context_class", "mechgym.envs.context:AuctionContext"))
+    ctx_cls = _context_class(meta.get("context_class", "mechgym.envs.model.context:AuctionContext"))
     if meta.get("shared"):
         builders = {
             tuple(g): ObservationBuilder(

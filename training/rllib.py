@@ -23,8 +23,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("mechgym.training.rllib needs Ray RLlib: pip install -e '.[rllib]'") from exc
 
-from mechgym.envs.engine import Decision, Terminal
-from mechgym.envs.registry import entry
+from mechgym.envs.engine.game import Decision, Terminal
+from mechgym.envs.pettingzoo.registry import entry
 
 from .encodings import ObservationBuilder, make_encoding
 

@@ -67,7 +67,7 @@ def evaluation_contexts(env: LearnerEnv, count: int, seed: int = EVAL_SEED) -> l
 def learner_profile(env: LearnerEnv, policy: Any) -> Callable[[Any], dict[int, Any]]:
     """``ctx -> {player: policy}``: the learner's policy (scripted outside its learned
     phases) and the env's opponents (random play frozen per node)."""
-    from mechgym.envs.registry import entry
+    from mechgym.envs.pettingzoo.registry import entry
 
     from .policies import resolve_sources
 

@@ -25,8 +25,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-
-from .errors import ContextError, ParameterError, SolverError
+from mechgym.envs.engine.errors import ContextError, ParameterError, SolverError
 
 DP_MAX_GOODS = 12
 """``max_packing(method="auto")`` uses the subset DP up to this many goods, the MILP above."""

@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .bundles import format_bundle, parse_bundle
-from .context import AuctionContext
-from .errors import ContextError, ContextFileError
-from .market import market_from_dict, market_to_dict
-from .states import read_coalitions, states_from_dict, states_to_dict
+from mechgym.envs.engine.errors import ContextError, ContextFileError
+from mechgym.envs.model.bundles import format_bundle, parse_bundle
+from mechgym.envs.model.context import AuctionContext
+from mechgym.envs.model.market import market_from_dict, market_to_dict
+from mechgym.envs.model.states import read_coalitions, states_from_dict, states_to_dict
 
 __all__ = [
     "DUMPERS",

@@ -11,7 +11,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ParameterError
+from mechgym.envs.engine.errors import ParameterError
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ CATALOGUE: dict[str, MechanismEntry] = {
         _E(
             "best_belief",
             "mechgym/BestBelief-v0",
-            "mechgym.envs.best_belief:BestBelief",
+            "mechgym.envs.mechanisms.best_belief:BestBelief",
             "mechgym.agents.best_belief",
             "000 Sec. 6",
             "M1: extensive form; E[REV] >= BB/2 - eps",
@@ -63,7 +63,7 @@ CATALOGUE: dict[str, MechanismEntry] = {
         _E(
             "normal_form",
             "mechgym/NormalForm-v0",
-            "mechgym.envs.normal_form:NormalForm",
+            "mechgym.envs.mechanisms.normal_form:NormalForm",
             "mechgym.agents.best_belief",
             "000 Sec. 4",
             "M2: one simultaneous move; E[REV] >= BB/2 - eps",
@@ -71,7 +71,7 @@ CATALOGUE: dict[str, MechanismEntry] = {
         _E(
             "vcg",
             "mechgym/VCG-v0",
-            "mechgym.envs.vcg:VCG",
+            "mechgym.envs.mechanisms.vcg:VCG",
             "mechgym.agents.vcg",
             "baseline",
             "VCG with Clarke payments; SW = MSW, revenue unguaranteed",
@@ -79,7 +79,7 @@ CATALOGUE: dict[str, MechanismEntry] = {
         _E(
             "knowledge_benchmark",
             "mechgym/KnowledgeBenchmark-v0",
-            "mechgym.envs.knowledge_benchmark:KnowledgeBenchmark",
+            "mechgym.envs.mechanisms.knowledge_benchmark:KnowledgeBenchmark",
             "mechgym.agents.knowledge_benchmark",
             "001 Sec. 6",
             "M3: E[SW] + E[REV] >= MIEW/2",
@@ -87,7 +87,7 @@ CATALOGUE: dict[str, MechanismEntry] = {
         _E(
             "collusion_leveraging",
             "mechgym/CollusionLeveraging-v0",
-            "mechgym.envs.collusion_leveraging:CollusionLeveraging",
+            "mechgym.envs.mechanisms.collusion_leveraging:CollusionLeveraging",
             "mechgym.agents.collusion_leveraging",
             "002 Sec. 4",
             "M4: E[REV] + E[SW] >= (1-eps) MKW/6 - eps1",
@@ -95,7 +95,7 @@ CATALOGUE: dict[str, MechanismEntry] = {
         _E(
             "second_price_bundle",
             "mechgym/SecondPriceBundle-v0",
-            "mechgym.envs.second_price_bundle:SecondPriceBundle",
+            "mechgym.envs.mechanisms.second_price_bundle:SecondPriceBundle",
             "mechgym.agents.collusion_leveraging",
             "002 baseline",
             "second-price bundle auction A'",
@@ -103,7 +103,7 @@ CATALOGUE: dict[str, MechanismEntry] = {
         _E(
             "perfect_revenue",
             "mechgym/PerfectRevenue-v0",
-            "mechgym.envs.perfect_revenue:PerfectRevenue",
+            "mechgym.envs.mechanisms.perfect_revenue:PerfectRevenue",
             "mechgym.agents.perfect_revenue",
             "003 Sec. 3",
             "M5: unique SPE; SW = MSW, REV >= (1-3 eps n) MSW",
@@ -111,7 +111,7 @@ CATALOGUE: dict[str, MechanismEntry] = {
         _E(
             "budget_balanced_market",
             "mechgym/BudgetBalancedMarket-v0",
-            "mechgym.envs.budget_balanced_market:BudgetBalancedMarket",
+            "mechgym.envs.mechanisms.budget_balanced_market:BudgetBalancedMarket",
             "mechgym.agents.budget_balanced_market",
             "004 Sec. 5.2",
             "M6: efficient, budget balanced, private w.p. >= 1 - delta",
@@ -119,7 +119,7 @@ CATALOGUE: dict[str, MechanismEntry] = {
         _E(
             "hope_for_the_best",
             "mechgym/HopeForTheBest-v0",
-            "mechgym.envs.foils:HopeForTheBest",
+            "mechgym.envs.mechanisms.foils:HopeForTheBest",
             "mechgym.agents.foils",
             "003 fn. 3",
             "foil of M5: truthful is an equilibrium, so is every scaled-down report",
@@ -127,7 +127,7 @@ CATALOGUE: dict[str, MechanismEntry] = {
         _E(
             "naive_market_1",
             "mechgym/NaiveMarket1-v0",
-            "mechgym.envs.foils:NaiveMarket1",
+            "mechgym.envs.mechanisms.foils:NaiveMarket1",
             "mechgym.agents.foils",
             "004 Sec. 5.1",
             "foil of M6: any individually rational unanimous outcome is an equilibrium",
@@ -135,7 +135,7 @@ CATALOGUE: dict[str, MechanismEntry] = {
         _E(
             "naive_market_2",
             "mechgym/NaiveMarket2-v0",
-            "mechgym.envs.foils:NaiveMarket2",
+            "mechgym.envs.mechanisms.foils:NaiveMarket2",
             "mechgym.agents.foils",
             "004 Sec. 5.1",
             "foil of M6: belief mismatch (YES expecting another's NO)",
@@ -143,7 +143,7 @@ CATALOGUE: dict[str, MechanismEntry] = {
         _E(
             "naive_market_3",
             "mechgym/NaiveMarket3-v0",
-            "mechgym.envs.foils:NaiveMarket3",
+            "mechgym.envs.mechanisms.foils:NaiveMarket3",
             "mechgym.agents.foils",
             "004 Sec. 5.1",
             "foil of M6: player 1 profits from a non-truthful proposal",
@@ -151,7 +151,7 @@ CATALOGUE: dict[str, MechanismEntry] = {
         _E(
             "naive_market_4",
             "mechgym/NaiveMarket4-v0",
-            "mechgym.envs.foils:NaiveMarket4",
+            "mechgym.envs.mechanisms.foils:NaiveMarket4",
             "mechgym.agents.foils",
             "004 Sec. 5.1",
             "foil of M6: price shifts relying on believed collusion lose welfare",

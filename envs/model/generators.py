@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-
-from .bundles import bundle_of
-from .context import AuctionContext, Partition, singletons
-from .errors import ContextError
+from mechgym.envs.engine.errors import ContextError
+from mechgym.envs.model.bundles import bundle_of
+from mechgym.envs.model.context import AuctionContext, Partition, singletons
 
 __all__ = [
     "BELIEFS",

@@ -16,9 +16,8 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-
-from .errors import ContextError
-from .outcome import Outcome
+from mechgym.envs.engine.errors import ContextError
+from mechgym.envs.model.outcome import Outcome
 
 Partition = tuple[tuple[int, ...], ...]
 

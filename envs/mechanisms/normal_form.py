@@ -16,8 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-
-from .actions import (
+from mechgym.envs.engine.actions import (
     Offer,
     check_offer,
     check_valuation,
@@ -29,17 +28,17 @@ from .actions import (
     offer_mask,
     valuation_fields,
 )
-from .best_belief import describe_offer
-from .engine import Decision, EnvSpec, Node, Terminal
-from .errors import MalformedAnnouncementError, OutOfSpaceError
-from .offer_rules import (
+from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError
+from mechgym.envs.engine.game import Decision, EnvSpec, Node, Terminal
+from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.mechanisms.best_belief import describe_offer
+from mechgym.envs.mechanisms.offer_rules import (
     COIN,
     AnnouncedOffers,
     Seed000Mechanism,
     heads_outcome,
     tails_outcome,
 )
-from .spaces import ActionLayout
 
 
 @dataclass(frozen=True)

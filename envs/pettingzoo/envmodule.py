@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from mechgym.envs.engine.errors import ParameterError
+from mechgym.envs.engine.game import Mechanism
+from mechgym.envs.pettingzoo.aec import MechanismEnv, MechanismParallelEnv, wrap
 from pettingzoo import AECEnv, ParallelEnv
-
-from .aec import MechanismEnv, MechanismParallelEnv, wrap
-from .engine import Mechanism
-from .errors import ParameterError
 
 
 def build_mechanism(mech_cls: type[Mechanism], params: dict[str, Any]) -> Mechanism:
@@ -46,11 +45,11 @@ def env_module(
             **constants: Any,
         ) -> None:
             if isinstance(context, str):
-                from .examples import example
+                from mechgym.envs.model.examples import example
 
                 context = example(context)
             if isinstance(generator, str):
-                from .generators import make_generator
+                from mechgym.envs.model.generators import make_generator
 
                 generator = make_generator(generator)
             if context is None and generator is None:
@@ -80,6 +79,6 @@ def env_module(
 
 def default_auction_generator() -> Any:
     """Three players, two goods, values up to 20, noisy correct beliefs."""
-    from .generators import UniformGenerator
+    from mechgym.envs.model.generators import UniformGenerator
 
     return UniformGenerator(n=3, m=2, value_cap=20, belief="noisy")

@@ -2,11 +2,11 @@
 
 A :class:`StateContext` has ``n`` players, ``K`` abstract states ``0..K-1`` (optionally
 labelled) and a type table ``types[i, ω] = θ_i(ω) ∈ Z≥0``. The null state ⊥ is written
-``-1`` in :attr:`~mechgym.envs.outcome.Outcome.state` and is worth 0 to everyone. The type
+``-1`` in :attr:`~mechgym.envs.model.outcome.Outcome.state` and is worth 0 to everyone. The type
 profile and the collusion structure are common knowledge among the players (not to the
 mechanism), so every player's private information is the whole table plus its coalition.
 
-Sizes: the engine's :class:`~mechgym.envs.engine.EnvSpec` has fields ``n`` and ``m``; for a
+Sizes: the engine's :class:`~mechgym.envs.engine.game.EnvSpec` has fields ``n`` and ``m``; for a
 states context **``m`` is the number of states K** (``ctx.m == K``), so that
 ``EnvSpec(n, m=K, ...)`` sizes every array of a states mechanism and
 ``private_size(n, m) = n·m + n`` depends on ``(n, m)`` only.
@@ -25,10 +25,9 @@ from fractions import Fraction
 from typing import Any, ClassVar
 
 import numpy as np
-
-from .context import Collusion, Partition, check_partition, membership, singletons
-from .errors import ContextError
-from .outcome import Outcome
+from mechgym.envs.engine.errors import ContextError
+from mechgym.envs.model.context import Collusion, Partition, check_partition, membership, singletons
+from mechgym.envs.model.outcome import Outcome
 
 __all__ = [
     "COALITION_MODES",
@@ -42,7 +41,7 @@ __all__ = [
 
 #: largest number of states a context may have (from_auction refuses bigger enumerations)
 MAX_STATES = 1 << 16
-#: collusion structures the generators draw (as in :mod:`mechgym.envs.generators`)
+#: collusion structures the generators draw (as in :mod:`mechgym.envs.model.generators`)
 COALITION_MODES = ("independent", "random", "pair", "grand")
 NULL_STATE = -1
 

@@ -8,11 +8,11 @@ says what happens next:
   by :meth:`Mechanism.resolve` once every acting player has chosen;
 * :class:`Chance` — explicit outcomes with exact probabilities, resolved by
   :meth:`Mechanism.chance`;
-* :class:`Terminal` — an :class:`~mechgym.envs.outcome.Outcome`.
+* :class:`Terminal` — an :class:`~mechgym.envs.model.outcome.Outcome`.
 
 Nothing here knows about PettingZoo; environments, evaluators, agents and trainers all drive
 the same rules through this interface. Each mechanism also owns the array encoding of its
-actions (:class:`~mechgym.envs.spaces.ActionLayout`) and the public part of observations, so
+actions (:class:`~mechgym.envs.engine.spaces.ActionLayout`) and the public part of observations, so
 that the rules for what a phase reads live next to the rules of the phase.
 """
 
@@ -25,10 +25,9 @@ from fractions import Fraction
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-
-from .errors import ContextError, ParameterError
-from .outcome import Outcome
-from .spaces import ActionLayout
+from mechgym.envs.engine.errors import ContextError, ParameterError
+from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.model.outcome import Outcome
 
 
 @dataclass(frozen=True)
@@ -226,7 +225,7 @@ def require_kind(mech: Mechanism, source: Any) -> None:
         getattr(source, "context_class", None), "kind", None
     )
     if kind != mech.context_kind:
-        from .examples import DEFAULT_EXAMPLE
+        from mechgym.envs.model.examples import DEFAULT_EXAMPLE
 
         raise ContextError(
             "context",

@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-
-from .errors import IllegalActionError, OutOfSpaceError
+from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError
 
 
 class MaskedMultiDiscrete(spaces.MultiDiscrete):

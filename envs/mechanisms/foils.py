@@ -24,7 +24,7 @@
      proposal that shifts price between two players is accepted if they collude and
      refused if they are in fact independent, so welfare depends on player 0's beliefs.
 
-Proposals (Naive-1..4) are :class:`~mechgym.envs.budget_balanced_market.MarketProposal`.
+Proposals (Naive-1..4) are :class:`~mechgym.envs.mechanisms.budget_balanced_market.MarketProposal`.
 The paper asks for budget-balanced integer prices in (−B, B), yet its own truthful equilibrium
 (footnote 18: P_i = θ_i(A_i) − θ_i(E_i)) needs prices up to 2B − 2 in magnitude when values lie
 in (−B, B). We therefore accept prices in (−2^k, 2^k) = (−2B, 2B), the range M6 itself uses in
@@ -46,14 +46,21 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-
-from .actions import offer_features
-from .budget_balanced_market import MarketProposal, check_proposal
-from .engine import Chance, Decision, EnvSpec, Mechanism, Node, Terminal, as_fraction
-from .errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
-from .market import market_msw
-from .outcome import Outcome
-from .spaces import ActionLayout
+from mechgym.envs.engine.actions import offer_features
+from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.game import (
+    Chance,
+    Decision,
+    EnvSpec,
+    Mechanism,
+    Node,
+    Terminal,
+    as_fraction,
+)
+from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.mechanisms.budget_balanced_market import MarketProposal, check_proposal
+from mechgym.envs.model.market import market_msw
+from mechgym.envs.model.outcome import Outcome
 
 __all__ = [
     "FOILS",

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from .context import AuctionContext
-from .contextfile import parse_context
-from .errors import ContextError, ContextFileError
+from mechgym.envs.engine.errors import ContextError, ContextFileError
+from mechgym.envs.model.context import AuctionContext
+from mechgym.envs.model.contextfile import parse_context
 
 __all__ = ["EXAMPLES", "example"]
 
@@ -24,8 +24,8 @@ def chen_micali_2016() -> AuctionContext:
     v_2({0,1}) ≥ 10; player 1 knows v_0({0}) ≥ 80 and v_2({1}) ≥ 20 (a wrong belief);
     player 2 knows v_0({0}) ≥ 80 and v_1({1}) ≥ 70. BB_0 = 25, BB_1 = 100, BB_2 = 150.
     """
-    source = "mechgym.envs/examples/chen-micali-2016.json"
-    ref = resources.files("mechgym.envs").joinpath("examples/chen-micali-2016.json")
+    source = "mechgym.envs.model/example_files/chen-micali-2016.json"
+    ref = resources.files("mechgym.envs.model").joinpath("example_files/chen-micali-2016.json")
     try:
         text = ref.read_text(encoding="utf-8")
     except OSError as exc:
@@ -94,7 +94,7 @@ def three_players_two_states() -> Any:
     Types (θ_i(ω0), θ_i(ω1)) = (2, 0), (0, 3), (1, 1): welfare 3 in ω0 and 4 in ω1, so the
     unique subgame-perfect play of M5 proposes ω1 at prices K = (0, 3, 1).
     """
-    from .states import StateContext
+    from mechgym.envs.model.states import StateContext
 
     return StateContext(types=[[2, 0], [0, 3], [1, 1]], name="three-players-two-states")
 
@@ -106,7 +106,7 @@ def market_swap() -> Any:
     but values good 1 at 5 (good 0 at 1, both at 6); k = 4, so values lie in (−8, 8). Swapping
     raises welfare from 2 to 10; the truthful proposal prices player 1 at 5 − 1 = 4.
     """
-    from .market import MarketContext
+    from mechgym.envs.model.market import MarketContext
 
     values = [[0, 5, 1, 6], [0, 1, 5, 6]]
     return MarketContext(values=values, endowment=(0b10, 0b01), k=4, name="market-swap")

@@ -54,12 +54,15 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-
-from . import solvers
-from .actions import Offer, check_answer, check_bundle, offer_stage_size, write_offer_stage
-from .bundles import format_bundle
-from .context import Partition, singletons
-from .engine import (
+from mechgym.envs.engine.actions import (
+    Offer,
+    check_answer,
+    check_bundle,
+    offer_stage_size,
+    write_offer_stage,
+)
+from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.game import (
     Chance,
     Decision,
     EnvSpec,
@@ -69,11 +72,13 @@ from .engine import (
     Terminal,
     as_fraction,
 )
-from .errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
-from .offer_rules import HALF, AnnouncedOffers
-from .outcome import Outcome
-from .solvers import best_knowledge, max_packing, msw
-from .spaces import ActionLayout
+from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.mechanisms.offer_rules import HALF, AnnouncedOffers
+from mechgym.envs.model.bundles import format_bundle
+from mechgym.envs.model.context import Partition, singletons
+from mechgym.envs.model.outcome import Outcome
+from mechgym.envs.solvers import packing as solvers
+from mechgym.envs.solvers.packing import best_knowledge, max_packing, msw
 
 C2 = Chance("c2", ("heads", "tails"), (HALF, HALF))
 

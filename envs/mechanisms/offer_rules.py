@@ -9,11 +9,11 @@ from fractions import Fraction
 from functools import cached_property
 from typing import Any
 
-from .actions import Offer
-from .engine import Chance, Guarantee, Mechanism, as_fraction
-from .errors import ParameterError
-from .outcome import Outcome
-from .solvers import best_beliefs, msw
+from mechgym.envs.engine.actions import Offer
+from mechgym.envs.engine.errors import ParameterError
+from mechgym.envs.engine.game import Chance, Guarantee, Mechanism, as_fraction
+from mechgym.envs.model.outcome import Outcome
+from mechgym.envs.solvers.packing import best_beliefs, msw
 
 HALF = Fraction(1, 2)
 COIN = Chance("coin", ("heads", "tails"), (HALF, HALF))

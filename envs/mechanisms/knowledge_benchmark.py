@@ -40,8 +40,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-
-from .actions import (
+from mechgym.envs.engine.actions import (
     Offer,
     check_answer,
     check_bundle,
@@ -52,8 +51,8 @@ from .actions import (
     offer_stage_size,
     write_offer_stage,
 )
-from .bundles import format_bundle
-from .engine import (
+from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterError
+from mechgym.envs.engine.game import (
     Decision,
     EnvSpec,
     Guarantee,
@@ -62,11 +61,11 @@ from .engine import (
     Terminal,
     as_fraction,
 )
-from .errors import MalformedAnnouncementError, ParameterError
-from .offer_rules import COIN, AnnouncedOffers
-from .outcome import Outcome
-from .solvers import best_beliefs, msw
-from .spaces import ActionLayout
+from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.mechanisms.offer_rules import COIN, AnnouncedOffers
+from mechgym.envs.model.bundles import format_bundle
+from mechgym.envs.model.outcome import Outcome
+from mechgym.envs.solvers.packing import best_beliefs, msw
 
 
 @dataclass(frozen=True)

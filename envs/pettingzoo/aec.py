@@ -9,9 +9,10 @@ coalition's total utility for members of a shared-reward coalition.
 Observation of every agent: ``{"observation": float32 vector, "action_mask": int8 vector}``;
 the vector is ``[phase one-hot | acting flag | own index one-hot | private information |
 public history and pending question]`` (the last part is the mechanism's
-:meth:`~mechgym.envs.engine.Mechanism.public_features`). Actions are either arrays in the
+:meth:`~mechgym.envs.engine.game.Mechanism.public_features`). Actions are either arrays in the
 agent's ``MultiDiscrete`` action space as numpy arrays (see the mechanism's layout) or the
-mechanism's structured actions (e.g. :class:`~mechgym.envs.actions.Offer`, ``True``/``False``).
+mechanism's structured actions (e.g. :class:`~mechgym.envs.engine.actions.Offer`,
+``True``/``False``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
+from mechgym.envs.engine.errors import ContextError, NotActingError, ParameterError
+from mechgym.envs.engine.game import (
+    Chance,
+    Decision,
+    EnvSpec,
+    Mechanism,
+    Terminal,
+    require_kind,
+    sample_chance,
+)
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils import wrappers
-
-from .engine import Chance, Decision, EnvSpec, Mechanism, Terminal, require_kind, sample_chance
-from .errors import ContextError, NotActingError, ParameterError
 
 OBS_BOUND = float(2**24)
 
@@ -36,7 +44,7 @@ def agent_name(i: int) -> str:
 
 
 class MechanismEnv(AECEnv):
-    """PettingZoo AEC environment over a :class:`~mechgym.envs.engine.Mechanism`.
+    """PettingZoo AEC environment over a :class:`~mechgym.envs.engine.game.Mechanism`.
 
     Parameters
     ----------

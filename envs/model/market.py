@@ -3,8 +3,8 @@
 ``m`` goods are initially partitioned among the ``n`` players: the endowment ``E`` gives every
 good to exactly one player (a player may bring nothing). An allocation ``A = (A_0, A_1..A_n)``
 partitions the goods into destroyed goods ``A_0`` and the players' bundles; an outcome stores
-the players' bundles in :attr:`~mechgym.envs.outcome.Outcome.alloc` and the destroyed goods in
-:attr:`~mechgym.envs.outcome.Outcome.destroyed` (any good in neither is destroyed too).
+the players' bundles in :attr:`~mechgym.envs.model.outcome.Outcome.alloc` and the destroyed goods in
+:attr:`~mechgym.envs.model.outcome.Outcome.destroyed` (any good in neither is destroyed too).
 
 Values are integers in ``(-2^{k-1}, 2^{k-1})``, possibly negative, with θ_i(∅) = 0; ``B = 2^{k-1}``.
 Utility: ``u_i = θ_i(A_i) − θ_i(E_i) − P_i``; welfare: ``SW(A) = Σ_i θ_i(A_i)`` (destroyed goods
@@ -23,12 +23,11 @@ from fractions import Fraction
 from typing import Any, ClassVar
 
 import numpy as np
-
-from .bundles import format_bundle, goods_of, parse_bundle
-from .context import Collusion, Partition, check_partition, membership, singletons
-from .errors import ContextError
-from .outcome import Outcome
-from .states import (
+from mechgym.envs.engine.errors import ContextError
+from mechgym.envs.model.bundles import format_bundle, goods_of, parse_bundle
+from mechgym.envs.model.context import Collusion, Partition, check_partition, membership, singletons
+from mechgym.envs.model.outcome import Outcome
+from mechgym.envs.model.states import (
     COALITION_MODES,
     _type_name,
     check_keys,
@@ -298,9 +297,9 @@ class MarketContext(Collusion):
 
 def market_msw(ctx: MarketContext) -> tuple[int, tuple[int, ...]]:
     """MSW of a market and a welfare-maximising allocation (bundle per player; goods in no
-    bundle are destroyed): the canonical optimum of :func:`mechgym.envs.solvers.max_packing`
+    bundle are destroyed): the canonical optimum of :func:`mechgym.envs.solvers.packing.max_packing`
     (values may be negative; an unallocated good is a destroyed one)."""
-    from .solvers import max_packing
+    from mechgym.envs.solvers.packing import max_packing
 
     p = max_packing(ctx.values)
     return int(p.value), tuple(int(b) for b in p.alloc)

@@ -31,15 +31,23 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-
-from .actions import check_bundle
-from .bundles import format_bundle
-from .engine import Chance, Decision, EnvSpec, Guarantee, Mechanism, Node, Terminal, as_fraction
-from .errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
-from .offer_rules import winner_of
-from .outcome import Outcome
-from .solvers import msw
-from .spaces import ActionLayout
+from mechgym.envs.engine.actions import check_bundle
+from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.game import (
+    Chance,
+    Decision,
+    EnvSpec,
+    Guarantee,
+    Mechanism,
+    Node,
+    Terminal,
+    as_fraction,
+)
+from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.mechanisms.offer_rules import winner_of
+from mechgym.envs.model.bundles import format_bundle
+from mechgym.envs.model.outcome import Outcome
+from mechgym.envs.solvers.packing import msw
 
 
 def _is_int(x: object) -> bool:
@@ -309,7 +317,7 @@ class Mixture(Mechanism):
     # -- theory ------------------------------------------------------------------------------
     def benchmarks(self, ctx: Any) -> dict[str, Any]:
         """Both branches' benchmarks, the branch probability and MKW_I (independent players)."""
-        from .solvers import best_knowledge
+        from mechgym.envs.solvers.packing import best_knowledge
 
         out: dict[str, Any] = {}
         for mech in self.mechs:

@@ -2,16 +2,16 @@
 
 :func:`solve_spe` runs backward induction over the engine's game tree:
 
-* a :class:`~mechgym.envs.engine.Decision` node must have exactly **one** acting player (a
-  node with several simultaneous players raises :class:`~mechgym.envs.errors.SolverError`);
+* a :class:`~mechgym.envs.engine.game.Decision` node must have exactly **one** acting player (a
+  node with several simultaneous players raises :class:`~mechgym.envs.engine.errors.SolverError`);
   its legal actions come from the mechanism's ``legal_actions(state, player, spec)`` if it
   has one, otherwise from its array layout and mask: the product of every field's allowed
   values, decoded (duplicates removed, enumeration order kept). The decoded list is cached
   per (phase, player) — per (phase, player, mask) when ``mask_depends_on_state`` — so
   ``decode`` must depend on the state only through the phase (true of every mechgym
   mechanism);
-* a :class:`~mechgym.envs.engine.Chance` node is averaged exactly over its outcomes;
-* a :class:`~mechgym.envs.engine.Terminal` node is worth ``ctx.rewards(outcome)``: each
+* a :class:`~mechgym.envs.engine.game.Chance` node is averaged exactly over its outcomes;
+* a :class:`~mechgym.envs.engine.game.Terminal` node is worth ``ctx.rewards(outcome)``: each
   player's utility, or its coalition's total when the coalition shares rewards, so a member
   of a shared-reward coalition maximises the coalition's total.
 
@@ -51,10 +51,17 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-
-from .engine import Chance, Decision, EnvSpec, Evaluation, Mechanism, Terminal, evaluate_exact
-from .errors import SolverError
-from .outcome import Outcome
+from mechgym.envs.engine.errors import SolverError
+from mechgym.envs.engine.game import (
+    Chance,
+    Decision,
+    EnvSpec,
+    Evaluation,
+    Mechanism,
+    Terminal,
+    evaluate_exact,
+)
+from mechgym.envs.model.outcome import Outcome
 
 __all__ = ["NodeRecord", "SPEPolicy", "SPEResult", "enumerate_actions", "solve_spe"]
 
@@ -102,7 +109,7 @@ class NodeRecord:
 
 
 class SPEPolicy:
-    """The equilibrium profile as a policy (for :func:`~mechgym.envs.engine.evaluate_exact`).
+    """The equilibrium profile as a policy (for :func:`~mechgym.envs.engine.game.evaluate_exact`).
 
     One object plays for every player; at a state it has not solved yet it solves that
     subgame first. It only serves the mechanism and context it was solved for.
@@ -180,7 +187,7 @@ class SPEResult:
         return self.evaluation.outcomes
 
     def profile(self, n: int) -> dict[int, SPEPolicy]:
-        """The equilibrium as a profile for :func:`~mechgym.envs.engine.evaluate_exact`."""
+        """The equilibrium as a profile for :func:`~mechgym.envs.engine.game.evaluate_exact`."""
         return dict.fromkeys(range(n), self.policy)
 
 

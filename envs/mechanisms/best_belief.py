@@ -13,8 +13,8 @@ charges nobody; every δ_i is still paid. With a sure reserve (no price above a 
 E[REV] ≥ max(BB, REV(ω'))/2 − ε.
 
 Array layout (every agent): ``answer`` (2: 0 = NO, 1 = YES), ``bundle`` (2**m: ξ), then the
-offer fields of :mod:`mechgym.envs.actions` (``owner_g``, ``price_j``). Phase ``announce`` reads
-``bundle`` and the offer; phase ``respond`` reads ``answer``.
+offer fields of :mod:`mechgym.envs.engine.actions` (``owner_g``, ``price_j``). Phase
+``announce`` reads ``bundle`` and the offer; phase ``respond`` reads ``answer``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-
-from .actions import (
+from mechgym.envs.engine.actions import (
     Offer,
     check_answer,
     check_bundle,
@@ -38,18 +37,18 @@ from .actions import (
     offer_stage_size,
     write_offer_stage,
 )
-from .bundles import format_bundle
-from .engine import Decision, EnvSpec, Guarantee, Node, Terminal
-from .errors import MalformedAnnouncementError, ParameterError
-from .offer_rules import (
+from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterError
+from mechgym.envs.engine.game import Decision, EnvSpec, Guarantee, Node, Terminal
+from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.mechanisms.offer_rules import (
     COIN,
     AnnouncedOffers,
     Seed000Mechanism,
     heads_outcome,
     tails_outcome,
 )
-from .outcome import Outcome
-from .spaces import ActionLayout
+from mechgym.envs.model.bundles import format_bundle
+from mechgym.envs.model.outcome import Outcome
 
 
 @dataclass(frozen=True)

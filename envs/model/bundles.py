@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from .errors import ContextError
+from mechgym.envs.engine.errors import ContextError
 
 
 def bundle_of(goods: Iterable[int]) -> int:

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from .engine import EnvSpec
-from .errors import MalformedAnnouncementError, OutOfSpaceError
-from .spaces import ActionLayout
+from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError
+from mechgym.envs.engine.game import EnvSpec
+from mechgym.envs.engine.spaces import ActionLayout
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,12 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-
-from .actions import check_valuation, valuation_fields
-from .engine import Decision, EnvSpec, Guarantee, Mechanism, Node, Terminal
-from .normal_form import encode_valuation
-from .outcome import Outcome
-from .solvers import msw, pack_without_each
-from .spaces import ActionLayout
+from mechgym.envs.engine.actions import check_valuation, valuation_fields
+from mechgym.envs.engine.game import Decision, EnvSpec, Guarantee, Mechanism, Node, Terminal
+from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.mechanisms.normal_form import encode_valuation
+from mechgym.envs.model.outcome import Outcome
+from mechgym.envs.solvers.packing import msw, pack_without_each
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ Decisions checked against the paper
 * **Collusion.** The mechanism knows nothing of coalitions; Definition 2's Θ̄ (prices and
   raises on each coalition's lowest member, YES iff the coalition's total value covers its
   total price) is the predicted play of :mod:`mechgym.agents.perfect_revenue`. Exact
-  backward induction (:func:`mechgym.envs.spe.solve_spe`) confirms Θ̄ on the equilibrium
+  backward induction (:func:`mechgym.envs.solvers.spe.solve_spe`) confirms Θ̄ on the equilibrium
   path and a unique equilibrium outcome, but not Θ̄ at every off-path node, and it finds
   off-path ties: a coalition that must refuse chooses *which* member says NO so that the
   fine (charged to that member's bip) falls on an outsider, and a member may raise a partner
@@ -62,11 +62,19 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-
-from .engine import Chance, Decision, EnvSpec, Guarantee, Mechanism, Node, Terminal, as_fraction
-from .errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
-from .outcome import Outcome
-from .spaces import ActionLayout
+from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.game import (
+    Chance,
+    Decision,
+    EnvSpec,
+    Guarantee,
+    Mechanism,
+    Node,
+    Terminal,
+    as_fraction,
+)
+from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.model.outcome import Outcome
 
 NULL = -1
 ZERO = Fraction(0)
@@ -473,7 +481,7 @@ class PerfectRevenue(Mechanism):
     def subgame_key(self, s: PRState) -> tuple[Any, tuple[Fraction, ...]] | None:
         """``(key, price offsets)``: states with the same key have the same subgame, up to
         price offsets added to every terminal outcome below them (the knowledge rewards
-        already earned, −δ). Used by :func:`mechgym.envs.spe.solve_spe` to share work."""
+        already earned, −δ). Used by :func:`mechgym.envs.solvers.spe.solve_spe` to share work."""
         st = s.stage
         if st is None:
             return None

@@ -49,13 +49,21 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-
-from .bundles import format_bundle
-from .engine import Chance, Decision, EnvSpec, Guarantee, Mechanism, Node, Terminal, as_fraction
-from .errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
-from .market import market_msw
-from .outcome import Outcome
-from .spaces import ActionLayout
+from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.game import (
+    Chance,
+    Decision,
+    EnvSpec,
+    Guarantee,
+    Mechanism,
+    Node,
+    Terminal,
+    as_fraction,
+)
+from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.model.bundles import format_bundle
+from mechgym.envs.model.market import market_msw
+from mechgym.envs.model.outcome import Outcome
 
 ZERO = Fraction(0)
 IMBALANCE = (0, 1, -1)
