@@ -1,0 +1,101 @@
+"""Scripted agents on the batched path: one call acts for a whole batch.
+
+A *batched policy* fills the actions of the players it controls for every live episode at
+once, in the env's array layout; it never loops over episodes in Python. Each mechanism's
+module ``agents/<name>_batched.py`` registers its batched predicted play, its named
+deviations (the same names as the exact agents' ``deviations``) and its batched menu.
+Random legal play is generic (:class:`RandomBatched`).
+
+A *batched menu* is the exact menu (:mod:`mechgym.agents.base`) over a batch:
+``menu(rules, ctx, state, player) -> (actions (B, k, L) int64, valid (B, k) bool)``, entry
+``j`` of episode ``b`` being the array form of the exact menu's ``j``-th action there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch, sample_actions
+
+
+class BatchedPolicy(Protocol):
+    """Acts for ``players`` in every episode of a batch."""
+
+    def act(
+        self,
+        rules: BatchedRules,
+        ctx: ContextBatch,
+        state: BatchState,
+        players: list[int],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """``(B, n, L)`` actions; rows of ``players`` that act are filled, others are 0."""
+        ...
+
+
+class RandomBatched:
+    """Uniformly random legal play (each field uniform among its allowed values)."""
+
+    def act(
+        self,
+        rules: BatchedRules,
+        ctx: ContextBatch,
+        state: BatchState,
+        players: list[int],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        acts = sample_actions(rules.layout, rules.masks(state), rng)
+        keep = np.zeros(acts.shape[1], dtype=bool)
+        keep[list(players)] = True
+        acts[:, ~keep] = 0
+        return acts
+
+
+MenuBatchFn = Callable[[BatchedRules, ContextBatch, BatchState, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class BatchedAgents:
+    """The batched scripted agents and menu of one mechanism.
+
+    Attributes
+    ----------
+    predicted : BatchedPolicy
+        The theorems' play (coalitions included), as the exact ``predicted`` agent.
+    deviations : dict name -> BatchedPolicy
+        The exact agents' named deviations, over a batch.
+    menu : MenuBatchFn or None
+        The exact menu over a batch.
+    """
+
+    predicted: Any
+    deviations: dict[str, Any] = field(default_factory=dict)
+    menu: MenuBatchFn | None = None
+
+
+BATCHED_AGENTS: dict[str, BatchedAgents] = {}
+
+
+def register_batched_agents(mechanism_name: str, agents: BatchedAgents) -> None:
+    """Register the batched agents of a mechanism under its registry name."""
+    BATCHED_AGENTS[mechanism_name] = agents
+
+
+def batched_agents(mechanism_name: str) -> BatchedAgents:
+    """The batched agents of a mechanism (imports its module on first use)."""
+    import importlib
+
+    if mechanism_name not in BATCHED_AGENTS:
+        module = {
+            "mixture": "second_price_bundle",
+            "hope_for_the_best": "foils",
+            "naive_market_1": "foils",
+            "naive_market_2": "foils",
+            "naive_market_3": "foils",
+            "naive_market_4": "foils",
+        }.get(mechanism_name, mechanism_name)
+        importlib.import_module(f"mechgym.agents.{module}_batched")
+    return BATCHED_AGENTS[mechanism_name]

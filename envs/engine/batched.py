@@ -1,0 +1,547 @@
+"""The batched path: a mechanism's rules over a batch of ``B`` independent episodes.
+
+The exact engine (:mod:`mechgym.envs.engine.game`) defines what a mechanism does, one
+episode at a time with ``Fraction`` money. :class:`BatchedRules` re-expresses the same rules
+over numpy arrays for training and sampling: money is float64, chance is drawn from the
+``numpy.random.Generator`` passed in, and actions are the env's array layout
+(:class:`~mechgym.envs.engine.spaces.ActionLayout`) stacked as ``(B, n, L)``.
+
+Every episode of a batch advances one decision node per :meth:`BatchedRules.step`; after the
+decision, the chance nodes that follow are drawn at once. Episodes may sit in different
+phases (``state.phase``) and may end at different steps; ended episodes ignore their actions.
+Every chance draw is logged per episode in the order the exact engine would meet it, so that
+:func:`replay_exact` can run the exact engine on the same actions and draws: the
+differential tests tie the two paths together with it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+from mechgym.envs.engine.game import (
+    Chance,
+    Decision,
+    EnvSpec,
+    Mechanism,
+    Terminal,
+    step_decision,
+)
+from mechgym.envs.engine.spaces import ActionLayout
+
+TERMINAL = -1
+"""``state.phase`` of an episode that has ended."""
+
+
+# -- contexts ------------------------------------------------------------------------------
+@dataclass
+class ContextBatch:
+    """``B`` contexts of one kind and size as arrays.
+
+    Attributes
+    ----------
+    kind : str
+        ``"auction"``, ``"states"`` or ``"market"``.
+    values : ndarray, int64
+        Auctions and markets: ``(B, n, 2^m)`` values θ_i(S). States: ``(B, n, K)`` types
+        θ_i(ω).
+    lower : ndarray or None
+        Auctions: ``(B, n, n, 2^m)`` lower envelopes of beliefs.
+    coalition : ndarray, int64, shape (B, n)
+        Label of each player's coalition: the smallest member's index.
+    shared_reward : ndarray, bool, shape (B,)
+    endowment : ndarray or None
+        Markets: ``(B, n)`` endowed bundle per player.
+    k : int or None
+        Markets: the value range parameter (values in (−2^{k−1}, 2^{k−1})).
+    contexts : list or None
+        The exact contexts, when the batch was built from them.
+    """
+
+    kind: str
+    values: np.ndarray
+    coalition: np.ndarray
+    shared_reward: np.ndarray
+    lower: np.ndarray | None = None
+    endowment: np.ndarray | None = None
+    k: int | None = None
+    contexts: list[Any] | None = field(default=None, repr=False)
+
+    @property
+    def B(self) -> int:
+        """Number of episodes."""
+        return int(self.values.shape[0])
+
+    @property
+    def n(self) -> int:
+        """Number of players."""
+        return int(self.values.shape[1])
+
+    @property
+    def m(self) -> int:
+        """Goods (auctions, markets) or states (states contexts)."""
+        size = int(self.values.shape[2])
+        return size if self.kind == "states" else size.bit_length() - 1
+
+    @classmethod
+    def from_contexts(cls, ctxs: Sequence[Any]) -> ContextBatch:
+        """Stack exact contexts of one kind and size."""
+        if not ctxs:
+            raise ValueError("a batch needs at least one context")
+        kind = ctxs[0].kind
+        if any(c.kind != kind for c in ctxs):
+            raise ValueError("every context of a batch must be of one kind")
+        coalition = np.array(
+            [[min(c.coalition_of(i)) for i in range(c.n)] for c in ctxs], dtype=np.int64
+        )
+        shared = np.array([bool(c.shared_reward) for c in ctxs], dtype=bool)
+        if kind == "states":
+            values = np.stack([np.asarray(c.types, dtype=np.int64) for c in ctxs])
+            return cls(kind, values, coalition, shared, contexts=list(ctxs))
+        values = np.stack([np.asarray(c.values, dtype=np.int64) for c in ctxs])
+        if kind == "market":
+            endow = np.array([list(c.endowment) for c in ctxs], dtype=np.int64)
+            return cls(
+                kind,
+                values,
+                coalition,
+                shared,
+                endowment=endow,
+                k=int(ctxs[0].k),
+                contexts=list(ctxs),
+            )
+        lower = np.stack([np.asarray(c.lower, dtype=np.int64) for c in ctxs])
+        return cls(kind, values, coalition, shared, lower=lower, contexts=list(ctxs))
+
+    def coalitions_of(self, b: int) -> tuple[tuple[int, ...], ...]:
+        """Episode ``b``'s partition, as sorted tuples ordered by smallest member."""
+        lab = self.coalition[b]
+        return tuple(
+            tuple(int(j) for j in np.flatnonzero(lab == c)) for c in sorted(set(lab.tolist()))
+        )
+
+    def context(self, b: int) -> Any:
+        """Episode ``b`` as an exact context (the original object when there is one)."""
+        if self.contexts is not None:
+            return self.contexts[b]
+        coalitions = self.coalitions_of(b)
+        shared = bool(self.shared_reward[b])
+        if self.kind == "states":
+            from mechgym.envs.model.states import StateContext
+
+            return StateContext(self.values[b], coalitions=coalitions, shared_reward=shared)
+        if self.kind == "market":
+            from mechgym.envs.model.market import MarketContext
+
+            assert self.endowment is not None and self.k is not None
+            return MarketContext(
+                self.values[b],
+                tuple(int(e) for e in self.endowment[b]),
+                self.k,
+                coalitions=coalitions,
+                shared_reward=shared,
+            )
+        from mechgym.envs.model.context import AuctionContext
+
+        return AuctionContext.trusted(
+            self.values[b], self.lower[b], coalitions, shared_reward=shared
+        )
+
+    def take(self, idx: np.ndarray) -> ContextBatch:
+        """The sub-batch of episodes ``idx``."""
+        return ContextBatch(
+            self.kind,
+            self.values[idx],
+            self.coalition[idx],
+            self.shared_reward[idx],
+            None if self.lower is None else self.lower[idx],
+            None if self.endowment is None else self.endowment[idx],
+            self.k,
+            None if self.contexts is None else [self.contexts[int(i)] for i in np.atleast_1d(idx)],
+        )
+
+    def put(self, idx: np.ndarray, other: ContextBatch) -> None:
+        """Overwrite episodes ``idx`` with ``other`` (same kind and sizes), in place."""
+        self.values[idx] = other.values
+        self.coalition[idx] = other.coalition
+        self.shared_reward[idx] = other.shared_reward
+        if self.lower is not None:
+            self.lower[idx] = other.lower
+        if self.endowment is not None:
+            self.endowment[idx] = other.endowment
+        if self.contexts is not None:
+            if other.contexts is None:
+                self.contexts = None
+            else:
+                for j, i in enumerate(np.atleast_1d(idx)):
+                    self.contexts[int(i)] = other.contexts[j]
+
+    # -- outcomes ------------------------------------------------------------------------
+    def utilities(self, out: BatchOutcome) -> np.ndarray:
+        """``(B, n)`` float64 utilities, as the exact context's ``utilities``."""
+        B, n = self.B, self.n
+        rows = np.arange(B)[:, None]
+        cols = np.arange(n)[None, :]
+        if self.kind == "states":
+            s = out.state
+            gained = np.where(
+                (s >= 0)[:, None],
+                self.values[rows, cols, np.maximum(s, 0)[:, None]],
+                0,
+            )
+            return gained.astype(np.float64) - out.prices
+        gained = self.values[rows, cols, out.alloc].astype(np.float64)
+        if self.kind == "market":
+            assert self.endowment is not None
+            gained -= self.values[rows, cols, self.endowment]
+        return gained - out.prices
+
+    def welfare(self, out: BatchOutcome) -> np.ndarray:
+        """``(B,)`` social welfare of the outcomes (Σ θ_i of what each player ends with)."""
+        B, n = self.B, self.n
+        rows = np.arange(B)[:, None]
+        cols = np.arange(n)[None, :]
+        if self.kind == "states":
+            s = out.state
+            w = self.values[rows, cols, np.maximum(s, 0)[:, None]].sum(axis=1)
+            return np.where(s >= 0, w, 0).astype(np.float64)
+        return self.values[rows, cols, out.alloc].sum(axis=1).astype(np.float64)
+
+    def rewards(self, utilities: np.ndarray) -> np.ndarray:
+        """Per-player rewards: utilities, or coalition totals where rewards are shared."""
+        lab = self.coalition
+        same = lab[:, :, None] == lab[:, None, :]  # (B, n, n)
+        totals = np.einsum("bij,bj->bi", same.astype(np.float64), utilities)
+        return np.where(self.shared_reward[:, None], totals, utilities)
+
+
+# -- states and outcomes ---------------------------------------------------------------------
+@dataclass
+class BatchState:
+    """Where every episode of a batch stands.
+
+    Attributes
+    ----------
+    phase : ndarray, int64, shape (B,)
+        Index into the mechanism's ``phases`` of the pending decision node, or
+        :data:`TERMINAL`.
+    acting : ndarray, bool, shape (B, n)
+        Who acts at the pending decision node (all False once terminal).
+    data : dict of ndarrays
+        The mechanism's own arrays (announcements, coins, answers, ...), leading axis B.
+    chance : list of ndarrays
+        Logged chance draws: each entry ``(B,)`` int64, the outcome index drawn for an
+        episode, ``-1`` where the episode met no chance node in that draw. The exact engine
+        meets an episode's non-negative entries in this order.
+    """
+
+    phase: np.ndarray
+    acting: np.ndarray
+    data: dict[str, np.ndarray]
+    chance: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def done(self) -> np.ndarray:
+        """``(B,)`` whether each episode has ended."""
+        return self.phase == TERMINAL
+
+
+@dataclass
+class BatchOutcome:
+    """Terminal outcomes of a batch (read only where ``done``).
+
+    Attributes
+    ----------
+    alloc : ndarray, int64, shape (B, n)
+        Bundle bitmask per player (zeros for states contexts).
+    prices : ndarray, float64, shape (B, n)
+    state : ndarray, int64, shape (B,)
+        Chosen abstract state (states contexts; ``-1`` = null state), else ``-1``.
+    destroyed : ndarray, int64, shape (B,)
+        Bitmask of destroyed goods (markets), else 0.
+    """
+
+    alloc: np.ndarray
+    prices: np.ndarray
+    state: np.ndarray
+    destroyed: np.ndarray
+
+    @property
+    def revenue(self) -> np.ndarray:
+        """``(B,)`` Σ prices."""
+        return self.prices.sum(axis=1)
+
+
+def draw(
+    rng: np.random.Generator, probs: Sequence[Fraction] | np.ndarray, live: np.ndarray
+) -> np.ndarray:
+    """Draw a chance outcome for every ``live`` episode (``-1`` elsewhere).
+
+    ``probs`` is either one probability vector shared by the batch or ``(B, K)`` rows.
+    One uniform per episode is drawn whether or not it is live, so the stream does not
+    depend on which episodes are live.
+    """
+    B = live.shape[0]
+    u = rng.random(B)
+    p = np.asarray([float(x) for x in probs]) if not isinstance(probs, np.ndarray) else probs
+    cum = np.cumsum(np.broadcast_to(p, (B, p.shape[-1])), axis=1)
+    k = (u[:, None] >= cum[:, :-1]).sum(axis=1) if cum.shape[1] > 1 else np.zeros(B, np.int64)
+    return np.where(live, k, -1).astype(np.int64)
+
+
+class BatchedRules(ABC):
+    """A mechanism's rules over a batch; sits beside the exact rules it re-expresses.
+
+    Parameters
+    ----------
+    mech : Mechanism
+        The exact mechanism; its constants (ε, ...) are the batched rules' constants.
+    spec : EnvSpec
+        Sizes of the array layout (the same as the env's).
+    """
+
+    #: the exact mechanism class these rules re-express
+    mechanism: type[Mechanism]
+
+    def __init__(self, mech: Mechanism, spec: EnvSpec) -> None:
+        self.mech = mech
+        self.spec = spec
+        self.layout: ActionLayout = mech.layout(spec)
+        self.phases: tuple[str, ...] = mech.phases
+
+    # -- rules -----------------------------------------------------------------------------
+    @abstractmethod
+    def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
+        """Initial states (chance nodes before the first decision are drawn here)."""
+
+    @abstractmethod
+    def masks(self, state: BatchState) -> np.ndarray:
+        """``(B, n, mask_size)`` int8 flat masks; rows of players not acting allow only 0."""
+
+    @abstractmethod
+    def step(
+        self,
+        ctx: ContextBatch,
+        state: BatchState,
+        actions: np.ndarray,
+        rng: np.random.Generator,
+    ) -> BatchState:
+        """Resolve the pending decision of every live episode with ``actions`` ``(B, n, L)``
+        (mask-legal for the acting players; other rows are ignored), then draw the chance
+        nodes that follow, logging them in ``state.chance``."""
+
+    @abstractmethod
+    def outcome(self, state: BatchState) -> BatchOutcome:
+        """Terminal outcomes (meaningful where ``state.done``)."""
+
+    @abstractmethod
+    def public_features(self, state: BatchState, player: int) -> np.ndarray:
+        """``(B, mech.public_size(spec))`` float32: the exact ``public_features`` per episode."""
+
+    # -- derived -----------------------------------------------------------------------------
+    def utilities(self, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+        """``(B, n)`` utilities of the terminal outcomes."""
+        return ctx.utilities(self.outcome(state))
+
+    def rewards(self, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+        """``(B, n)`` rewards (coalition totals where rewards are shared)."""
+        return ctx.rewards(self.utilities(ctx, state))
+
+
+# -- random legal play -----------------------------------------------------------------------
+def sample_actions(layout: ActionLayout, masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Uniformly random legal actions per field: ``masks`` ``(..., mask_size)`` → ``(..., L)``.
+
+    Each field is drawn uniformly among its allowed values (independently of the others),
+    which is what :meth:`MaskedMultiDiscrete.sample` does for a single mask.
+    """
+    lead = masks.shape[:-1]
+    out = np.zeros((*lead, len(layout)), dtype=np.int64)
+    u = rng.random((*lead, len(layout)))
+    for k in range(len(layout)):
+        lo, hi = layout.offsets[k], layout.offsets[k + 1]
+        allowed = masks[..., lo:hi].astype(bool)
+        if hi - lo == 1:
+            continue
+        count = allowed.sum(axis=-1)
+        # index of the r-th allowed value, r = floor(u * count)
+        r = np.minimum((u[..., k] * count).astype(np.int64), np.maximum(count - 1, 0))
+        cum = np.cumsum(allowed, axis=-1)
+        out[..., k] = (cum <= r[..., None]).sum(axis=-1)
+    return out
+
+
+# -- the tie to the exact engine -------------------------------------------------------------
+@dataclass
+class Rollout:
+    """A batched episode recorded for replay: per step the actions and the state before it."""
+
+    ctx: ContextBatch
+    actions: list[np.ndarray]
+    acting: list[np.ndarray]
+    masks: list[np.ndarray]
+    final: BatchState
+
+
+def rollout(
+    rules: BatchedRules,
+    ctx: ContextBatch,
+    rng: np.random.Generator,
+    policy: Callable[[BatchState, np.ndarray], np.ndarray] | None = None,
+    max_steps: int = 10_000,
+) -> Rollout:
+    """Play a batch to the end (random legal play unless ``policy(state, masks)`` is given)."""
+    state = rules.reset(ctx, rng)
+    actions: list[np.ndarray] = []
+    acting: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    for _ in range(max_steps):
+        if state.done.all():
+            break
+        mk = rules.masks(state)
+        act = sample_actions(rules.layout, mk, rng) if policy is None else policy(state, mk)
+        actions.append(act)
+        acting.append(state.acting.copy())
+        masks.append(mk)
+        state = rules.step(ctx, state, act, rng)
+    else:
+        raise RuntimeError("batch did not end within max_steps")
+    return Rollout(ctx, actions, acting, masks, state)
+
+
+@dataclass
+class Mismatch:
+    """Where the batched and the exact path disagree."""
+
+    episode: int
+    what: str
+
+
+def replay_exact(rules: BatchedRules, ro: Rollout, tol: float = 1e-9) -> list[Mismatch]:
+    """Replay every episode of a rollout on the exact engine and compare.
+
+    At every decision node the exact engine gets the same array actions (decoded by the
+    mechanism) and must see the same acting players and masks; at every chance node it takes
+    the batch's logged draw. The terminal outcome must have the same allocation (and state,
+    destroyed goods), prices within ``tol``, and the batch's rewards within ``tol``.
+    """
+    mech, spec, layout = rules.mech, rules.spec, rules.layout
+    out = rules.outcome(ro.final)
+    rewards = rules.rewards(ro.ctx, ro.final)
+    bad: list[Mismatch] = []
+    for b in range(ro.ctx.B):
+        ctx = ro.ctx.context(b)
+        draws = [int(c[b]) for c in ro.final.chance if c[b] >= 0]
+        st = mech.start(ctx)
+        t = 0
+        problem = None
+        while problem is None:
+            node = mech.node(st)
+            if isinstance(node, Terminal):
+                break
+            if isinstance(node, Chance):
+                if not draws:
+                    problem = f"exact engine meets chance '{node.name}' with no logged draw"
+                    break
+                st = mech.chance(st, draws.pop(0))
+                continue
+            assert isinstance(node, Decision)
+            while t < len(ro.actions) and not ro.acting[t][b].any():
+                t += 1
+            if t >= len(ro.actions):
+                problem = f"exact engine reaches '{node.phase}' after the batch ended"
+                break
+            who = tuple(int(i) for i in np.flatnonzero(ro.acting[t][b]))
+            if who != node.players:
+                problem = f"step {t}: batch acting {who}, exact {node.players} ({node.phase})"
+                break
+            acts = {}
+            for p in node.players:
+                mk = mech.action_mask(st, p, spec, layout)
+                if not np.array_equal(mk.astype(np.int8), ro.masks[t][b, p].astype(np.int8)):
+                    problem = f"step {t}: mask of player {p} differs in phase '{node.phase}'"
+                    break
+                acts[p] = mech.decode(st, p, ro.actions[t][b, p], spec, layout)
+            if problem is None:
+                st = step_decision(mech, st, node, acts)
+                t += 1
+        if problem is None and draws:
+            problem = f"{len(draws)} logged chance draws left unused"
+        if problem is None and any(ro.acting[k][b].any() for k in range(t, len(ro.actions))):
+            problem = "batch has decisions after the exact terminal"
+        if problem is None:
+            o = mech.node(st).outcome  # type: ignore[union-attr]
+            problem = _compare(ctx, o, out, rewards, b, tol)
+        if problem is not None:
+            bad.append(Mismatch(b, problem))
+    return bad
+
+
+def _compare(
+    ctx: Any, o: Any, out: BatchOutcome, rewards: np.ndarray, b: int, tol: float
+) -> str | None:
+    if ctx.kind == "states":
+        if int(out.state[b]) != int(o.state):
+            return f"state {int(out.state[b])} vs exact {o.state}"
+    else:
+        if tuple(int(x) for x in out.alloc[b]) != tuple(o.alloc):
+            return f"alloc {out.alloc[b].tolist()} vs exact {list(o.alloc)}"
+        if int(out.destroyed[b]) != int(o.destroyed):
+            return f"destroyed {int(out.destroyed[b])} vs exact {o.destroyed}"
+    exact_prices = np.array([float(p) for p in o.prices])
+    if not np.allclose(out.prices[b], exact_prices, rtol=0, atol=tol):
+        return f"prices {out.prices[b].tolist()} vs exact {exact_prices.tolist()}"
+    exact_rewards = np.array([float(r) for r in ctx.rewards(o)])
+    if not np.allclose(rewards[b], exact_rewards, rtol=0, atol=tol):
+        return f"rewards {rewards[b].tolist()} vs exact {exact_rewards.tolist()}"
+    return None
+
+
+# -- catalogue -------------------------------------------------------------------------------
+BATCHED_MODULES: dict[str, str] = {
+    "best_belief": "mechgym.envs.mechanisms.best_belief_batched",
+    "normal_form": "mechgym.envs.mechanisms.normal_form_batched",
+    "vcg": "mechgym.envs.mechanisms.vcg_batched",
+    "knowledge_benchmark": "mechgym.envs.mechanisms.knowledge_benchmark_batched",
+    "collusion_leveraging": "mechgym.envs.mechanisms.collusion_leveraging_batched",
+    "second_price_bundle": "mechgym.envs.mechanisms.second_price_bundle_batched",
+    "mixture": "mechgym.envs.mechanisms.second_price_bundle_batched",
+    "perfect_revenue": "mechgym.envs.mechanisms.perfect_revenue_batched",
+    "budget_balanced_market": "mechgym.envs.mechanisms.budget_balanced_market_batched",
+    "hope_for_the_best": "mechgym.envs.mechanisms.foils_batched",
+    "naive_market_1": "mechgym.envs.mechanisms.foils_batched",
+    "naive_market_2": "mechgym.envs.mechanisms.foils_batched",
+    "naive_market_3": "mechgym.envs.mechanisms.foils_batched",
+    "naive_market_4": "mechgym.envs.mechanisms.foils_batched",
+}
+"""Where each mechanism's batched rules live (imported on first use)."""
+
+_RULES: dict[type, type[BatchedRules]] = {}
+
+
+def register_batched(rules_cls: type[BatchedRules]) -> type[BatchedRules]:
+    """Class decorator: register batched rules for ``rules_cls.mechanism``."""
+    _RULES[rules_cls.mechanism] = rules_cls
+    return rules_cls
+
+
+def batched_rules(mech: Mechanism, spec: EnvSpec) -> BatchedRules:
+    """The batched rules of an exact mechanism instance, for the env sizes ``spec``."""
+    import importlib
+
+    mod = BATCHED_MODULES.get(mech.name)
+    if mod is None:
+        from mechgym.envs.engine.errors import ParameterError
+
+        raise ParameterError("mechanism", f"{mech.title} has no batched rules")
+    importlib.import_module(mod)
+    for cls in type(mech).__mro__:
+        if cls in _RULES:
+            return _RULES[cls](mech, spec)
+    from mechgym.envs.engine.errors import ParameterError
+
+    raise ParameterError("mechanism", f"{mech.title} has no batched rules registered in {mod}")
