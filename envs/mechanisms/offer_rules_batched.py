@@ -1,0 +1,217 @@
+"""Seed 000's shared offer rules over a batch: the batched twin of
+:mod:`mechgym.envs.mechanisms.offer_rules` and of the offer codecs of
+:mod:`mechgym.envs.engine.actions`.
+
+Every function takes arrays with a leading batch axis ``B`` (some accept any leading axes)
+and loops at most over players or goods, never over episodes. Offers are carried as two
+arrays: ``alloc`` (bundle bitmask per player, int64) and ``prices`` (price per player,
+int64, 0 where nothing is given). Money is float64.
+
+Used by M1 and M2 (seed 000), and by M3/M4 for the parts they share (announced revenues,
+the top announcer, the fair coin, decoding offers, the public view of a take-it-or-leave-it
+stage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+from mechgym.envs.engine.actions import offer_mask
+from mechgym.envs.engine.batched import TERMINAL, draw
+from mechgym.envs.engine.game import EnvSpec
+from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.mechanisms.offer_rules import COIN
+
+# -- announcements ---------------------------------------------------------------------------
+
+
+def announced_revenues(prices: np.ndarray) -> np.ndarray:
+    """R_i = REV(ω^i): ``prices`` ``(..., n, n)`` (announcer, player) → ``(..., n)`` int64."""
+    return prices.sum(axis=-1)
+
+
+def winner_of(revenues: np.ndarray) -> np.ndarray:
+    """Top announcer per episode: ``argmax`` over the last axis, lowest index on ties
+    (as :func:`mechgym.envs.mechanisms.offer_rules.winner_of`)."""
+    return np.argmax(revenues, axis=-1)
+
+
+def draw_coin(rng: np.random.Generator, live: np.ndarray) -> np.ndarray:
+    """The fair coin of seeds 000/001 for every ``live`` episode: 0 = heads, 1 = tails, −1
+    where not live. Log the result in ``state.chance``."""
+    return draw(rng, COIN.probs, live)
+
+
+def delta_rewards(eps: Fraction, n: int, revenues: np.ndarray) -> np.ndarray:
+    """δ_i = (ε/n)·R_i/(1+R_i), float64 (as :func:`offer_rules.reward`)."""
+    r = revenues.astype(np.float64)
+    return float(eps) / n * (r / (1.0 + r))
+
+
+# -- the take-it-or-leave-it stage -----------------------------------------------------------
+
+
+def askers(alloc: np.ndarray) -> np.ndarray:
+    """Who is asked YES/NO: the players given a non-empty bundle in the leading offer."""
+    return alloc != 0
+
+
+def heads_outcome(winner: np.ndarray, bundle: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Heads: ``winner`` ``(B,)`` receives ``bundle`` ``(B,)`` for free (no winner where
+    ``winner < 0``: nothing is allocated). Returns ``alloc (B, n)``, ``prices (B, n)``."""
+    alloc = np.where(np.arange(n)[None, :] == winner[:, None], bundle[:, None], 0)
+    return alloc.astype(np.int64), np.zeros(alloc.shape, dtype=np.float64)
+
+
+def tails_outcome(
+    winner: np.ndarray,
+    alloc: np.ndarray,
+    prices: np.ndarray,
+    accepted: np.ndarray,
+    revenues: np.ndarray,
+    eps: Fraction,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tails: sell the leading offer (``alloc``, ``prices`` ``(B, n)``), then pay every δ_i.
+
+    A player accepting (``accepted`` ``(B, n)`` bool, read where offered a bundle) buys its
+    bundle at ``π − ε/n``; a refusal charges ``π`` to ``winner`` ``(B,)`` (to nobody where
+    ``winner < 0``: the seller's reserve leads). As
+    :func:`mechgym.envs.mechanisms.offer_rules.tails_outcome`.
+    """
+    n = alloc.shape[1]
+    offered = alloc != 0
+    yes = offered & accepted
+    no = offered & ~accepted
+    bonus = float(eps) / n
+    pay = np.where(yes, prices - bonus, 0.0)
+    refused = np.where(no, prices, 0).sum(axis=1).astype(np.float64)
+    charge = (np.arange(n)[None, :] == winner[:, None]) * refused[:, None]
+    out_alloc = np.where(yes, alloc, 0).astype(np.int64)
+    return out_alloc, pay + charge - delta_rewards(eps, n, revenues)
+
+
+# -- array layout ------------------------------------------------------------------------------
+
+
+def decode_offers(
+    vecs: np.ndarray, spec: EnvSpec, layout: ActionLayout, min_price: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Offers from mask-checked arrays ``(..., L)``: ``alloc``, ``prices`` ``(..., n)`` int64.
+
+    As :func:`mechgym.envs.engine.actions.decode_offer`: good ``g`` goes to player
+    ``owner_g − 1``; a price field is read only where its player gets a bundle, value ``k``
+    meaning ``k + min_price``.
+    """
+    n = spec.n
+    lead = vecs.shape[:-1]
+    alloc = np.zeros((*lead, n), dtype=np.int64)
+    players = np.arange(1, n + 1)
+    for g in range(spec.m):
+        owner = vecs[..., layout.index[f"owner_{g}"]]
+        alloc |= (owner[..., None] == players) << g
+    first = layout.index["price_0"]
+    raw = vecs[..., first : first + n]
+    prices = np.where(alloc != 0, raw + min_price, 0).astype(np.int64)
+    return alloc, prices
+
+
+def encode_offers(
+    alloc: np.ndarray,
+    prices: np.ndarray,
+    out: np.ndarray,
+    spec: EnvSpec,
+    layout: ActionLayout,
+    min_price: int = 1,
+) -> None:
+    """Write offers ``alloc``, ``prices`` ``(..., n)`` into actions ``out`` ``(..., L)`` in place
+    (as :func:`mechgym.envs.engine.actions.encode_offer`; prices must lie on the grid)."""
+    n = spec.n
+    for g in range(spec.m):
+        has = (alloc >> g) & 1  # (..., n): at most one player holds good g
+        owner = (has * np.arange(1, n + 1)).sum(axis=-1)
+        out[..., layout.index[f"owner_{g}"]] = owner
+    first = layout.index["price_0"]
+    out[..., first : first + n] = np.where(alloc != 0, prices - min_price, 0)
+
+
+def offer_on_grid(
+    alloc: np.ndarray, prices: np.ndarray, spec: EnvSpec, min_price: int = 1
+) -> np.ndarray:
+    """Whether each offer ``(..., n)`` can be written in the array layout (every priced entry
+    within ``min_price..min_price + price_cap − 1``): ``(...,)`` bool."""
+    k = prices - min_price
+    ok = (alloc == 0) | ((k >= 0) & (k < spec.price_cap))
+    return ok.all(axis=-1)
+
+
+def announce_mask_rows(layout: ActionLayout, spec: EnvSpec, extra: Mapping[str, Any]) -> np.ndarray:
+    """``(n, mask_size)`` int8: row ``i`` is the mask of an announcement of player ``i`` (the
+    offer fields per :func:`~mechgym.envs.engine.actions.offer_mask`, plus ``extra``)."""
+    return np.stack([layout.mask({**extra, **offer_mask(spec, i)}) for i in range(spec.n)])
+
+
+class PhaseMasks:
+    """Masks of mechanisms whose masks depend only on (phase, player): a table per phase.
+
+    Parameters
+    ----------
+    rows : sequence of ndarray
+        Per phase, ``(n, mask_size)`` int8 masks of the acting players.
+    idle : ndarray
+        ``(mask_size,)`` mask of a player who does not act (only 0 allowed).
+    """
+
+    def __init__(self, rows: list[np.ndarray], idle: np.ndarray) -> None:
+        n = rows[0].shape[0]
+        # index P (= TERMINAL = -1 after wrapping) is the all-idle table of ended episodes
+        self.table = np.stack([*rows, np.broadcast_to(idle, (n, idle.shape[0]))]).astype(np.int8)
+        self.idle = idle.astype(np.int8)
+
+    def __call__(self, phase: np.ndarray, acting: np.ndarray) -> np.ndarray:
+        """``(B, n, mask_size)`` masks for episodes at ``phase`` ``(B,)`` with ``acting``."""
+        rows = self.table[np.where(phase == TERMINAL, len(self.table) - 1, phase)]
+        return np.where(acting[:, :, None], rows, self.idle)
+
+
+# -- public features ---------------------------------------------------------------------------
+
+
+def offer_features(alloc: np.ndarray, prices: np.ndarray, spec: EnvSpec) -> np.ndarray:
+    """``(B, m + n)``: owner+1 of every good, then every player's price (as
+    :func:`mechgym.envs.engine.actions.offer_features`)."""
+    owners = np.stack(
+        [(((alloc >> g) & 1) * np.arange(1, spec.n + 1)).sum(axis=1) for g in range(spec.m)],
+        axis=1,
+    )
+    return np.concatenate([owners, prices], axis=1).astype(np.float32)
+
+
+def write_offer_stage(
+    out: np.ndarray,
+    k: int,
+    spec: EnvSpec,
+    alloc: np.ndarray,
+    prices: np.ndarray,
+    player: int,
+    asked: np.ndarray,
+    answers: np.ndarray,
+) -> None:
+    """Batched :func:`mechgym.envs.engine.actions.write_offer_stage` into ``out`` ``(B, size)``.
+
+    ``alloc``, ``prices`` ``(B, n)``: the leading offer; ``asked`` ``(B,)``: whether the
+    player's own question is shown; ``answers`` ``(B, n)``: +1 YES, −1 NO, 0 not asked or not
+    answered yet. Rows whose episode has announced nothing yet must be zeroed by the caller.
+    """
+    n, m = spec.n, spec.m
+    out[:, k : k + m + n] = offer_features(alloc, prices, spec)
+    k += m + n
+    b = alloc[:, player]
+    bits = (b[:, None] >> np.arange(m)) & 1
+    out[:, k : k + m] = np.where(asked[:, None], bits, 0)
+    out[:, k + m] = np.where(asked, prices[:, player], 0)
+    out[:, k + m + 1] = asked
+    k += m + 2
+    out[:, k : k + n] = answers
