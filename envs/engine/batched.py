@@ -375,6 +375,49 @@ def sample_actions(layout: ActionLayout, masks: np.ndarray, rng: np.random.Gener
     return out
 
 
+def check_actions(
+    layout: ActionLayout,
+    masks: np.ndarray,
+    actions: np.ndarray,
+    acting: np.ndarray,
+    phase_names: Sequence[str] | np.ndarray,
+) -> None:
+    """Raise a typed error unless every acting player's action is in the space and allowed.
+
+    ``masks`` ``(B, n, mask_size)``, ``actions`` ``(B, n, L)``, ``acting`` ``(B, n)``;
+    ``phase_names`` ``(B,)`` names each episode's phase for the message. Raises
+    :class:`~mechgym.envs.engine.errors.OutOfSpaceError` (shape, range) or
+    :class:`~mechgym.envs.engine.errors.IllegalActionError` (masked value), naming the first
+    offending episode, agent, phase and field.
+    """
+    from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError
+
+    B, n = acting.shape
+    if actions.shape != (B, n, len(layout)):
+        raise OutOfSpaceError(
+            "batch", "-", f"actions have shape {actions.shape}, expected {(B, n, len(layout))}"
+        )
+    bad_range = ((actions < 0) | (actions >= layout.sizes)) & acting[:, :, None]
+    if bad_range.any():
+        b, i, k = (int(x) for x in np.argwhere(bad_range)[0])
+        raise OutOfSpaceError(
+            f"player_{i}",
+            str(phase_names[b]),
+            f"episode {b}: field '{layout.names[k]}' = {int(actions[b, i, k])} is outside "
+            f"0..{int(layout.sizes[k]) - 1}",
+        )
+    pos = layout.offsets[:-1] + np.clip(actions, 0, layout.sizes - 1)
+    ok = np.take_along_axis(masks, pos, axis=2).astype(bool) | ~acting[:, :, None]
+    if not ok.all():
+        b, i, k = (int(x) for x in np.argwhere(~ok)[0])
+        raise IllegalActionError(
+            f"player_{i}",
+            str(phase_names[b]),
+            f"episode {b}: field '{layout.names[k]}' = {int(actions[b, i, k])} is not allowed "
+            "here",
+        )
+
+
 # -- the tie to the exact engine -------------------------------------------------------------
 @dataclass
 class Rollout:
