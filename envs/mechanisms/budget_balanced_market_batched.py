@@ -1,0 +1,382 @@
+"""M6 (budget-balanced market, seed 004 §5.2) over a batch: the batched twin of
+:mod:`mechgym.envs.mechanisms.budget_balanced_market`.
+
+Phases (indices into ``phases``): ``propose`` 0 (player 0), ``respond`` 1 (players 1..n−1,
+simultaneously), ``confirm`` 2 (player w). After the proposal the step-a validity halt and
+the (E, 0) halt end an episode at once; otherwise coin c0 (Heads w.p. 1 − δ) is drawn, and on
+Tails (M′) the uniform player w, in that order. After the answers of step 2, coin c1 (Heads
+w.p. 1 − ε) and on Tails coin c2 (Heads w.p. Y/(nB)) are drawn, in that order. Probabilities
+are floats of the exact fractions; the logged indices are what the exact engine replays.
+
+``state.data``: ``alloc``, ``pstar`` ``(B, n)`` int64 (the proposal A*, P*; P* is an integer
+in the array layout); ``proposed``, ``halt``, ``endow`` ``(B,)`` bool (proposal made, step a
+halts, proposal is (E, 0)); ``c0``, ``w``, ``c1``, ``c2`` ``(B,)`` int64 (−1 until drawn);
+``answers`` ``(B, n)`` int8 (+1 YES, −1 NO, 0 not given; column 0 unused); ``confirm``
+``(B,)`` int8; ``out_alloc``, ``out_prices``, ``out_destroyed``: the terminal outcome,
+written when an episode ends. Money is float64; every constant is the float of the exact
+``Fraction`` (so a price is at most two roundings away from the exact one).
+
+The market codec helpers (:func:`decode_owners`, :func:`encode_owners`) are shared with the
+Naive markets' batched rules.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+from mechgym.envs.engine.batched import (
+    TERMINAL,
+    BatchedRules,
+    BatchOutcome,
+    BatchState,
+    ContextBatch,
+    draw,
+    register_batched,
+)
+from mechgym.envs.engine.game import EnvSpec
+from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.mechanisms.budget_balanced_market import IMBALANCE, BudgetBalancedMarket
+from mechgym.envs.mechanisms.offer_rules_batched import PhaseMasks
+
+PROPOSE, RESPOND, CONFIRM = 0, 1, 2
+
+
+# -- market codec ------------------------------------------------------------------------------
+
+
+def decode_owners(vecs: np.ndarray, layout: ActionLayout, n: int, m: int) -> np.ndarray:
+    """Bundles ``(..., n)`` int64 from the ``owner_g`` fields of actions ``(..., L)``
+    (0 = destroyed, ``j + 1`` = player ``j``)."""
+    alloc = np.zeros((*vecs.shape[:-1], n), dtype=np.int64)
+    players = np.arange(1, n + 1)
+    for g in range(m):
+        owner = vecs[..., layout.index[f"owner_{g}"]]
+        alloc |= (owner[..., None] == players).astype(np.int64) << g
+    return alloc
+
+
+def encode_owners(alloc: np.ndarray, out: np.ndarray, layout: ActionLayout, m: int) -> None:
+    """Write bundles ``alloc`` ``(..., n)`` (pairwise disjoint) into the ``owner_g`` fields of
+    ``out`` ``(..., L)`` in place."""
+    n = alloc.shape[-1]
+    players = np.arange(1, n + 1)
+    for g in range(m):
+        out[..., layout.index[f"owner_{g}"]] = (((alloc >> g) & 1) * players).sum(axis=-1)
+
+
+def owners_of(alloc: np.ndarray, m: int) -> np.ndarray:
+    """``(..., m)`` owner+1 of every good (0 = in no bundle), as the public views write it."""
+    n = alloc.shape[-1]
+    players = np.arange(1, n + 1)
+    return np.stack([(((alloc >> g) & 1) * players).sum(axis=-1) for g in range(m)], axis=-1)
+
+
+def destroyed_of(alloc: np.ndarray, m: int) -> np.ndarray:
+    """``(...,)`` bitmask of the goods in no bundle of ``alloc`` ``(..., n)``."""
+    used = np.bitwise_or.reduce(alloc, axis=-1)
+    return ((1 << m) - 1) & ~used
+
+
+def bundle_bits(bundle: np.ndarray, m: int) -> np.ndarray:
+    """``(..., m)`` 0/1 membership of every good in ``bundle`` ``(...,)``."""
+    return (bundle[..., None] >> np.arange(m)) & 1
+
+
+def finish(
+    d: dict[str, np.ndarray],
+    where: np.ndarray,
+    alloc: np.ndarray,
+    prices: np.ndarray,
+    destroyed: np.ndarray | int,
+) -> None:
+    """Write terminal outcomes into ``d['out_*']`` for the episodes ``where`` ``(B,)``."""
+    d["out_alloc"] = np.where(where[:, None], alloc, d["out_alloc"])
+    d["out_prices"] = np.where(where[:, None], prices, d["out_prices"])
+    d["out_destroyed"] = np.where(where, destroyed, d["out_destroyed"])
+
+
+def fresh_outcome(B: int, n: int) -> dict[str, np.ndarray]:
+    """Zeroed ``out_*`` arrays."""
+    return {
+        "out_alloc": np.zeros((B, n), dtype=np.int64),
+        "out_prices": np.zeros((B, n), dtype=np.float64),
+        "out_destroyed": np.zeros(B, dtype=np.int64),
+    }
+
+
+def read_outcome(d: dict[str, np.ndarray]) -> BatchOutcome:
+    """The ``out_*`` arrays as a :class:`BatchOutcome`."""
+    B = d["out_alloc"].shape[0]
+    return BatchOutcome(
+        d["out_alloc"], d["out_prices"], np.full(B, -1, dtype=np.int64), d["out_destroyed"]
+    )
+
+
+# -- constants ---------------------------------------------------------------------------------
+
+
+class _Constants:
+    """M6's money as floats of the exact fractions, for ``n`` players and ``k`` bits."""
+
+    def __init__(self, mech: BudgetBalancedMarket, n: int, k: int) -> None:
+        eps, delta = mech.constants(n, k)
+        b = 1 << (k - 1)
+        self.k = k
+        self.bound = 1 << k
+        self.c0 = np.array([float(1 - delta), float(delta)])
+        self.c1 = np.array([float(1 - eps), float(eps)])
+        # c2 Heads w.p. Y/(nB), per Y = 0..n−1
+        self.c2 = np.array(
+            [[float(Fraction(y, n * b)), float(1 - Fraction(y, n * b))] for y in range(n)]
+        )
+        self.w = np.array([float(Fraction(1, n))] * n)
+        self.accept = np.array([float(2 * (n - 1) * eps)] + [float(-2 * eps)] * (n - 1))
+        self.fine_e = np.array([float(2 * n * (n - y) * b + (n - 1) * eps) for y in range(n)])
+        self.rest = float(-eps)
+        self.p0_rest = float((n - 1) * eps)
+        self.j_w = float(-2 * eps)
+        self.j_0 = float(n * eps)
+        self.fine_k = float(Fraction(n * n * b) / delta + (n - 1) * eps)
+
+
+@register_batched
+class BudgetBalancedMarketBatched(BatchedRules):
+    """Batched rules of M6,
+    :class:`~mechgym.envs.mechanisms.budget_balanced_market.BudgetBalancedMarket`."""
+
+    mechanism = BudgetBalancedMarket
+    mech: BudgetBalancedMarket
+
+    def __init__(self, mech: BudgetBalancedMarket, spec: EnvSpec) -> None:
+        super().__init__(mech, spec)
+        lay, n, m = self.layout, spec.n, spec.m
+        proposal = {f"owner_{g}": True for g in range(m)}
+        proposal.update({f"price_{j}": True for j in range(1, n)})
+        proposal["imbalance"] = True
+        answer = lay.mask({"answer": True})
+        self.masker = PhaseMasks(
+            [
+                np.broadcast_to(lay.mask(proposal), (n, lay.mask_size)),
+                np.broadcast_to(answer, (n, lay.mask_size)),
+                np.broadcast_to(answer, (n, lay.mask_size)),
+            ],
+            lay.mask({}),
+        )
+        self.i_answer = lay.index["answer"]
+        self.i_price = lay.index["price_1"] if n > 1 else 0
+        self.i_imbalance = lay.index["imbalance"]
+        self.shift = 2 * spec.price_cap
+        self._consts: dict[int, _Constants] = {}
+
+    def constants(self, k: int) -> _Constants:
+        """The float constants for ``k`` bits (validated by the exact mechanism)."""
+        c = self._consts.get(k)
+        if c is None:
+            c = self._consts[k] = _Constants(self.mech, self.spec.n, k)
+        return c
+
+    # -- codec -------------------------------------------------------------------------------
+    def decode_proposals(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``alloc``, ``pstar`` ``(..., n)`` int64 and the imbalance ``(...,)`` of proposals
+        ``(..., L)`` (as the exact ``decode``: P*_0 = −Σ_{j≥1} P*_j + imbalance)."""
+        n, m = self.spec.n, self.spec.m
+        alloc = decode_owners(vecs, self.layout, n, m)
+        pj = vecs[..., self.i_price : self.i_price + n - 1] - self.shift
+        imb = np.asarray(IMBALANCE, dtype=np.int64)[vecs[..., self.i_imbalance]]
+        p0 = -pj.sum(axis=-1) + imb
+        return alloc, np.concatenate([p0[..., None], pj], axis=-1), imb
+
+    def encode_proposals(
+        self, alloc: np.ndarray, prices: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Actions ``(..., L)`` of proposals ``alloc``, ``prices`` ``(..., n)`` int64 and
+        whether each is on the grid (P*_j ∈ −2·price_cap..2·price_cap, Σ P* ∈ {−1, 0, 1}), as
+        the exact ``encode``; off-grid rows hold garbage."""
+        n = self.spec.n
+        out = np.zeros((*alloc.shape[:-1], len(self.layout)), dtype=np.int64)
+        encode_owners(alloc, out, self.layout, self.spec.m)
+        v = prices[..., 1:] + self.shift
+        ok = ((v >= 0) & (v <= 2 * self.shift)).all(axis=-1)
+        out[..., self.i_price : self.i_price + n - 1] = np.clip(v, 0, 2 * self.shift)
+        gap = prices.sum(axis=-1)
+        ok &= np.abs(gap) <= 1
+        out[..., self.i_imbalance] = np.where(gap == -1, 2, np.where(gap == 1, 1, 0))
+        return out, ok
+
+    def answer_actions(self, yes: np.ndarray) -> np.ndarray:
+        """Actions ``(..., L)`` answering YES where ``yes``."""
+        out = np.zeros((*yes.shape, len(self.layout)), dtype=np.int64)
+        out[..., self.i_answer] = yes
+        return out
+
+    # -- rules -------------------------------------------------------------------------------
+    def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
+        self.constants(int(ctx.k))  # validate ε, δ for this n and k up front
+        B, n = ctx.B, self.spec.n
+        data = {
+            "alloc": np.zeros((B, n), dtype=np.int64),
+            "pstar": np.zeros((B, n), dtype=np.int64),
+            "proposed": np.zeros(B, dtype=bool),
+            "halt": np.zeros(B, dtype=bool),
+            "endow": np.zeros(B, dtype=bool),
+            "c0": np.full(B, -1, dtype=np.int64),
+            "w": np.full(B, -1, dtype=np.int64),
+            "c1": np.full(B, -1, dtype=np.int64),
+            "c2": np.full(B, -1, dtype=np.int64),
+            "answers": np.zeros((B, n), dtype=np.int8),
+            "confirm": np.zeros(B, dtype=np.int8),
+            **fresh_outcome(B, n),
+        }
+        acting = np.zeros((B, n), dtype=bool)
+        acting[:, 0] = True
+        return BatchState(np.full(B, PROPOSE, dtype=np.int64), acting, data, [])
+
+    def masks(self, state: BatchState) -> np.ndarray:
+        return self.masker(state.phase, state.acting)
+
+    def step(
+        self,
+        ctx: ContextBatch,
+        state: BatchState,
+        actions: np.ndarray,
+        rng: np.random.Generator,
+    ) -> BatchState:
+        c = self.constants(int(ctx.k))
+        n, m = self.spec.n, self.spec.m
+        B = ctx.B
+        d = dict(state.data)
+        phase = state.phase.copy()
+        acting = np.zeros_like(state.acting)
+        chance = list(state.chance)
+        endowment = ctx.endowment
+        rest = np.full((B, n), c.rest)
+        rest_p0 = rest.copy()
+        rest_p0[:, 0] = c.p0_rest
+
+        P = state.phase == PROPOSE
+        if P.any():
+            alloc, pstar, imb = self.decode_proposals(actions[:, 0, :])
+            d["alloc"] = np.where(P[:, None], alloc, d["alloc"])
+            d["pstar"] = np.where(P[:, None], pstar, d["pstar"])
+            d["proposed"] = d["proposed"] | P
+            # step a: some P*_j (j ≥ 1) outside (−2^k, 2^k), or Σ P* ≠ 0 (integers on the grid)
+            bad = (np.abs(pstar[:, 1:]) >= c.bound).any(axis=1) | (imb != 0)
+            halt = P & bad
+            endow = P & ~bad & (alloc == endowment).all(axis=1) & (pstar == 0).all(axis=1)
+            d["halt"] = d["halt"] | halt
+            d["endow"] = d["endow"] | endow
+            fine_a = np.zeros((B, n))
+            fine_a[:, 0] = 1.0
+            finish(d, halt, endowment, fine_a, 0)
+            finish(d, endow, endowment, np.zeros((B, n)), 0)
+            go = P & ~halt & ~endow
+            c0 = draw(rng, c.c0, go)
+            chance.append(c0)
+            d["c0"] = np.where(go, c0, d["c0"])
+            heads = c0 == 0
+            tails = c0 == 1
+            w = draw(rng, c.w, tails)
+            chance.append(w)
+            d["w"] = np.where(tails, w, d["w"])
+            # step i: w = 0 keeps A*_0 at (n−1)ε, everything else destroyed
+            w0 = tails & (w == 0)
+            a_i = np.zeros((B, n), dtype=np.int64)
+            a_i[:, 0] = alloc[:, 0]
+            finish(d, w0, a_i, rest_p0, ((1 << m) - 1) & ~alloc[:, 0])
+            wp = tails & (w > 0)
+            phase = np.where(halt | endow | w0, TERMINAL, phase)
+            phase = np.where(heads, RESPOND, phase)
+            phase = np.where(wp, CONFIRM, phase)
+            acting[:, 1:] |= heads[:, None]
+            acting |= wp[:, None] & (np.arange(n)[None, :] == w[:, None])
+
+        R = state.phase == RESPOND
+        if R.any():
+            yes = actions[:, 1:, self.i_answer] == 1
+            ans = np.zeros((B, n), dtype=np.int8)
+            ans[:, 1:] = np.where(yes, 1, -1)
+            d["answers"] = np.where(R[:, None], ans, d["answers"])
+            y = yes.sum(axis=1)
+            alloc, pstar = d["alloc"], d["pstar"]
+            accepted = pstar + c.accept
+            destroyed = destroyed_of(alloc, m)
+            all_yes = R & (y == n - 1)
+            finish(d, all_yes, alloc, accepted, destroyed)
+            some_no = R & ~all_yes
+            c1 = draw(rng, c.c1, some_no)
+            chance.append(c1)
+            d["c1"] = np.where(some_no, c1, d["c1"])
+            # step e: (E, fine on player 0, −ε to everyone else)
+            e = c1 == 0
+            fine = rest.copy()
+            fine[:, 0] = c.fine_e[np.minimum(y, n - 1)]
+            finish(d, e, endowment, fine, 0)
+            t = c1 == 1
+            c2 = draw(rng, c.c2[np.minimum(y, n - 1)], t)
+            chance.append(c2)
+            d["c2"] = np.where(t, c2, d["c2"])
+            finish(d, c2 == 0, alloc, accepted, destroyed)  # step f
+            finish(d, c2 == 1, endowment, rest_p0, 0)  # step g
+            phase = np.where(R, TERMINAL, phase)
+
+        C = state.phase == CONFIRM
+        if C.any():
+            rows = np.arange(B)
+            w = np.maximum(d["w"], 0)
+            yes = actions[rows, w, self.i_answer] == 1
+            d["confirm"] = np.where(C, np.where(yes, 1, -1), d["confirm"]).astype(np.int8)
+            at_w = np.arange(n)[None, :] == w[:, None]
+            full = (1 << m) - 1
+            # step j: w keeps A*_w at P*_w − 2ε, player 0 pays −P*_w + nε
+            a_w = d["alloc"][rows, w]
+            p_w = d["pstar"][rows, w].astype(np.float64)
+            pj = rest.copy()
+            pj[:, 0] = -p_w + c.j_0
+            pj = np.where(at_w, (p_w + c.j_w)[:, None], pj)
+            finish(d, C & yes, np.where(at_w, a_w[:, None], 0), pj, full & ~a_w)
+            # step k: w keeps E_w, player 0 pays the huge fine
+            e_w = endowment[rows, w]
+            pk = rest.copy()
+            pk[:, 0] = c.fine_k
+            finish(d, C & ~yes, np.where(at_w, e_w[:, None], 0), pk, full & ~e_w)
+            phase = np.where(C, TERMINAL, phase)
+
+        return BatchState(phase, acting, d, chance)
+
+    def outcome(self, state: BatchState) -> BatchOutcome:
+        return read_outcome(state.data)
+
+    def public_features(self, state: BatchState, player: int) -> np.ndarray:
+        """As the exact ``public_features``: [owner+1 of each good in A* | P* | step-a halt,
+        (E, 0) | c0 (2) | step-2 answers | c1 (2) | c2 (2) | w one-hot | step-3 answer | own
+        A* bundle bits | own P*]."""
+        n, m = self.spec.n, self.spec.m
+        d = state.data
+        B = d["alloc"].shape[0]
+        out = np.zeros((B, self.mech.public_size(self.spec)), dtype=np.float32)
+        out[:, :m] = owners_of(d["alloc"], m)
+        out[:, m : m + n] = d["pstar"]
+        pos = m + n
+        out[:, pos] = d["halt"]
+        out[:, pos + 1] = d["endow"]
+        pos += 2
+        out[:, pos : pos + 2] = _onehot(d["c0"], 2)
+        pos += 2
+        out[:, pos + 1 : pos + n] = d["answers"][:, 1:]
+        pos += n
+        out[:, pos : pos + 2] = _onehot(d["c1"], 2)
+        out[:, pos + 2 : pos + 4] = _onehot(d["c2"], 2)
+        pos += 4
+        out[:, pos : pos + n] = _onehot(d["w"], n)
+        pos += n
+        out[:, pos] = d["confirm"]
+        pos += 1
+        out[:, pos : pos + m] = bundle_bits(d["alloc"][:, player], m)
+        out[:, pos + m] = d["pstar"][:, player]
+        return np.where(d["proposed"][:, None], out, np.float32(0))
+
+
+def _onehot(idx: np.ndarray, size: int) -> np.ndarray:
+    """``(B, size)`` one-hot of ``idx`` ``(B,)``; all zeros where ``idx < 0``."""
+    return (idx[:, None] == np.arange(size)[None, :]).astype(np.float32)
