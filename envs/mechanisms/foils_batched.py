@@ -18,9 +18,11 @@ from mechgym.envs.engine.batched import (
     BatchOutcome,
     BatchState,
     ContextBatch,
+    check_actions,
     draw,
     register_batched,
 )
+from mechgym.envs.engine.errors import ContextError
 from mechgym.envs.engine.game import EnvSpec
 from mechgym.envs.mechanisms.budget_balanced_market_batched import (
     bundle_bits,
@@ -33,6 +35,7 @@ from mechgym.envs.mechanisms.budget_balanced_market_batched import (
     read_outcome,
 )
 from mechgym.envs.mechanisms.foils import (
+    HopeForTheBest,
     NaiveMarket1,
     NaiveMarket2,
     NaiveMarket3,
@@ -398,3 +401,100 @@ def _onehot(idx: np.ndarray, size: int) -> np.ndarray:
 
 
 # == end of Naive-1 … Naive-4 ====================================================================
+
+
+# == HOPE-FOR-THE-BEST (seed 003, footnote 3) ==================================================
+
+REPORT = 0
+
+
+@register_batched
+class HopeForTheBestBatched(BatchedRules):
+    """Batched rules of :class:`~mechgym.envs.mechanisms.foils.HopeForTheBest` (``states``
+    contexts): one simultaneous report of an ``n × K`` table; unanimity gives
+    (argmax_x Σ_i t_i(x), t_i(ω) − ε), anything else (⊥, 0).
+
+    ``state.data``: ``reports`` ``(B, n, n, K)`` (reporter, player, state).
+    """
+
+    mechanism = HopeForTheBest
+    mech: HopeForTheBest
+
+    def __init__(self, mech: HopeForTheBest, spec: EnvSpec) -> None:
+        super().__init__(mech, spec)
+        self.eps = float(mech.eps)
+        self.full = self.layout.mask(dict.fromkeys(self.layout.names, True))
+        self.idle = self.layout.mask({})
+        # field report_i_x sits at column i·K + x (i-major), see HopeForTheBest.layout
+        self.cols = np.array(
+            [[self.layout.index[f"report_{i}_{x}"] for x in range(spec.m)] for i in range(spec.n)]
+        )
+
+    def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
+        if ctx.kind != "states":
+            raise ContextError("context", f"{self.mech.title} needs 'states' contexts")
+        B, n, k = ctx.B, self.spec.n, self.spec.m
+        return BatchState(
+            phase=np.full(B, REPORT, dtype=np.int64),
+            acting=np.ones((B, n), dtype=bool),
+            data={
+                "reported": np.zeros(B, dtype=bool),
+                "reports": np.zeros((B, n, n, k), dtype=np.int64),
+            },
+        )
+
+    def masks(self, state: BatchState) -> np.ndarray:
+        return np.where(state.acting[:, :, None], self.full, self.idle).astype(np.int8)
+
+    def step(
+        self,
+        ctx: ContextBatch,
+        state: BatchState,
+        actions: np.ndarray,
+        rng: np.random.Generator,
+    ) -> BatchState:
+        actions = np.asarray(actions, dtype=np.int64)
+        check_actions(
+            self.layout, self.masks(state), actions, state.acting, np.full(ctx.B, "report")
+        )
+        live = state.phase == REPORT
+        data = dict(state.data)
+        data["reports"] = np.where(
+            live[:, None, None, None], actions[:, :, self.cols], data["reports"]
+        )
+        data["reported"] = data["reported"] | live
+        return BatchState(
+            phase=np.where(live, TERMINAL, state.phase),
+            acting=np.zeros_like(state.acting),
+            data=data,
+            chance=list(state.chance),
+        )
+
+    def _resolve(self, state: BatchState) -> tuple[np.ndarray, np.ndarray]:
+        """``(chosen state or −1, prices)`` of the reports."""
+        reports = state.data["reports"]
+        B = reports.shape[0]
+        table = reports[:, 0]
+        agree = (reports == table[:, None]).all(axis=(1, 2, 3)) & state.data["reported"]
+        w = np.argmax(table.sum(axis=1), axis=1)  # lowest index on ties
+        chosen = table[np.arange(B), :, w].astype(np.float64) - self.eps
+        prices = np.where(agree[:, None], chosen, 0.0)
+        return np.where(agree, w, -1).astype(np.int64), prices
+
+    def outcome(self, state: BatchState) -> BatchOutcome:
+        st, prices = self._resolve(state)
+        B, n = prices.shape
+        return BatchOutcome(np.zeros((B, n), dtype=np.int64), prices, st, np.zeros(B, np.int64))
+
+    def public_features(self, state: BatchState, player: int) -> np.ndarray:
+        """[chosen state one-hot | agreement | disagreement] once the reports are in."""
+        k = self.spec.m
+        B = state.phase.shape[0]
+        out = np.zeros((B, k + 2), dtype=np.float32)
+        st, _ = self._resolve(state)
+        done = state.data["reported"]
+        agree = done & (st >= 0)
+        out[np.flatnonzero(agree), st[agree]] = 1.0
+        out[:, k] = agree
+        out[:, k + 1] = done & (st < 0)
+        return out
