@@ -362,16 +362,21 @@ def sample_actions(layout: ActionLayout, masks: np.ndarray, rng: np.random.Gener
     lead = masks.shape[:-1]
     out = np.zeros((*lead, len(layout)), dtype=np.int64)
     u = rng.random((*lead, len(layout)))
+    # One running count of allowed values over the whole flat mask (a cumsum per short
+    # field costs a numpy call per row); each field reads its slice of it.
+    cum = np.cumsum(masks != 0, axis=-1, dtype=np.int32)
     for k in range(len(layout)):
-        lo, hi = layout.offsets[k], layout.offsets[k + 1]
-        allowed = masks[..., lo:hi].astype(bool)
+        lo, hi = int(layout.offsets[k]), int(layout.offsets[k + 1])
         if hi - lo == 1:
             continue
-        count = allowed.sum(axis=-1)
-        # index of the r-th allowed value, r = floor(u * count)
-        r = np.minimum((u[..., k] * count).astype(np.int64), np.maximum(count - 1, 0))
-        cum = np.cumsum(allowed, axis=-1)
-        out[..., k] = (cum <= r[..., None]).sum(axis=-1)
+        seg = cum[..., lo:hi]
+        before = cum[..., lo - 1] if lo > 0 else 0
+        count = seg[..., -1] - before
+        # index of the r-th allowed value, r = floor(u * count): the first position whose
+        # running count passes before + r (all of the field's values when none is allowed)
+        r = np.minimum((u[..., k] * count).astype(cum.dtype), np.maximum(count - 1, 0))
+        first = (seg > (before + r)[..., None]).argmax(axis=-1)
+        out[..., k] = np.where(count > 0, first, hi - lo)
     return out
 
 
