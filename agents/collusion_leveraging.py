@@ -298,6 +298,12 @@ def sp_menu(mech: Mechanism, ctx: Any, state: Any, player: int) -> list[tuple[st
 def _revenue_menu(mech: Mechanism) -> Any:
     if isinstance(mech, CollusionLeveraging):
         return m4_menu
+    from mechgym.envs.mechanisms.best_belief import BestBelief
+
+    if isinstance(mech, BestBelief):
+        from . import best_belief
+
+        return best_belief.menu
     from . import knowledge_benchmark
 
     return knowledge_benchmark.menu
@@ -308,6 +314,12 @@ def sp_bound(mech: Mechanism, ctx: Any, state: Any, player: int, action: Any) ->
     inner_mech, inner = mech.branch(state)
     if isinstance(inner_mech, CollusionLeveraging):
         return m4_bound(inner_mech, ctx, inner, player, action)
+    from mechgym.envs.mechanisms.best_belief import BestBelief
+
+    if isinstance(inner_mech, BestBelief):
+        from .best_belief import bb_bound
+
+        return bb_bound(inner_mech, ctx, inner, player, action)
     from . import knowledge_benchmark
 
     return knowledge_benchmark.bound(inner_mech, ctx, inner, player, action)
