@@ -1,0 +1,379 @@
+"""Differential tests of the batched path of M1 (with and without the seller's reserve), M2
+and VCG against the exact engine: rules, public features, scripted agents and menus."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mechgym.agents.base import AGENTS
+from mechgym.agents.batched import batched_agents
+from mechgym.envs.engine.actions import Offer
+from mechgym.envs.engine.batched import (
+    BatchedRules,
+    BatchState,
+    ContextBatch,
+    Rollout,
+    batched_rules,
+    replay_exact,
+    rollout,
+    sample_actions,
+)
+from mechgym.envs.engine.errors import OutOfSpaceError
+from mechgym.envs.engine.game import (
+    Chance,
+    Decision,
+    EnvSpec,
+    Mechanism,
+    Terminal,
+    step_decision,
+)
+from mechgym.envs.mechanisms.best_belief import BestBelief
+from mechgym.envs.mechanisms.normal_form import NormalForm
+from mechgym.envs.mechanisms.vcg import VCG
+from mechgym.envs.model.generators import make_generator
+
+# (generator spec, episodes): ties (small caps), edge sizes, every belief kind, coalitions
+# with and without shared rewards. 10 400 episodes per mechanism in all.
+CONFIGS = [
+    ("uniform:n=3,m=2,cap=9,belief=wrong,coalitions=random,shared=true", 2000),
+    ("uniform:n=3,m=2,cap=9,belief=none,coalitions=random,shared=false", 2000),
+    ("uniform:n=3,m=2,cap=2,belief=exact,coalitions=pair,shared=true", 2000),
+    ("uniform:n=2,m=1,cap=2,belief=wrong,coalitions=random,shared=true", 1600),
+    ("additive:n=2,m=2,cap=4,belief=noisy,coalitions=grand,shared=false", 1000),
+    ("single-minded:n=4,m=3,cap=5,belief=wrong,coalitions=random,shared=true", 1000),
+    ("uniform:n=4,m=3,cap=3,belief=exact,coalitions=random,shared=false", 800),
+]
+
+MECHS = ["best_belief", "best_belief_reserve", "normal_form", "vcg"]
+
+
+def _batch(spec: str, B: int, seed: int) -> ContextBatch:
+    gen = make_generator(spec)
+    rng = np.random.default_rng(seed)
+    return ContextBatch.from_contexts([gen.sample(rng) for _ in range(B)])
+
+
+def _reserve(n: int, m: int, rng: np.random.Generator) -> Offer:
+    """A random seller's reserve over ``m`` goods for ``n`` players (prices 1..3)."""
+    owners = rng.integers(0, n + 1, size=m)
+    alloc = [sum(1 << g for g in range(m) if owners[g] == j + 1) for j in range(n)]
+    prices = [int(rng.integers(1, 4)) if b else 0 for b in alloc]
+    return Offer(tuple(alloc), tuple(prices))
+
+
+def _mechanism(name: str, n: int, m: int, rng: np.random.Generator) -> Mechanism:
+    if name == "best_belief":
+        return BestBelief(eps="1/10")
+    if name == "best_belief_reserve":
+        return BestBelief(eps="1/7", reserve=_reserve(n, m, rng))
+    if name == "normal_form":
+        return NormalForm(eps="1/3")
+    return VCG()
+
+
+def _rules(mech: Mechanism, spec_text: str) -> BatchedRules:
+    gen = make_generator(spec_text)
+    cap = gen.value_cap
+    spec = EnvSpec(gen.n, gen.m, cap, mech.default_price_cap(gen.n, cap))
+    return batched_rules(mech, spec)
+
+
+class _Recorder:
+    """A rollout policy that records every player's public features before each step."""
+
+    def __init__(self, rules: BatchedRules, rng: np.random.Generator, act: Any = None) -> None:
+        self.rules, self.rng, self.act = rules, rng, act
+        self.features: list[list[np.ndarray]] = []
+
+    def __call__(self, state: BatchState, masks: np.ndarray) -> np.ndarray:
+        n = self.rules.spec.n
+        self.features.append([self.rules.public_features(state, p) for p in range(n)])
+        if self.act is None:
+            return sample_actions(self.rules.layout, masks, self.rng)
+        return self.act(state, masks)
+
+
+def _walk(rules: BatchedRules, ro: Rollout, b: int, visit: Any, terminal: Any = None) -> None:
+    """Walk episode ``b`` of a rollout on the exact engine, calling ``visit(t, state, node)``
+    at every decision node (``t`` = the batch step) and ``terminal(state)`` at the end."""
+    mech, spec, layout = rules.mech, rules.spec, rules.layout
+    draws = [int(c[b]) for c in ro.final.chance if c[b] >= 0]
+    st_ = mech.start(ro.ctx.context(b))
+    t = 0
+    while True:
+        node = mech.node(st_)
+        if isinstance(node, Terminal):
+            if terminal is not None:
+                terminal(st_)
+            return
+        if isinstance(node, Chance):
+            st_ = mech.chance(st_, draws.pop(0))
+            continue
+        assert isinstance(node, Decision)
+        while not ro.acting[t][b].any():
+            t += 1
+        visit(t, st_, node)
+        acts = {p: mech.decode(st_, p, ro.actions[t][b, p], spec, layout) for p in node.players}
+        st_ = step_decision(mech, st_, node, acts)
+        t += 1
+
+
+def _check_features(rules: BatchedRules, ro: Rollout, rec: _Recorder, episodes: int) -> None:
+    mech, spec, n = rules.mech, rules.spec, rules.spec.n
+    final = [rules.public_features(ro.final, p) for p in range(n)]
+    for b in range(min(episodes, ro.ctx.B)):
+
+        def visit(t: int, s: Any, node: Decision, b: int = b) -> None:
+            for p in range(n):
+                exact = mech.public_features(s, p, spec)
+                assert np.array_equal(exact, rec.features[t][p][b]), (b, t, p)
+
+        def terminal(s: Any, b: int = b) -> None:
+            for p in range(n):
+                assert np.array_equal(mech.public_features(s, p, spec), final[p][b]), (b, p)
+
+        _walk(rules, ro, b, visit, terminal)
+
+
+# -- rules: random legal play ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MECHS)
+def test_random_play_matches_exact_engine(name: str) -> None:
+    total = 0
+    for k, (spec_text, B) in enumerate(CONFIGS):
+        rng = np.random.default_rng(1000 * k + 7)
+        ctx = _batch(spec_text, B, seed=k)
+        rules = _rules(_mechanism(name, ctx.n, ctx.m, rng), spec_text)
+        rec = _Recorder(rules, rng)
+        ro = rollout(rules, ctx, rng, policy=rec)
+        assert ro.final.done.all()
+        bad = replay_exact(rules, ro)
+        assert not bad, f"{spec_text}: {len(bad)} mismatches, first {bad[:3]}"
+        _check_features(rules, ro, rec, episodes=60)
+        total += B
+    assert total >= 10_000
+
+
+def _idle_rows_allow_only_zero(name: str) -> None:
+    rng = np.random.default_rng(3)
+    spec_text = CONFIGS[0][0]
+    ctx = _batch(spec_text, 300, seed=3)
+    rules = _rules(_mechanism(name, ctx.n, ctx.m, rng), spec_text)
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def pol(state: BatchState, masks: np.ndarray) -> np.ndarray:
+        seen.append((state.acting.copy(), masks))
+        return sample_actions(rules.layout, masks, rng)
+
+    rollout(rules, ctx, rng, policy=pol)
+    idle = rules.layout.mask({})
+    assert len(seen) >= 1
+    for acting, masks in seen:
+        assert (masks[~acting] == idle).all()
+
+
+@pytest.mark.parametrize("name", MECHS)
+def test_idle_players_masks_allow_only_zero(name: str) -> None:
+    # replay_exact compares the acting players' masks; the others must allow only 0
+    _idle_rows_allow_only_zero(name)
+
+
+def test_seller_reserve_leads_and_charges_nobody() -> None:
+    # A reserve above every announcement: heads allocates nothing, refusals charge nobody.
+    spec_text = "uniform:n=3,m=2,cap=9,belief=exact"
+    ctx = _batch(spec_text, 400, seed=5)
+    mech = BestBelief(reserve=Offer((1, 2, 0), (30, 30, 0)))
+    spec = EnvSpec(3, 2, 9, 9)
+    rules = batched_rules(mech, spec)
+    rng = np.random.default_rng(5)
+    ro = rollout(rules, ctx, rng)
+    assert not replay_exact(rules, ro)
+    d = ro.final.data
+    assert d["seller_leads"].all()
+    out = rules.outcome(ro.final)
+    heads = d["coin"] == 0
+    assert heads.any() and (~heads).any()
+    assert (out.alloc[heads] == 0).all()
+    # the winner pays nothing for refusals: its price is minus its reward at most
+    assert (out.prices[~heads].sum(axis=1) <= 2 * 30).all()
+
+
+# -- scripted agents -------------------------------------------------------------------------
+
+EXACT_POLICIES = {
+    "best_belief": ["overbid", "underbid", "always_yes", "always_no"],
+    "normal_form": ["overbid", "underbid", "always_yes", "always_no"],
+    "vcg": ["collusive_overbid", "underbid"],
+}
+
+AGENT_CONFIGS = [
+    ("uniform:n=3,m=2,cap=9,belief=wrong,coalitions=random,shared=true", 150),
+    ("uniform:n=2,m=1,cap=2,belief=exact,coalitions=pair,shared=true", 80),
+    ("single-minded:n=4,m=3,cap=5,belief=none,coalitions=random,shared=false", 60),
+]
+
+
+def _exact_policy(name: str, which: str, ctx: Any) -> Any:
+    agents = AGENTS[name]
+    if which == "predicted":
+        return agents.predicted(ctx)
+    return agents.deviations[which](ctx, np.random.default_rng(0))
+
+
+def _encode(mech: Mechanism, s: Any, p: int, action: Any, spec: EnvSpec, layout: Any) -> Any:
+    try:
+        return mech.encode(s, p, action, spec, layout)
+    except OutOfSpaceError:
+        return None  # beyond the grid: the batched policy writes the top instead
+
+
+def _check_agent(name: str, which: str, spec_text: str, B: int, seed: int) -> None:
+    """Roll a batch out with a batched scripted policy and compare, at every visited node,
+    its actions (and, for predicted play, every player's batched menu) with the exact ones."""
+    bagents = batched_agents(name)
+    policy = bagents.predicted if which == "predicted" else bagents.deviations[which]
+    rng = np.random.default_rng(seed)
+    ctx = _batch(spec_text, B, seed=100 + seed)
+    rules = _rules(_mechanism(name, ctx.n, ctx.m, rng), spec_text)
+    mech, spec, layout = rules.mech, rules.spec, rules.layout
+    n = spec.n
+    menus: list[list[tuple[np.ndarray, np.ndarray]]] = []
+    with_menu = which == "predicted" and bagents.menu is not None
+
+    def act(state: BatchState, masks: np.ndarray) -> Any:
+        if with_menu:
+            menus.append([bagents.menu(rules, ctx, state, p) for p in range(n)])
+        return policy.act(rules, ctx, state, list(range(n)), rng)
+
+    ro = rollout(rules, ctx, rng, policy=act)
+    assert not replay_exact(rules, ro), (which, spec_text)
+    compared = 0
+    for b in range(B):
+        exact_ctx = ctx.context(b)
+        exact = _exact_policy(name, which, exact_ctx)
+
+        def visit(
+            t: int, s: Any, node: Decision, b: int = b, ectx: Any = exact_ctx, exact: Any = exact
+        ) -> None:
+            nonlocal compared
+            for p in node.players:
+                want = _encode(mech, s, p, exact.act(mech, ectx, s, p), spec, layout)
+                if want is not None:
+                    assert np.array_equal(want, ro.actions[t][b, p]), (which, b, t, p)
+                    compared += 1
+            if with_menu:
+                _check_menu(name, mech, ectx, s, node, menus[t], b, spec, layout)
+
+        _walk(rules, ro, b, visit)
+    assert compared > 0
+
+
+@pytest.mark.parametrize("name", ["best_belief", "normal_form", "vcg"])
+def test_batched_agents_and_menus_match_exact_agents(name: str) -> None:
+    module = "best_belief" if name == "normal_form" else name
+    importlib.import_module(f"mechgym.agents.{module}")  # registers the exact agents
+    for which in ["predicted", *EXACT_POLICIES[name]]:
+        for k, (spec_text, B) in enumerate(AGENT_CONFIGS):
+            _check_agent(name, which, spec_text, B, k)
+
+
+def _check_menu(
+    name: str,
+    mech: Mechanism,
+    ctx: Any,
+    s: Any,
+    node: Decision,
+    menus: list[tuple[np.ndarray, np.ndarray]],
+    b: int,
+    spec: EnvSpec,
+    layout: Any,
+) -> None:
+    exact_menu = AGENTS[name].menu
+    assert exact_menu is not None
+    for p in node.players:
+        acts, valid = menus[p]
+        entries = exact_menu(mech, ctx, s, p)
+        assert not valid[b, len(entries) :].any()
+        for j, (_, action) in enumerate(entries):
+            want = _encode(mech, s, p, action, spec, layout)
+            if want is None:
+                assert not valid[b, j]
+            else:
+                assert valid[b, j], (p, j)
+                assert np.array_equal(want, acts[b, j]), (p, j)
+
+
+def _play(name: str, which: str, spec_text: str, B: int, seed: int) -> tuple[Rollout, Any]:
+    """A batch played by a batched scripted policy of ``name`` (all players)."""
+    bagents = batched_agents(name)
+    pol = bagents.predicted if which == "predicted" else bagents.deviations[which]
+    ctx = _batch(spec_text, B, seed=seed)
+    rules = _rules(_mechanism(name, ctx.n, ctx.m, np.random.default_rng(seed)), spec_text)
+    rng = np.random.default_rng(seed)
+    players = list(range(ctx.n))
+    ro = rollout(rules, ctx, rng, policy=lambda s, mk: pol.act(rules, ctx, s, players, rng))
+    return ro, rules
+
+
+@pytest.mark.parametrize("which", ["random", "random_answers"])
+def test_random_deviations_are_legal(which: str) -> None:
+    ro, rules = _play("best_belief", which, CONFIGS[0][0], 500, seed=9)
+    assert not replay_exact(rules, ro)
+    answers = ro.final.data["answers"]
+    assert (answers == 1).any() and (answers == -1).any()
+
+
+def test_coalition_members_accept_their_winner_offer() -> None:
+    spec_text = "uniform:n=3,m=2,cap=9,belief=exact,coalitions=grand,shared=true"
+    ro, _ = _play("best_belief", "predicted", spec_text, 400, seed=11)
+    d = ro.final.data
+    asked = (d["lead_alloc"] != 0) & (d["coin"] == 1)[:, None]
+    assert asked.any()
+    assert (d["answers"][asked] == 1).all()
+
+
+# -- invariants ------------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    name=st.sampled_from(MECHS),
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(2, 4),
+    m=st.integers(1, 3),
+    shared=st.booleans(),
+)
+def test_utility_is_value_minus_price_and_shared_rewards_are_coalition_totals(
+    name: str, seed: int, n: int, m: int, shared: bool
+) -> None:
+    spec_text = (
+        f"uniform:n={n},m={m},cap=6,belief=wrong,coalitions=random,"
+        f"shared={'true' if shared else 'false'}"
+    )
+    rng = np.random.default_rng(seed)
+    ctx = _batch(spec_text, 64, seed=seed)
+    rules = _rules(_mechanism(name, n, m, rng), spec_text)
+    ro = rollout(rules, ctx, rng)
+    out = rules.outcome(ro.final)
+    u = rules.utilities(ctx, ro.final)
+    value = np.take_along_axis(ctx.values, out.alloc[:, :, None], axis=2)[:, :, 0]
+    np.testing.assert_allclose(u, value - out.prices, atol=1e-12)
+    r = rules.rewards(ctx, ro.final)
+    for b in range(ctx.B):
+        for c in ctx.coalitions_of(b):
+            members = list(c)
+            if shared:
+                np.testing.assert_allclose(r[b, members], u[b, members].sum(), atol=1e-9)
+            else:
+                np.testing.assert_allclose(r[b, members], u[b, members], atol=1e-12)
+    # goods are never handed out twice
+    used = np.zeros(ctx.B, dtype=np.int64)
+    for i in range(n):
+        assert not (used & out.alloc[:, i]).any()
+        used |= out.alloc[:, i]
