@@ -31,9 +31,11 @@ from mechgym.envs.engine.batched import (
     BatchOutcome,
     BatchState,
     ContextBatch,
+    check_actions,
     draw,
     register_batched,
 )
+from mechgym.envs.engine.errors import ContextError
 from mechgym.envs.engine.game import EnvSpec
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.budget_balanced_market import IMBALANCE, BudgetBalancedMarket
@@ -94,6 +96,38 @@ def finish(
     d["out_alloc"] = np.where(where[:, None], alloc, d["out_alloc"])
     d["out_prices"] = np.where(where[:, None], prices, d["out_prices"])
     d["out_destroyed"] = np.where(where, destroyed, d["out_destroyed"])
+
+
+def check_batch(rules: BatchedRules, ctx: ContextBatch) -> None:
+    """Refuse a batch of the wrong kind or size (:class:`ContextError`)."""
+    if ctx.kind != "market":
+        raise ContextError(
+            "context", f"{rules.mech.title} needs 'market' contexts, got {ctx.kind!r}"
+        )
+    if (ctx.n, ctx.m) != (rules.spec.n, rules.spec.m):
+        raise ContextError(
+            "context",
+            f"the batch has n={ctx.n}, m={ctx.m}; these rules were built for "
+            f"n={rules.spec.n}, m={rules.spec.m}",
+        )
+
+
+def checked(rules: BatchedRules, state: BatchState, actions: np.ndarray) -> np.ndarray:
+    """``actions`` as int64 after :func:`check_actions` against the state's masks."""
+    actions = np.asarray(actions)
+    if actions.dtype.kind not in "iu":
+        if actions.dtype.kind == "b" or (
+            actions.dtype.kind == "f" and np.all(actions == np.round(actions))
+        ):
+            actions = actions.astype(np.int64)
+        else:
+            from mechgym.envs.engine.errors import OutOfSpaceError
+
+            raise OutOfSpaceError("batch", "-", f"actions must be integers, got {actions.dtype}")
+    actions = actions.astype(np.int64, copy=False)
+    names = np.asarray([*rules.phases, "terminal"])
+    check_actions(rules.layout, rules.masks(state), actions, state.acting, names[state.phase])
+    return actions
 
 
 def fresh_outcome(B: int, n: int) -> dict[str, np.ndarray]:
@@ -212,6 +246,7 @@ class BudgetBalancedMarketBatched(BatchedRules):
 
     # -- rules -------------------------------------------------------------------------------
     def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
+        check_batch(self, ctx)
         self.constants(int(ctx.k))  # validate ε, δ for this n and k up front
         B, n = ctx.B, self.spec.n
         data = {
@@ -242,6 +277,7 @@ class BudgetBalancedMarketBatched(BatchedRules):
         actions: np.ndarray,
         rng: np.random.Generator,
     ) -> BatchState:
+        actions = checked(self, state, actions)
         c = self.constants(int(ctx.k))
         n, m = self.spec.n, self.spec.m
         B = ctx.B
