@@ -26,6 +26,8 @@ from mechgym.envs.engine.errors import ContextError
 from mechgym.envs.engine.game import EnvSpec
 from mechgym.envs.mechanisms.budget_balanced_market_batched import (
     bundle_bits,
+    check_batch,
+    checked,
     decode_owners,
     destroyed_of,
     encode_owners,
@@ -116,6 +118,8 @@ class _NaiveBatched(BatchedRules):
         return out, ok
 
     def start(self, ctx: ContextBatch) -> dict[str, np.ndarray]:
+        """Fresh data arrays (after checking the batch's kind and sizes)."""
+        check_batch(self, ctx)
         B, n = ctx.B, self.spec.n
         return {
             "k": np.full(B, int(ctx.k), dtype=np.int64),
@@ -158,6 +162,7 @@ class NaiveMarket1Batched(_NaiveBatched):
         actions: np.ndarray,
         rng: np.random.Generator,
     ) -> BatchState:
+        actions = checked(self, state, actions)
         live = state.phase == 0
         if not live.any():
             return state
@@ -221,6 +226,7 @@ class _ProposeAndAnswerBatched(_NaiveBatched):
         actions: np.ndarray,
         rng: np.random.Generator,
     ) -> BatchState:
+        actions = checked(self, state, actions)
         n = self.spec.n
         B = ctx.B
         d = dict(state.data)
