@@ -90,6 +90,7 @@ def batched_agents(mechanism_name: str) -> BatchedAgents:
 
     if mechanism_name not in BATCHED_AGENTS:
         module = {
+            "normal_form": "best_belief",
             "mixture": "second_price_bundle",
             "hope_for_the_best": "foils",
             "naive_market_1": "foils",
