@@ -35,6 +35,7 @@ from mechgym.envs.mechanisms.offer_rules_batched import (
     decode_offers,
     draw_coin,
     heads_outcome,
+    merge,
     tails_outcome,
     winner_of,
     write_offer_stage,
@@ -110,12 +111,11 @@ class BestBeliefBatched(BatchedRules):
         if at_respond.any():
             yes = actions[:, :, self.i_answer] == 1
             given = np.where(state.acting, np.where(yes, 1, -1), 0).astype(np.int8)
-            d["answers"] = np.where(at_respond[:, None], given, d["answers"])
+            d["answers"] = merge(at_respond, given, d["answers"])
             phase[at_respond] = TERMINAL
             acting[at_respond] = False
         chance = list(state.chance)
         if at_announce.any():
-            live = at_announce[:, None]
             alloc, prices = decode_offers(actions, self.spec, self.layout)
             revenues = announced_revenues(prices)
             winner = winner_of(revenues)
@@ -128,22 +128,23 @@ class BestBeliefBatched(BatchedRules):
                 leads = revenues[rows, winner] < r_rev
                 lead_alloc = np.where(leads[:, None], r_alloc, lead_alloc)
                 lead_prices = np.where(leads[:, None], r_prices, lead_prices)
-            d["bundle"] = np.where(live, actions[:, :, self.i_bundle], d["bundle"])
-            d["alloc"] = np.where(live[:, :, None], alloc, d["alloc"])
-            d["prices"] = np.where(live[:, :, None], prices, d["prices"])
-            d["revenues"] = np.where(live, revenues, d["revenues"])
-            d["winner"] = np.where(at_announce, winner, d["winner"])
-            d["seller_leads"] = np.where(at_announce, leads, d["seller_leads"])
-            d["lead_alloc"] = np.where(live, lead_alloc, d["lead_alloc"])
-            d["lead_prices"] = np.where(live, lead_prices, d["lead_prices"])
+            put = at_announce
+            d["bundle"] = merge(put, actions[:, :, self.i_bundle], d["bundle"])
+            d["alloc"] = merge(put, alloc, d["alloc"])
+            d["prices"] = merge(put, prices, d["prices"])
+            d["revenues"] = merge(put, revenues, d["revenues"])
+            d["winner"] = merge(put, winner, d["winner"])
+            d["seller_leads"] = merge(put, leads, d["seller_leads"])
+            d["lead_alloc"] = merge(put, lead_alloc, d["lead_alloc"])
+            d["lead_prices"] = merge(put, lead_prices, d["lead_prices"])
             d["announced"] = d["announced"] | at_announce
             coin = draw_coin(rng, at_announce)
             chance.append(coin)
-            d["coin"] = np.where(at_announce, coin, d["coin"])
+            d["coin"] = merge(put, coin, d["coin"])
             ask = askers(lead_alloc)
             respond = at_announce & (coin == 1) & ask.any(axis=1)
-            phase = np.where(at_announce, np.where(respond, RESPOND, TERMINAL), phase)
-            acting = np.where(live, ask & respond[:, None], acting)
+            phase = merge(put, np.where(respond, RESPOND, TERMINAL), phase)
+            acting = merge(put, ask & respond[:, None], acting)
         return BatchState(phase, acting, d, chance)
 
     def outcome(self, state: BatchState) -> BatchOutcome:

@@ -30,6 +30,7 @@ from mechgym.envs.mechanisms.offer_rules_batched import (
     decode_offers,
     draw_coin,
     heads_outcome,
+    merge,
     offer_features,
     tails_outcome,
     winner_of,
@@ -93,19 +94,18 @@ class NormalFormBatched(BatchedRules):
         d = dict(state.data)
         alloc, prices = decode_offers(actions, self.spec, self.layout)
         revenues = announced_revenues(prices)
-        l2, l3 = live[:, None], live[:, None, None]
-        d["valuation"] = np.where(
-            l3, decode_valuations(actions, self.spec, self.i_value), d["valuation"]
+        d["valuation"] = merge(
+            live, decode_valuations(actions, self.spec, self.i_value), d["valuation"]
         )
-        d["alloc"] = np.where(l3, alloc, d["alloc"])
-        d["prices"] = np.where(l3, prices, d["prices"])
-        d["revenues"] = np.where(l2, revenues, d["revenues"])
-        d["winner"] = np.where(live, winner_of(revenues), d["winner"])
+        d["alloc"] = merge(live, alloc, d["alloc"])
+        d["prices"] = merge(live, prices, d["prices"])
+        d["revenues"] = merge(live, revenues, d["revenues"])
+        d["winner"] = merge(live, winner_of(revenues), d["winner"])
         d["announced"] = d["announced"] | live
         coin = draw_coin(rng, live)
-        d["coin"] = np.where(live, coin, d["coin"])
+        d["coin"] = merge(live, coin, d["coin"])
         phase = np.where(live, TERMINAL, state.phase)
-        acting = state.acting & ~l2
+        acting = state.acting & ~live[:, None]
         return BatchState(phase, acting, d, [*state.chance, coin])
 
     def _winner_offer(self, d: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -25,6 +25,20 @@ from mechgym.envs.engine.game import EnvSpec
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.offer_rules import COIN
 
+# -- state updates -----------------------------------------------------------------------------
+
+
+def merge(live: np.ndarray, new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """``new`` for the ``live`` episodes (``(B,)`` bool), ``old`` elsewhere; any trailing axes.
+
+    When every episode is live (the common case of a batch played in lockstep) ``new`` is
+    returned as is.
+    """
+    if live.all():
+        return new
+    return np.where(live.reshape(live.shape + (1,) * (new.ndim - 1)), new, old)
+
+
 # -- announcements ---------------------------------------------------------------------------
 
 
@@ -165,15 +179,22 @@ class PhaseMasks:
     """
 
     def __init__(self, rows: list[np.ndarray], idle: np.ndarray) -> None:
-        n = rows[0].shape[0]
-        # index P (= TERMINAL = -1 after wrapping) is the all-idle table of ended episodes
-        self.table = np.stack([*rows, np.broadcast_to(idle, (n, idle.shape[0]))]).astype(np.int8)
-        self.idle = idle.astype(np.int8)
+        n, size = rows[0].shape
+        self.n, self.phases = n, len(rows)
+        # One flat table of rows indexed by (phase, acting, player); phase index P stands
+        # for ended episodes (all idle). A gather is much cheaper than a 3-way np.where.
+        table = np.empty((self.phases + 1, 2, n, size), dtype=np.int8)
+        table[:, 0] = idle
+        table[: self.phases, 1] = np.stack(rows)
+        table[self.phases, 1] = idle
+        self.table = table.reshape(-1, size)
+        self.players = np.arange(n)
 
     def __call__(self, phase: np.ndarray, acting: np.ndarray) -> np.ndarray:
         """``(B, n, mask_size)`` masks for episodes at ``phase`` ``(B,)`` with ``acting``."""
-        rows = self.table[np.where(phase == TERMINAL, len(self.table) - 1, phase)]
-        return np.where(acting[:, :, None], rows, self.idle)
+        p = np.where(phase == TERMINAL, self.phases, phase)
+        idx = (p[:, None] * 2 + acting) * self.n + self.players
+        return np.take(self.table, idx, axis=0)
 
 
 # -- public features ---------------------------------------------------------------------------
