@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mechgym.envs.engine.errors import MechgymError, ParameterError
+from mechgym.envs.model.limits import check_seed
 
 app = typer.Typer(
     name="mechgym",
@@ -53,7 +54,7 @@ AgentsOpt = Annotated[
 
 def fail(message: str) -> None:
     """Print a user error and exit with status 2."""
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # one line
     raise typer.Exit(2)
 
 
@@ -258,7 +259,7 @@ def evaluate(
         e = entry(mechanism)
         mech = build_mechanism(e.mechanism_class(), parse_params(param))
         ctx0, gen = load_source(example, context, generate, e.mechanism_class().context_kind)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed, "--seed"))
         ctxs = [ctx0] if gen is None else [gen.sample(rng) for _ in range(contexts)]
         reports = []
         for ctx in ctxs:
@@ -339,7 +340,7 @@ def play(
 
         e = entry(mechanism)
         ctx, gen = load_source(example, context, generate, e.mechanism_class().context_kind)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed, "--seed"))
         if gen is not None:
             ctx = gen.sample(rng)
         env = e.load_env_module().raw_env(context=ctx, seed=seed, **parse_params(param))

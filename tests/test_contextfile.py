@@ -183,7 +183,7 @@ def test_players_errors() -> None:
 
 def test_goods_errors() -> None:
     bad(worked(goods=0), "goods: must be an integer >= 1")
-    bad(worked(goods=40), "goods: must be at most 16")
+    bad(worked(goods=40), "goods: must be at most 12")
 
 
 def test_missing_and_unknown_keys() -> None:

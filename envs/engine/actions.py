@@ -18,6 +18,7 @@ import numpy as np
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError
 from mechgym.envs.engine.game import EnvSpec
 from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.model.limits import MAX_AMOUNT
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,45 @@ class Offer:
 
 def _is_int(x: object) -> bool:
     return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
+
+
+def check_amount(
+    x: object, agent: str, phase: str, what: str, lo: int = 0, hi: int = MAX_AMOUNT
+) -> int:
+    """An integer amount (value, price, bid) in ``lo..hi``; ``hi`` defaults to 2**53, which
+    keeps rewards exact in float64 and every sum of ``n`` amounts inside the int64 solvers."""
+    if not _is_int(x):
+        raise MalformedAnnouncementError(agent, phase, f"{what} must be an integer, got {x!r}")
+    if not lo <= int(x) <= hi:
+        low = "-2**53" if lo == -MAX_AMOUNT else str(lo)
+        bound = "2**53" if hi == MAX_AMOUNT else str(hi)
+        raise MalformedAnnouncementError(
+            agent, phase, f"{what} must lie in {low}..{bound}, got {_short(x)}"
+        )
+    return int(x)
+
+
+def _short(x: object) -> str:
+    text = repr(x)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+def check_entries(
+    x: object, length: int, agent: str, phase: str, what: str, noun: str = "entries"
+) -> list[Any]:
+    """A sequence (tuple, list, array) of exactly ``length`` entries; anything else, iterators
+    included, is a malformed announcement."""
+    if isinstance(x, str | bytes) or not isinstance(x, Sequence | np.ndarray):
+        raise MalformedAnnouncementError(
+            agent, phase, f"{what} must be a sequence of {length} {noun}, got {_short(x)}"
+        )
+    if isinstance(x, np.ndarray) and x.ndim != 1:
+        raise MalformedAnnouncementError(agent, phase, f"{what} must be one-dimensional")
+    if len(x) != length:
+        raise MalformedAnnouncementError(
+            agent, phase, f"{what} needs {length} {noun}, got {len(x)}"
+        )
+    return list(x)
 
 
 def check_bundle(bundle: object, m: int, agent: str, phase: str, what: str = "bundle") -> int:
@@ -70,16 +110,10 @@ def check_offer(
         raise MalformedAnnouncementError(
             agent, phase, f"expected an Offer, got {type(offer).__name__}"
         )
-    if len(offer.alloc) != n or len(offer.prices) != n:
-        raise MalformedAnnouncementError(
-            agent,
-            phase,
-            f"an offer needs {n} bundles and {n} prices, "
-            f"got {len(offer.alloc)} and {len(offer.prices)}",
-        )
+    raw_alloc = check_entries(offer.alloc, n, agent, phase, "an offer", "bundles")
+    raw_prices = check_entries(offer.prices, n, agent, phase, "an offer", "prices")
     alloc = tuple(
-        check_bundle(b, m, agent, phase, f"bundle for player {j}")
-        for j, b in enumerate(offer.alloc)
+        check_bundle(b, m, agent, phase, f"bundle for player {j}") for j, b in enumerate(raw_alloc)
     )
     used = 0
     for j, b in enumerate(alloc):
@@ -89,12 +123,8 @@ def check_offer(
             )
         used |= b
     prices = []
-    for j, p in enumerate(offer.prices):
-        if not _is_int(p):
-            raise MalformedAnnouncementError(
-                agent, phase, f"price for player {j} must be an integer, got {p!r}"
-            )
-        p = int(p)
+    for j, raw in enumerate(raw_prices):
+        p = check_amount(raw, agent, phase, f"price for player {j}", lo=-MAX_AMOUNT)
         if alloc[j] == 0 and p != 0:
             raise MalformedAnnouncementError(
                 agent, phase, f"player {j} is offered nothing, so its price must be 0 (got {p})"
@@ -227,26 +257,8 @@ def check_answer(answer: object, agent: str, phase: str) -> bool:
 
 def check_valuation(v: object, m: int, agent: str, phase: str, lo: int = 0) -> tuple[int, ...]:
     """A reported valuation: ``2**m`` integers ``>= lo``, 0 on the empty bundle."""
-    if not isinstance(v, Sequence | np.ndarray) or isinstance(v, str):
-        raise MalformedAnnouncementError(
-            agent, phase, "a valuation must be a sequence of 2**m integers"
-        )
-    vals = list(v)
-    if len(vals) != 1 << m:
-        raise MalformedAnnouncementError(
-            agent, phase, f"a valuation needs {1 << m} entries (one per bundle), got {len(vals)}"
-        )
-    out = []
-    for s, x in enumerate(vals):
-        if not _is_int(x):
-            raise MalformedAnnouncementError(
-                agent, phase, f"value of bundle {s} must be an integer, got {x!r}"
-            )
-        if int(x) < lo:
-            raise MalformedAnnouncementError(
-                agent, phase, f"value of bundle {s} must be >= {lo}, got {int(x)}"
-            )
-        out.append(int(x))
+    vals = check_entries(v, 1 << m, agent, phase, "a valuation", "values (one per bundle)")
+    out = [check_amount(x, agent, phase, f"value of bundle {s}", lo=lo) for s, x in enumerate(vals)]
     if out[0] != 0:
         raise MalformedAnnouncementError(
             agent, phase, "the empty bundle must be reported at value 0"

@@ -27,6 +27,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from mechgym.envs.engine.errors import ContextError, ParameterError
 from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.model.limits import MAX_DENOMINATOR as MAX_CONSTANT
+from mechgym.envs.model.limits import MAX_PLAYERS
 from mechgym.envs.model.outcome import Outcome
 
 
@@ -81,6 +83,8 @@ class EnvSpec:
             raise ParameterError("n", f"needs at least 2 players, got {self.n}")
         if self.m < 1:
             raise ParameterError("m", f"needs at least 1 good, got {self.m}")
+        if self.n > MAX_PLAYERS:
+            raise ParameterError("n", f"at most {MAX_PLAYERS} players are supported, got {self.n}")
         if self.value_cap < 1 or self.price_cap < 1:
             raise ParameterError("value_cap/price_cap", "must be positive integers")
 
@@ -88,11 +92,15 @@ class EnvSpec:
 def as_fraction(x: Any, name: str) -> Fraction:
     """Read a constant such as ε exactly: ``"1/100"``, ``0.01`` or ``Fraction(1, 100)``."""
     try:
-        if isinstance(x, float):
-            return Fraction(x).limit_denominator(10**9)
-        return Fraction(x)
-    except (ValueError, TypeError, ZeroDivisionError):
+        q = Fraction(x).limit_denominator(10**9) if isinstance(x, float) else Fraction(x)
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError):
         raise ParameterError(name, f"cannot read {x!r} as a number") from None
+    if abs(q.numerator) > MAX_CONSTANT or q.denominator > MAX_CONSTANT:
+        # exact expectations multiply such constants along a game tree; keep them short
+        raise ParameterError(
+            name, f"{x!r} needs numerator and denominator of at most 10**30 (e.g. eps >= 1e-30)"
+        )
+    return q
 
 
 class Mechanism(ABC):
@@ -106,6 +114,8 @@ class Mechanism(ABC):
     phases: ClassVar[tuple[str, ...]]
     #: whether every decision node is simultaneous (a parallel env is then offered)
     simultaneous_only: ClassVar[bool] = True
+    #: whether every player acts at every decision node (PettingZoo's aec_to_parallel needs it)
+    every_player_acts: ClassVar[bool] = True
     #: the context class the mechanism runs on
     context_kind: ClassVar[str] = "auction"
     #: whether action masks depend on more than (phase, player); if not, envs cache them
@@ -268,17 +278,47 @@ def play(
 
 
 def sample_chance(node: Chance, rng: np.random.Generator) -> int:
-    """Draw a chance outcome exactly: a uniform integer against the common denominator."""
+    """Draw a chance outcome exactly: a uniform integer against the common denominator.
+
+    Exact for every rational probability, however small: denominators beyond int64 are
+    sampled from 32-bit chunks (see :func:`uniform_below`).
+    """
     denom = 1
     for p in node.probs:
         denom = denom * p.denominator // _gcd(denom, p.denominator)
-    r = int(rng.integers(denom))
+    r = uniform_below(denom, rng)
     acc = 0
     for k, p in enumerate(node.probs):
         acc += p.numerator * (denom // p.denominator)
         if r < acc:
             return k
     return len(node.probs) - 1
+
+
+_INT64_HIGH = (1 << 63) - 1
+
+
+def uniform_below(bound: int, rng: np.random.Generator) -> int:
+    """A uniform integer in ``0..bound-1`` for any positive Python int ``bound``.
+
+    Below 2**63 - 1 this is ``rng.integers(bound)`` (the same stream as before); above it,
+    rejection sampling on ``bound.bit_length()`` random bits drawn as 32-bit chunks, which
+    accepts with probability above 1/2 per round.
+    """
+    if bound < 1:
+        raise ValueError(f"bound must be positive, got {bound}")
+    if bound <= _INT64_HIGH:
+        return int(rng.integers(bound))
+    bits = bound.bit_length()
+    chunks = -(-bits // 32)
+    while True:
+        words = rng.integers(0, 1 << 32, size=chunks, dtype=np.uint64)
+        x = 0
+        for w in words:
+            x = (x << 32) | int(w)
+        x >>= chunks * 32 - bits
+        if x < bound:
+            return x
 
 
 def _gcd(a: int, b: int) -> int:

@@ -62,6 +62,7 @@ from mechgym.envs.engine.game import (
 )
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.model.bundles import format_bundle
+from mechgym.envs.model.limits import is_amount
 from mechgym.envs.model.market import market_msw
 from mechgym.envs.model.outcome import Outcome
 
@@ -141,6 +142,13 @@ def check_proposal(action: Any, n: int, m: int, agent: str, phase: str) -> Marke
                 phase,
                 f"price for player {j} must be an int or a fractions.Fraction, got {p!r}",
             )
+        if not is_amount(prices[-1]):
+            # rewards are floats and solvers int64: keep every price exact in float64
+            raise MalformedAnnouncementError(
+                agent,
+                phase,
+                f"price for player {j} must have magnitude and denominator at most 2**53",
+            )
     return MarketProposal(tuple(alloc), tuple(prices))
 
 
@@ -210,6 +218,8 @@ class BudgetBalancedMarket(Mechanism):
     simultaneous_only = True
     context_kind = "market"
     mask_depends_on_state = False
+    # player 0 proposes alone, players 1..n-1 respond, one player confirms
+    every_player_acts = False
 
     def __init__(self, eps: Any = None, delta: Any = None) -> None:
         self._eps = None if eps is None else as_fraction(eps, "eps")

@@ -48,6 +48,7 @@ reads the ally, salloc, owner and price fields; ``respond`` reads ``answer``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -56,6 +57,7 @@ from typing import Any
 import numpy as np
 from mechgym.envs.engine.actions import (
     Offer,
+    check_amount,
     check_answer,
     check_bundle,
     offer_stage_size,
@@ -161,7 +163,12 @@ def check_coalition(
             phase,
             f"the alleged coalition must be a collection of players, got {coalition!r}",
         )
-    members = list(coalition)
+    # at most n + 1 items: an endless iterable is refused, not read forever
+    members = list(itertools.islice(coalition, n + 1))
+    if len(members) > n:
+        raise MalformedAnnouncementError(
+            agent, phase, f"an alleged coalition has at most {n} members"
+        )
     for p in members:
         if not _is_int(p) or not 0 <= int(p) < n:
             raise MalformedAnnouncementError(
@@ -186,7 +193,7 @@ def _check_bundles(
 ) -> tuple[int, ...]:
     if isinstance(bundles, str | bytes) or not isinstance(bundles, Iterable):
         raise MalformedAnnouncementError(agent, phase, f"{what} must be a sequence of {n} bundles")
-    items = list(bundles)
+    items = list(itertools.islice(bundles, n + 1))
     if len(items) != n:
         raise MalformedAnnouncementError(
             agent, phase, f"{what} needs {n} bundles, got {len(items)}"
@@ -212,7 +219,9 @@ def check_reasonable_offer(offer: object, n: int, m: int, agent: str, phase: str
             agent, phase, f"expected an Offer as Ω^i, got {type(offer).__name__}"
         )
     alloc = _check_bundles(offer.alloc, n, m, agent, phase, "outcome Ω^i")
-    prices = list(offer.prices) if isinstance(offer.prices, Iterable) else None
+    prices = (
+        list(itertools.islice(offer.prices, n + 1)) if isinstance(offer.prices, Iterable) else None
+    )
     if prices is None or len(prices) != n:
         raise MalformedAnnouncementError(agent, phase, f"outcome Ω^i needs {n} prices")
     for j, p in enumerate(prices):
@@ -226,6 +235,7 @@ def check_reasonable_offer(offer: object, n: int, m: int, agent: str, phase: str
                 phase,
                 f"price for player {j} must be >= 0 (a reasonable outcome), got {int(p)}",
             )
+        check_amount(p, agent, phase, f"price for player {j}")
     return Offer(alloc, tuple(int(p) for p in prices))
 
 

@@ -46,7 +46,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from mechgym.envs.engine.actions import offer_features
+from mechgym.envs.engine.actions import check_amount, offer_features
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
 from mechgym.envs.engine.game import (
     Chance,
@@ -175,7 +175,7 @@ class HopeForTheBest(Mechanism):
                         f"reported value of player {i} for state {x} must be a non-negative "
                         f"integer, got {v!r}",
                     )
-                vals.append(int(v))
+                vals.append(check_amount(v, agent, phase, f"value of player {i} for state {x}"))
             out.append(tuple(vals))
         return TypeReport(tuple(out))
 

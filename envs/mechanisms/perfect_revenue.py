@@ -62,6 +62,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from mechgym.envs.engine.actions import check_amount, check_entries
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
 from mechgym.envs.engine.game import (
     Chance,
@@ -597,10 +598,10 @@ def _amounts(raw: Any, n: int, agent: str, phase: str, what: str) -> tuple[int, 
             agent, phase, f"needs {n} {what}s (one per player), got {len(raw)}"
         )
     out = []
-    for j, x in enumerate(raw):
+    for j, x in enumerate(check_entries(raw, n, agent, phase, f"the {what}s")):
         if not _is_int(x) or int(x) < 0:
             raise MalformedAnnouncementError(
                 agent, phase, f"{what} for player {j} must be a non-negative integer, got {x!r}"
             )
-        out.append(int(x))
+        out.append(check_amount(x, agent, phase, f"{what} for player {j}"))
     return tuple(out)

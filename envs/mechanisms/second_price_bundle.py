@@ -31,7 +31,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from mechgym.envs.engine.actions import check_bundle
+from mechgym.envs.engine.actions import check_amount, check_bundle
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
 from mechgym.envs.engine.game import (
     Chance,
@@ -189,6 +189,7 @@ class SecondPriceBundle(Mechanism):
             raise MalformedAnnouncementError(
                 agent, phase, f"a bid value must be an integer >= 0, got {action.value!r}"
             )
+        check_amount(action.value, agent, phase, "a bid value")
         bundle = check_bundle(action.bundle, s.m, agent, phase, "bid bundle")
         return BundleBid(int(action.value), bundle)
 

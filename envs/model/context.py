@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from mechgym.envs.engine.errors import ContextError
+from mechgym.envs.model.limits import MAX_AMOUNT
 from mechgym.envs.model.outcome import Outcome
 
 Partition = tuple[tuple[int, ...], ...]
@@ -64,9 +65,11 @@ def _int_array(a: Any, shape: tuple[int, ...], field: str) -> np.ndarray:
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
             raise ContextError(field, "values and prices must be integers")
-        arr = arr.astype(np.int64)
     elif arr.dtype.kind not in "iu":
         raise ContextError(field, f"must hold integers, got dtype {arr.dtype}")
+    # checked before the cast: 2**70 as a float must not wrap around in int64
+    if arr.size and np.abs(arr.astype(np.float64)).max() > MAX_AMOUNT:
+        raise ContextError(field, "values and lower bounds must be at most 2**53")
     arr = arr.astype(np.int64, copy=True)
     arr.setflags(write=False)
     return arr

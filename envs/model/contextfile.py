@@ -31,6 +31,13 @@ import numpy as np
 from mechgym.envs.engine.errors import ContextError, ContextFileError
 from mechgym.envs.model.bundles import format_bundle, parse_bundle
 from mechgym.envs.model.context import AuctionContext
+from mechgym.envs.model.limits import (
+    MAX_AMOUNT,
+    MAX_BELIEF_ENTRIES,
+    MAX_GOODS,
+    MAX_PLAYERS,
+    read_small_file,
+)
 from mechgym.envs.model.market import market_from_dict, market_to_dict
 from mechgym.envs.model.states import read_coalitions, states_from_dict, states_to_dict
 
@@ -48,12 +55,7 @@ __all__ = [
     "save_context",
 ]
 
-MAX_GOODS = 16
-MAX_PLAYERS = 1000
-# The belief array is dense, n * n * 2**m int64 entries; refuse files that would need GiBs.
-MAX_BELIEF_ENTRIES = 1 << 26
-# Values stay exact in float64 too, and sums over many players cannot overflow int64.
-MAX_AMOUNT = 1 << 53
+# One set of limits for files, generators and env arguments (see envs/model/limits.py).
 
 _SUFFIXES = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 _TOP = "(top level)"
@@ -471,7 +473,11 @@ def load_context(path: str | Path) -> Any:
     source = str(path)
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_small_file(p, "context file").decode("utf-8")
+    except ValueError as exc:  # not a regular file, too large (UnicodeDecodeError below)
+        if isinstance(exc, UnicodeDecodeError):
+            raise ContextFileError(source, "file", f"is not UTF-8 text ({exc.reason})") from None
+        raise ContextFileError(source, "file", str(exc)) from None
     except FileNotFoundError:
         raise ContextFileError(source, "file", f"no such file ({p.absolute()})") from None
     except IsADirectoryError:

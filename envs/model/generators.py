@@ -27,6 +27,7 @@ import numpy as np
 from mechgym.envs.engine.errors import ContextError
 from mechgym.envs.model.bundles import bundle_of
 from mechgym.envs.model.context import AuctionContext, Partition, singletons
+from mechgym.envs.model.limits import MAX_AMOUNT, MAX_BELIEF_ENTRIES, MAX_GOODS, MAX_PLAYERS
 
 __all__ = [
     "BELIEFS",
@@ -43,7 +44,6 @@ __all__ = [
 
 BELIEFS = ("none", "exact", "noisy", "wrong")
 COALITIONS = ("independent", "random", "pair", "grand")
-MAX_GOODS = 12
 WRONG_RATE = 0.3
 
 
@@ -87,12 +87,20 @@ class AuctionGenerator:
     family: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        if not _is_int(self.n) or self.n < 2:
-            raise ContextError("n", f"must be an integer >= 2, got {self.n!r}")
+        if not _is_int(self.n) or not 2 <= self.n <= MAX_PLAYERS:
+            raise ContextError("n", f"must be an integer >= 2 and <= {MAX_PLAYERS}, got {self.n!r}")
         if not _is_int(self.m) or not 1 <= self.m <= MAX_GOODS:
             raise ContextError("m", f"must be an integer in 1..{MAX_GOODS}, got {self.m!r}")
-        if not _is_int(self.value_cap) or self.value_cap < 1:
-            raise ContextError("value_cap", f"must be an integer >= 1, got {self.value_cap!r}")
+        if int(self.n) ** 2 << int(self.m) > MAX_BELIEF_ENTRIES:
+            raise ContextError(
+                "n",
+                f"{self.n} players and {self.m} goods need {int(self.n) ** 2 << int(self.m)} "
+                f"belief entries; at most {MAX_BELIEF_ENTRIES} are supported",
+            )
+        if not _is_int(self.value_cap) or not 1 <= self.value_cap <= MAX_AMOUNT:
+            raise ContextError(
+                "value_cap", f"must be an integer >= 1 and <= 2**53, got {self.value_cap!r}"
+            )
         if self.belief not in BELIEFS:
             raise ContextError("belief", f"{self.belief!r} is not one of {', '.join(BELIEFS)}")
         noise = self.belief_noise

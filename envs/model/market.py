@@ -26,6 +26,7 @@ import numpy as np
 from mechgym.envs.engine.errors import ContextError
 from mechgym.envs.model.bundles import format_bundle, goods_of, parse_bundle
 from mechgym.envs.model.context import Collusion, Partition, check_partition, membership, singletons
+from mechgym.envs.model.limits import MAX_PLAYERS
 from mechgym.envs.model.outcome import Outcome
 from mechgym.envs.model.states import (
     COALITION_MODES,
@@ -339,8 +340,8 @@ class MarketGenerator:
     kind: ClassVar[str] = "market"
 
     def __post_init__(self) -> None:
-        if not _is_int(self.n) or self.n < 2:
-            raise ContextError("n", f"must be an integer >= 2, got {self.n!r}")
+        if not _is_int(self.n) or not 2 <= self.n <= MAX_PLAYERS:
+            raise ContextError("n", f"must be an integer >= 2 and <= {MAX_PLAYERS}, got {self.n!r}")
         if not _is_int(self.m) or not 1 <= self.m <= MAX_MARKET_GOODS:
             raise ContextError("m", f"must be an integer in 1..{MAX_MARKET_GOODS}, got {self.m!r}")
         if not _is_int(self.k) or not 1 <= self.k <= 30:
@@ -459,7 +460,7 @@ def market_from_dict(data: Mapping[str, Any]) -> MarketContext:
     check_keys(data, _KEYS, required=("players", "goods", "bits", "values", "endowment"))
     if data.get("kind", "market") != "market":
         raise ContextError("kind", f"expected 'market', got {data.get('kind')!r}")
-    n = read_int(data["players"], "players", 2, 10_000)
+    n = read_int(data["players"], "players", 2, MAX_PLAYERS)
     m = read_int(data["goods"], "goods", 1, MAX_MARKET_GOODS)
     k = read_int(data["bits"], "bits", 1, MAX_BITS)
     bound = 1 << (k - 1)

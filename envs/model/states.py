@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 from mechgym.envs.engine.errors import ContextError
 from mechgym.envs.model.context import Collusion, Partition, check_partition, membership, singletons
+from mechgym.envs.model.limits import MAX_AMOUNT, MAX_PLAYERS
 from mechgym.envs.model.outcome import Outcome
 
 __all__ = [
@@ -334,14 +335,16 @@ class StatesGenerator:
     kind: ClassVar[str] = "states"
 
     def __post_init__(self) -> None:
-        if not _is_int(self.n) or self.n < 2:
-            raise ContextError("n", f"must be an integer >= 2, got {self.n!r}")
+        if not _is_int(self.n) or not 2 <= self.n <= MAX_PLAYERS:
+            raise ContextError("n", f"must be an integer >= 2 and <= {MAX_PLAYERS}, got {self.n!r}")
         if not _is_int(self.m) or not 1 <= self.m <= MAX_STATES:
             raise ContextError(
                 "m", f"must be a number of states in 1..{MAX_STATES}, got {self.m!r}"
             )
-        if not _is_int(self.value_cap) or self.value_cap < 1:
-            raise ContextError("value_cap", f"must be an integer >= 1, got {self.value_cap!r}")
+        if not _is_int(self.value_cap) or not 1 <= self.value_cap <= MAX_AMOUNT:
+            raise ContextError(
+                "value_cap", f"must be an integer >= 1 and <= 2**53, got {self.value_cap!r}"
+            )
         if self.coalitions not in COALITION_MODES:
             raise ContextError(
                 "coalitions", f"{self.coalitions!r} is not one of {', '.join(COALITION_MODES)}"
@@ -460,7 +463,7 @@ def states_from_dict(data: Mapping[str, Any]) -> StateContext:
     check_keys(data, _KEYS, required=("players", "states", "types"))
     if data.get("kind", "states") != "states":
         raise ContextError("kind", f"expected 'states', got {data.get('kind')!r}")
-    n = read_int(data["players"], "players", 2, 10_000)
+    n = read_int(data["players"], "players", 2, MAX_PLAYERS)
     raw_states = data["states"]
     if isinstance(raw_states, list | tuple):
         labels: tuple[str, ...] | None = tuple(raw_states)

@@ -32,6 +32,7 @@ from mechgym.envs.engine.game import (
     require_kind,
     sample_chance,
 )
+from mechgym.envs.model.limits import MAX_MASK_SIZE, check_cap, check_seed
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils import wrappers
 
@@ -96,14 +97,24 @@ class MechanismEnv(AECEnv):
         self.generator = generator
         self.context = context
         self.context_class = type(context) if context is not None else generator.context_class
-        vcap = int(value_cap if value_cap is not None else src.value_cap)
+        seed = check_seed(seed)
+        vcap = check_cap(value_cap if value_cap is not None else src.value_cap, "value_cap")
+        pcap = price_cap if price_cap is not None else mechanism.default_price_cap(src.n, vcap)
         self.spec = EnvSpec(
             n=int(src.n),
             m=int(src.m),
             value_cap=vcap,
-            price_cap=int(price_cap or mechanism.default_price_cap(int(src.n), vcap)),
+            price_cap=check_cap(pcap, "price_cap"),
         )
         self.layout = mechanism.layout(self.spec)
+        if self.layout.mask_size > MAX_MASK_SIZE:
+            # masks are dense int8 vectors; refuse before allocating one
+            raise ParameterError(
+                "value_cap/price_cap",
+                f"the action mask would hold {self.layout.mask_size} entries (at most "
+                f"{MAX_MASK_SIZE}); pass a smaller value_cap/price_cap (structured actions "
+                "may still state amounts up to 2**53)",
+            )
         self.render_mode = render_mode
         self.metadata = {
             **self.metadata,
@@ -143,6 +154,7 @@ class MechanismEnv(AECEnv):
         return self.action_spaces[agent]
 
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        seed = check_seed(seed)
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         ctx = (options or {}).get("context")
@@ -215,18 +227,24 @@ class MechanismEnv(AECEnv):
             return
         player = self._index[agent]
         structured = self.check_action(player, action)
-        self._cumulative_rewards[agent] = 0.0
-        self._clear_rewards()
-        self._buffer[player] = structured
-        node = self._node
-        waiting = [p for p in node.players if p not in self._buffer]
-        if waiting:
-            self.agent_selection = agent_name(waiting[0])
-            return
-        actions, self._buffer = self._buffer, {}
-        self.history.append(("decision", (node.phase, dict(actions), self.state)))
-        self.state = self.mechanism.resolve(self.state, actions)
-        self._advance()
+        # Resolving may still fail (a solver's limit); then the env is put back as it was.
+        saved = self._save()
+        try:
+            self._cumulative_rewards[agent] = 0.0
+            self._clear_rewards()
+            self._buffer[player] = structured
+            node = self._node
+            waiting = [p for p in node.players if p not in self._buffer]
+            if waiting:
+                self.agent_selection = agent_name(waiting[0])
+                return
+            actions, self._buffer = self._buffer, {}
+            self.history.append(("decision", (node.phase, dict(actions), self.state)))
+            self.state = self.mechanism.resolve(self.state, actions)
+            self._advance()
+        except BaseException:
+            self._load(saved)
+            raise
         if self.render_mode == "human":
             self.render()
 
@@ -264,6 +282,39 @@ class MechanismEnv(AECEnv):
     def node(self) -> Any:
         """The engine node the env is at."""
         return self._node
+
+    def _save(self) -> tuple[Any, ...]:
+        """Everything ``step`` may change, cheap to take (states are immutable)."""
+        return (
+            self.state,
+            self._node,
+            self.outcome,
+            len(self.history),
+            dict(self._buffer),
+            dict(self.rewards),
+            dict(self._cumulative_rewards),
+            dict(self.terminations),
+            dict(self.truncations),
+            self.agent_selection,
+            self._rng.bit_generator.state,
+        )
+
+    def _load(self, saved: tuple[Any, ...]) -> None:
+        (
+            self.state,
+            self._node,
+            self.outcome,
+            length,
+            self._buffer,
+            self.rewards,
+            self._cumulative_rewards,
+            self.terminations,
+            self.truncations,
+            self.agent_selection,
+            rng_state,
+        ) = saved
+        del self.history[length:]
+        self._rng.bit_generator.state = rng_state
 
     def _advance(self) -> None:
         while True:
@@ -367,8 +418,13 @@ class MechanismParallelEnv(ParallelEnv):
                 aec.check_action(aec._index[a], actions[a])
             elif actions.get(a) is not None:
                 aec.layout.check(actions[a], aec._zero_mask, a, node.phase)
-        for a in acting:
-            aec.step(actions[a])
+        saved = aec._save()
+        try:
+            for a in acting:
+                aec.step(actions[a])
+        except BaseException:
+            aec._load(saved)  # no half-buffered node after a failed resolve
+            raise
         done = isinstance(aec.node, Terminal)
         agents = self.agents
         obs = {a: aec.observe(a) for a in agents}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -65,6 +66,8 @@ def env_module(
             )
 
     raw_env.__name__ = raw_env.__qualname__ = "raw_env"
+    # pickle finds classes by module and name: point it at the <name>_v0 module that calls us
+    raw_env.__module__ = sys._getframe(1).f_globals.get("__name__", __name__)
 
     def env(**kwargs: Any) -> AECEnv:
         """The AEC env, wrapped in PettingZoo's order enforcing wrapper."""

@@ -1,0 +1,125 @@
+"""Stated limits on everything a user can type: context files, generator specs, env
+arguments, actions and CLI options.
+
+One place, so that a context file, a generator and an env argument accept exactly the same
+sizes. Each limit says why it is what it is:
+
+* amounts (values, prices, bids, reports, caps) are integers of magnitude at most
+  :data:`MAX_AMOUNT` = 2**53: exact in float64 (rewards, JSON, HiGHS), and with at most
+  :data:`MAX_PLAYERS` of them a sum stays below 2**59, inside the int64 solvers' 2**61;
+* :data:`MAX_PLAYERS` players and :data:`MAX_GOODS` goods keep a belief array
+  ``(n, n, 2**m)`` at most :data:`MAX_BELIEF_ENTRIES` int64 entries (128 MiB);
+* an action mask (int8, one entry per value of every field) holds at most
+  :data:`MAX_MASK_SIZE` entries (4 MiB); an env whose caps would need more is refused;
+* a context or config file is a regular file of at most :data:`MAX_FILE_BYTES`;
+* constants such as ε have numerator and denominator at most :data:`MAX_DENOMINATOR`
+  (chance itself is sampled exactly for any rational probability).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import stat
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mechgym.envs.engine.errors import ParameterError
+
+__all__ = [
+    "MAX_AMOUNT",
+    "MAX_BELIEF_ENTRIES",
+    "MAX_CONTEXTS",
+    "MAX_DENOMINATOR",
+    "MAX_FILE_BYTES",
+    "MAX_GOODS",
+    "MAX_MASK_SIZE",
+    "MAX_PLAYERS",
+    "MAX_SEED",
+    "check_cap",
+    "check_seed",
+    "is_amount",
+    "read_small_file",
+]
+
+MAX_AMOUNT = 1 << 53
+MAX_PLAYERS = 64
+MAX_GOODS = 12
+MAX_BELIEF_ENTRIES = 1 << 24
+MAX_MASK_SIZE = 1 << 22
+MAX_FILE_BYTES = 16 << 20
+MAX_SEED = (1 << 63) - 1
+MAX_CONTEXTS = 100_000
+#: constants such as ε are rationals with numerator and denominator at most this
+MAX_DENOMINATOR = 10**30
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
+
+
+def check_cap(x: Any, name: str) -> int:
+    """An env's ``value_cap`` or ``price_cap``: an integer in ``1..MAX_AMOUNT``.
+
+    Raises
+    ------
+    ParameterError
+        For NaN, fractions such as 1.5, booleans, strings and out-of-range integers.
+    """
+    if isinstance(x, str) and x.strip().lstrip("+").isdigit() and len(x) < 30:
+        x = int(x)  # from the command line (--param value_cap=50)
+    if isinstance(x, float | np.floating) and math.isfinite(x) and float(x).is_integer():
+        x = int(x)
+    if not _is_int(x) or not 1 <= int(x) <= MAX_AMOUNT:
+        raise ParameterError(name, f"must be an integer in 1..2**53, got {x!r}")
+    return int(x)
+
+
+def check_seed(x: Any, name: str = "seed") -> int | None:
+    """A seed: ``None`` or an integer in ``0..MAX_SEED``."""
+    if x is None:
+        return None
+    if not _is_int(x) or not 0 <= int(x) <= MAX_SEED:
+        raise ParameterError(name, f"must be an integer in 0..2**63-1, got {x!r}")
+    return int(x)
+
+
+def is_amount(x: Any) -> bool:
+    """Whether ``x`` is an integer or rational of magnitude ≤ 2**53 (denominator ≤ 2**53)."""
+    if _is_int(x):
+        return abs(int(x)) <= MAX_AMOUNT
+    if isinstance(x, numbers.Rational) and not isinstance(x, bool):
+        q = Fraction(x)
+        return abs(q) <= MAX_AMOUNT and q.denominator <= MAX_AMOUNT
+    return False
+
+
+def read_small_file(path: str | Path, what: str = "file") -> bytes:
+    """Read a regular file of at most :data:`MAX_FILE_BYTES` bytes.
+
+    Raises
+    ------
+    OSError
+        As ``open`` does (missing file, permissions).
+    ValueError
+        With a one-line reason when the path is not a regular file or is too large;
+        callers turn it into their typed error.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"{p} is a directory")
+    # O_NONBLOCK: opening a FIFO must not wait for a writer before we can refuse it
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"is not a regular {what} (devices, pipes and sockets are refused)")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ValueError(f"is {st.st_size} bytes; a {what} may hold at most 16 MiB")
+        data = fh.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"has more than 16 MiB; a {what} may hold at most 16 MiB")
+    return data
