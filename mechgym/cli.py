@@ -242,6 +242,12 @@ def evaluate(
     generate: GenerateOpt = None,
     agents: AgentsOpt = "predicted",
     exact: Annotated[bool, typer.Option("--exact", help="Enumerate chance exactly.")] = False,
+    batched: Annotated[
+        bool, typer.Option("--batched", help="Sample on the batched path (batched agents).")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Episodes per batch with --batched.")
+    ] = 4096,
     episodes: Annotated[int, typer.Option("--episodes", min=1, help="Sampled episodes.")] = 1000,
     contexts: Annotated[
         int, typer.Option("--contexts", min=1, help="Contexts drawn with --generate.")
@@ -260,6 +266,23 @@ def evaluate(
         mech = build_mechanism(e.mechanism_class(), parse_params(param))
         ctx0, gen = load_source(example, context, generate, e.mechanism_class().context_kind)
         rng = np.random.default_rng(check_seed(seed, "--seed"))
+        if batched:
+            if exact:
+                raise ParameterError("--exact/--batched", "give only one of them")
+            from mechgym.batched_eval import batched_reports, pooled_stderr
+
+            src = ctx0 if gen is None else gen
+            reports = batched_reports(mech, src, agents, episodes, contexts, rng, batch_size)
+            out = reports[0] if len(reports) == 1 else summarize(reports)
+            if len(reports) > 1:
+                out["batched"] = True
+                for key in ("expected_revenue", "expected_welfare"):
+                    out[f"mean_{key}_stderr"] = pooled_stderr(reports, key)
+            if as_json:
+                print(json.dumps(out, indent=2))
+            else:
+                show_report(out)
+            return
         ctxs = [ctx0] if gen is None else [gen.sample(rng) for _ in range(contexts)]
         reports = []
         for ctx in ctxs:
@@ -352,7 +375,7 @@ def play(
                 env.step(None)
                 continue
             i = int(agent.split("_")[1])
-            env.step(profile[i].act(env.mechanism, ctx, env.state, i))
+            env.step(profile[i].act(env.mechanism, ctx, env.game_state, i))
         console.print(f"[bold]{e.name}[/] on {ctx.name or 'context'} (seed {seed})")
         console.print(env.transcript(), markup=False, highlight=False)
         utils = ctx.utilities(env.outcome)
@@ -393,6 +416,15 @@ def _mount_training() -> None:
 
 
 _mount_training()
+
+
+def _mount_benchmark() -> None:
+    from mechgym.benchmark.commands import add_benchmark_commands
+
+    add_benchmark_commands(app)
+
+
+_mount_benchmark()
 
 
 def main() -> None:
