@@ -383,7 +383,7 @@ def test_env_stays_usable_after_a_bad_action():
     pol = PredictedM4(ctx)
     while not isinstance(env.node, Terminal):
         i = int(env.agent_selection.split("_")[1])
-        env.step(pol.act(env.mechanism, ctx, env.state, i))
+        env.step(pol.act(env.mechanism, ctx, env.game_state, i))
     assert env.outcome.rule in ("heads", "tails")
     rewards = env.exact_rewards()
     assert rewards[0] == rewards[1]  # shared coalition reward

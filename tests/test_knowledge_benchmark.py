@@ -338,7 +338,8 @@ def test_pettingzoo_api(n, m, cap, coalitions, kw):
 
 def test_env_defaults_and_predicted_play_through_arrays():
     env = knowledge_benchmark_v0.raw_env(seed=7)
-    assert env.metadata["is_parallelizable"] and env.spec.n == 3
+    # only asked players respond, so PettingZoo's aec_to_parallel does not apply
+    assert not env.metadata["is_parallelizable"] and env.spec.n == 3
     env.reset(seed=7)
     ctx = env.context
     assert ctx.beliefs_correct()
@@ -346,7 +347,7 @@ def test_env_defaults_and_predicted_play_through_arrays():
     mech = env.mechanism
     while env.agents and not all(env.terminations.values()):
         i = int(env.agent_selection.split("_")[1])
-        a = pol.act(mech, ctx, env.state, i)
-        env.step(mech.encode(env.state, i, a, env.spec, env.layout))
+        a = pol.act(mech, ctx, env.game_state, i)
+        env.step(mech.encode(env.game_state, i, a, env.spec, env.layout))
     assert env.outcome is not None
     assert miew_offer(ctx, 0).revenue == best_belief(ctx, 0).value

@@ -340,7 +340,7 @@ def test_registered_and_plays_predicted() -> None:
         if term or trunc:
             env.step(None)
             continue
-        env.step(pred.act(raw.mechanism, ctx, raw.state, raw._index[agent]))
+        env.step(pred.act(raw.mechanism, ctx, raw.game_state, raw._index[agent]))
     assert raw.outcome.state in (-1, ctx.best_state())
     assert ctx.welfare(raw.outcome) == ctx.msw()
 
@@ -348,7 +348,7 @@ def test_registered_and_plays_predicted() -> None:
 def test_array_actions_round_trip() -> None:
     env = perfect_revenue_v0.raw_env(context=CTX, seed=0)
     env.reset()
-    state, lay = env.state, env.layout
+    state, lay = env.game_state, env.layout
     prop = PRProposal(1, (0, 3, 1))
     vec = MECH.encode(state, 0, prop, env.spec, lay)
     assert MECH.decode(state, 0, vec, env.spec, lay) == prop

@@ -107,7 +107,7 @@ def test_structured_actions_match_array_actions() -> None:
     env = best_belief_v0.raw_env(context=ctx, seed=0)
     env.reset(seed=0)
     ann = BBAnnouncement(3, Offer((0, 2, 1), (0, 25, 10)))
-    vec = env.mechanism.encode(env.state, 0, ann, env.spec, env.layout)
+    vec = env.mechanism.encode(env.game_state, 0, ann, env.spec, env.layout)
     assert env.check_action(0, vec) == ann
     assert env.check_action(0, ann) == ann
 
@@ -166,15 +166,20 @@ def test_array_actions_checked_field_by_field(bb_env) -> None:
     with pytest.raises(IllegalActionError, match="owner_0"):
         bb_env.step(vec)
     vec = lay.zeros()
-    vec[lay.index["answer"]] = 1  # the answer field is not read when announcing
-    with pytest.raises(IllegalActionError, match="not read in this phase"):
-        bb_env.step(vec)
-    vec = lay.zeros()
     vec[lay.index["bundle"]] = 4
     with pytest.raises(OutOfSpaceError, match=r"'bundle' = 4 is outside 0\.\.3"):
         bb_env.step(vec)
     with pytest.raises(OutOfSpaceError, match="integers"):
         bb_env.step(np.full(len(lay), 0.5))
+    vec = lay.zeros()
+    vec[lay.index["answer"]] = 1  # not read when announcing: ignored
+    vec[lay.index["price_0"]] = 7  # the announcer's own price: not read either
+    vec[lay.index["answer"]] = 2  # but still checked against the field's range
+    with pytest.raises(OutOfSpaceError, match=r"'answer' = 2 is outside 0\.\.1"):
+        bb_env.step(vec)
+    vec[lay.index["answer"]] = 1
+    bb_env.step(vec)
+    assert bb_env.agent_selection == "player_1"
 
 
 def test_respond_phase_needs_a_bool(bb_env) -> None:
@@ -202,7 +207,7 @@ def test_finished_agents_and_finished_episodes() -> None:
     assert env.agents == ["player_0", "player_1", "player_2"]
 
 
-def test_parallel_env_rejects_actions_of_idle_agents() -> None:
+def test_parallel_env_ignores_idle_agents_actions_in_their_space() -> None:
     par = best_belief_v0.parallel_env(context=example("chen-micali-2016"), seed=0)
     par.reset(seed=0)
     empty = BBAnnouncement(0, Offer.empty(3))
@@ -211,11 +216,13 @@ def test_parallel_env_rejects_actions_of_idle_agents() -> None:
     par.step(acts)  # player_2 wins; only player_0 is asked (if the coin says tails)
     if par.agents:
         lay = par.aec.layout
-        bad = lay.zeros()
-        bad[lay.index["answer"]] = 1
-        with pytest.raises(IllegalActionError, match="player_1"):
-            par.step({"player_0": True, "player_1": bad, "player_2": None})
-        par.step({"player_0": True, "player_1": None, "player_2": lay.zeros()})
+        outside = lay.zeros()
+        outside[lay.index["answer"]] = 2
+        with pytest.raises(OutOfSpaceError, match="player_1"):
+            par.step({"player_0": True, "player_1": outside, "player_2": None})
+        idle = lay.zeros()
+        idle[lay.index["answer"]] = 1  # not read: player_1 is not asked
+        par.step({"player_0": True, "player_1": idle, "player_2": lay.zeros()})
         assert not par.agents
 
 

@@ -79,9 +79,9 @@ def test_masked_random_play_and_observations(mech: str, encoding: str) -> None:
         p = env.acting
         base = env.raw.observe(env.raw.possible_agents[p])["observation"]
         np.testing.assert_array_equal(
-            base, aec_observation(env.mech, env.ctx, env.raw.state, p, env.env_spec)
+            base, aec_observation(env.mech, env.ctx, env.raw.game_state, p, env.env_spec)
         )
-        np.testing.assert_array_equal(obs, env.builder.build(env.ctx, env.raw.state, p))
+        np.testing.assert_array_equal(obs, env.builder.build(env.ctx, env.raw.game_state, p))
         mask = env.action_masks()
         assert mask.any()
         action = env.action_space.sample(mask=_split(env, mask.astype(np.int8)))
@@ -113,7 +113,7 @@ def test_menu_contains_prediction(mech: str) -> None:
     agents = env.agents
     for k in range(40):
         env.reset(seed=k)
-        p, ctx, state = env.acting, env.ctx, env.raw.state
+        p, ctx, state = env.acting, env.ctx, env.raw.game_state
         pred = agents.predicted(ctx).act(env.mech, ctx, state, p)
         idx = env.encoding.encode(ctx, state, p, pred)
         assert idx is not None, f"prediction {pred!r} not in the menu"
@@ -157,9 +157,9 @@ def test_learn_phases_scripts_other_phases() -> None:
     env = _env("best_belief", 0, "menu", seed=0, learn_phases=("respond",))
     for k in range(20):
         env.reset(seed=k)
-        assert env.mech.node(env.raw.state).phase == "respond"
+        assert env.mech.node(env.raw.game_state).phase == "respond"
         # the learner's own announcement was the prediction
-        ann = env.raw.state.announcements[0]
+        ann = env.raw.game_state.announcements[0]
         pred = env.agents.predicted(env.ctx)
         assert ann == pred.act(env.mech, env.ctx, env.mech.start(env.ctx), 0)
         assert env.step(1)[2]
@@ -205,8 +205,8 @@ def test_illegal_actions_penalty_and_raise() -> None:
         strict.step(np.array([1, 2]))
     raw = _env("best_belief", 0, "raw", illegal="raise")
     raw.reset(seed=0)
-    with pytest.raises(IllegalActionError, match="field 'answer'"):
-        raw.step(np.array([1, 0, 0, 0, 0, 0, 0]))
+    with pytest.raises(IllegalActionError, match="field 'owner_0'"):
+        raw.step(np.array([0, 0, 1, 0, 0, 0, 0]))  # player 0 may not own a good
 
 
 def test_bad_configuration_errors() -> None:

@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from mechgym.agents.menus import MenuTable
 from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError, ParameterError
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
 from mechgym.envs.pettingzoo.aec import OBS_BOUND
@@ -186,105 +187,46 @@ class Encoding:
         return {"encoding": self.name}
 
 
-class _MenuCache:
-    """A small LRU of menus keyed by (context identity, state, player)."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self.size = size
-        self.data: OrderedDict[tuple[int, Any, int], tuple[Any, list[tuple[str, Any]]]] = (
-            OrderedDict()
-        )
-
-    def get(
-        self, ctx: Any, state: Any, player: int, build: Callable[[], list[tuple[str, Any]]]
-    ) -> list[tuple[str, Any]]:
-        try:
-            key = (id(ctx), state, player)
-            hash(key)
-        except TypeError:
-            return build()
-        hit = self.data.get(key)
-        if hit is not None and hit[0] is ctx:
-            self.data.move_to_end(key)
-            return hit[1]
-        menu = build()
-        self.data[key] = (ctx, menu)
-        if len(self.data) > self.size:
-            self.data.popitem(last=False)
-        return menu
-
-
 class MenuEncoding(Encoding):
-    """``Discrete(K)`` over the mechanism's menus (see the module docstring)."""
+    """``Discrete(K)`` over the mechanism's menus (see the module docstring); the menus
+    themselves come from :class:`~mechgym.agents.menus.MenuTable`, shared with the envs."""
 
     name = "menu"
 
-    def __init__(self, mech_name: str, mech: Mechanism, spec: EnvSpec, agents: Any) -> None:
+    def __init__(
+        self,
+        mech_name: str,
+        mech: Mechanism,
+        spec: EnvSpec,
+        agents: Any,
+        table: MenuTable | None = None,
+    ) -> None:
         super().__init__(mech_name, mech, spec)
-        if agents.menu is None or agents.menu_size is None:
-            raise ParameterError(
-                "encoding", f"mechanism '{mech_name}' registers no menu; use encoding='raw'"
-            )
+        self.table = table if table is not None else MenuTable(mech_name, mech, spec, agents)
         self.agents = agents
-        self.sizes = {ph: int(agents.menu_size(ph, spec)) for ph in mech.phases}
-        self.K = max(self.sizes.values())
-        if self.K < 1:
-            raise ParameterError("encoding", f"mechanism '{mech_name}' has empty menus")
+        self.sizes = self.table.sizes
+        self.K = self.table.K
         self.action_space = spaces.Discrete(self.K)
         self.summary_size = self.K * SUMMARY_SIZE
-        self._cache = _MenuCache()
 
     def menu(self, ctx: Any, state: Any, player: int) -> list[tuple[str, Any]]:
         """The node's menu (cached per context, state and player)."""
-        menu = self._cache.get(
-            ctx, state, player, lambda: list(self.agents.menu(self.mech, ctx, state, player))
-        )
-        if len(menu) > self.K:
-            phase = self.mech.node(state).phase
-            raise ParameterError(
-                "menu",
-                f"'{self.mech_name}' phase '{phase}' gave {len(menu)} entries,"
-                f" above menu_size {self.K}",
-            )
-        return menu
+        return self.table.menu(ctx, state, player)
 
     def mask(self, ctx: Any, state: Any, player: int) -> np.ndarray:
-        out = np.zeros(self.K, dtype=bool)
-        out[: len(self.menu(ctx, state, player))] = True
-        return out
+        return self.table.mask(ctx, state, player).astype(bool)
 
     def decode(self, ctx: Any, state: Any, player: int, action: Any) -> Any:
-        menu = self.menu(ctx, state, player)
-        phase = self.mech.node(state).phase
-        try:
-            k = int(np.asarray(action).reshape(()))
-        except (TypeError, ValueError):
-            raise OutOfSpaceError(
-                f"player_{player}", phase, f"a menu action is one integer, got {action!r}"
-            ) from None
-        if not 0 <= k < self.K:
-            raise OutOfSpaceError(
-                f"player_{player}", phase, f"menu entry {k} is outside 0..{self.K - 1}"
-            )
-        if k >= len(menu):
-            raise IllegalActionError(
-                f"player_{player}",
-                phase,
-                f"menu entry {k} is masked here; phase '{phase}' offers 0..{len(menu) - 1}",
-            )
-        return menu[k][1]
+        return self.table.decode(ctx, state, player, action)
 
     def encode(self, ctx: Any, state: Any, player: int, structured: Any) -> int | None:
-        for k, (_, a) in enumerate(self.menu(ctx, state, player)):
-            if a == structured:
-                return k
-        return None
+        return self.table.encode(ctx, state, player, structured)
 
     def label(self, ctx: Any, state: Any, player: int, k: int) -> str:
-        return self.menu(ctx, state, player)[k][0]
+        return self.table.label(ctx, state, player, k)
 
     def options(self, ctx: Any, state: Any, player: int) -> list[Any]:
-        return [a for _, a in self.menu(ctx, state, player)]
+        return self.table.options(ctx, state, player)
 
     def summaries(self, ctx: Any, state: Any, player: int, question: Any) -> np.ndarray:
         out = np.zeros((self.K, SUMMARY_SIZE), dtype=np.float32)

@@ -359,7 +359,7 @@ class LearnerEnv(gym.Env):
             raise ActionError("-", "done", "the episode is over; call reset() to start another")
         p = self.acting
         try:
-            structured = self.encoding.decode(self.ctx, self.raw.state, p, action)
+            structured = self.encoding.decode(self.ctx, self.raw.game_state, p, action)
             self.raw.step(structured)
         except ActionError as exc:
             if self.illegal == "raise":
@@ -383,7 +383,7 @@ class LearnerEnv(gym.Env):
                 else self.action_space.n
             )
             return np.ones(size, dtype=bool)
-        return self.encoding.mask(self.ctx, self.raw.state, self.acting)
+        return self.encoding.mask(self.ctx, self.raw.game_state, self.acting)
 
     def render(self) -> str | None:
         return self.raw.transcript() if self.render_mode == "ansi" else None
@@ -438,12 +438,12 @@ class LearnerEnv(gym.Env):
                 self.acting = p
                 return True
             pol = self._policy(p, scripted=mine)
-            raw.step(pol.act(mech, self.ctx, raw.state, p))
+            raw.step(pol.act(mech, self.ctx, raw.game_state, p))
 
     def _observe(self) -> np.ndarray:
         p = self.acting
         base = self.raw.observe(self.raw.possible_agents[p])["observation"]
-        return self.builder.build(self.ctx, self.raw.state, p, base=base)
+        return self.builder.build(self.ctx, self.raw.game_state, p, base=base)
 
     def _terminal_obs(self, p: int) -> np.ndarray:
         return self.builder.terminal(self.raw.observe(self.raw.possible_agents[p])["observation"])

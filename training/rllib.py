@@ -79,8 +79,8 @@ class MechanismMultiAgentEnv(MultiAgentEnv):
         raw = self.raw
         base = raw.observe(raw.possible_agents[player])["observation"]
         if isinstance(raw.node, Decision) and player in raw.node.players:
-            obs = self.builders[player].build(raw.context, raw.state, player, base=base)
-            mask = self.encoding.mask(raw.context, raw.state, player)
+            obs = self.builders[player].build(raw.context, raw.game_state, player, base=base)
+            mask = self.encoding.mask(raw.context, raw.game_state, player)
         else:
             obs = self.builders[player].terminal(base)
             mask = np.zeros(self.encoding.K, dtype=np.int8)
@@ -98,7 +98,7 @@ class MechanismMultiAgentEnv(MultiAgentEnv):
         raw = self.raw
         for agent, action in action_dict.items():
             p = raw._index[agent]
-            raw.step(self.encoding.decode(raw.context, raw.state, p, int(action)))
+            raw.step(self.encoding.decode(raw.context, raw.game_state, p, int(action)))
         if isinstance(raw.node, Terminal):
             rewards = {
                 a: float(r) for a, r in zip(raw.possible_agents, raw.exact_rewards(), strict=True)

@@ -3,12 +3,14 @@
 Each mechanism lays its actions out as named fields (``answer``, ``bundle``, ``owner_0``,
 ``price_2``, ...), the union over its phases. A phase reads only its own fields; the mask of
 every other field allows only 0. The mask is the concatenation of per-field masks, the layout
-sb3-contrib's MaskablePPO expects for MultiDiscrete actions.
+sb3-contrib's MaskablePPO expects for MultiDiscrete actions. :meth:`ActionLayout.check`
+ignores the fields a node does not read (any in-range value is taken as 0); values outside a
+field's range, and masked values of read fields, are errors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,13 +19,34 @@ from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError
 
 
 class MaskedMultiDiscrete(spaces.MultiDiscrete):
-    """MultiDiscrete whose :meth:`sample` also takes the flat concatenated mask."""
+    """MultiDiscrete whose :meth:`sample` also takes the flat concatenated mask.
+
+    An env may set ``mask_fn`` (a callable returning the agent's current flat mask); a
+    :meth:`sample` without a mask then draws a legal action at the agent's current node, so
+    that mask-unaware loops (PettingZoo's ``parallel_seed_test``) play legally.
+    """
+
+    mask_fn: Callable[[], np.ndarray] | None = None
 
     def sample(self, mask: Any = None, probability: Any = None) -> np.ndarray:
+        if mask is None and probability is None and self.mask_fn is not None:
+            mask = self.mask_fn()
         if mask is not None and not isinstance(mask, tuple):
             flat = np.asarray(mask, dtype=np.int8)
             cuts = np.cumsum(self.nvec.ravel())[:-1]
             mask = tuple(np.ascontiguousarray(part) for part in np.split(flat, cuts))
+        return super().sample(mask=mask, probability=probability)
+
+
+class MaskedDiscrete(spaces.Discrete):
+    """Discrete whose :meth:`sample` without a mask uses ``mask_fn`` when an env set it (see
+    :class:`MaskedMultiDiscrete`)."""
+
+    mask_fn: Callable[[], np.ndarray] | None = None
+
+    def sample(self, mask: Any = None, probability: Any = None) -> np.int64:
+        if mask is None and probability is None and self.mask_fn is not None:
+            mask = np.asarray(self.mask_fn(), dtype=np.int8)
         return super().sample(mask=mask, probability=probability)
 
 
@@ -112,17 +135,21 @@ class ActionLayout:
                 phase,
                 f"field '{self.names[k]}' = {int(arr[k])} is outside 0..{int(self.sizes[k]) - 1}",
             )
-        pos = self.offsets[:-1] + arr
+        # a field whose mask allows only 0 is not read at this node: any in-range value is
+        # taken as 0, so that mask-unaware samplers need not zero it
+        starts = self.offsets[:-1]
+        unread = (mask[starts] != 0) & (np.add.reduceat(mask != 0, starts) == 1)
+        if unread.any():
+            arr = np.where(unread, 0, arr)
+        pos = starts + arr
         if not mask[pos].all():
             k = int(np.flatnonzero(mask[pos] == 0)[0])
             legal = np.flatnonzero(self.field_mask(mask, self.names[k]))
-            hint = (
-                "must be 0 (not read in this phase)"
-                if legal.tolist() == [0]
-                else f"legal values are {_ranges(legal)}"
-            )
             raise IllegalActionError(
-                agent, phase, f"field '{self.names[k]}' = {int(arr[k])} is not allowed here; {hint}"
+                agent,
+                phase,
+                f"field '{self.names[k]}' = {int(arr[k])} is not allowed here; "
+                f"legal values are {_ranges(legal)}",
             )
         return arr
 

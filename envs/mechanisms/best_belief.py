@@ -103,6 +103,8 @@ class BestBelief(Seed000Mechanism):
     title = "Best-belief mechanism M_BB (seed 000, Sec. 6)"
     phases = ("announce", "respond")
     mask_depends_on_state = False
+    # only the players offered a bundle answer YES/NO
+    every_player_acts = False
 
     def __init__(self, eps: Any = "1/10", reserve: Offer | None = None) -> None:
         super().__init__(eps)

@@ -147,6 +147,8 @@ class KnowledgeBenchmark(Mechanism):
     title = "Knowledge-benchmark mechanism (seed 001, Sec. 6)"
     phases = ("announce", "respond")
     mask_depends_on_state = False
+    # only the players offered a bundle answer YES/NO
+    every_player_acts = False
 
     def __init__(self, eps: Any = 0, positive_prices: bool = False) -> None:
         e = as_fraction(eps, "eps")

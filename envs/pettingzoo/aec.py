@@ -18,8 +18,10 @@ mechanism's structured actions (e.g. :class:`~mechgym.envs.engine.actions.Offer`
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import partial
 from typing import Any, ClassVar
 
+import gymnasium
 import numpy as np
 from gymnasium import spaces
 from mechgym.envs.engine.errors import ContextError, NotActingError, ParameterError
@@ -32,11 +34,13 @@ from mechgym.envs.engine.game import (
     require_kind,
     sample_chance,
 )
+from mechgym.envs.engine.spaces import MaskedDiscrete
 from mechgym.envs.model.limits import MAX_MASK_SIZE, check_cap, check_seed
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils import wrappers
 
 OBS_BOUND = float(2**24)
+ACTION_ENCODINGS = ("multidiscrete", "menu")
 
 
 def agent_name(i: int) -> str:
@@ -63,6 +67,19 @@ class MechanismEnv(AECEnv):
         Ranges of reported values and announced prices in the array encoding; default from
         the context (largest value) or the generator.
     render_mode : {"ansi", "human"}, optional
+        ``"ansi"``: :meth:`render` returns the transcript so far; ``"human"``: each step
+        prints the transcript lines that are new. Without one, :meth:`render` warns.
+    action_encoding : {"multidiscrete", "menu"}
+        ``"multidiscrete"`` (default): the full strategy space, a ``MultiDiscrete`` of named
+        fields with a flat mask (fields a node does not read are ignored). ``"menu"``: a
+        ``Discrete(K)`` per agent whose entries are the mechanism's menu at the node (see
+        :mod:`mechgym.agents.menus`), with a length-``K`` mask. Structured actions are
+        accepted in both.
+
+    Attributes
+    ----------
+    game_state : object
+        The engine state of the game (``state()`` is PettingZoo's global state vector).
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -80,8 +97,14 @@ class MechanismEnv(AECEnv):
         value_cap: int | None = None,
         price_cap: int | None = None,
         render_mode: str | None = None,
+        action_encoding: str = "multidiscrete",
     ) -> None:
         super().__init__()
+        if action_encoding not in ACTION_ENCODINGS:
+            raise ParameterError(
+                "action_encoding",
+                f"unknown {action_encoding!r}; use one of {', '.join(ACTION_ENCODINGS)}",
+            )
         if (context is None) == (generator is None):
             raise ParameterError(
                 "context/generator", "give exactly one of a context or a generator"
@@ -119,7 +142,8 @@ class MechanismEnv(AECEnv):
         self.metadata = {
             **self.metadata,
             "name": f"{mechanism.name}_v0",
-            "is_parallelizable": mechanism.simultaneous_only,
+            # aec_to_parallel needs every agent to act at every node
+            "is_parallelizable": mechanism.simultaneous_only and mechanism.every_player_acts,
         }
         n = self.spec.n
         self.possible_agents = [agent_name(i) for i in range(n)]
@@ -128,21 +152,38 @@ class MechanismEnv(AECEnv):
         self._static_size = len(mechanism.phases) + 1
         self._private_size = self.context_class.private_size(self.spec.n, self.spec.m)
         size = self._static_size + n + self._private_size + mechanism.public_size(self.spec)
+        self.action_encoding = action_encoding
+        self.menus: Any = None
+        self._zero_mask = self.layout.mask({})
+        if action_encoding == "menu":
+            from mechgym.agents.menus import menu_table
+
+            self.menus = menu_table(mechanism, self.spec)
+            self._idle_mask = np.zeros(self.menus.K, dtype=np.int8)
+            self._idle_mask.setflags(write=False)
+        else:
+            self._idle_mask = self._zero_mask
         obs_space = spaces.Dict(
             {
                 "observation": spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(size,), dtype=np.float32),
-                "action_mask": spaces.Box(0, 1, shape=(self.layout.mask_size,), dtype=np.int8),
+                "action_mask": spaces.Box(0, 1, shape=(self._idle_mask.size,), dtype=np.int8),
             }
         )
         self.observation_spaces = {a: obs_space for a in self.possible_agents}
-        # one space object per agent, as PettingZoo's seeding of spaces expects
-        self.action_spaces = {
-            a: type(self.layout.space)(self.layout.sizes) for a in self.possible_agents
-        }
-        self._zero_mask = self.layout.mask({})
+        # one space object per agent, as PettingZoo's seeding of spaces expects; an unmasked
+        # sample() draws a legal action at the agent's current node
+        self.action_spaces = {a: self._new_action_space(a) for a in self.possible_agents}
+        self._private_sizes = (len(mechanism.phases), n, self._private_size)
+        state_size = len(mechanism.phases) + n + n * self._private_size
+        state_size += n * mechanism.public_size(self.spec)
+        self.state_space = spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(state_size,), dtype=np.float32)
+        self._rendered = 0
         self._mask_cache: dict[tuple[str, int], np.ndarray] = {}
         self._rng = np.random.default_rng(seed)
-        self.state: Any = None
+        self.game_state: Any = None
+        self._node: Any = None
+        self._buffer: dict[int, Any] = {}
+        self.agents: list[str] = []
         self.outcome = None
         self.history: list[tuple[str, Any]] = []
 
@@ -152,6 +193,44 @@ class MechanismEnv(AECEnv):
 
     def action_space(self, agent: str) -> spaces.Space:
         return self.action_spaces[agent]
+
+    def _new_action_space(self, agent: str) -> spaces.Space:
+        if self.menus is not None:
+            space: Any = MaskedDiscrete(self.menus.K)
+        else:
+            space = type(self.layout.space)(self.layout.sizes)
+        space.mask_fn = partial(self.current_mask, agent)
+        return space
+
+    def current_mask(self, agent: str) -> np.ndarray:
+        """``agent``'s action mask now (all-zero-but-no-op when it is not acting)."""
+        i = self._index[agent]
+        node = self._node
+        if not self.agents or not isinstance(node, Decision):
+            return self._idle_mask
+        if i not in node.players or i in self._buffer:
+            return self._idle_mask
+        return self._action_mask(i)
+
+    def state(self) -> np.ndarray:
+        """Global state for centralised critics: ``[phase one-hot | acting flag per player |
+        every player's private information | every player's public view]``."""
+        node = self._node
+        k, n, _ = self._private_sizes
+        head = np.zeros(k + n, dtype=np.float32)
+        if isinstance(node, Decision):
+            head[self._phase_index[node.phase]] = 1.0
+            for p in node.players:
+                if p not in self._buffer:
+                    head[k + p] = 1.0
+        parts = [head]
+        parts += [self._static[i][n:] for i in range(n)]
+        parts += [
+            np.asarray(self.mechanism.public_features(self.game_state, i, self.spec))
+            for i in range(n)
+        ]
+        out = np.concatenate(parts).astype(np.float32)
+        return np.clip(out, -OBS_BOUND, OBS_BOUND, out=out)
 
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
         seed = check_seed(seed)
@@ -181,10 +260,11 @@ class MechanismEnv(AECEnv):
             np.concatenate([eye[i], np.asarray(self.context.private_features(i), dtype=np.float32)])
             for i in range(n)
         ]
-        self.state = self.mechanism.start(self.context)
+        self.game_state = self.mechanism.start(self.context)
         self.outcome = None
         self.history = []
-        self._buffer: dict[int, Any] = {}
+        self._buffer = {}
+        self._rendered = 0
         self._advance()
 
     def observe(self, agent: str) -> dict[str, np.ndarray]:
@@ -196,22 +276,27 @@ class MechanismEnv(AECEnv):
             head[self._phase_index[node.phase]] = 1.0
             head[-1] = 1.0 if acting else 0.0
         public = np.asarray(
-            self.mechanism.public_features(self.state, i, self.spec), dtype=np.float32
+            self.mechanism.public_features(self.game_state, i, self.spec), dtype=np.float32
         )
         # structured actions may announce prices beyond the grid; keep the vector in its Box
         np.minimum(public, OBS_BOUND, out=public)
         np.maximum(public, -OBS_BOUND, out=public)
         obs = np.concatenate([head, self._static[i], public])
-        mask = self._mask(i) if acting else self._zero_mask
+        mask = self._action_mask(i) if acting else self._idle_mask
         return {"observation": obs, "action_mask": mask}
+
+    def _action_mask(self, player: int) -> np.ndarray:
+        if self.menus is not None:
+            return self.menus.mask(self.context, self.game_state, player)
+        return self._mask(player)
 
     def _mask(self, player: int) -> np.ndarray:
         if self.mechanism.mask_depends_on_state:
-            return self.mechanism.action_mask(self.state, player, self.spec, self.layout)
+            return self.mechanism.action_mask(self.game_state, player, self.spec, self.layout)
         key = (self._node.phase, player)
         mask = self._mask_cache.get(key)
         if mask is None:
-            mask = self.mechanism.action_mask(self.state, player, self.spec, self.layout)
+            mask = self.mechanism.action_mask(self.game_state, player, self.spec, self.layout)
             mask.setflags(write=False)
             self._mask_cache[key] = mask
         return mask
@@ -239,8 +324,8 @@ class MechanismEnv(AECEnv):
                 self.agent_selection = agent_name(waiting[0])
                 return
             actions, self._buffer = self._buffer, {}
-            self.history.append(("decision", (node.phase, dict(actions), self.state)))
-            self.state = self.mechanism.resolve(self.state, actions)
+            self.history.append(("decision", (node.phase, dict(actions), self.game_state)))
+            self.game_state = self.mechanism.resolve(self.game_state, actions)
             self._advance()
         except BaseException:
             self._load(saved)
@@ -249,11 +334,19 @@ class MechanismEnv(AECEnv):
             self.render()
 
     def render(self) -> str | None:
-        text = self.transcript()
-        if self.render_mode == "human":
-            print(text)
+        if self.render_mode is None:
+            gymnasium.logger.warn(
+                "You are calling render method without specifying any render mode."
+            )
             return None
-        return text
+        lines = self.transcript_lines()
+        if self.render_mode == "human":
+            new = lines[self._rendered :]
+            self._rendered = len(lines)
+            if new:
+                print("\n".join(new))
+            return None
+        return "\n".join(lines)
 
     def close(self) -> None:
         pass
@@ -273,10 +366,24 @@ class MechanismEnv(AECEnv):
             raise NotActingError(agent, node.phase, "this agent has already acted at this node")
         if action is None:
             raise NotActingError(agent, node.phase, "an acting agent must pass an action, not None")
-        if isinstance(action, np.ndarray):
+        if self.menus is not None:
+            if _is_index(action):
+                action = self.menus.decode(self.context, self.game_state, player, action)
+        elif isinstance(action, np.ndarray):
             arr = self.layout.check(action, self._mask(player), agent, node.phase)
-            action = self.mechanism.decode(self.state, player, arr, self.spec, self.layout)
-        return self.mechanism.validate(self.state, player, action)
+            action = self.mechanism.decode(self.game_state, player, arr, self.spec, self.layout)
+        return self.mechanism.validate(self.game_state, player, action)
+
+    def check_idle(self, agent: str, action: Any) -> None:
+        """Check the action a non-acting agent passes to the parallel env: ``None`` or any
+        value of its action space (it is not read)."""
+        if action is None:
+            return
+        phase = self._node.phase if isinstance(self._node, Decision) else "done"
+        if self.menus is not None:
+            self.menus.index(action, agent, phase)
+        else:
+            self.layout.check(action, self._zero_mask, agent, phase)
 
     @property
     def node(self) -> Any:
@@ -286,7 +393,7 @@ class MechanismEnv(AECEnv):
     def _save(self) -> tuple[Any, ...]:
         """Everything ``step`` may change, cheap to take (states are immutable)."""
         return (
-            self.state,
+            self.game_state,
             self._node,
             self.outcome,
             len(self.history),
@@ -301,7 +408,7 @@ class MechanismEnv(AECEnv):
 
     def _load(self, saved: tuple[Any, ...]) -> None:
         (
-            self.state,
+            self.game_state,
             self._node,
             self.outcome,
             length,
@@ -318,11 +425,11 @@ class MechanismEnv(AECEnv):
 
     def _advance(self) -> None:
         while True:
-            node = self.mechanism.node(self.state)
+            node = self.mechanism.node(self.game_state)
             if isinstance(node, Chance):
                 k = sample_chance(node, self._rng)
                 self.history.append(("chance", (node.name, node.labels[k])))
-                self.state = self.mechanism.chance(self.state, k)
+                self.game_state = self.mechanism.chance(self.game_state, k)
                 continue
             break
         self._node = node
@@ -344,7 +451,11 @@ class MechanismEnv(AECEnv):
         return None if self.outcome is None else self.context.rewards(self.outcome)
 
     def transcript(self) -> str:
-        """The episode so far, one line per resolved node."""
+        """The episode so far, one line per action, chance move and outcome."""
+        return "\n".join(self.transcript_lines())
+
+    def transcript_lines(self) -> list[str]:
+        """The lines of :meth:`transcript`."""
         lines = []
         for kind, data in self.history:
             if kind == "decision":
@@ -357,7 +468,16 @@ class MechanismEnv(AECEnv):
                 lines.append(f"[chance {data[0]}] {data[1]}")
             else:
                 lines.append(f"[outcome {data.rule}] {describe_outcome(data)}")
-        return "\n".join(lines)
+        return lines
+
+
+def _is_index(action: Any) -> bool:
+    """Whether ``action`` reads as a menu index (an integer or integer array, not a bool)."""
+    if isinstance(action, bool | np.bool_):
+        return False
+    if isinstance(action, int | np.integer):
+        return True
+    return isinstance(action, np.ndarray) and action.dtype.kind in "iu"
 
 
 def describe_outcome(o: Any) -> str:
@@ -378,7 +498,8 @@ class MechanismParallelEnv(ParallelEnv):
     """Parallel view of a mechanism whose decision nodes are all simultaneous.
 
     Each ``step`` takes the actions of every live agent; agents not acting at the node pass
-    ``None`` or the all-zero no-op (their action mask allows only it).
+    ``None`` or any action of their space, which is not read (their mask allows only the
+    no-op 0).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "name": "mechgym"}
@@ -392,6 +513,7 @@ class MechanismParallelEnv(ParallelEnv):
         self.metadata = {**self.metadata, "name": raw.metadata["name"]}
         self.possible_agents = raw.possible_agents[:]
         self.render_mode = raw.render_mode
+        self.state_space = raw.state_space
         self.agents: list[str] = []
 
     def observation_space(self, agent: str) -> spaces.Space:
@@ -416,8 +538,8 @@ class MechanismParallelEnv(ParallelEnv):
                 if a not in actions:
                     raise NotActingError(a, node.phase, "no action given for an acting agent")
                 aec.check_action(aec._index[a], actions[a])
-            elif actions.get(a) is not None:
-                aec.layout.check(actions[a], aec._zero_mask, a, node.phase)
+            else:
+                aec.check_idle(a, actions.get(a))
         saved = aec._save()
         try:
             for a in acting:
@@ -443,4 +565,5 @@ class MechanismParallelEnv(ParallelEnv):
         self.aec.close()
 
     def state(self) -> np.ndarray:
-        raise NotImplementedError("mechgym envs have no global state vector")
+        """The global state vector (see :meth:`MechanismEnv.state`)."""
+        return self.aec.state()

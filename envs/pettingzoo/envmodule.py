@@ -28,8 +28,9 @@ def env_module(
     """Return ``(raw_env, env, parallel_env)`` for a mechanism class.
 
     ``raw_env(context=None, generator=None, seed=None, value_cap=None, price_cap=None,
-    render_mode=None, **constants)``: with neither a context nor a generator, contexts are
-    drawn from ``default_generator()``; ``context`` may also be the name of a built-in example.
+    render_mode=None, action_encoding="multidiscrete", **constants)``: with neither a context
+    nor a generator, contexts are drawn from ``default_generator()``; ``context`` may also be
+    the name of a built-in example.
     """
 
     class raw_env(MechanismEnv):
@@ -43,6 +44,7 @@ def env_module(
             value_cap: int | None = None,
             price_cap: int | None = None,
             render_mode: str | None = None,
+            action_encoding: str = "multidiscrete",
             **constants: Any,
         ) -> None:
             if isinstance(context, str):
@@ -63,6 +65,7 @@ def env_module(
                 value_cap=value_cap,
                 price_cap=price_cap,
                 render_mode=render_mode,
+                action_encoding=action_encoding,
             )
 
     raw_env.__name__ = raw_env.__qualname__ = "raw_env"
