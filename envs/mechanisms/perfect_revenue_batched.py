@@ -17,13 +17,11 @@ operations on numbers of magnitude ≤ max(P*) + 1, so the error is below 8·2^�
 within 1e-9 of the exact ``Fraction`` whenever every price and raise is below 10^5 (so
 P* < n·10^5 for n ≤ 10), for every ε ∈ (0, 1/(5n)) and every ε^d_j > 0, however small
 (an ε^d_j below the price's resolution is lost, but then its contribution is below 1e-9 as
-well). f_r and n_r come from a table of binomials rounded once from exact integers, so
-f_r/n_r is exact to a few ulps even when n_r exceeds 2^53.
+well). f_r/n_r comes from a float64 table of binomials, exact to a few ulps relative even
+when n_r exceeds 2^53, and only ε multiplies it.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from mechgym.envs.engine.batched import (
@@ -73,12 +71,13 @@ class PerfectRevenueBatched(BatchedRules):
         table[RESPOND] = lay.mask({"answer": True})
         self.table = table  # index 3 (= TERMINAL via −1) stays idle
         self.idle = idle
-        # binomials C(a, b) for a ≤ r + n − 1, r ≤ n·price_cap, rounded once from exact ints
-        top = n * spec.price_cap + n
-        self.comb = np.array(
-            [[float(math.comb(a, b)) for b in range(n)] for a in range(top + 1)],
-            dtype=np.float64,
-        )
+        # binomials C(a, b) for a ≤ r + n − 1, r ≤ n·price_cap, b < n: products of b
+        # factors over b!, relative error ≤ 2n·2^−53 (f_r/n_r only scales ε)
+        a = np.arange(n * spec.price_cap + n + 1, dtype=np.float64)[:, None]
+        comb = np.ones((a.shape[0], n), dtype=np.float64)
+        for b in range(1, n):
+            comb[:, b] = comb[:, b - 1] * np.maximum(a[:, 0] - (b - 1), 0) / b
+        self.comb = comb
 
     # -- helpers -----------------------------------------------------------------------------
     def rank_ratio(self, state: np.ndarray, prices: np.ndarray, num_states: int) -> np.ndarray:
