@@ -76,10 +76,10 @@ def _mechanism(name: str, n: int, m: int, rng: np.random.Generator) -> Mechanism
     return VCG()
 
 
-def _rules(mech: Mechanism, spec_text: str) -> BatchedRules:
+def _rules(mech: Mechanism, spec_text: str, price_cap: int | None = None) -> BatchedRules:
     gen = make_generator(spec_text)
     cap = gen.value_cap
-    spec = EnvSpec(gen.n, gen.m, cap, mech.default_price_cap(gen.n, cap))
+    spec = EnvSpec(gen.n, gen.m, cap, price_cap or mech.default_price_cap(gen.n, cap))
     return batched_rules(mech, spec)
 
 
@@ -233,14 +233,20 @@ def _encode(mech: Mechanism, s: Any, p: int, action: Any, spec: EnvSpec, layout:
         return None  # beyond the grid: the batched policy writes the top instead
 
 
-def _check_agent(name: str, which: str, spec_text: str, B: int, seed: int) -> None:
+def _check_agent(
+    key: str, which: str, spec_text: str, B: int, seed: int, wide: bool
+) -> tuple[int, int]:
     """Roll a batch out with a batched scripted policy and compare, at every visited node,
-    its actions (and, for predicted play, every player's batched menu) with the exact ones."""
+    its actions (and, for predicted play, every player's batched menu) with the exact ones.
+    ``wide``: a price grid up to twice the value cap, which fits every scripted offer.
+    Returns the numbers of actions compared and of exact actions beyond the grid."""
+    name = key.removesuffix("_reserve")
     bagents = batched_agents(name)
     policy = bagents.predicted if which == "predicted" else bagents.deviations[which]
     rng = np.random.default_rng(seed)
     ctx = _batch(spec_text, B, seed=100 + seed)
-    rules = _rules(_mechanism(name, ctx.n, ctx.m, rng), spec_text)
+    cap = make_generator(spec_text).value_cap
+    rules = _rules(_mechanism(key, ctx.n, ctx.m, rng), spec_text, 2 * cap if wide else None)
     mech, spec, layout = rules.mech, rules.spec, rules.layout
     n = spec.n
     menus: list[list[tuple[np.ndarray, np.ndarray]]] = []
@@ -253,7 +259,7 @@ def _check_agent(name: str, which: str, spec_text: str, B: int, seed: int) -> No
 
     ro = rollout(rules, ctx, rng, policy=act)
     assert not replay_exact(rules, ro), (which, spec_text)
-    compared = 0
+    compared = beyond = 0
     for b in range(B):
         exact_ctx = ctx.context(b)
         exact = _exact_policy(name, which, exact_ctx)
@@ -261,26 +267,40 @@ def _check_agent(name: str, which: str, spec_text: str, B: int, seed: int) -> No
         def visit(
             t: int, s: Any, node: Decision, b: int = b, ectx: Any = exact_ctx, exact: Any = exact
         ) -> None:
-            nonlocal compared
+            nonlocal compared, beyond
             for p in node.players:
                 want = _encode(mech, s, p, exact.act(mech, ectx, s, p), spec, layout)
-                if want is not None:
+                if want is None:
+                    beyond += 1
+                else:
                     assert np.array_equal(want, ro.actions[t][b, p]), (which, b, t, p)
                     compared += 1
             if with_menu:
                 _check_menu(name, mech, ectx, s, node, menus[t], b, spec, layout)
 
         _walk(rules, ro, b, visit)
-    assert compared > 0
+    return compared, beyond
 
 
-@pytest.mark.parametrize("name", ["best_belief", "normal_form", "vcg"])
-def test_batched_agents_and_menus_match_exact_agents(name: str) -> None:
+@pytest.mark.parametrize("key", ["best_belief", "best_belief_reserve", "normal_form", "vcg"])
+def test_batched_agents_and_menus_match_exact_agents(key: str) -> None:
+    name = key.removesuffix("_reserve")
     module = "best_belief" if name == "normal_form" else name
     importlib.import_module(f"mechgym.agents.{module}")  # registers the exact agents
     for which in ["predicted", *EXACT_POLICIES[name]]:
         for k, (spec_text, B) in enumerate(AGENT_CONFIGS):
-            _check_agent(name, which, spec_text, B, k)
+            compared, beyond = _check_agent(key, which, spec_text, B, k, wide=True)
+            assert compared > 0 and beyond == 0, (which, spec_text, beyond)
+
+
+def test_overbids_beyond_the_grid_are_written_at_its_top() -> None:
+    # on the default grid (prices up to the value cap) some exact overbids do not fit;
+    # every other batched action still equals the exact one and every action is legal
+    spec_text = AGENT_CONFIGS[0][0]
+    compared, beyond = _check_agent("best_belief", "overbid", spec_text, 150, 0, False)
+    assert compared > 0 and beyond > 0
+    # menu entries beyond the grid are marked invalid (checked inside)
+    _check_agent("normal_form", "predicted", spec_text, 100, 1, False)
 
 
 def _check_menu(
