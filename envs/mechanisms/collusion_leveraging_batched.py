@@ -28,11 +28,16 @@ from mechgym.envs.engine.batched import (
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.engine.game import EnvSpec
 from mechgym.envs.mechanisms.collusion_leveraging import C2, CollusionLeveraging
-from mechgym.envs.mechanisms.knowledge_benchmark_batched import check_batch, star_offer
+from mechgym.envs.mechanisms.knowledge_benchmark_batched import (
+    check_batch,
+    checked_actions,
+    star_offer,
+)
 from mechgym.envs.mechanisms.offer_rules_batched import (
     PhaseMasks,
     announced_revenues,
     decode_offers,
+    merge,
     winner_of,
     write_offer_stage,
 )
@@ -138,7 +143,9 @@ class CollusionLeveragingBatched(BatchedRules):
         actions: np.ndarray,
         rng: np.random.Generator,
     ) -> BatchState:
-        d = state.data
+        actions = checked_actions(self, state, actions)
+        d = dict(state.data)
+        chance = list(state.chance)
         B = state.phase.shape[0]
         rows = np.arange(B)
         phase = state.phase.copy()
@@ -157,30 +164,29 @@ class CollusionLeveragingBatched(BatchedRules):
             c1 = draw(rng, self.c1_probs, live)
             c2 = draw(rng, self.c2_probs, live)
             if live.any():
-                state.chance.append(c1)
-                state.chance.append(c2)
+                chance.append(c1)
+                chance.append(c2)
             # R' before c1: max R_i over i ∉ C_top (revenues are ≥ 0, so 0 when none)
             top_second = np.where(ally[rows, top], 0, rev).max(axis=1)
             star = np.where(c1 > 0, c1 - 1, top)
             second = np.where(c1 > 0, 0, top_second)
-            a2, a3 = ann[:, None], ann[:, None, None]
-            d["ally"] = np.where(a3, ally, d["ally"])
-            d["salloc"] = np.where(a3, salloc, d["salloc"])
-            d["alloc"] = np.where(a3, alloc, d["alloc"])
-            d["prices"] = np.where(a3, prices, d["prices"])
-            d["rev"] = np.where(a2, rev, d["rev"])
-            d["top"] = np.where(ann, top, d["top"])
-            d["star"] = np.where(ann, star, d["star"])
-            d["second"] = np.where(ann, second, d["second"])
-            d["fined"] = np.where(a2, counts * fine[:, None], d["fined"])
+            d["ally"] = merge(ann, ally, d["ally"])
+            d["salloc"] = merge(ann, salloc, d["salloc"])
+            d["alloc"] = merge(ann, alloc, d["alloc"])
+            d["prices"] = merge(ann, prices, d["prices"])
+            d["rev"] = merge(ann, rev, d["rev"])
+            d["top"] = merge(ann, top, d["top"])
+            d["star"] = merge(ann, star, d["star"])
+            d["second"] = merge(ann, second, d["second"])
+            d["fined"] = merge(ann, counts * fine[:, None], d["fined"])
             d["aborted"] = d["aborted"] | aborted
-            d["c1"] = np.where(ann, c1, d["c1"])
-            d["c2"] = np.where(ann, c2, d["c2"])
+            d["c1"] = merge(ann, c1, d["c1"])
+            d["c2"] = merge(ann, c2, d["c2"])
             d["announced"] = d["announced"] | ann
             asked = self.askers(d)
             to_respond = live & (c2 == 1) & asked.any(axis=1)
             phase[to_respond] = RESPOND
-            acting = np.where(a2, asked & to_respond[:, None], acting)
+            acting = merge(ann, asked & to_respond[:, None], acting)
             done |= ann & ~to_respond
         if res.any():
             said = np.where(actions[:, :, self._answer] != 0, 1, -1).astype(np.int8)
@@ -188,7 +194,7 @@ class CollusionLeveragingBatched(BatchedRules):
             done |= res
         phase[done] = TERMINAL
         acting[done] = False
-        return BatchState(phase, acting, d, state.chance)
+        return BatchState(phase, acting, d, chance)
 
     @staticmethod
     def askers(d: dict[str, np.ndarray]) -> np.ndarray:

@@ -21,9 +21,10 @@ from mechgym.envs.engine.batched import (
     BatchOutcome,
     BatchState,
     ContextBatch,
+    check_actions,
     register_batched,
 )
-from mechgym.envs.engine.errors import ContextError
+from mechgym.envs.engine.errors import ContextError, OutOfSpaceError
 from mechgym.envs.engine.game import EnvSpec, require_kind
 from mechgym.envs.mechanisms.knowledge_benchmark import KnowledgeBenchmark
 from mechgym.envs.mechanisms.offer_rules_batched import (
@@ -32,6 +33,7 @@ from mechgym.envs.mechanisms.offer_rules_batched import (
     announced_revenues,
     decode_offers,
     draw_coin,
+    merge,
     winner_of,
     write_offer_stage,
 )
@@ -46,6 +48,18 @@ def check_batch(ctx: ContextBatch, spec: EnvSpec, mech: object) -> None:
         raise ContextError(
             "context", f"the rules are sized n={spec.n}, m={spec.m}; got n={ctx.n}, m={ctx.m}"
         )
+
+
+def checked_actions(rules: BatchedRules, state: BatchState, actions: np.ndarray) -> np.ndarray:
+    """``actions`` ``(B, n, L)`` as int64 once every acting player's entry is in the space and
+    allowed by its mask; otherwise a typed error names the episode, agent, phase and field."""
+    arr = np.asarray(actions)
+    if arr.dtype.kind not in "iub":
+        raise OutOfSpaceError("batch", "-", f"actions must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    names = np.asarray([*rules.phases, "terminal"])
+    check_actions(rules.layout, rules.masks(state), arr, state.acting, names[state.phase])
+    return arr
 
 
 def star_offer(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +112,9 @@ class KnowledgeBenchmarkBatched(BatchedRules):
         actions: np.ndarray,
         rng: np.random.Generator,
     ) -> BatchState:
-        d = state.data
+        actions = checked_actions(self, state, actions)
+        d = dict(state.data)
+        chance = list(state.chance)
         n = self.spec.n
         phase = state.phase.copy()
         acting = state.acting.copy()
@@ -110,18 +126,17 @@ class KnowledgeBenchmarkBatched(BatchedRules):
             rev = announced_revenues(prices)
             star = winner_of(rev)
             others = np.where(np.arange(n) == star[:, None], np.iinfo(np.int64).min, rev)
-            a3 = ann[:, None, None]
-            d["alloc"] = np.where(a3, alloc, d["alloc"])
-            d["prices"] = np.where(a3, prices, d["prices"])
-            d["bundle"] = np.where(ann[:, None], actions[:, :, self._bundle], d["bundle"])
-            d["rev"] = np.where(ann[:, None], rev, d["rev"])
-            d["star"] = np.where(ann, star, d["star"])
-            d["second"] = np.where(ann, others.max(axis=1), d["second"])
+            d["alloc"] = merge(ann, alloc, d["alloc"])
+            d["prices"] = merge(ann, prices, d["prices"])
+            d["bundle"] = merge(ann, actions[:, :, self._bundle], d["bundle"])
+            d["rev"] = merge(ann, rev, d["rev"])
+            d["star"] = merge(ann, star, d["star"])
+            d["second"] = merge(ann, others.max(axis=1), d["second"])
             d["announced"] = d["announced"] | ann
             asked = star_offer(d)[0] != 0
             to_respond = ann & asked.any(axis=1)
             phase[to_respond] = RESPOND
-            acting = np.where(ann[:, None], asked & to_respond[:, None], acting)
+            acting = merge(ann, asked & to_respond[:, None], acting)
             coin_live |= ann & ~to_respond
         if res.any():
             said = np.where(actions[:, :, self._answer] != 0, 1, -1).astype(np.int8)
@@ -129,11 +144,11 @@ class KnowledgeBenchmarkBatched(BatchedRules):
             coin_live |= res
         if coin_live.any():
             coin = draw_coin(rng, coin_live)
-            state.chance.append(coin)
-            d["coin"] = np.where(coin_live, coin, d["coin"])
+            chance.append(coin)
+            d["coin"] = merge(coin_live, coin, d["coin"])
             phase[coin_live] = TERMINAL
             acting[coin_live] = False
-        return BatchState(phase, acting, d, state.chance)
+        return BatchState(phase, acting, d, chance)
 
     def outcome(self, state: BatchState) -> BatchOutcome:
         d = state.data
