@@ -2,6 +2,9 @@
 
 * agent-steps per second of every mechgym env under random legal play, against PettingZoo's
   ``rps_v2`` measured in the same run (ratio = env / rps);
+* agent-decisions per second of every mechanism's batched rules under random legal play
+  (batches of :data:`BATCH_SIZE` episodes on the env's default contexts, n = 3, m = 2),
+  against the same ``rps_v2`` figure;
 * the exact subset DP against the HiGHS MILP on random packing instances (ratio = MILP / DP);
 * the share of wall-clock spent inside the env during a short PPO run (needs the ``train``
   extra).
@@ -16,6 +19,11 @@ from typing import Any
 import numpy as np
 
 SOLVER_CASES = ((4, 6), (6, 10), (4, 12))
+QUICK_SOLVER_CASES = ((4, 6),)
+BATCH_SIZE = 4096
+QUICK_BATCH_SIZE = 256
+MIXTURE = {"mixture": "collusion_leveraging"}
+"""The mixture's revenue mechanism in the batched figures (seed 002's M')."""
 
 
 def agent_steps_per_second(env: Any, seconds: float, sampler: Any) -> float:
@@ -63,13 +71,78 @@ def env_throughput(seconds: float) -> dict[str, Any]:
     return out
 
 
-def solver_speed(repeats: int = 3, seed: int = 0) -> list[dict[str, Any]]:
+def batched_decisions_per_second(
+    rules: Any, sampler: Any, batch_size: int, seconds: float, rng: np.random.Generator
+) -> tuple[float, int]:
+    """Play whole batches with random legal actions for about ``seconds`` (at least one
+    batch); count every acting player's decision in a live episode. Drawing the contexts is
+    timed too, as an env's reset is. Returns ``(decisions per second, episodes)``."""
+    from mechgym.envs.engine.batched import sample_actions
+
+    decisions = episodes = 0
+    start = time.perf_counter()
+    while episodes == 0 or time.perf_counter() - start < seconds:
+        ctx = sampler.sample(batch_size, rng)
+        state = rules.reset(ctx, rng)
+        while not state.done.all():
+            decisions += int(state.acting.sum())
+            acts = sample_actions(rules.layout, rules.masks(state), rng)
+            state = rules.step(ctx, state, acts, rng)
+        episodes += batch_size
+    return decisions / (time.perf_counter() - start), episodes
+
+
+def batched_throughput(
+    seconds: float, ref: float | None, batch_size: int = BATCH_SIZE, seed: int = 0
+) -> dict[str, Any]:
+    """Agent-decisions per second of every mechanism's batched rules (and the mixture's).
+
+    Each mechanism runs on its env's default sizes and contexts (n = 3, m = 2), the contexts
+    drawn by the batched sampler; ``ratio_to_rps`` divides by ``ref`` (rps_v2 agent-steps
+    per second in the same run). A mechanism whose batched rules cannot be loaded reports
+    ``{"skipped": reason}``.
+    """
+    from mechgym.envs.engine.batched import batched_rules
+    from mechgym.envs.model.batched_generators import BatchGenerator
+    from mechgym.envs.pettingzoo.registry import available, entry
+
+    rng = np.random.default_rng(seed)
+    cases = [(e.name, e, {}) for e in available()]
+    cases += [
+        (name, entry("second_price_bundle"), {"mixture": rev}) for name, rev in MIXTURE.items()
+    ]
+    out: dict[str, Any] = {}
+    for name, e, kwargs in cases:
+        env = e.load_env_module().env(seed=0, **kwargs).unwrapped
+        try:
+            rules = batched_rules(env.mechanism, env.spec)
+        except (ImportError, ValueError) as exc:
+            out[name] = {"skipped": str(exc)}
+            continue
+        sampler = BatchGenerator(env.generator)
+        # one small warm-up batch: first calls build lookup tables
+        batched_decisions_per_second(rules, sampler, min(batch_size, 64), 0.0, rng)
+        dps, episodes = batched_decisions_per_second(rules, sampler, batch_size, seconds, rng)
+        out[name] = {
+            "decisions_per_second": dps,
+            "ratio_to_rps": dps / ref if ref else None,
+            "batch_size": batch_size,
+            "episodes": episodes,
+            "n": env.spec.n,
+            "m": env.spec.m,
+        }
+    return out
+
+
+def solver_speed(
+    repeats: int = 3, seed: int = 0, cases: tuple[tuple[int, int], ...] = SOLVER_CASES
+) -> list[dict[str, Any]]:
     """Median time of the DP and of the MILP on random instances, and the ratio."""
     from mechgym.envs.solvers.packing import pack_dp, pack_milp
 
     rng = np.random.default_rng(seed)
     rows = []
-    for k, m in SOLVER_CASES:
+    for k, m in cases:
         pack_dp(np.zeros((k, 1 << m), dtype=np.int64))  # builds the DP's index tables for m once
         dp_t, milp_t = [], []
         for _ in range(repeats):
@@ -93,14 +166,28 @@ def solver_speed(repeats: int = 3, seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
-def run_bench(seconds: float = 1.5, training: bool = True, console: Any = None) -> dict[str, Any]:
-    """All figures of ``mechgym bench``."""
+def run_bench(
+    seconds: float = 1.5, training: bool = True, console: Any = None, quick: bool = False
+) -> dict[str, Any]:
+    """All figures of ``mechgym bench``.
+
+    ``quick`` keeps every key but measures briefly (a few hundredths of a second per env,
+    batches of :data:`QUICK_BATCH_SIZE`, one small solver case, no training run): for tests.
+    """
+    if quick:
+        seconds, training = min(seconds, 0.02), False
     if console:
         console.print("[dim]measuring env throughput ...[/]")
     result: dict[str, Any] = {"throughput": env_throughput(seconds)}
     if console:
+        console.print("[dim]measuring batched rules ...[/]")
+    # a third of the env time each: a batch run is steadier than an episode loop
+    result["batched"] = batched_throughput(
+        seconds / 3, result["throughput"]["rps_v2"], QUICK_BATCH_SIZE if quick else BATCH_SIZE
+    )
+    if console:
         console.print("[dim]timing DP against MILP ...[/]")
-    result["solvers"] = solver_speed()
+    result["solvers"] = solver_speed(cases=QUICK_SOLVER_CASES if quick else SOLVER_CASES)
     result["training"] = None
     if training:
         try:
@@ -129,6 +216,17 @@ def show_bench(result: dict[str, Any], console: Any) -> None:
         ratio = f"{r['ratio_to_rps']:.2f}" if r["ratio_to_rps"] else "n/a"
         t.add_row(name, f"{r['steps_per_second']:,.0f}", ratio)
     console.print(t)
+    b = Table(title="batched rules: agent-decisions per second (random legal play)")
+    b.add_column("mechanism")
+    b.add_column("decisions/s", justify="right")
+    b.add_column("ratio to rps_v2", justify="right")
+    for name, r in result.get("batched", {}).items():
+        if "skipped" in r:
+            b.add_row(name, "n/a", r["skipped"])
+            continue
+        ratio = f"{r['ratio_to_rps']:.1f}" if r["ratio_to_rps"] else "n/a"
+        b.add_row(name, f"{r['decisions_per_second']:,.0f}", ratio)
+    console.print(b)
     s = Table(title="exact subset DP vs HiGHS MILP (median seconds)")
     for col in ("n", "m", "DP", "MILP", "MILP / DP"):
         s.add_column(col, justify="right")

@@ -392,12 +392,18 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     seconds: Annotated[float, typer.Option("--seconds", help="Seconds per throughput run.")] = 1.5,
     training: Annotated[bool, typer.Option(help="Also time the env's share of a PPO run.")] = True,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Every key, measured briefly (no training run).")
+    ] = False,
 ) -> None:
-    """Env throughput against PettingZoo's rps_v2, DP against MILP, env share of training."""
+    """Env throughput against PettingZoo's rps_v2, batched rules' decisions per second, DP
+    against MILP, env share of training."""
     from mechgym.bench import run_bench
 
     result = run_guarded(
-        lambda: run_bench(seconds=seconds, training=training, console=None if as_json else err)
+        lambda: run_bench(
+            seconds=seconds, training=training, console=None if as_json else err, quick=quick
+        )
     )
     if as_json:
         print(json.dumps(result, indent=2))
