@@ -1,0 +1,457 @@
+"""A batched multi-agent API over the batched path, for researchers' own learners.
+
+A numpy cousin of JaxMARL's functional API: one object runs ``B`` independent episodes of a
+mechanism at once, and every call takes and returns dicts ``{agent: (B, ...) array}``::
+
+    env = BatchedEnv("best_belief", batch_size=256, generate="uniform:n=3,m=2,cap=10")
+    obs, info = env.reset(seed=0)
+    obs["player_0"]["observation"]   # (256, obs_size) float32, as the AEC env's vector
+    obs["player_0"]["action_mask"]   # (256, mask_size) int8, flat over the layout's fields
+    actions = {a: my_policy(obs[a]) for a in env.agents}   # (256, L) int64 each
+    obs, rewards, terminated, truncated, info = env.step(actions)
+
+* Every episode advances one decision node per :meth:`BatchedEnv.step`; the chance nodes
+  that follow are drawn inside it. Episodes sit in different phases; ``info["acting"]`` says
+  who acts where, and the rows of players that do not act are ignored (their masks allow
+  only 0).
+* Observations are the single-episode PettingZoo env's: ``[phase one-hot | acting flag |
+  own index one-hot | private information | public history]`` (see
+  :mod:`mechgym.envs.pettingzoo.aec`), built here for the whole batch by
+  :func:`observation_vectors`.
+* Actions are the env's ``MultiDiscrete`` layout (one row per episode). An acting player's
+  row must be legal under its mask; otherwise :meth:`BatchedEnv.step` raises the typed
+  :class:`~mechgym.envs.engine.errors.OutOfSpaceError` or
+  :class:`~mechgym.envs.engine.errors.IllegalActionError` naming the episode, agent, phase
+  and field, and the env is left as it was.
+* Rewards arrive when an episode ends: utilities, or coalition totals for members of a
+  shared-reward coalition (float64). ``terminated[agent][b]`` is true at that step.
+* ``auto_reset=True`` (default) starts a fresh episode in every slot that ended, with a
+  fresh context; the ended episodes' last observations are in
+  ``info["final_observation"]`` and their outcomes in ``info["final_outcome"]``. With
+  ``auto_reset=False`` ended episodes stay ended (their actions are ignored) until
+  :meth:`BatchedEnv.reset`.
+
+Contexts come from a batched sampler of a generator spec (``generate``), a fixed context
+(``context``), a fixed family drawn uniformly (``contexts``), or the env module's default
+generator. Money is float64 on this path; the exact PettingZoo env stays the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from gymnasium import spaces
+from mechgym.envs.engine.batched import (
+    BatchedRules,
+    BatchOutcome,
+    BatchState,
+    ContextBatch,
+    batched_rules,
+    check_actions,
+)
+from mechgym.envs.engine.errors import ContextError, OutOfSpaceError, ParameterError
+from mechgym.envs.pettingzoo.aec import OBS_BOUND, agent_name
+
+__all__ = [
+    "BatchedEnv",
+    "ContextSource",
+    "ExactSampler",
+    "FixedContexts",
+    "context_source",
+    "observation_vectors",
+    "private_features",
+    "put_state",
+    "take_state",
+]
+
+
+# -- contexts ------------------------------------------------------------------------------------
+class ContextSource(Protocol):
+    """Draws ``B`` contexts as a :class:`ContextBatch` from the generator passed in."""
+
+    def sample(self, B: int, rng: np.random.Generator) -> ContextBatch: ...
+
+
+@dataclass
+class FixedContexts:
+    """A fixed family of exact contexts (one context included), drawn uniformly per slot."""
+
+    contexts: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if not self.contexts:
+            raise ContextError("contexts", "a family needs at least one context")
+        self.batch = ContextBatch.from_contexts(list(self.contexts))
+
+    @property
+    def n(self) -> int:
+        return self.batch.n
+
+    @property
+    def m(self) -> int:
+        return self.batch.m
+
+    def sample(self, B: int, rng: np.random.Generator) -> ContextBatch:
+        if len(self.contexts) == 1:
+            idx = np.zeros(B, dtype=np.int64)
+        else:
+            idx = rng.integers(len(self.contexts), size=B)
+        return self.batch.take(idx)
+
+
+@dataclass
+class ExactSampler:
+    """An exact generator sampled context by context (for generators with no batched
+    sampler): slower than a batched sampler, same distribution and stream as the exact env."""
+
+    generator: Any
+
+    def sample(self, B: int, rng: np.random.Generator) -> ContextBatch:
+        return ContextBatch.from_contexts([self.generator.sample(rng) for _ in range(B)])
+
+
+def context_source(
+    generator: Any = None, context: Any = None, contexts: Sequence[Any] | None = None
+) -> ContextSource:
+    """A context source from exactly one of: a generator (object or spec string), a context,
+    or a family of contexts. Generators with a batched sampler get it."""
+    given = [x is not None for x in (generator, context, contexts)]
+    if sum(given) != 1:
+        raise ParameterError("context", "give exactly one of generator, context or contexts")
+    if contexts is not None:
+        return FixedContexts(tuple(contexts))
+    if context is not None:
+        return FixedContexts((context,))
+    if hasattr(generator, "sample") and hasattr(generator, "base"):
+        return generator  # already a batched sampler
+    from mechgym.envs.model.batched_generators import BatchGenerator
+    from mechgym.envs.model.generators import make_generator
+
+    gen = make_generator(generator) if isinstance(generator, str) else generator
+    family = getattr(gen, "contexts", None)
+    if family is not None:
+        return FixedContexts(tuple(family))
+    try:
+        return BatchGenerator(gen)
+    except ContextError:
+        return ExactSampler(gen)
+
+
+# -- batch states ---------------------------------------------------------------------------------
+def take_state(state: BatchState, idx: np.ndarray) -> BatchState:
+    """The sub-batch ``idx`` of a batch state (chance log not carried)."""
+    B = state.phase.shape[0]
+    data = {k: (v[idx] if v.ndim and v.shape[0] == B else v) for k, v in state.data.items()}
+    return BatchState(state.phase[idx], state.acting[idx], data, [])
+
+
+def put_state(state: BatchState, idx: np.ndarray, sub: BatchState) -> None:
+    """Write the sub-batch ``sub`` into episodes ``idx`` of ``state``, in place.
+
+    Arrays whose trailing shape changed (none of the registered rules do this) are grown by
+    rebuilding them.
+    """
+    B = state.phase.shape[0]
+    state.phase[idx] = sub.phase
+    state.acting[idx] = sub.acting
+    for k, v in sub.data.items():
+        cur = state.data.get(k)
+        if cur is None or not cur.ndim or cur.shape[0] != B:
+            if cur is None:
+                full = np.zeros((B, *v.shape[1:]), dtype=v.dtype)
+                full[idx] = v
+                state.data[k] = full
+            continue
+        if cur.shape[1:] != v.shape[1:] or cur.dtype != v.dtype:
+            raise ParameterError(
+                "state", f"batched state field '{k}' changed shape or type inside an episode"
+            )
+        if not cur.flags.writeable:
+            cur = cur.copy()
+            state.data[k] = cur
+        cur[idx] = v
+
+
+# -- observations ---------------------------------------------------------------------------------
+def private_features(ctx: ContextBatch, player: int) -> np.ndarray:
+    """``(B, private_size)`` float32: each episode's ``ctx.private_features(player)``."""
+    B, n = ctx.B, ctx.n
+    if ctx.kind == "auction":
+        assert ctx.lower is not None
+        out = np.concatenate([ctx.values[:, player], ctx.lower[:, player].reshape(B, -1)], axis=1)
+        return out.astype(np.float32)
+    member = (ctx.coalition == ctx.coalition[:, player : player + 1]).astype(np.int64)
+    if ctx.kind == "states":
+        return np.concatenate([ctx.values.reshape(B, -1), member], axis=1).astype(np.float32)
+    assert ctx.endowment is not None
+    m = ctx.m
+    bits = (ctx.endowment[:, :, None] >> np.arange(m)[None, None, :]) & 1  # (B, n, m)
+    owner = (bits * np.arange(n)[None, :, None]).sum(axis=1)
+    return np.concatenate([ctx.values.reshape(B, -1), owner, member], axis=1).astype(np.float32)
+
+
+def observation_vectors(
+    rules: BatchedRules,
+    ctx: ContextBatch,
+    state: BatchState,
+    player: int,
+    acting: np.ndarray | None = None,
+) -> np.ndarray:
+    """``(B, obs_size)`` float32: the AEC env's observation vector of ``player`` per episode.
+
+    ``acting`` ``(B,)`` overrides the acting flag (default ``state.acting[:, player]``).
+    Ended episodes get a zero phase part, as the AEC env at a terminal node.
+    """
+    B = ctx.B
+    P = len(rules.phases)
+    head = np.zeros((B, P + 1), dtype=np.float32)
+    live = state.phase >= 0
+    rows = np.flatnonzero(live)
+    head[rows, state.phase[rows]] = 1.0
+    flag = state.acting[:, player] if acting is None else acting
+    head[:, P] = np.where(live, flag, False)
+    own = np.zeros((B, rules.spec.n), dtype=np.float32)
+    own[:, player] = 1.0
+    public = np.clip(rules.public_features(state, player), -OBS_BOUND, OBS_BOUND)
+    obs = np.concatenate([head, own, private_features(ctx, player), public], axis=1)
+    np.clip(obs, -OBS_BOUND, OBS_BOUND, out=obs)
+    return obs.astype(np.float32, copy=False)
+
+
+# -- the env --------------------------------------------------------------------------------------
+class BatchedEnv:
+    """``B`` episodes of a mechanism as dicts of ``(B, ...)`` arrays (module docstring).
+
+    Parameters
+    ----------
+    mechanism : str
+        A catalogue name with batched rules (``best_belief``, ``vcg``, ...).
+    batch_size : int
+        ``B``, the number of episodes run at once.
+    generate : str or generator, optional
+        Contexts: a generator spec such as ``"uniform:n=3,m=2,cap=10"`` or an exact
+        generator object (batched sampler when one exists).
+    context : context or str, optional
+        One fixed context (or the name of a worked example).
+    contexts : sequence of contexts, optional
+        A fixed family, drawn uniformly per episode.
+    auto_reset : bool
+        Restart ended slots at once (see the module docstring).
+    value_cap, price_cap : int, optional
+        Sizes of the array layout (as the PettingZoo env's).
+    seed : int, optional
+        Seeds the env's generator; :meth:`reset` with a seed reseeds it.
+    constants : mechanism constants (``eps="1/10"``, ...).
+    """
+
+    def __init__(
+        self,
+        mechanism: str,
+        batch_size: int,
+        generate: Any = None,
+        *,
+        context: Any = None,
+        contexts: Sequence[Any] | None = None,
+        auto_reset: bool = True,
+        value_cap: int | None = None,
+        price_cap: int | None = None,
+        seed: int | None = None,
+        **constants: Any,
+    ) -> None:
+        from mechgym.envs.pettingzoo.registry import entry
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+            raise ParameterError("batch_size", f"must be an integer, got {batch_size!r}")
+        if batch_size < 1:
+            raise ParameterError("batch_size", f"must be at least 1, got {batch_size}")
+        if isinstance(context, str):
+            from mechgym.envs.model.examples import example
+
+            context = example(context)
+        gen = generate
+        if isinstance(gen, str):
+            from mechgym.envs.model.generators import make_generator
+
+            gen = make_generator(gen)
+        raw = (
+            entry(mechanism)
+            .load_env_module()
+            .raw_env(
+                context=context if contexts is None else contexts[0],
+                generator=gen,
+                value_cap=value_cap,
+                price_cap=price_cap,
+                **constants,
+            )
+        )
+        self.mechanism_name = mechanism
+        self.mech = raw.mechanism
+        self.spec = raw.spec
+        self.context_class = raw.context_class
+        self.rules: BatchedRules = batched_rules(self.mech, self.spec)
+        if contexts is not None:
+            self.source: ContextSource = context_source(contexts=contexts)
+        elif context is not None:
+            self.source = context_source(context=raw.context)
+        else:
+            self.source = context_source(generator=raw.generator)
+        self.B = int(batch_size)
+        self.auto_reset = bool(auto_reset)
+        self.layout = self.rules.layout
+        self.phases = self.rules.phases
+        n = self.spec.n
+        self.possible_agents = [agent_name(i) for i in range(n)]
+        self.agents = list(self.possible_agents)
+        obs_size = int(raw.observation_space(self.agents[0])["observation"].shape[0])
+        self.observation_spaces = {
+            a: spaces.Dict(
+                {
+                    "observation": spaces.Box(
+                        -OBS_BOUND, OBS_BOUND, shape=(self.B, obs_size), dtype=np.float32
+                    ),
+                    "action_mask": spaces.Box(
+                        0, 1, shape=(self.B, self.layout.mask_size), dtype=np.int8
+                    ),
+                }
+            )
+            for a in self.agents
+        }
+        self.action_spaces = {
+            a: spaces.MultiDiscrete(np.tile(self.layout.sizes, (self.B, 1))) for a in self.agents
+        }
+        self.rng = np.random.default_rng(seed)
+        self.ctx: ContextBatch | None = None
+        self.state: BatchState | None = None
+
+    # -- spaces --------------------------------------------------------------------------------
+    def observation_space(self, agent: str) -> spaces.Space:
+        """Batched observation space of ``agent`` (leading axis ``B``)."""
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Space:
+        """``MultiDiscrete`` of shape ``(B, L)``: one layout row per episode."""
+        return self.action_spaces[agent]
+
+    # -- API -----------------------------------------------------------------------------------
+    def reset(
+        self, seed: int | None = None, options: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+        """Start ``B`` fresh episodes; returns ``(obs, info)``.
+
+        ``options={"contexts": ContextBatch}`` plays given contexts (``B`` of them).
+        """
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        given = (options or {}).get("contexts")
+        if given is not None:
+            if not isinstance(given, ContextBatch) or given.B != self.B:
+                raise ContextError("options.contexts", f"must be a ContextBatch of {self.B}")
+            if (given.n, given.m) != (self.spec.n, self.spec.m):
+                raise ContextError(
+                    "options.contexts", f"must have n={self.spec.n}, m={self.spec.m}"
+                )
+            self.ctx = given
+        else:
+            self.ctx = self.source.sample(self.B, self.rng)
+        self.state = self.rules.reset(self.ctx, self.rng)
+        return self._observe(), self._info()
+
+    def step(
+        self, actions: Mapping[str, np.ndarray]
+    ) -> tuple[
+        dict[str, dict[str, np.ndarray]],
+        dict[str, np.ndarray],
+        dict[str, np.ndarray],
+        dict[str, np.ndarray],
+        dict[str, Any],
+    ]:
+        """Resolve every live episode's pending decision with ``actions`` (module docstring)."""
+        if self.state is None or self.ctx is None:
+            raise OutOfSpaceError("batch", "-", "call reset() before step()")
+        B, n, L = self.B, self.spec.n, len(self.layout)
+        acts = np.zeros((B, n, L), dtype=np.int64)
+        for i, a in enumerate(self.possible_agents):
+            if a not in actions:
+                if self.state.acting[:, i].any():
+                    raise OutOfSpaceError(a, self._phase_name(i), "no actions given for an agent")
+                continue
+            arr = np.asarray(actions[a])
+            if arr.shape != (B, L) or not np.issubdtype(arr.dtype, np.integer):
+                raise OutOfSpaceError(
+                    a, self._phase_name(i), f"actions must be integers of shape {(B, L)}"
+                )
+            acts[:, i] = arr
+        unknown = set(actions) - set(self.possible_agents)
+        if unknown:
+            raise OutOfSpaceError(sorted(unknown)[0], "-", "not an agent of this env")
+        masks = self.rules.masks(self.state)
+        names = np.array([*self.phases, "done"], dtype=object)[self.state.phase]
+        check_actions(self.layout, masks, acts, self.state.acting, names)
+        was_live = ~self.state.done
+        self.state = self.rules.step(self.ctx, self.state, acts, self.rng)
+        self.state.chance = []  # the log serves replay only; it would grow without bound
+        ended = was_live & self.state.done
+        rewards = np.zeros((B, n), dtype=np.float64)
+        info: dict[str, Any] = {}
+        if ended.any():
+            r = self.rules.rewards(self.ctx, self.state)
+            rewards[ended] = r[ended]
+        if self.auto_reset and ended.any():
+            idx = np.flatnonzero(ended)
+            info["final_observation"] = {
+                k: {f: v[idx] for f, v in o.items()} for k, o in self._observe().items()
+            }
+            info["final_outcome"] = _take_outcome(self.rules.outcome(self.state), idx)
+            info["final_episodes"] = idx
+            fresh = self.source.sample(len(idx), self.rng)
+            self.ctx.put(idx, fresh)
+            put_state(self.state, idx, self.rules.reset(fresh, self.rng))
+        obs = self._observe()
+        rew = {a: rewards[:, i] for i, a in enumerate(self.possible_agents)}
+        term = {a: ended.copy() for a in self.possible_agents}
+        trunc = {a: np.zeros(B, dtype=bool) for a in self.possible_agents}
+        info.update(self._info())
+        return obs, rew, term, trunc, info
+
+    def outcome(self) -> BatchOutcome:
+        """Terminal outcomes of the current episodes (meaningful where they ended)."""
+        if self.state is None:
+            raise OutOfSpaceError("batch", "-", "call reset() first")
+        return self.rules.outcome(self.state)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _phase_name(self, player: int) -> str:
+        assert self.state is not None
+        rows = np.flatnonzero(self.state.acting[:, player])
+        if not len(rows):
+            return "-"
+        return self.phases[int(self.state.phase[rows[0]])]
+
+    def _observe(self) -> dict[str, dict[str, np.ndarray]]:
+        assert self.state is not None and self.ctx is not None
+        masks = self.rules.masks(self.state)
+        return {
+            a: {
+                "observation": observation_vectors(self.rules, self.ctx, self.state, i),
+                "action_mask": masks[:, i],
+            }
+            for i, a in enumerate(self.possible_agents)
+        }
+
+    def _info(self) -> dict[str, Any]:
+        assert self.state is not None
+        return {
+            "phase": self.state.phase.copy(),
+            "acting": {a: self.state.acting[:, i].copy() for i, a in enumerate(self.agents)},
+            "done": self.state.done.copy(),
+        }
+
+
+def _take_outcome(out: BatchOutcome, idx: np.ndarray) -> BatchOutcome:
+    return BatchOutcome(out.alloc[idx], out.prices[idx], out.state[idx], out.destroyed[idx])

@@ -1,0 +1,499 @@
+"""The learner's observation and policies over a batch: the batched twins of
+:class:`~mechgym.training.encodings.ObservationBuilder` and
+:class:`~mechgym.training.policies.LearnedPolicy`.
+
+:class:`BatchedObservationBuilder` builds, for every episode of a batch, the same float32
+vector as the exact builder (AEC vector, member position, pending question, menu summaries),
+so that a model trained on the vectorised learner env
+(:mod:`mechgym.training.vec_env`) plays the exact envs and is evaluated exactly, and the
+other way round. ``tests/test_vec_env.py`` checks the agreement state by state against the
+exact builder for every mechanism with batched rules.
+
+The derived features follow :func:`mechgym.training.encodings.default_summary` and
+:func:`~mechgym.training.encodings.pending_question`; what they read of a structured action
+(its bundle, its offer's revenue, a reported valuation, a YES to the pending question) is
+read here from the array layout, per mechanism, in :data:`BATCHED_QUESTIONS` and
+:data:`BATCHED_SUMMARIES`. Menu entries that the batched menu marks invalid (an entry whose
+prices leave the layout's grid) get zero summaries, as masked entries do.
+
+Batched policies (:func:`resolve_batched`) are the batched agents of
+:mod:`mechgym.agents.batched` (predicted, named deviations, random) and trained models
+(:class:`BatchedLearned`: argmax of the model's scores under the mask, as
+:class:`~mechgym.training.policies.LearnedPolicy`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from mechgym.agents.batched import BatchedPolicy, RandomBatched, batched_agents
+from mechgym.envs.batched_api import observation_vectors
+from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
+from mechgym.envs.engine.errors import ParameterError
+from mechgym.envs.mechanisms.offer_rules_batched import decode_offers
+
+from .encodings import QUESTION_SIZE, SUMMARY_SIZE, ObservationBuilder, symlog
+from .policies import LearnedPolicy, SharedPolicy
+
+#: ``(asked (B,) bool, bundle (B,) int, price (B,) int)`` of the offer ``player`` answers
+Question = tuple[np.ndarray, np.ndarray, np.ndarray]
+QuestionFn = Callable[[BatchedRules, ContextBatch, BatchState, int], Question | None]
+#: ``fn(rules, ctx, state, player, actions (B, K, L), question) -> (B, K, 4)`` float64
+SummaryFn = Callable[
+    [BatchedRules, ContextBatch, BatchState, int, np.ndarray, Question | None], np.ndarray
+]
+
+BATCHED_QUESTIONS: dict[str, QuestionFn] = {}
+BATCHED_SUMMARIES: dict[str, SummaryFn] = {}
+
+
+# -- per-mechanism features -------------------------------------------------------------------
+def _seed000_question(
+    rules: BatchedRules, ctx: ContextBatch, state: BatchState, player: int
+) -> Question | None:
+    # exact: the winner's announced offer (``state.announcements[state.winner].offer``)
+    d = state.data
+    rows = np.arange(len(state.phase))
+    bundle = d["alloc"][rows, d["winner"], player]
+    price = d["prices"][rows, d["winner"], player]
+    asked = (state.phase >= 0) & state.acting[:, player] & d["announced"] & (bundle != 0)
+    return asked, bundle, price
+
+
+def _phase_is(rules: BatchedRules, state: BatchState, name: str) -> np.ndarray:
+    return state.phase == rules.phases.index(name) if name in rules.phases else state.phase < -1
+
+
+def _own_values(ctx: ContextBatch, player: int, bundles: np.ndarray) -> np.ndarray:
+    """``θ_player(bundle)`` for ``bundles`` ``(B, K)``."""
+    vals = ctx.values[:, player]  # (B, 2^m)
+    return np.take_along_axis(vals, np.clip(bundles, 0, vals.shape[1] - 1), axis=1)
+
+
+def _revenue(rules: BatchedRules, acts: np.ndarray, min_price: int) -> np.ndarray:
+    _, prices = decode_offers(acts, rules.spec, rules.layout, min_price=min_price)
+    return prices.sum(axis=-1).astype(np.float64)
+
+
+def _yes_summary(
+    out: np.ndarray,
+    rules: BatchedRules,
+    ctx: ContextBatch,
+    state: BatchState,
+    player: int,
+    acts: np.ndarray,
+    question: Question | None,
+) -> None:
+    if question is None or "answer" not in rules.layout.index:
+        return
+    asked, bundle, price = question
+    yes = acts[:, :, rules.layout.index["answer"]] == 1
+    v = _own_values(ctx, player, bundle[:, None])[:, 0]
+    gain = np.where(asked, v - price, 0).astype(np.float64)
+    out[:, :, 3] = np.where(yes & asked[:, None], gain[:, None], 0.0)
+
+
+def _bundle_offer_summary(min_price: Callable[[BatchedRules], int]) -> SummaryFn:
+    """M1 and M3: an announcement (favourite bundle, offer); YES/NO elsewhere."""
+
+    def fn(
+        rules: BatchedRules,
+        ctx: ContextBatch,
+        state: BatchState,
+        player: int,
+        acts: np.ndarray,
+        question: Question | None,
+    ) -> np.ndarray:
+        B, K = acts.shape[:2]
+        out = np.zeros((B, K, SUMMARY_SIZE), dtype=np.float64)
+        ann = _phase_is(rules, state, "announce")[:, None]
+        bundle = acts[:, :, rules.layout.index["bundle"]]
+        out[:, :, 0] = np.where(ann, _own_values(ctx, player, bundle), 0)
+        out[:, :, 1] = np.where(ann, _revenue(rules, acts, min_price(rules)), 0)
+        _yes_summary(out, rules, ctx, state, player, acts, question)
+        return out
+
+    return fn
+
+
+def _report_total(
+    rules: BatchedRules, ctx: ContextBatch, player: int, acts: np.ndarray
+) -> np.ndarray:
+    first = rules.layout.index["value_1"]
+    size = ctx.values.shape[2]
+    report = acts[:, :, first : first + size - 1].sum(axis=-1)
+    return (report - ctx.values[:, player].sum(axis=1)[:, None]).astype(np.float64)
+
+
+def _normal_form_summary(
+    rules: BatchedRules,
+    ctx: ContextBatch,
+    state: BatchState,
+    player: int,
+    acts: np.ndarray,
+    question: Question | None,
+) -> np.ndarray:
+    B, K = acts.shape[:2]
+    out = np.zeros((B, K, SUMMARY_SIZE), dtype=np.float64)
+    out[:, :, 1] = _revenue(rules, acts, 1)
+    out[:, :, 2] = _report_total(rules, ctx, player, acts)
+    return out
+
+
+def _vcg_summary(
+    rules: BatchedRules,
+    ctx: ContextBatch,
+    state: BatchState,
+    player: int,
+    acts: np.ndarray,
+    question: Question | None,
+) -> np.ndarray:
+    B, K = acts.shape[:2]
+    out = np.zeros((B, K, SUMMARY_SIZE), dtype=np.float64)
+    out[:, :, 2] = _report_total(rules, ctx, player, acts)
+    return out
+
+
+def _collusion_summary(
+    rules: BatchedRules,
+    ctx: ContextBatch,
+    state: BatchState,
+    player: int,
+    acts: np.ndarray,
+    question: Question | None,
+) -> np.ndarray:
+    # CLAnnouncement's offer: its prices are the raw price fields
+    B, K = acts.shape[:2]
+    out = np.zeros((B, K, SUMMARY_SIZE), dtype=np.float64)
+    first = rules.layout.index["price_0"]
+    rev = acts[:, :, first : first + rules.spec.n].sum(axis=-1)
+    out[:, :, 1] = np.where(_phase_is(rules, state, "announce")[:, None], rev, 0)
+    return out
+
+
+def zero_summary(
+    rules: BatchedRules,
+    ctx: ContextBatch,
+    state: BatchState,
+    player: int,
+    acts: np.ndarray,
+    question: Question | None,
+) -> np.ndarray:
+    """Mechanisms whose structured actions carry none of the summarised attributes."""
+    return np.zeros((*acts.shape[:2], SUMMARY_SIZE), dtype=np.float64)
+
+
+BATCHED_QUESTIONS["best_belief"] = _seed000_question
+BATCHED_SUMMARIES["best_belief"] = _bundle_offer_summary(lambda r: 1)
+BATCHED_SUMMARIES["knowledge_benchmark"] = _bundle_offer_summary(
+    lambda r: int(getattr(r.mech, "min_price", 1))
+)
+BATCHED_SUMMARIES["normal_form"] = _normal_form_summary
+BATCHED_SUMMARIES["vcg"] = _vcg_summary
+BATCHED_SUMMARIES["collusion_leveraging"] = _collusion_summary
+for _name in ("perfect_revenue", "budget_balanced_market", "hope_for_the_best"):
+    BATCHED_SUMMARIES[_name] = zero_summary
+for _k in range(1, 5):
+    BATCHED_SUMMARIES[f"naive_market_{_k}"] = zero_summary
+
+
+# -- observations ---------------------------------------------------------------------------------
+class BatchedObservationBuilder:
+    """The exact :class:`ObservationBuilder`'s vector for every episode of a batch.
+
+    Parameters
+    ----------
+    exact : ObservationBuilder
+        The exact builder (encoding, members, normalisation, features) to reproduce.
+    rules : BatchedRules
+    """
+
+    def __init__(self, exact: ObservationBuilder, rules: BatchedRules) -> None:
+        self.exact = exact
+        self.rules = rules
+        self.members = exact.members
+        self.size = exact.size
+        self.base_size = exact.base_size
+        self.bound = exact.bound
+        self.encoding = exact.encoding
+        name = exact.encoding.mech_name
+        self.question_fn = BATCHED_QUESTIONS.get(name)
+        self.summary_fn = BATCHED_SUMMARIES.get(name)
+        if exact.features and exact.encoding.summary_size and self.summary_fn is None:
+            raise ParameterError(
+                "features",
+                f"'{name}' has no batched menu summaries; use features=False or register them"
+                " in mechgym.training.batched_obs.BATCHED_SUMMARIES",
+            )
+
+    def _scale(self, base: np.ndarray) -> np.ndarray:
+        return symlog(base) if self.exact.normalize == "symlog" else base.astype(np.float32)
+
+    def build(
+        self,
+        ctx: ContextBatch,
+        state: BatchState,
+        player: int,
+        menu: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """``(B, size)`` observations of ``player`` (a member) acting in every episode;
+        ``menu`` is the batched menu ``(actions (B, K, L), valid (B, K))`` of the menu
+        encoding. Rows of episodes where the player does not act are meaningless."""
+        B = ctx.B
+        ones = np.ones(B, dtype=bool)
+        base = observation_vectors(self.rules, ctx, state, player, acting=ones)
+        parts = [self._scale(base)]
+        if self.exact.member_size:
+            pos = np.zeros((B, self.exact.member_size), dtype=np.float32)
+            pos[:, self.members.index(player)] = 1.0
+            parts.append(pos)
+        if self.exact.features:
+            q = (
+                None
+                if self.question_fn is None
+                else self.question_fn(self.rules, ctx, state, player)
+            )
+            qv = np.zeros((B, QUESTION_SIZE), dtype=np.float32)
+            if q is not None:
+                asked, bundle, price = q
+                v = _own_values(ctx, player, bundle[:, None])[:, 0]
+                trio = np.stack([v, price, v - price], axis=1).astype(np.float32)
+                qv[:, 0] = 1.0
+                qv[:, 1:] = symlog(trio)
+                qv[~asked] = 0.0
+                q = (asked, bundle, price)
+            parts.append(qv)
+            if self.encoding.summary_size:
+                assert menu is not None and self.summary_fn is not None
+                acts, valid = menu
+                raw = self.summary_fn(self.rules, ctx, state, player, acts, q)
+                raw = np.where(valid[:, :, None], raw, 0.0).astype(np.float32)
+                parts.append(symlog(raw.reshape(B, -1)))
+        obs = np.concatenate(parts, axis=1).astype(np.float32, copy=False)
+        np.clip(obs, -self.bound, self.bound, out=obs)
+        return obs
+
+    def terminal(self, ctx: ContextBatch, state: BatchState, player: int) -> np.ndarray:
+        """``(B, size)``: the exact builder's ``terminal`` of the AEC vector at the end."""
+        out = np.zeros((ctx.B, self.size), dtype=np.float32)
+        base = observation_vectors(self.rules, ctx, state, player)
+        out[:, : self.base_size] = np.clip(self._scale(base), -self.bound, self.bound)
+        return out
+
+
+# -- menus ----------------------------------------------------------------------------------------
+def padded_menu(
+    menu_fn: Any, rules: BatchedRules, ctx: ContextBatch, state: BatchState, player: int, K: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The batched menu padded (invalid) to ``K`` entries."""
+    acts, valid = menu_fn(rules, ctx, state, player)
+    k = acts.shape[1]
+    if k > K:
+        raise ParameterError("menu", f"batched menu has {k} entries, above menu_size {K}")
+    if k < K:
+        B, L = acts.shape[0], acts.shape[2]
+        acts = np.concatenate([acts, np.zeros((B, K - k, L), dtype=acts.dtype)], axis=1)
+        valid = np.concatenate([valid, np.zeros((B, K - k), dtype=bool)], axis=1)
+    return acts, valid.astype(bool)
+
+
+# -- policies -------------------------------------------------------------------------------------
+def batched_scores(model: Any, obs: np.ndarray) -> np.ndarray:
+    """``(B, size)`` per-value action scores of a model: logits, or Q-values for DQN."""
+    import torch as th
+
+    policy = model.policy
+    with th.no_grad():
+        obs_t, _ = policy.obs_to_tensor(obs)
+        if hasattr(policy, "q_net"):
+            return policy.q_net(obs_t).cpu().numpy()
+        dist = policy.get_distribution(obs_t)
+        inner = getattr(dist, "distributions", None) or dist.distribution
+        if isinstance(inner, list):
+            return th.cat([d.logits for d in inner], dim=1).cpu().numpy()
+        return inner.logits.cpu().numpy()
+
+
+def masked_argmax_batch(
+    scores: np.ndarray, mask: np.ndarray, nvec: np.ndarray | None
+) -> np.ndarray:
+    """Row-wise :func:`~mechgym.training.policies.masked_argmax`: ``(B,)`` or ``(B, fields)``."""
+    masked = np.where(mask.astype(bool), scores, -np.inf)
+    if nvec is None:
+        return np.argmax(masked, axis=1)
+    out = np.zeros((scores.shape[0], len(nvec)), dtype=np.int64)
+    lo = 0
+    for k, size in enumerate(nvec):
+        out[:, k] = np.argmax(masked[:, lo : lo + int(size)], axis=1)
+        lo += int(size)
+    return out
+
+
+class BatchedLearned:
+    """A trained model (a :class:`LearnedPolicy` or :class:`SharedPolicy`) playing a batch:
+    the argmax of its scores under the mask, per episode, as the exact policy plays."""
+
+    def __init__(self, policy: LearnedPolicy, agents: Any = None) -> None:
+        self.policy = policy
+        self.encoding = policy.encoding
+        self.menu_fn = None if agents is None else agents.menu
+        self._builders: dict[tuple[int, int], BatchedObservationBuilder] = {}
+
+    def _builder(self, rules: BatchedRules, player: int) -> BatchedObservationBuilder:
+        key = (id(rules), player)
+        hit = self._builders.get(key)
+        if hit is None:
+            pol = self.policy
+            if isinstance(pol, SharedPolicy):
+                exact = pol.by_player.get(player)
+                if exact is None:
+                    raise ParameterError(
+                        "policy",
+                        f"this shared model plays for players {sorted(pol.by_player)},"
+                        f" not {player}",
+                    )
+            elif player in pol.builder.members:
+                exact = pol.builder
+            elif len(pol.builder.members) == 1:
+                exact = pol._seat(player)
+            else:
+                raise ParameterError(
+                    "policy",
+                    f"this coalition model plays for players {list(pol.builder.members)},"
+                    f" not {player}",
+                )
+            hit = BatchedObservationBuilder(exact, rules)
+            self._builders[key] = hit
+        return hit
+
+    def act(
+        self,
+        rules: BatchedRules,
+        ctx: ContextBatch,
+        state: BatchState,
+        players: list[int],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        B, n, L = ctx.B, rules.spec.n, len(rules.layout)
+        acts = np.zeros((B, n, L), dtype=np.int64)
+        enc = self.encoding
+        nvec = np.asarray(enc.action_space.nvec) if hasattr(enc.action_space, "nvec") else None
+        masks = None
+        for p in players:
+            rows = np.flatnonzero(state.acting[:, p])
+            if not len(rows):
+                continue
+            menu = None
+            if enc.name == "menu":
+                if self.menu_fn is None:
+                    self.menu_fn = batched_agents(enc.mech_name).menu
+                menu = padded_menu(self.menu_fn, rules, ctx, state, p, enc.K)
+                mask = menu[1]
+            else:
+                masks = rules.masks(state) if masks is None else masks
+                mask = masks[:, p].astype(bool)
+            obs = self._builder(rules, p).build(ctx, state, p, menu)
+            choice = masked_argmax_batch(
+                batched_scores(self.policy.model, obs[rows]), mask[rows], nvec
+            )
+            if menu is not None:
+                acts[rows, p] = menu[0][rows, choice]
+            else:
+                acts[rows, p] = choice
+        return acts
+
+
+class ByPhaseBatched:
+    """``by_phase[name]`` at nodes of that phase, ``base`` elsewhere (batched PhasePolicy)."""
+
+    def __init__(self, base: Any, by_phase: Mapping[str, Any]) -> None:
+        self.base = base
+        self.by_phase = dict(by_phase)
+
+    def act(
+        self,
+        rules: BatchedRules,
+        ctx: ContextBatch,
+        state: BatchState,
+        players: list[int],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        acts = self.base.act(rules, ctx, state, players, rng)
+        for name, pol in self.by_phase.items():
+            if name not in rules.phases:
+                continue
+            here = state.phase == rules.phases.index(name)
+            if here.any():
+                acts = np.where(here[:, None, None], pol.act(rules, ctx, state, players, rng), acts)
+        return acts
+
+
+def resolve_batched(spec: Any, mech_name: str) -> BatchedPolicy:
+    """A batched policy from a description: ``"predicted"``, ``"random"``, a deviation name,
+    a model path (``.zip``), a :class:`LearnedPolicy`, or a batched policy object."""
+    from mechgym.agents.base import PhasePolicy
+
+    if isinstance(spec, LearnedPolicy):
+        return BatchedLearned(spec)
+    if isinstance(spec, PhasePolicy):
+        return ByPhaseBatched(
+            resolve_batched(spec.base, mech_name),
+            {k: resolve_batched(v, mech_name) for k, v in spec.by_phase.items()},
+        )
+    if hasattr(spec, "act") and _is_batched(spec):
+        return spec
+    if not isinstance(spec, str):
+        raise ParameterError(
+            "opponents",
+            f"cannot play {spec!r} on the batched path; give a name, a model path, a trained "
+            "policy or a batched policy (act(rules, ctx, state, players, rng))",
+        )
+    agents = batched_agents(mech_name)
+    if spec == "predicted":
+        return agents.predicted
+    if spec == "random":
+        return RandomBatched()
+    if spec in agents.deviations:
+        return agents.deviations[spec]
+    from pathlib import Path
+
+    if spec.endswith(".zip") or Path(spec).exists() or Path(spec + ".zip").exists():
+        from .policies import load_policy
+
+        return BatchedLearned(load_policy(spec))
+    known = ["predicted", "random", *agents.deviations]
+    raise ParameterError(
+        "opponents", f"unknown opponent {spec!r}; use one of {', '.join(known)} or a model path"
+    )
+
+
+def resolve_batched_players(
+    spec: Any, players: Sequence[int], mech_name: str
+) -> dict[int, BatchedPolicy]:
+    """One batched policy per player: a mapping ``{player: description}`` or one for all."""
+    if isinstance(spec, Mapping):
+        missing = [p for p in players if p not in spec]
+        if missing:
+            raise ParameterError("opponents", f"no policy given for players {missing}")
+        cache: dict[int, BatchedPolicy] = {}
+        out = {}
+        for p in players:
+            key = id(spec[p])
+            if key not in cache:
+                cache[key] = resolve_batched(spec[p], mech_name)
+            out[p] = cache[key]
+        return out
+    pol = resolve_batched(spec, mech_name)
+    return dict.fromkeys(players, pol)
+
+
+def _is_batched(obj: Any) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(obj.act).parameters
+    except (TypeError, ValueError):
+        return False
+    return len(params) == 5 or "rules" in params
