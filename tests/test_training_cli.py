@@ -169,10 +169,13 @@ def test_converge_quick_end_to_end(tmp_path) -> None:
 
 
 def test_converge_reports_unknown_mechanism(tmp_path) -> None:
+    from mechgym.envs.engine.errors import ParameterError
     from mechgym.training.converge import ConvergeConfig, run_converge
 
-    s = run_converge(ConvergeConfig(mechanisms=("no_such",), out=str(tmp_path)), progress=False)
-    assert s["mechanisms"]["no_such"]["status"] == "skipped"
+    out = tmp_path / "conv"
+    with pytest.raises(ParameterError, match="unknown mechanism 'no_such'"):
+        run_converge(ConvergeConfig(mechanisms=("no_such",), out=str(out)), progress=False)
+    assert not out.exists()
 
 
 def test_env_time_share() -> None:

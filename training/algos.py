@@ -105,6 +105,9 @@ def make_model(
     )
 
 
-def load_model(algo: str, path: str, env: Any = None) -> Any:
-    """Load a saved model (optionally attached to ``env`` to continue training)."""
-    return algo_class(algo).load(path, env=env, device="cpu")
+def load_model(algo: str, path: str, env: Any = None, trust: bool | None = None) -> Any:
+    """Load a saved model (optionally attached to ``env`` to continue training), after
+    :func:`~mechgym.training.policies.check_model_file` (``trust`` overrides it)."""
+    from .policies import check_model_file
+
+    return algo_class(algo).load(str(check_model_file(path, trust)), env=env, device="cpu")

@@ -14,8 +14,9 @@ import typer
 
 def _fail(exc: Exception) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[red]error:[/] {exc}")
+    Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)  # one line
     raise typer.Exit(code=2)
 
 
@@ -67,6 +68,16 @@ def add_commands(app: typer.Typer) -> None:
         progress: Annotated[
             bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
         ] = True,
+        trust_model: Annotated[
+            bool,
+            typer.Option(
+                "--trust-model",
+                help="Load --opponents/--resume models mechgym did not write (they can run code).",
+            ),
+        ] = False,
+        overwrite: Annotated[
+            bool, typer.Option("--overwrite", help="Replace earlier results in --out.")
+        ] = False,
     ) -> None:
         """Train one player or coalition against fixed opponents and report exact metrics."""
         from mechgym.envs.engine.errors import MechgymError
@@ -94,25 +105,37 @@ def add_commands(app: typer.Typer) -> None:
             phases = (
                 [p.strip() for p in learn_phases.split(",") if p.strip()] if learn_phases else None
             )
-            train_learner(
-                mechanism,
-                learner=learner,
-                algo=algo,
-                steps=steps,
-                seed=seed,
-                opponents=opponents,
-                encoding=encoding,
-                context=ctx,
-                generator=gen,
-                learn_phases=phases,
-                out=out,
-                eval_every=eval_every,
-                eval_contexts=eval_contexts,
-                tensorboard=tensorboard,
-                progress=progress,
-                resume=resume,
-                console=Console(),
-            )
+            from mechgym.envs.model.limits import check_seed
+
+            from .outputs import check_mechanism_names, refuse_overwrite
+            from .policies import trusted_models
+
+            check_seed(seed, "--seed")
+            check_mechanism_names([mechanism])
+            # --resume continues the run in --out; anything else must not replace results
+            results = ("model.zip", "metrics.csv", "metrics.json")
+            refuse_overwrite(out, results, overwrite or resume is not None)
+            with trusted_models(trust_model):
+                train_learner(
+                    mechanism,
+                    learner=learner,
+                    algo=algo,
+                    steps=steps,
+                    seed=seed,
+                    opponents=opponents,
+                    encoding=encoding,
+                    context=ctx,
+                    generator=gen,
+                    learn_phases=phases,
+                    out=out,
+                    eval_every=eval_every,
+                    eval_contexts=eval_contexts,
+                    tensorboard=tensorboard,
+                    progress=progress,
+                    resume=resume,
+                    console=Console(),
+                )
+            Console().print(f"results written to {out.resolve()}")
         except MechgymError as exc:
             _fail(exc)
 
@@ -143,15 +166,25 @@ def add_commands(app: typer.Typer) -> None:
         jobs: Annotated[
             int, typer.Option(help="Parallel processes (0: one per core, at most one per seed).")
         ] = 0,
-        out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path(
-            "results/converge"
-        ),
+        out: Annotated[
+            Path | None,
+            typer.Option("--out", help="Output directory (default results/converge)."),
+        ] = None,
         tensorboard: Annotated[
             bool, typer.Option("--tensorboard", help="Write TensorBoard logs to OUT/tb.")
         ] = False,
         progress: Annotated[
             bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
         ] = True,
+        config: Annotated[
+            Path | None,
+            typer.Option(
+                "--config", help="A YAML config, e.g. experiments/configs/converge_quick.yaml."
+            ),
+        ] = None,
+        overwrite: Annotated[
+            bool, typer.Option("--overwrite", help="Replace earlier results in --out.")
+        ] = False,
     ) -> None:
         """Train every player of each mechanism and measure convergence to the predictions."""
         from mechgym.envs.engine.errors import MechgymError
@@ -167,15 +200,24 @@ def add_commands(app: typer.Typer) -> None:
             "generator": generate,
             "algo": algo,
             "jobs": jobs,
-            "out": str(out),
+            "out": str(out) if out is not None else None,
             "tensorboard": tensorboard or None,
             "mechanisms": tuple(mechanisms) if mechanisms else None,
+            "overwrite": overwrite or None,
         }
-        if quick:
-            cfg = ConvergeConfig.quick_config(**opts)
-        else:
-            cfg = ConvergeConfig(**{k: v for k, v in opts.items() if v is not None})
         try:
+            if config is not None:
+                from .outputs import load_converge_config
+
+                # options given on the command line win over the file
+                given = {k: v for k, v in opts.items() if v is not None}
+                if quick:
+                    given["quick"] = True
+                cfg = load_converge_config(config, **given)
+            elif quick:
+                cfg = ConvergeConfig.quick_config(**opts)
+            else:
+                cfg = ConvergeConfig(**{k: v for k, v in opts.items() if v is not None})
             run_converge(cfg, console=Console(), progress=progress)
         except MechgymError as exc:
             _fail(exc)

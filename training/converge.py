@@ -76,6 +76,8 @@ class ConvergeConfig:
     tensorboard: bool = False
     quick: bool = False
     hyper: dict[str, Any] = field(default_factory=dict)
+    #: replace the results of an earlier run in ``out`` (otherwise refused)
+    overwrite: bool = False
 
     @classmethod
     def quick_config(cls, **kwargs: Any) -> ConvergeConfig:
@@ -444,8 +446,12 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
     from mechgym.envs.pettingzoo.registry import entry
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .outputs import check_mechanism_names, refuse_overwrite
+
     t0 = time.perf_counter()
-    out = Path(cfg.out)
+    # before anything is written: a typo in a name or an earlier run in `out` stops here
+    check_mechanism_names(cfg.mechanisms)
+    out = refuse_overwrite(cfg.out, ("summary.json", "metrics.csv", "checkpoints"), cfg.overwrite)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"config": asdict(cfg), "mechanisms": {}}
     runnable: list[str] = []
@@ -510,6 +516,7 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     if console is not None:
         print_table(summary, console)
+        console.print(f"results written to {out.resolve()} (summary.json, metrics.csv, plots)")
     return summary
 
 

@@ -37,9 +37,9 @@ import numpy as np
 from mechgym.agents.base import PhasePolicy
 from mechgym.envs.engine.errors import ParameterError
 
-from .algos import make_model
+from .algos import load_model, make_model
 from .learner_env import Group, LearnerEnv, NoDecisionError, as_group, group_label
-from .policies import LearnedPolicy, SharedPolicy, algo_class, resolve_source, save_model
+from .policies import LearnedPolicy, SharedPolicy, resolve_source, save_model
 
 SCHEMES = ("independent", "ibr", "selfplay")
 
@@ -343,10 +343,9 @@ class MultiLearner:
                 f"checkpoint groups {state['groups']} differ from {[list(g) for g in self.groups]}",
             )
         rd = d / state["checkpoint"]
-        cls = algo_class(state["algo"])
         for g in self.groups if self.scheme != "selfplay" else self.groups[:1]:
             name = "shared" if self.scheme == "selfplay" else f"group_{group_label(g)}"
-            model = cls.load(str(rd / f"{name}.zip"), env=self.envs[g], device="cpu")
+            model = load_model(state["algo"], str(rd / f"{name}.zip"), env=self.envs[g])
             if self.scheme == "selfplay":
                 for h in self.groups:
                     self.models[h] = model

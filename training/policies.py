@@ -16,8 +16,11 @@ the encoding's mask, so it can be evaluated exactly with
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -244,16 +247,89 @@ class SharedPolicy(LearnedPolicy):
         return self.encoding.decode(ctx, state, player, self.encoded_action(ctx, state, player))
 
 
+# -- model files: an SB3 .zip holds pickles, so loading one can run code ---------------------
+
+#: the context classes a sidecar may name (nothing else is imported from metadata)
+CONTEXT_CLASSES = {
+    "mechgym.envs.model.context:AuctionContext",
+    "mechgym.envs.model.states:StateContext",
+    "mechgym.envs.model.market:MarketContext",
+}
+_TRUST: contextvars.ContextVar[bool] = contextvars.ContextVar("mechgym_trust_model", default=False)
+
+
+@contextlib.contextmanager
+def trusted_models(trust: bool = True) -> Iterator[None]:
+    """Within the block, load model files that mechgym did not write (``--trust-model``)."""
+    token = _TRUST.set(trust)
+    try:
+        yield
+    finally:
+        _TRUST.reset(token)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_model_file(path: str | Path, trust: bool | None = None) -> Path:
+    """Refuse a model ``.zip`` that mechgym did not write, before anything unpickles it.
+
+    mechgym records the zip's sha256 in the sidecar ``.json`` when it saves a model; a file
+    without a sidecar, or whose bytes no longer match it, is refused unless ``trust`` (or an
+    enclosing :func:`trusted_models`). This recognises files mechgym wrote; it does not
+    authenticate them: whoever can write both files can forge a sidecar.
+
+    Raises
+    ------
+    ParameterError
+        Naming the file and why it is refused.
+    """
+    p = Path(path)
+    if p.suffix != ".zip":
+        p = p.with_suffix(".zip")
+    if not p.is_file():
+        raise ParameterError("model", f"no saved model at {p}")
+    if _TRUST.get() if trust is None else trust:
+        return p
+    hint = (
+        "an SB3 .zip holds pickles and can run code when loaded; pass --trust-model "
+        "(trust=True) only for files from a source you trust"
+    )
+    side = p.with_suffix(".json")
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+        recorded = meta.get("sha256") if isinstance(meta, dict) else None
+    except (OSError, ValueError):
+        recorded = None
+    if not isinstance(recorded, str):
+        raise ParameterError(
+            "model", f"{p} has no mechgym sidecar with its sha256 ({side.name}); {hint}"
+        )
+    if file_sha256(p) != recorded:
+        raise ParameterError(
+            "model", f"{p} does not match the sha256 mechgym recorded when saving it; {hint}"
+        )
+    return p
+
+
 def save_model(model: Any, path: str | Path, meta: Mapping[str, Any]) -> Path:
     """Save an SB3 model as ``path`` (``.zip``) with its sidecar ``.json`` of metadata
-    (mechanism, algorithm, encoding, learner players, normalisation, features, spec)."""
+    (mechanism, algorithm, encoding, learner players, normalisation, features, spec) and the
+    zip's sha256, by which :func:`check_model_file` knows mechgym wrote it."""
     p = Path(path)
     if p.suffix != ".zip":
         p = p.with_suffix(".zip")
     p.parent.mkdir(parents=True, exist_ok=True)
     model.save(str(p))
     p.with_suffix(".json").write_text(
-        json.dumps(dict(meta), indent=2, default=str), encoding="utf-8"
+        json.dumps({**dict(meta), "sha256": file_sha256(p)}, indent=2, default=str),
+        encoding="utf-8",
     )
     return p
 
@@ -268,28 +344,47 @@ def load_meta(path: str | Path) -> dict[str, Any]:
         raise ParameterError(
             "model", f"{side} is missing: a model needs its metadata file to be played"
         )
-    return json.loads(side.read_text(encoding="utf-8"))
+    try:
+        return json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ParameterError("model", f"cannot read {side} ({exc})") from None
 
 
-def load_policy(path: str | Path) -> LearnedPolicy:
-    """A saved model (with its sidecar metadata) as a frozen :class:`LearnedPolicy`."""
+def load_policy(path: str | Path, trust: bool | None = None) -> LearnedPolicy:
+    """A saved model (with its sidecar metadata) as a frozen :class:`LearnedPolicy`.
+
+    The file is checked by :func:`check_model_file` first; ``trust`` overrides the check.
+    """
+    p = check_model_file(path, trust)
+    meta = load_meta(p)
+    if not isinstance(meta, dict):
+        raise ParameterError("model", f"the metadata of {p} is not a JSON object")
+    try:
+        return _load_policy(p, meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ParameterError):
+            raise
+        raise ParameterError(
+            "model", f"the metadata of {p} is incomplete or malformed ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _load_policy(p: Path, meta: dict[str, Any]) -> LearnedPolicy:
     from mechgym.envs.pettingzoo.registry import entry
 
-    p = Path(path)
-    if p.suffix != ".zip":
-        p = p.with_suffix(".zip")
-    if not p.exists():
-        raise ParameterError("model", f"no saved model at {p}")
-    meta = load_meta(p)
-    model = algo_class(meta["algo"]).load(str(p), device="cpu")
+    if meta.get("algo") not in ALGOS:
+        raise ParameterError(
+            "model", f"the metadata names an unknown algorithm {meta.get('algo')!r}"
+        )
     e = entry(meta["mechanism"])
+    ctx_cls = _context_class(meta.get("context_class", "mechgym.envs.model.context:AuctionContext"))
+    model = algo_class(meta["algo"]).load(str(p), device="cpu")
     mech = e.mechanism_class()(**meta.get("constants", {}))
     s = meta["spec"]
     spec = EnvSpec(n=s["n"], m=s["m"], value_cap=s["value_cap"], price_cap=s["price_cap"])
     from .encodings import make_encoding
 
     enc = make_encoding(meta["encoding"], e.name, mech, spec, e.load_agents())
-    ctx_cls = _context_class(meta.get("context_class", "mechgym.envs.model.context:AuctionContext"))
     if meta.get("shared"):
         builders = {
             tuple(g): ObservationBuilder(
@@ -307,6 +402,11 @@ def load_policy(path: str | Path) -> LearnedPolicy:
 def _context_class(path: str) -> type:
     import importlib
 
+    if path not in CONTEXT_CLASSES:
+        # metadata may name only mechgym's own classes: importing is running code
+        raise ParameterError(
+            "model", f"the metadata names {path!r}, not one of mechgym's context classes"
+        )
     mod, _, name = path.partition(":")
     try:
         return getattr(importlib.import_module(mod), name)
