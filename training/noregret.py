@@ -76,6 +76,10 @@ class NoRegretLearner:
         start from different mixed strategies; without it every table starts at zero.
     init_scale : float
         Size of the initial draw, in payoff units.
+    joint : bool
+        A coalition decides as one: at a node where several members act, one table over the
+        product of their menus (one joint policy). Without it each member learns its own
+        table on the shared payoff, which can settle in a worse equilibrium among members.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class NoRegretLearner:
         eta: float | None = None,
         rng: np.random.Generator | None = None,
         init_scale: float = 1.0,
+        joint: bool = True,
     ) -> None:
         if rule not in RULES:
             raise ParameterError("algo", f"unknown no-regret rule {rule!r}; use one of {RULES}")
@@ -102,21 +107,30 @@ class NoRegretLearner:
         self.eta = eta
         self.rng = rng
         self.init_scale = float(init_scale)
+        self.joint = joint
         self.rounds = 0
-        self.tables: dict[tuple[int, Any, int], _Table] = {}
+        self.tables: dict[tuple[int, Any, tuple[int, ...]], _Table] = {}
         self._index = {id(c): k for k, c in enumerate(self.contexts)}
         self._bg = [dict(background(c)) for c in self.contexts]
-        self._strategy: dict[tuple[int, Any, int], np.ndarray] = {}
+        self._strategy: dict[tuple[int, Any, tuple[int, ...]], np.ndarray] = {}
         self.history: list[dict[str, float]] = []
 
     # -- strategies -------------------------------------------------------------------------
-    def _table(self, ci: int, state: Any, p: int) -> _Table:
-        key = (ci, state, p)
+    def agent_of(self, p: int) -> Group:
+        """Who decides for learning player ``p``: its coalition (joint) or itself."""
+        return self.group_of[p] if self.joint else (p,)
+
+    def _table(self, ci: int, state: Any, members: tuple[int, ...]) -> _Table:
+        key = (ci, state, members)
         t = self.tables.get(key)
         if t is None:
-            opts = list(self.options(self.contexts[ci], state, p))
-            if not opts:
-                raise ParameterError("menu", f"player {p} has no options at a decision")
+            ctx = self.contexts[ci]
+            menus = [list(self.options(ctx, state, p)) for p in members]
+            if not all(menus):
+                raise ParameterError("menu", f"players {list(members)} have no options")
+            opts = list(itertools.product(*menus))
+            if len(opts) > MAX_JOINT:
+                raise ParameterError("learners", f"{len(opts)} joint options at one node")
             t = _Table(opts)
             if self.rng is not None:
                 start = self.rng.random(len(opts)) * self.init_scale
@@ -125,9 +139,9 @@ class NoRegretLearner:
             self.tables[key] = t
         return t
 
-    def _current(self, ci: int, state: Any, p: int) -> tuple[_Table, np.ndarray]:
-        key = (ci, state, p)
-        t = self._table(ci, state, p)
+    def _current(self, ci: int, state: Any, members: tuple[int, ...]) -> tuple[_Table, np.ndarray]:
+        key = (ci, state, members)
+        t = self._table(ci, state, members)
         s = self._strategy.get(key)
         if s is None:
             s = self._play(t)
@@ -160,7 +174,7 @@ class NoRegretLearner:
             updates: list[tuple[_Table, np.ndarray, np.ndarray, np.ndarray]] = []
             values = {group_label(g): 0.0 for g in self.learners}
             for ci, ctx in enumerate(self.contexts):
-                reach = dict.fromkeys(self.group_of, 1.0)
+                reach = {self.agent_of(p): 1.0 for p in self.group_of}
                 v = self._walk(ci, ctx, self.mech.start(ctx), reach, 1.0, updates)
                 for g in self.learners:
                     values[group_label(g)] += v[g] / len(self.contexts)
@@ -179,7 +193,7 @@ class NoRegretLearner:
         ci: int,
         ctx: Any,
         state: Any,
-        reach: dict[int, float],
+        reach: dict[Group, float],
         chance: float,
         updates: list[Any],
     ) -> dict[Group, float]:
@@ -206,7 +220,13 @@ class NoRegretLearner:
             return self._walk(
                 ci, ctx, step_decision(mech, state, node, fixed), reach, chance, updates
             )
-        tabs = [self._current(ci, state, p) for p in mine]
+        deciders: list[tuple[int, ...]] = []
+        for p in mine:
+            a = self.agent_of(p)
+            members = tuple(q for q in mine if self.agent_of(q) == a)
+            if members not in deciders:
+                deciders.append(members)
+        tabs = [self._current(ci, state, d) for d in deciders]
         sizes = [len(t.options) for t, _ in tabs]
         if math.prod(sizes) > MAX_JOINT:
             raise ParameterError("learners", f"{math.prod(sizes)} joint options at one node")
@@ -216,28 +236,37 @@ class NoRegretLearner:
             probs = [s[a] for (_, s), a in zip(tabs, combo, strict=True)]
             acts = dict(fixed)
             child_reach = dict(reach)
-            for p, (t, _), a, pr in zip(mine, tabs, combo, probs, strict=True):
-                acts[p] = t.options[a]
-                child_reach[p] = reach[p] * pr
+            for d, (t, _), a, pr in zip(deciders, tabs, combo, probs, strict=True):
+                for p, act in zip(d, t.options[a], strict=True):
+                    acts[p] = act
+                agent = self.agent_of(d[0])
+                child_reach[agent] = child_reach[agent] * pr
             child = self._walk(
                 ci, ctx, step_decision(mech, state, node, acts), child_reach, chance, updates
             )
             joint = math.prod(probs)
             for g in self.learners:
                 out[g] += joint * child[g]
-            for j, p in enumerate(mine):
+            for j, d in enumerate(deciders):
                 others = math.prod(pr for i, pr in enumerate(probs) if i != j)
-                qs[j][combo[j]] += others * child[self.group_of[p]]
-        for j, p in enumerate(mine):
+                qs[j][combo[j]] += others * child[self.group_of[d[0]]]
+        for j, d in enumerate(deciders):
             t, s = tabs[j]
-            cf = chance * math.prod(r for q, r in reach.items() if q != p)
-            updates.append((t, s, qs[j], (reach[p], cf)))
+            agent = self.agent_of(d[0])
+            cf = chance * math.prod(r for q, r in reach.items() if q != agent)
+            updates.append((t, s, qs[j], (reach[agent], cf)))
         return out
 
     # -- results ----------------------------------------------------------------------------
-    def average(self, ci: int, state: Any, p: int) -> np.ndarray:
+    def members_at(self, state: Any, p: int) -> tuple[int, ...]:
+        """The learning players deciding together with ``p`` at ``state``."""
+        node = self.mech.node(state)
+        a = self.agent_of(p)
+        return tuple(q for q in node.players if q in self.group_of and self.agent_of(q) == a)
+
+    def average(self, ci: int, state: Any, members: tuple[int, ...]) -> np.ndarray:
         """The average strategy at an information state (uniform if never reached)."""
-        t = self._table(ci, state, p)
+        t = self._table(ci, state, members)
         total = t.avg.sum()
         return t.avg / total if total > 0 else np.full(len(t.options), 1.0 / len(t.options))
 
@@ -258,5 +287,7 @@ class AveragePolicy:
             raise ParameterError(
                 "context", "a tabular no-regret policy plays only the contexts it learned"
             )
-        avg = self.learner.average(ci, state, player)
-        return self.learner._table(ci, state, player).options[int(np.argmax(avg))]
+        members = self.learner.members_at(state, player)
+        avg = self.learner.average(ci, state, members)
+        joint = self.learner._table(ci, state, members).options[int(np.argmax(avg))]
+        return joint[members.index(player)]
