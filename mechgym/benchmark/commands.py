@@ -179,10 +179,6 @@ def add_benchmark_commands(app: typer.Typer) -> None:
 
 
 def _load(path: str, trust: bool) -> Any:
-    import inspect
-
     from mechgym.training.policies import load_policy
 
-    if "trust" in inspect.signature(load_policy).parameters:
-        return load_policy(path, trust=trust)
-    return load_policy(path)
+    return load_policy(path, trust=trust or None)
