@@ -130,12 +130,12 @@ def _solve(W: np.ndarray, without_each: bool) -> tuple[np.ndarray, np.ndarray, n
     if fast.any():
         owners = _owner_bundles(k, size.bit_length() - 1)  # (C, k), lexicographic
         empty = owners == 0
-        cols = np.arange(k)[None, None, :]
+        flat_idx = np.arange(k) * size + owners  # (C, k): column of W[b].ravel()
         idx = np.flatnonzero(fast)
         step = max(1, _CHUNK_ELEMENTS // (owners.shape[0] * k))
         for lo in range(0, len(idx), step):
             rows = idx[lo : lo + step]
-            gains = W[rows[:, None, None], cols, owners[None]]  # (b, C, k)
+            gains = W[rows].reshape(len(rows), k * size)[:, flat_idx]  # (b, C, k)
             ok = np.all(empty[None] | (gains > 0), axis=2)
             total = np.where(ok, gains.sum(axis=2), _NEG)
             v = np.argmax(total, axis=1)  # first maximum: the smallest owner vector
