@@ -288,7 +288,14 @@ def draw(
     B = live.shape[0]
     u = rng.random(B)
     p = np.asarray([float(x) for x in probs]) if not isinstance(probs, np.ndarray) else probs
-    cum = np.cumsum(np.broadcast_to(p, (B, p.shape[-1])), axis=1)
+    if p.ndim == 1:
+        # one vector for the whole batch: its running sum once (the same floats as per row)
+        cum = np.broadcast_to(np.cumsum(p), (B, p.shape[-1]))
+    else:
+        # a column at a time: numpy's cumsum along a short last axis is slow per row
+        cum = np.array(np.broadcast_to(p, (B, p.shape[-1])), dtype=np.float64)
+        for j in range(1, cum.shape[1]):
+            cum[:, j] += cum[:, j - 1]
     k = (u[:, None] >= cum[:, :-1]).sum(axis=1) if cum.shape[1] > 1 else np.zeros(B, np.int64)
     return np.where(live, k, -1).astype(np.int64)
 
