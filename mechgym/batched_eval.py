@@ -21,6 +21,7 @@ import numpy as np
 from mechgym.envs.engine.batched import BatchState, ContextBatch, batched_rules, rollout
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.engine.game import EnvSpec, Evaluation, Mechanism, require_kind
+from mechgym.envs.model.outcome import Outcome
 
 DEFAULT_BATCH_SIZE = 4096
 """Episodes per batch; larger runs are split into batches of this size."""
@@ -106,6 +107,60 @@ class _Stats:
         return self.mean[k], np.sqrt(self.m2[k] / (N - 1) / N)
 
 
+MAX_DISTINCT_OUTCOMES = 4096
+"""Distinct outcomes kept per context for probability guarantees (beyond: none are kept)."""
+
+_PRICE_DENOMINATOR = 10**6  # exact prices are rationals with small denominators (ε, δ, 1/n)
+
+
+class _Outcomes:
+    """Per-context counts of distinct terminal outcomes: the empirical distribution that a
+    guarantee stated as a probability (M6's P[SW = MSW and Σ P = 0]) is evaluated on."""
+
+    def __init__(self, K: int) -> None:
+        self.counts: list[dict[tuple[float, ...], int] | None] = [{} for _ in range(K)]
+
+    def add(self, out: Any, group: np.ndarray) -> None:
+        rows = np.concatenate(
+            [
+                group[:, None].astype(np.float64),
+                out.alloc.astype(np.float64),
+                out.prices,
+                out.state[:, None].astype(np.float64),
+                out.destroyed[:, None].astype(np.float64),
+            ],
+            axis=1,
+        )
+        keys, counts = np.unique(rows, axis=0, return_counts=True)
+        for key, c in zip(keys.tolist(), counts.tolist(), strict=True):
+            table = self.counts[int(key[0])]
+            if table is None:
+                continue
+            table[tuple(key[1:])] = table.get(tuple(key[1:]), 0) + c
+            if len(table) > MAX_DISTINCT_OUTCOMES:
+                self.counts[int(key[0])] = None
+
+    def outcomes(self, k: int, n: int, kind: str, N: int) -> list[tuple[Fraction, Outcome]]:
+        """``(probability, Outcome)`` pairs of context ``k`` (empty when too many distinct)."""
+        table = self.counts[k]
+        if table is None:
+            return []
+        out = []
+        for key, c in table.items():
+            alloc = tuple(int(a) for a in key[:n])
+            # float prices back to the exact rationals they approximate
+            prices = tuple(
+                Fraction(p).limit_denominator(_PRICE_DENOMINATOR) for p in key[n : 2 * n]
+            )
+            state, destroyed = int(key[2 * n]), int(key[2 * n + 1])
+            if kind == "states":
+                o = Outcome((), prices, state=state)
+            else:
+                o = Outcome(alloc, prices, destroyed=destroyed)
+            out.append((Fraction(c, N), o))
+        return out
+
+
 def batched_reports(
     mech: Mechanism,
     source: Any,
@@ -143,7 +198,9 @@ def batched_reports(
     list of dict
         One report per context, with the keys of the sampled report plus
         ``expected_revenue_stderr``, ``expected_welfare_stderr``,
-        ``expected_utilities_stderr`` (``None`` for a single episode) and ``batched``.
+        ``expected_utilities_stderr`` (``None`` for a single episode) and ``batched``. The
+        guarantee is evaluated on the sampled means and, for a probability, on the empirical
+        distribution of outcomes (up to :data:`MAX_DISTINCT_OUTCOMES` distinct ones).
     """
     from tqdm import tqdm
 
@@ -167,6 +224,7 @@ def batched_reports(
     E = K * episodes
     group_all = np.repeat(np.arange(K), episodes)
     rev, sw, ut = _Stats(K), _Stats(K), _Stats(K, (n,))
+    seen = _Outcomes(K)
     starts = range(0, E, batch_size)
     bar = tqdm(
         starts,
@@ -191,6 +249,7 @@ def batched_reports(
         rev.add(out.revenue, group)
         sw.add(ctx.welfare(out), group)
         ut.add(ctx.utilities(out), group)
+        seen.add(out, group)
 
     reports = []
     for k in range(K):
@@ -218,7 +277,7 @@ def batched_reports(
             Fraction(report["expected_revenue"]),
             Fraction(report["expected_welfare"]),
             tuple(Fraction(x) for x in report["expected_utilities"]),
-            [],
+            seen.outcomes(k, n, base.kind, episodes),
             [],
         )
         g = mech.guarantee(ctx_k, ev)

@@ -105,6 +105,19 @@ def test_deviations_agree_with_exact(agents: str) -> None:
         assert abs(out[key] - exact[key]) <= 4 * se + 1e-9, (key, out[key], exact[key], se)
 
 
+def test_probability_guarantee_uses_sampled_outcomes() -> None:
+    """M6's guarantee is a probability: the batched report estimates it from the empirical
+    distribution of outcomes, within a few binomial standard errors of the exact one."""
+    _needs_batched_rules("budget_balanced_market")
+    exact = _run("budget_balanced_market", "--exact")["guarantee"]
+    out = _run("budget_balanced_market", "--batched", "--episodes", "20000", "--seed", "2")
+    g = out["guarantee"]
+    assert g["statement"] == exact["statement"] and g["sampled"] is True
+    p = exact["value"]
+    assert 0 < p < 1  # the coin c0 makes the event random
+    assert abs(g["value"] - p) <= 4 * np.sqrt(p * (1 - p) / 20000)
+
+
 def test_a_deviation_moves_the_estimate() -> None:
     src = ("--example", "chen-micali-2016", "--batched", "--episodes", "4000")
     base = _run("best_belief", *src)
