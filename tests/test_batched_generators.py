@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mechgym.envs.engine.batched import ContextBatch
 from mechgym.envs.engine.errors import ContextError
 from mechgym.envs.model.batched_generators import (
@@ -233,3 +235,41 @@ def test_bad_input() -> None:
         make_batch_generator("uniform:n=3,m=2,cap=x")
     with pytest.raises(ContextError, match="generator"):
         BatchGenerator(object())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    family=st.sampled_from(sorted(GENERATORS)),
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(2, 4),
+    m=st.integers(1, 4),
+    cap=st.integers(1, 30),
+    belief=st.sampled_from(BELIEFS),
+    coalitions=st.sampled_from(COALITIONS),
+    noise=st.floats(0.0, 1.0),
+)
+def test_any_auction_generator_gives_valid_contexts_in_range(
+    family: str, seed: int, n: int, m: int, cap: int, belief: str, coalitions: str, noise: float
+) -> None:
+    gen = BatchGenerator(
+        GENERATORS[family](
+            n, m, value_cap=cap, belief=belief, belief_noise=noise, coalitions=coalitions
+        )
+    )
+    batch = gen.sample(6, np.random.default_rng(seed))
+    assert batch.values.shape == (6, n, 1 << m) and batch.lower.shape == (6, n, n, 1 << m)
+    assert batch.values.min() >= 0 and batch.values.max() <= cap
+    assert batch.lower.min() >= 0 and batch.lower.max() <= cap
+    for b in range(batch.B):
+        _revalidate(batch, b)
+        if belief in ("none", "exact", "noisy"):
+            assert np.all(batch.lower[b] <= batch.values[b][None])
+
+
+@pytest.mark.parametrize(
+    "spec", ["uniform:n=2,m=12,cap=5,belief=wrong", "market:n=2,m=12,k=2", "states:n=5,m=1,cap=1"]
+)
+def test_edge_sizes(spec: str) -> None:
+    batch = make_batch_generator(spec).sample(3, np.random.default_rng(0))
+    for b in range(batch.B):
+        _revalidate(batch, b)
