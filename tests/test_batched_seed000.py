@@ -184,6 +184,43 @@ def test_idle_players_masks_allow_only_zero(name: str) -> None:
     _idle_rows_allow_only_zero(name)
 
 
+def _merge_states(live: np.ndarray, a: BatchState, b: BatchState) -> BatchState:
+    """Episodes ``live`` from ``a``, the others from ``b`` (whose chance log is empty)."""
+    assert not b.chance
+
+    def pick(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.where(live.reshape(live.shape + (1,) * (x.ndim - 1)), x, y)
+
+    data = {k: pick(a.data[k], b.data[k]) for k in a.data}
+    chance = [np.where(live, c, -1) for c in a.chance]
+    return BatchState(pick(a.phase, b.phase), pick(a.acting, b.acting), data, chance)
+
+
+@pytest.mark.parametrize("name", MECHS)
+def test_episodes_at_different_phases_step_together(name: str) -> None:
+    # half the batch is one decision ahead (as after an auto-reset of the other half)
+    spec_text, B = CONFIGS[0][0], 600
+    rng = np.random.default_rng(21)
+    ctx = _batch(spec_text, B, seed=21)
+    rules = _rules(_mechanism(name, ctx.n, ctx.m, rng), spec_text)
+    ahead = np.arange(B) % 2 == 0
+    fresh = rules.reset(ctx, rng)
+    masks0 = rules.masks(fresh)
+    acts0 = sample_actions(rules.layout, masks0, rng)
+    state = _merge_states(ahead, rules.step(ctx, fresh, acts0, rng), rules.reset(ctx, rng))
+    actions, acting, masks = [acts0], [fresh.acting & ahead[:, None]], [masks0]
+    while not state.done.all():
+        mk = rules.masks(state)
+        act = sample_actions(rules.layout, mk, rng)
+        actions.append(act)
+        acting.append(state.acting.copy())
+        masks.append(mk)
+        state = rules.step(ctx, state, act, rng)
+    ro = Rollout(ctx, actions, acting, masks, state)
+    bad = replay_exact(rules, ro)
+    assert not bad, bad[:3]
+
+
 def test_seller_reserve_leads_and_charges_nobody() -> None:
     # A reserve above every announcement: heads allocates nothing, refusals charge nobody.
     spec_text = "uniform:n=3,m=2,cap=9,belief=exact"
