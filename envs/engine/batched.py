@@ -366,12 +366,52 @@ def sample_actions(layout: ActionLayout, masks: np.ndarray, rng: np.random.Gener
     Each field is drawn uniformly among its allowed values (independently of the others),
     which is what :meth:`MaskedMultiDiscrete.sample` does for a single mask.
     """
-    lead = masks.shape[:-1]
-    out = np.zeros((*lead, len(layout)), dtype=np.int64)
-    u = rng.random((*lead, len(layout)))
+    u = rng.random((*masks.shape[:-1], len(layout)))
+    allowed = masks != 0
+    # Rows that allow only 0 in every field (players who do not act) draw 0: skip them, so
+    # a step where few players act costs little. The draws u stay the same either way.
+    idle = np.count_nonzero(allowed, axis=-1) == len(layout)
+    idle &= allowed[..., layout.offsets[:-1]].all(axis=-1)
+    if not idle.any():
+        return _sample_rows(layout, allowed, u)
+    out = np.zeros(u.shape, dtype=np.int64)
+    busy = ~idle
+    if busy.any():
+        out[busy] = _sample_rows(layout, allowed[busy], u[busy])
+    return out
+
+
+_ROWS_BY_POSITION = 2048
+"""From this many mask rows on, :func:`_sample_rows` walks the mask positions in Python over
+transposed, contiguous rows (a few numpy calls per position, each over every row), which
+beats numpy's per-row overhead along short fields."""
+
+
+def _sample_rows(layout: ActionLayout, allowed: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """:func:`sample_actions` on boolean masks ``(..., mask_size)`` with its uniforms ``u``."""
+    lead, L = u.shape[:-1], u.shape[-1]
+    R = int(np.prod(lead))
+    if R >= _ROWS_BY_POSITION:
+        A = np.ascontiguousarray(allowed.reshape(R, -1).T)
+        uT = np.ascontiguousarray(u.reshape(R, L).T)
+        outT = np.zeros((L, R), dtype=np.int64)
+        for k in range(L):
+            lo, hi = int(layout.offsets[k]), int(layout.offsets[k + 1])
+            if hi - lo == 1:
+                continue
+            count = np.add.reduce(A[lo:hi], axis=0, dtype=np.int32)
+            r = np.minimum((uT[k] * count).astype(np.int32), np.maximum(count - 1, 0))
+            # the r-th allowed value sits where the running count first passes r
+            run = np.zeros(R, dtype=np.int32)
+            first = outT[k]
+            for q in range(lo, hi):
+                run += A[q]
+                first += run <= r
+        return np.ascontiguousarray(outT.T).reshape(u.shape)
+    out = np.zeros(u.shape, dtype=np.int64)
     # One running count of allowed values over the whole flat mask (a cumsum per short
     # field costs a numpy call per row); each field reads its slice of it.
-    cum = np.cumsum(masks != 0, axis=-1, dtype=np.int32)
+    cum = np.cumsum(allowed, axis=-1, dtype=np.int32)
     for k in range(len(layout)):
         lo, hi = int(layout.offsets[k]), int(layout.offsets[k + 1])
         if hi - lo == 1:
