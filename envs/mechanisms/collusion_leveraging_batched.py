@@ -31,11 +31,11 @@ from mechgym.envs.mechanisms.collusion_leveraging import C2, CollusionLeveraging
 from mechgym.envs.mechanisms.knowledge_benchmark_batched import (
     check_batch,
     checked_actions,
+    reduce_last,
     star_offer,
 )
 from mechgym.envs.mechanisms.offer_rules_batched import (
     PhaseMasks,
-    announced_revenues,
     decode_offers,
     merge,
     winner_of,
@@ -58,7 +58,8 @@ def fine_counts(ally: np.ndarray) -> np.ndarray:
     each such ally) and receives one from every player who names it in vain.
     """
     bad = inconsistent(ally)
-    return bad.any(axis=2) + bad.sum(axis=2) - bad.sum(axis=1)
+    named = reduce_last(np.add, bad)
+    return (named > 0) + named - reduce_last(np.add, bad.transpose(0, 2, 1))
 
 
 @register_batched
@@ -155,11 +156,11 @@ class CollusionLeveragingBatched(BatchedRules):
         done = np.zeros_like(ann)
         if ann.any():
             ally, salloc, alloc, prices = self._decode(actions)
-            rev = announced_revenues(prices)
+            rev = reduce_last(np.add, prices)  # R_i = REV(Ω^i)
             top = winner_of(rev)
             counts = fine_counts(ally)
             fine = rev[rows, top] + self.eps1
-            aborted = ann & (counts > 0).any(axis=1)
+            aborted = ann & reduce_last(np.logical_or, counts > 0)
             live = ann & ~aborted
             c1 = draw(rng, self.c1_probs, live)
             c2 = draw(rng, self.c2_probs, live)
@@ -167,7 +168,7 @@ class CollusionLeveragingBatched(BatchedRules):
                 chance.append(c1)
                 chance.append(c2)
             # R' before c1: max R_i over i ∉ C_top (revenues are ≥ 0, so 0 when none)
-            top_second = np.where(ally[rows, top], 0, rev).max(axis=1)
+            top_second = reduce_last(np.maximum, np.where(ally[rows, top], 0, rev))
             star = np.where(c1 > 0, c1 - 1, top)
             second = np.where(c1 > 0, 0, top_second)
             d["ally"] = merge(ann, ally, d["ally"])
@@ -184,7 +185,7 @@ class CollusionLeveragingBatched(BatchedRules):
             d["c2"] = merge(ann, c2, d["c2"])
             d["announced"] = d["announced"] | ann
             asked = self.askers(d)
-            to_respond = live & (c2 == 1) & asked.any(axis=1)
+            to_respond = live & (c2 == 1) & reduce_last(np.logical_or, asked)
             phase[to_respond] = RESPOND
             acting = merge(ann, asked & to_respond[:, None], acting)
             done |= ann & ~to_respond
@@ -213,8 +214,8 @@ class CollusionLeveragingBatched(BatchedRules):
         yes = ~free & (d["answers"] == 1)
         no = ~free & ~yes
         pay = np.where(yes, prices_s - e2, 0.0)
-        refused = np.where(no, prices_s, 0).sum(axis=1)
-        star_pays = d["second"] - n * e2 - pay.sum(axis=1) + refused
+        refused = reduce_last(np.add, np.where(no, prices_s, 0))
+        star_pays = d["second"] - n * e2 - reduce_last(np.add, pay) + refused
         star = np.arange(n)[None, :] == d["star"][:, None]
         r = d["rev"].astype(np.float64)
         tails_prices = pay + star * star_pays[:, None] - e2 * (r / (1.0 + r))
