@@ -93,9 +93,26 @@ def finish(
     destroyed: np.ndarray | int,
 ) -> None:
     """Write terminal outcomes into ``d['out_*']`` for the episodes ``where`` ``(B,)``."""
+    if not where.any():
+        return
     d["out_alloc"] = np.where(where[:, None], alloc, d["out_alloc"])
     d["out_prices"] = np.where(where[:, None], prices, d["out_prices"])
     d["out_destroyed"] = np.where(where, destroyed, d["out_destroyed"])
+
+
+def _end(
+    d: dict[str, np.ndarray],
+    idx: np.ndarray,
+    alloc: np.ndarray,
+    prices: np.ndarray | float,
+    destroyed: np.ndarray | int,
+) -> None:
+    """Write terminal outcomes into ``d['out_*']`` (arrays the new state owns) for the
+    episodes ``idx``; ``prices`` may be one row or one number for all of them."""
+    if idx.size:
+        d["out_alloc"][idx] = alloc
+        d["out_prices"][idx] = prices
+        d["out_destroyed"][idx] = destroyed
 
 
 def check_batch(rules: BatchedRules, ctx: ContextBatch) -> None:
@@ -112,8 +129,49 @@ def check_batch(rules: BatchedRules, ctx: ContextBatch) -> None:
         )
 
 
-def checked(rules: BatchedRules, state: BatchState, actions: np.ndarray) -> np.ndarray:
-    """``actions`` as int64 after :func:`check_actions` against the state's masks."""
+class FieldRanges:
+    """Legal values of every field as one range ``lo..hi−1`` per phase and player, read off
+    mask tables in which each field allows a contiguous range (true of the market layouts):
+    checking a batch of actions is then two comparisons instead of a mask lookup.
+
+    Parameters
+    ----------
+    layout : ActionLayout
+    rows : list of ndarray
+        Per phase, ``(n, mask_size)`` masks of the acting players.
+    """
+
+    def __init__(self, layout: ActionLayout, rows: list[np.ndarray]) -> None:
+        n, L = rows[0].shape[0], len(layout)
+        # the last entry (index TERMINAL) allows only 0; nobody acts there anyway
+        self.lo = np.zeros((len(rows) + 1, n, L), dtype=np.int64)
+        self.hi = np.ones((len(rows) + 1, n, L), dtype=np.int64)
+        for p, table in enumerate(rows):
+            for i in range(n):
+                for k in range(L):
+                    legal = np.flatnonzero(table[i, layout.offsets[k] : layout.offsets[k + 1]])
+                    if legal.size == 0 or legal[-1] - legal[0] + 1 != legal.size:
+                        raise ValueError(f"field '{layout.names[k]}' is not a contiguous range")
+                    self.lo[p, i, k], self.hi[p, i, k] = legal[0], legal[-1] + 1
+
+    def legal(self, phase: np.ndarray, acting: np.ndarray, actions: np.ndarray) -> bool:
+        """Whether every acting player's action ``(B, n, L)`` is within its ranges."""
+        for p in range(self.lo.shape[0] - 1):
+            rows = np.flatnonzero(phase == p)
+            if rows.size:
+                a = actions[rows]
+                ok = (a >= self.lo[p]) & (a < self.hi[p])
+                if not (ok | ~acting[rows][:, :, None]).all():
+                    return False
+        # nobody acts at an ended episode
+        return not acting[phase == TERMINAL].any()
+
+
+def checked(
+    rules: BatchedRules, state: BatchState, actions: np.ndarray, ranges: FieldRanges
+) -> np.ndarray:
+    """``actions`` as int64, or a typed error from :func:`check_actions` if some acting
+    player's action is out of its space or masked (``ranges`` answers the common case)."""
     actions = np.asarray(actions)
     if actions.dtype.kind not in "iu":
         if actions.dtype.kind == "b" or (
@@ -125,9 +183,13 @@ def checked(rules: BatchedRules, state: BatchState, actions: np.ndarray) -> np.n
 
             raise OutOfSpaceError("batch", "-", f"actions must be integers, got {actions.dtype}")
     actions = actions.astype(np.int64, copy=False)
+    if actions.shape == (*state.acting.shape, len(rules.layout)) and ranges.legal(
+        state.phase, state.acting, actions
+    ):
+        return actions
     names = np.asarray([*rules.phases, "terminal"])
     check_actions(rules.layout, rules.masks(state), actions, state.acting, names[state.phase])
-    return actions
+    return actions  # pragma: no cover - the ranges are the masks: check_actions raised
 
 
 def fresh_outcome(B: int, n: int) -> dict[str, np.ndarray]:
@@ -168,7 +230,9 @@ class _Constants:
         self.accept = np.array([float(2 * (n - 1) * eps)] + [float(-2 * eps)] * (n - 1))
         self.fine_e = np.array([float(2 * n * (n - y) * b + (n - 1) * eps) for y in range(n)])
         self.rest = float(-eps)
+        self.fine_a = np.array([1.0] + [0.0] * (n - 1))  # step a: P_0 = 1
         self.p0_rest = float((n - 1) * eps)
+        self.rest_p0 = np.array([self.p0_rest] + [self.rest] * (n - 1))
         self.j_w = float(-2 * eps)
         self.j_0 = float(n * eps)
         self.fine_k = float(Fraction(n * n * b) / delta + (n - 1) * eps)
@@ -188,15 +252,10 @@ class BudgetBalancedMarketBatched(BatchedRules):
         proposal = {f"owner_{g}": True for g in range(m)}
         proposal.update({f"price_{j}": True for j in range(1, n)})
         proposal["imbalance"] = True
-        answer = lay.mask({"answer": True})
-        self.masker = PhaseMasks(
-            [
-                np.broadcast_to(lay.mask(proposal), (n, lay.mask_size)),
-                np.broadcast_to(answer, (n, lay.mask_size)),
-                np.broadcast_to(answer, (n, lay.mask_size)),
-            ],
-            lay.mask({}),
-        )
+        answer = np.broadcast_to(lay.mask({"answer": True}), (n, lay.mask_size))
+        rows = [np.broadcast_to(lay.mask(proposal), (n, lay.mask_size)), answer, answer]
+        self.masker = PhaseMasks(rows, lay.mask({}))
+        self.ranges = FieldRanges(lay, rows)
         self.i_answer = lay.index["answer"]
         self.i_price = lay.index["price_1"] if n > 1 else 0
         self.i_imbalance = lay.index["imbalance"]
@@ -277,108 +336,106 @@ class BudgetBalancedMarketBatched(BatchedRules):
         actions: np.ndarray,
         rng: np.random.Generator,
     ) -> BatchState:
-        actions = checked(self, state, actions)
+        actions = checked(self, state, actions, self.ranges)
         c = self.constants(int(ctx.k))
         n, m = self.spec.n, self.spec.m
         B = ctx.B
-        d = dict(state.data)
+        full = (1 << m) - 1
+        E = ctx.endowment
+        assert E is not None
+        # each episode sits in one phase: work on the episodes of each phase only
+        d = {key: v.copy() for key, v in state.data.items()}
         phase = state.phase.copy()
         acting = np.zeros_like(state.acting)
         chance = list(state.chance)
-        endowment = ctx.endowment
-        rest = np.full((B, n), c.rest)
-        rest_p0 = rest.copy()
-        rest_p0[:, 0] = c.p0_rest
 
-        P = state.phase == PROPOSE
-        if P.any():
-            alloc, pstar, imb = self.decode_proposals(actions[:, 0, :])
-            d["alloc"] = np.where(P[:, None], alloc, d["alloc"])
-            d["pstar"] = np.where(P[:, None], pstar, d["pstar"])
-            d["proposed"] = d["proposed"] | P
+        P = np.flatnonzero(state.phase == PROPOSE)
+        if P.size:
+            alloc, pstar, imb = self.decode_proposals(actions[P, 0])
+            d["alloc"][P], d["pstar"][P], d["proposed"][P] = alloc, pstar, True
             # step a: some P*_j (j ≥ 1) outside (−2^k, 2^k), or Σ P* ≠ 0 (integers on the grid)
-            bad = (np.abs(pstar[:, 1:]) >= c.bound).any(axis=1) | (imb != 0)
-            halt = P & bad
-            endow = P & ~bad & (alloc == endowment).all(axis=1) & (pstar == 0).all(axis=1)
-            d["halt"] = d["halt"] | halt
-            d["endow"] = d["endow"] | endow
-            fine_a = np.zeros((B, n))
-            fine_a[:, 0] = 1.0
-            finish(d, halt, endowment, fine_a, 0)
-            finish(d, endow, endowment, np.zeros((B, n)), 0)
-            go = P & ~halt & ~endow
-            c0 = draw(rng, c.c0, go)
+            halt = (np.abs(pstar[:, 1:]) >= c.bound).any(axis=1) | (imb != 0)
+            endow = ~halt & (alloc == E[P]).all(axis=1) & (pstar == 0).all(axis=1)
+            d["halt"][P], d["endow"][P] = halt, endow
+            _end(d, P[halt], E[P[halt]], c.fine_a, 0)
+            _end(d, P[endow], E[P[endow]], 0.0, 0)
+            phase[P[halt | endow]] = TERMINAL
+            live = np.zeros(B, dtype=bool)
+            live[P[~halt & ~endow]] = True
+            c0 = draw(rng, c.c0, live)
             chance.append(c0)
-            d["c0"] = np.where(go, c0, d["c0"])
-            heads = c0 == 0
+            d["c0"][live] = c0[live]
             tails = c0 == 1
             w = draw(rng, c.w, tails)
             chance.append(w)
-            d["w"] = np.where(tails, w, d["w"])
+            d["w"][tails] = w[tails]
+            heads = np.flatnonzero(c0 == 0)
+            phase[heads] = RESPOND
+            acting[heads, 1:] = True
             # step i: w = 0 keeps A*_0 at (n−1)ε, everything else destroyed
-            w0 = tails & (w == 0)
-            a_i = np.zeros((B, n), dtype=np.int64)
-            a_i[:, 0] = alloc[:, 0]
-            finish(d, w0, a_i, rest_p0, ((1 << m) - 1) & ~alloc[:, 0])
-            wp = tails & (w > 0)
-            phase = np.where(halt | endow | w0, TERMINAL, phase)
-            phase = np.where(heads, RESPOND, phase)
-            phase = np.where(wp, CONFIRM, phase)
-            acting[:, 1:] |= heads[:, None]
-            acting |= wp[:, None] & (np.arange(n)[None, :] == w[:, None])
+            W0 = np.flatnonzero(tails & (w == 0))
+            a_i = np.zeros((W0.size, n), dtype=np.int64)
+            a_i[:, 0] = d["alloc"][W0, 0]
+            _end(d, W0, a_i, c.rest_p0, full & ~a_i[:, 0])
+            phase[W0] = TERMINAL
+            WP = np.flatnonzero(tails & (w > 0))
+            phase[WP] = CONFIRM
+            acting[WP, w[WP]] = True
 
-        R = state.phase == RESPOND
-        if R.any():
-            yes = actions[:, 1:, self.i_answer] == 1
-            ans = np.zeros((B, n), dtype=np.int8)
-            ans[:, 1:] = np.where(yes, 1, -1)
-            d["answers"] = np.where(R[:, None], ans, d["answers"])
-            y = yes.sum(axis=1)
-            alloc, pstar = d["alloc"], d["pstar"]
-            accepted = pstar + c.accept
-            destroyed = destroyed_of(alloc, m)
-            all_yes = R & (y == n - 1)
-            finish(d, all_yes, alloc, accepted, destroyed)
-            some_no = R & ~all_yes
-            c1 = draw(rng, c.c1, some_no)
+        R = np.flatnonzero(state.phase == RESPOND)
+        if R.size:
+            yes = actions[R, 1:, self.i_answer] == 1
+            d["answers"][R, 1:] = np.where(yes, 1, -1)
+            y = np.zeros(B, dtype=np.int64)
+            y[R] = yes.sum(axis=1)
+            all_yes = R[y[R] == n - 1]
+            _end(d, all_yes, *self._accepted(d, all_yes, c))  # step d
+            live = np.zeros(B, dtype=bool)
+            live[R] = True
+            live[all_yes] = False
+            c1 = draw(rng, c.c1, live)
             chance.append(c1)
-            d["c1"] = np.where(some_no, c1, d["c1"])
+            d["c1"][live] = c1[live]
             # step e: (E, fine on player 0, −ε to everyone else)
-            e = c1 == 0
-            fine = rest.copy()
-            fine[:, 0] = c.fine_e[np.minimum(y, n - 1)]
-            finish(d, e, endowment, fine, 0)
+            e = np.flatnonzero(c1 == 0)
+            fine = np.full((e.size, n), c.rest)
+            fine[:, 0] = c.fine_e[y[e]]
+            _end(d, e, E[e], fine, 0)
             t = c1 == 1
             c2 = draw(rng, c.c2[np.minimum(y, n - 1)], t)
             chance.append(c2)
-            d["c2"] = np.where(t, c2, d["c2"])
-            finish(d, c2 == 0, alloc, accepted, destroyed)  # step f
-            finish(d, c2 == 1, endowment, rest_p0, 0)  # step g
-            phase = np.where(R, TERMINAL, phase)
+            d["c2"][t] = c2[t]
+            f = np.flatnonzero(c2 == 0)
+            _end(d, f, *self._accepted(d, f, c))  # step f
+            g = np.flatnonzero(c2 == 1)
+            _end(d, g, E[g], c.rest_p0, 0)  # step g
+            phase[R] = TERMINAL
 
-        C = state.phase == CONFIRM
-        if C.any():
-            rows = np.arange(B)
-            w = np.maximum(d["w"], 0)
-            yes = actions[rows, w, self.i_answer] == 1
-            d["confirm"] = np.where(C, np.where(yes, 1, -1), d["confirm"]).astype(np.int8)
+        C = np.flatnonzero(state.phase == CONFIRM)
+        if C.size:
+            w = d["w"][C]
+            yes = actions[C, w, self.i_answer] == 1
+            d["confirm"][C] = np.where(yes, 1, -1)
             at_w = np.arange(n)[None, :] == w[:, None]
-            full = (1 << m) - 1
-            # step j: w keeps A*_w at P*_w − 2ε, player 0 pays −P*_w + nε
-            a_w = d["alloc"][rows, w]
-            p_w = d["pstar"][rows, w].astype(np.float64)
-            pj = rest.copy()
-            pj[:, 0] = -p_w + c.j_0
-            pj = np.where(at_w, (p_w + c.j_w)[:, None], pj)
-            finish(d, C & yes, np.where(at_w, a_w[:, None], 0), pj, full & ~a_w)
-            # step k: w keeps E_w, player 0 pays the huge fine
-            e_w = endowment[rows, w]
-            pk = rest.copy()
-            pk[:, 0] = c.fine_k
-            finish(d, C & ~yes, np.where(at_w, e_w[:, None], 0), pk, full & ~e_w)
-            phase = np.where(C, TERMINAL, phase)
+            # step j: w keeps A*_w at P*_w − 2ε, player 0 pays −P*_w + nε;
+            # step k: w keeps E_w, player 0 pays n²B/δ + (n−1)ε; −ε for everyone else
+            kept = np.where(yes, d["alloc"][C, w], E[C, w])
+            p_w = d["pstar"][C, w].astype(np.float64)
+            prices = np.full((C.size, n), c.rest)
+            prices[:, 0] = np.where(yes, -p_w + c.j_0, c.fine_k)
+            prices = np.where(at_w & yes[:, None], (p_w + c.j_w)[:, None], prices)
+            _end(d, C, np.where(at_w, kept[:, None], 0), prices, full & ~kept)
+            phase[C] = TERMINAL
 
         return BatchState(phase, acting, d, chance)
+
+    def _accepted(
+        self, d: dict[str, np.ndarray], idx: np.ndarray, c: _Constants
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Steps d/f for episodes ``idx``: (A*, P*_0 + 2(n−1)ε, P*_i − 2ε), goods outside A*
+        destroyed."""
+        alloc = d["alloc"][idx]
+        return alloc, d["pstar"][idx] + c.accept, destroyed_of(alloc, self.spec.m)
 
     def outcome(self, state: BatchState) -> BatchOutcome:
         return read_outcome(state.data)

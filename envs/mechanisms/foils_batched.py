@@ -25,6 +25,7 @@ from mechgym.envs.engine.batched import (
 from mechgym.envs.engine.errors import ContextError
 from mechgym.envs.engine.game import EnvSpec
 from mechgym.envs.mechanisms.budget_balanced_market_batched import (
+    FieldRanges,
     bundle_bits,
     check_batch,
     checked,
@@ -67,6 +68,7 @@ class _NaiveBatched(BatchedRules):
         self.shift = spec.price_cap - 1
         self.i_price = self.layout.index["price_1"] if spec.n > 1 else 0
         self._maskers: dict[int, PhaseMasks] = {}
+        self._ranges: dict[int, FieldRanges] = {}
 
     def _phase_rows(self, k: int) -> list[np.ndarray]:
         """Per phase, ``(n, mask_size)`` masks of the acting players."""
@@ -76,8 +78,15 @@ class _NaiveBatched(BatchedRules):
         """The mask tables for ``k`` bits (the price grid is cut to (−2^k, 2^k))."""
         mk = self._maskers.get(k)
         if mk is None:
-            mk = self._maskers[k] = PhaseMasks(self._phase_rows(k), self.layout.mask({}))
+            rows = self._phase_rows(k)
+            mk = self._maskers[k] = PhaseMasks(rows, self.layout.mask({}))
+            self._ranges[k] = FieldRanges(self.layout, rows)
         return mk
+
+    def ranges(self, k: int) -> FieldRanges:
+        """The legal ranges of every field for ``k`` bits (see :class:`FieldRanges`)."""
+        self.masker(k)
+        return self._ranges[k]
 
     def masks(self, state: BatchState) -> np.ndarray:
         ks = state.data["k"]
@@ -162,7 +171,7 @@ class NaiveMarket1Batched(_NaiveBatched):
         actions: np.ndarray,
         rng: np.random.Generator,
     ) -> BatchState:
-        actions = checked(self, state, actions)
+        actions = checked(self, state, actions, self.ranges(int(ctx.k)))
         live = state.phase == 0
         if not live.any():
             return state
@@ -226,7 +235,7 @@ class _ProposeAndAnswerBatched(_NaiveBatched):
         actions: np.ndarray,
         rng: np.random.Generator,
     ) -> BatchState:
-        actions = checked(self, state, actions)
+        actions = checked(self, state, actions, self.ranges(int(ctx.k)))
         n = self.spec.n
         B = ctx.B
         d = dict(state.data)
