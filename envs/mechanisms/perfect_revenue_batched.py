@@ -71,6 +71,13 @@ class PerfectRevenueBatched(BatchedRules):
         table[RESPOND] = lay.mask({"answer": True})
         self.table = table  # index 3 (= TERMINAL via −1) stays idle
         self.idle = idle
+        # whole (n, S) blocks per (phase, actor), actor n = nobody: one gather per call
+        blocks = np.empty((4, n + 1, n, lay.mask_size), dtype=np.int8)
+        blocks[:] = idle
+        for ph in range(3):
+            for i in range(n):
+                blocks[ph, i, i] = table[ph, i]
+        self.blocks = blocks
         # binomials C(a, b) for a ≤ r + n − 1, r ≤ n·price_cap, b < n: products of b
         # factors over b!, relative error ≤ 2n·2^−53 (f_r/n_r only scales ε)
         a = np.arange(n * spec.price_cap + n + 1, dtype=np.float64)[:, None]
@@ -122,8 +129,30 @@ class PerfectRevenueBatched(BatchedRules):
             },
         )
 
+    @staticmethod
+    def actor(state: BatchState) -> np.ndarray:
+        """``(B,)`` the one acting player of each episode, ``n`` where nobody acts."""
+        acting = state.acting
+        return np.where(acting.any(axis=1), acting.argmax(axis=1), acting.shape[1])
+
     def masks(self, state: BatchState) -> np.ndarray:
-        return np.where(state.acting[:, :, None], self.table[state.phase], self.idle)
+        return self.blocks[state.phase, self.actor(state)]
+
+    def _check(self, state: BatchState, actions: np.ndarray, who: np.ndarray) -> None:
+        """Typed errors for bad actions; only the one acting row per episode (``who``) is read
+        unless something is wrong (then :func:`check_actions` names it)."""
+        B, n = state.acting.shape
+        lay = self.layout
+        if actions.shape == (B, n, len(lay)):
+            live = who < n
+            row = actions[np.arange(B), np.minimum(who, n - 1)]
+            inside = ((row >= 0) & (row < lay.sizes)).all(axis=1)
+            mask = self.blocks[state.phase, who, np.minimum(who, n - 1)]
+            pos = lay.offsets[:-1] + np.clip(row, 0, lay.sizes - 1)
+            ok = inside & np.take_along_axis(mask, pos, axis=1).all(axis=1)
+            if (ok | ~live).all():
+                return
+        check_actions(lay, self.masks(state), actions, state.acting, _NAMES[state.phase])
 
     def step(
         self,
@@ -133,13 +162,14 @@ class PerfectRevenueBatched(BatchedRules):
         rng: np.random.Generator,
     ) -> BatchState:
         actions = np.asarray(actions, dtype=np.int64)
-        check_actions(self.layout, self.masks(state), actions, state.acting, _NAMES[state.phase])
         B, n = state.acting.shape
+        actor = self.actor(state)
+        self._check(state, actions, actor)
         rows = np.arange(B)
         ph = state.phase
         d = dict(state.data)
         phase = ph.copy()
-        who = np.argmax(state.acting, axis=1)  # the one acting player (0 when none)
+        who = np.minimum(actor, n - 1)  # the one acting player (n − 1 when none: unread)
         chance = list(state.chance)
 
         prop = ph == PROPOSE
