@@ -458,8 +458,12 @@ def check_actions(
             f"episode {b}: field '{layout.names[k]}' = {int(actions[b, i, k])} is outside "
             f"0..{int(layout.sizes[k]) - 1}",
         )
-    pos = layout.offsets[:-1] + np.clip(actions, 0, layout.sizes - 1)
-    ok = np.take_along_axis(masks, pos, axis=2).astype(bool) | ~acting[:, :, None]
+    # One flat gather (clip and take_along_axis cost several passes); the acting players'
+    # entries are in range by now, the others are read at 0 and excused anyway.
+    size = masks.shape[-1]
+    pos = np.where(acting[:, :, None], actions, 0) + layout.offsets[:-1]
+    pos += (np.arange(B * n) * size).reshape(B, n, 1)
+    ok = (masks.reshape(-1)[pos] != 0) | ~acting[:, :, None]
     if not ok.all():
         b, i, k = (int(x) for x in np.argwhere(~ok)[0])
         raise IllegalActionError(
