@@ -98,13 +98,17 @@ def test_guarantee_on_generated_contexts(mech_cls) -> None:
         prof = profile(PredictedSeed000(ctx), ctx.n)
         ev = evaluate_exact(mech, ctx, prof)
         g = mech.guarantee(ctx, ev)
+        if mech_cls is NormalForm and ctx.collusive:
+            # seed 000 states the collusion bound (Sec. 6.2.3) for M_BB only
+            assert g is None
+            continue
         assert g.holds, (ctx.name, g)
         slack = g.value - g.bound
         min_slack = slack if min_slack is None else min(min_slack, slack)
         if mech_cls is BestBelief:
             respond_nodes += strict_respond_check(mech, ctx, prof, ev)
         count += 1
-    assert count >= 300
+    assert count >= (300 if mech_cls is BestBelief else 100)
     assert min_slack >= 0
     if mech_cls is BestBelief:
         assert respond_nodes > 100
@@ -329,7 +333,7 @@ def test_reserve_env_runs() -> None:
 @pytest.mark.parametrize(
     ("mechanism", "statement"),
     [
-        ("perfect_revenue", "SW = MSW"),
+        ("perfect_revenue", "E[SW] = MSW"),
         ("budget_balanced_market", "sum P = 0"),
         ("collusion_leveraging", "MKW"),
     ],
@@ -343,4 +347,6 @@ def test_cli_evaluates_every_context_kind(mechanism: str, statement: str) -> Non
     res = CliRunner().invoke(app, ["evaluate", mechanism, "--exact", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["guarantee"]["holds"] is True and statement in out["guarantee"]["statement"]
+    g = out["guarantee"]
+    statements = [g["statement"], *(part["statement"] for part in g.get("parts", []))]
+    assert g["holds"] is True and any(statement in text for text in statements)

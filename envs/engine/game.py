@@ -198,26 +198,61 @@ class Mechanism(ABC):
 
 @dataclass(frozen=True)
 class Guarantee:
-    """A theorem's guarantee: ``value >= bound`` (or ``==`` when ``exact``), checked exactly."""
+    """A theorem's guarantee: ``value >= bound`` (or ``==`` when ``exact``), checked exactly.
+
+    A theorem with several conclusions lists the others in ``parts`` (e.g. M5's SW = MSW and
+    utilities ≥ 0 beside its revenue bound); it holds when every part holds. ``kind`` says
+    what the statement is: ``"theorem"`` (a paper's theorem, under its solution concept) or
+    ``"property of predicted play"`` (true of the scripted prediction, not a theorem).
+    """
 
     statement: str
     bound: Fraction
     value: Fraction
     exact: bool = False
+    parts: tuple[Guarantee, ...] = ()
+    kind: str = "theorem"
 
     @property
     def holds(self) -> bool:
-        return self.value == self.bound if self.exact else self.value >= self.bound
+        own = self.value == self.bound if self.exact else self.value >= self.bound
+        return own and all(p.holds for p in self.parts)
+
+    def _line(self) -> str:
+        own = self.value == self.bound if self.exact else self.value >= self.bound
+        rel = "=" if self.exact else "≥"
+        verdict = "holds" if own else "violated"
+        return (
+            f"{self.statement}: {_short_num(self.value)} {rel} {_short_num(self.bound)}, {verdict}"
+        )
+
+    def __str__(self) -> str:
+        text = self._line()
+        if self.parts:
+            text += "; " + "; ".join(p._line() for p in self.parts)
+        if self.kind != "theorem":
+            text += f" ({self.kind})"
+        return text
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "statement": self.statement,
             "bound": float(self.bound),
             "bound_exact": str(self.bound),
             "value": float(self.value),
             "value_exact": str(self.value),
             "holds": self.holds,
+            "kind": self.kind,
         }
+        if self.parts:
+            out["parts"] = [p.to_json() for p in self.parts]
+        return out
+
+
+def _short_num(x: Fraction) -> str:
+    """A readable number: integers as they are, other rationals to 6 significant digits."""
+    x = Fraction(x)
+    return str(x.numerator) if x.denominator == 1 else f"{float(x):.6g}"
 
 
 class Policy(Protocol):

@@ -12,6 +12,16 @@ it as: heads allocates nothing (the seller keeps the goods), tails sells ω' and
 charges nobody; every δ_i is still paid. With a sure reserve (no price above a true value),
 E[REV] ≥ max(BB, REV(ω'))/2 − ε.
 
+Reward-budget variant (Section 6.3, ``reward_budget="fraction"``): the budget set aside for
+rewards is an ε fraction of the revenue the mechanism collects instead of ε, and the
+guarantee becomes E[REV] ≥ (1 − ε)·BB/2. The paper does not spell the rules out; we read
+"the revenue it collects" as the prices and fines collected before rewards, which on tails is
+R_w whatever the answers (each offered price is paid by its buyer or, as a fine, by the
+winner) and 0 on heads. The budget ε·R_w is split in two halves: the acceptance bonus becomes
+ε·R_w/(2n) and δ_i = (ε·R_w/(2n))·R_i/(1+R_i), so everything paid out stays below ε·R_w.
+Answers do not move R_w, so YES iff θ_i ≥ π stays strictly dominant (the bonus is positive
+whenever someone is asked), and δ_i still strictly increases in R_i on tails.
+
 Array layout (every agent): ``answer`` (2: 0 = NO, 1 = YES), ``bundle`` (2**m: ξ), then the
 offer fields of :mod:`mechgym.envs.engine.actions` (``owner_g``, ``price_j``). Phase
 ``announce`` reads ``bundle`` and the offer; phase ``respond`` reads ``answer``.
@@ -49,6 +59,9 @@ from mechgym.envs.mechanisms.offer_rules import (
 )
 from mechgym.envs.model.bundles import format_bundle
 from mechgym.envs.model.outcome import Outcome
+
+REWARD_BUDGETS = ("absolute", "fraction")
+"""Section 6.3: rewards from a budget of ε, or of an ε fraction of the revenue collected."""
 
 
 @dataclass(frozen=True)
@@ -106,14 +119,29 @@ class BestBelief(Seed000Mechanism):
     # only the players offered a bundle answer YES/NO
     every_player_acts = False
 
-    def __init__(self, eps: Any = "1/10", reserve: Offer | None = None) -> None:
+    def __init__(
+        self, eps: Any = "1/10", reserve: Offer | None = None, reward_budget: str = "absolute"
+    ) -> None:
         super().__init__(eps)
         if reserve is not None and not isinstance(reserve, Offer):
             raise ParameterError("reserve", f"must be an Offer, got {type(reserve).__name__}")
+        if reward_budget not in REWARD_BUDGETS:
+            raise ParameterError(
+                "reward_budget",
+                f"must be one of {', '.join(REWARD_BUDGETS)}, got {reward_budget!r}",
+            )
+        if reward_budget == "fraction" and reserve is not None:
+            # Section 6.3 states the two variants separately; their combination is not analysed
+            raise ParameterError(
+                "reward_budget", "the ε-fraction budget is not combined with a reserve"
+            )
         self.reserve = reserve
+        self.reward_budget = reward_budget
 
     def params(self) -> dict[str, Any]:
         out = super().params()
+        if self.reward_budget != "absolute":
+            out["reward_budget"] = self.reward_budget
         if self.reserve is not None:
             out["reserve"] = {
                 "alloc": list(self.reserve.alloc),
@@ -122,6 +150,15 @@ class BestBelief(Seed000Mechanism):
         return out
 
     def guarantee(self, ctx: Any, ev: Any) -> Guarantee | None:
+        if self.reward_budget == "fraction":
+            # Section 6.3: payouts stay below ε·R_w on tails, so E[REV] ≥ (1 − ε)·R_w/2
+            bench = self.benchmarks(ctx)
+            key = "BB_independent" if ctx.collusive else "BB"
+            return Guarantee(
+                f"E[REV] >= (1 - eps) {'max_{i independent} BB_i' if ctx.collusive else 'BB'}/2",
+                (1 - self.eps) * Fraction(bench[key], 2),
+                ev.expected_revenue,
+            )
         if self.reserve is None:
             return super().guarantee(ctx, ev)
         r = self._reserve_for(ctx)
@@ -129,7 +166,7 @@ class BestBelief(Seed000Mechanism):
             int(ctx.values[i, b]) >= p
             for i, (b, p) in enumerate(zip(r.alloc, r.prices, strict=True))
         )
-        if not sure or any(len(c) > 1 for c in ctx.coalitions):
+        if not sure or ctx.collusive:
             return None  # Section 6.3 needs a sure reserve and says nothing of collusion
         bench = max(self.benchmarks(ctx)["BB"], r.revenue)
         return Guarantee(
@@ -159,7 +196,10 @@ class BestBelief(Seed000Mechanism):
         if s.answers is None and s.askers:
             return Decision(s.askers, "respond")
         answers = dict(s.answers) if s.answers is not None else {}
-        return Terminal(tails_outcome(s.n, w, s.leading_offer, answers, s.revenues, self.eps))
+        eps = self.eps
+        if self.reward_budget == "fraction":
+            eps = self.eps * s.leading_offer.revenue / 2  # half the budget ε·R_w each
+        return Terminal(tails_outcome(s.n, w, s.leading_offer, answers, s.revenues, eps))
 
     def validate(self, s: BestBeliefState, player: int, action: Any) -> Any:
         agent = f"player_{player}"

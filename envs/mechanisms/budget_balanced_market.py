@@ -265,11 +265,20 @@ class BudgetBalancedMarket(Mechanism):
         }
 
     def guarantee(self, ctx: Any, ev: Any) -> Guarantee:
-        """Theorem 1: P[SW = MSW and Σ P = 0] ≥ 1 − δ (the probability is the value)."""
+        """Theorem 1 whole: P[SW = MSW and Σ P = 0] ≥ 1 − δ (the probability is the value),
+        with total participation (Definition 3): every acting coalition's E[u_C] ≥ 0."""
         _, delta = self.constants(ctx.n, ctx.k)
         best = ctx.msw()
         prob = ev.probability(lambda o: ctx.welfare(o) == best and o.revenue == 0)
-        return Guarantee("P[SW = MSW and sum P = 0] >= 1 - delta", 1 - delta, prob)
+        worst = min(ev.coalition_utility(g) for g in ctx.acting_coalitions)
+        return Guarantee(
+            "P[SW = MSW and sum P = 0] >= 1 - delta",
+            1 - delta,
+            prob,
+            parts=(
+                Guarantee("min over coalitions C of E[u_C] >= 0", Fraction(0), Fraction(worst)),
+            ),
+        )
 
     # -- rules ---------------------------------------------------------------------------------
     def start(self, ctx: Any) -> MarketState:

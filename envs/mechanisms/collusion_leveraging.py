@@ -77,7 +77,7 @@ from mechgym.envs.engine.game import (
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.offer_rules import HALF, AnnouncedOffers
 from mechgym.envs.model.bundles import format_bundle
-from mechgym.envs.model.context import Partition, singletons
+from mechgym.envs.model.context import Partition
 from mechgym.envs.model.outcome import Outcome
 from mechgym.envs.solvers import packing as solvers
 from mechgym.envs.solvers.packing import best_knowledge, max_packing, msw
@@ -94,7 +94,7 @@ def _is_int(x: object) -> bool:
 
 def acting_coalitions(ctx: Any) -> Partition:
     """The agents of the game: the context's coalitions when rewards are shared, else singletons."""
-    return ctx.coalitions if ctx.shared_reward else singletons(ctx.n)
+    return ctx.acting_coalitions
 
 
 def acting_coalition_of(ctx: Any, i: int) -> tuple[int, ...]:

@@ -29,7 +29,7 @@ from mechgym.envs.engine.actions import (
     valuation_fields,
 )
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError
-from mechgym.envs.engine.game import Decision, EnvSpec, Node, Terminal
+from mechgym.envs.engine.game import Decision, EnvSpec, Guarantee, Node, Terminal
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.best_belief import describe_offer
 from mechgym.envs.mechanisms.offer_rules import (
@@ -80,6 +80,13 @@ class NormalForm(Seed000Mechanism):
     title = "Normal-form mechanism M_Normal (seed 000, Sec. 4)"
     phases = ("announce",)
     mask_depends_on_state = False
+
+    def guarantee(self, ctx: Any, ev: Any) -> Guarantee | None:
+        """Theorem 1 of seed 000, E[REV] ≥ BB/2 − ε, when every player acts alone; the paper
+        states its collusion bound (Section 6.2.3) for M_BB only, so none is claimed here."""
+        if ctx.collusive:
+            return None
+        return super().guarantee(ctx, ev)
 
     def start(self, ctx: Any) -> NormalFormState:
         return NormalFormState(ctx.n, ctx.m)

@@ -101,9 +101,10 @@ def seed000_benchmarks(ctx: Any) -> dict[str, Any]:
 
 
 def seed000_guarantee(ctx: Any, ev: Any, eps: Fraction) -> Guarantee:
-    """Theorems 1–2 of seed 000: E[REV] ≥ BB/2 − ε; with collusion, BB over independents."""
+    """Theorems 1–2 of seed 000: E[REV] ≥ BB/2 − ε; with collusion (Section 6.2.3, stated for
+    M_BB only), BB over the independent players. Who colludes: ``ctx.acting_coalitions``."""
     bench = seed000_benchmarks(ctx)
-    if all(len(c) == 1 for c in ctx.coalitions):
+    if not ctx.collusive:
         return Guarantee(
             "E[REV] >= BB/2 - eps", Fraction(bench["BB"], 2) - eps, ev.expected_revenue
         )

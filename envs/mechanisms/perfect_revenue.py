@@ -351,17 +351,21 @@ class PerfectRevenue(Mechanism):
         }
 
     def guarantee(self, ctx: Any, ev: Any) -> Guarantee:
-        """Theorems 1–2: SW = MSW (checked first) and E[REV] ≥ (1 − 3εn)·MSW."""
+        """Theorems 1–2 whole: E[REV] ≥ (1 − 3εn)·MSW, with parts SW = MSW and ℙ3 — every
+        player's expected utility ≥ 0 (Theorem 1), every acting coalition's (Theorem 2 (3))."""
         c = self.constants(ctx.n)
         best = ctx.msw()
-        if ev.expected_welfare != best:
-            return Guarantee(
-                "E[SW] = MSW", Fraction(best), Fraction(ev.expected_welfare), exact=True
-            )
+        groups = ctx.acting_coalitions
+        worst = min(ev.coalition_utility(g) for g in groups)
+        who = "coalition C of E[U_C]" if ctx.collusive else "player i of E[u_i]"
         return Guarantee(
-            "SW = MSW and E[REV] >= (1 - 3 eps n) MSW",
+            "E[REV] >= (1 - 3 eps n) MSW",
             (1 - 3 * c.eps * ctx.n) * best,
             Fraction(ev.expected_revenue),
+            parts=(
+                Guarantee("E[SW] = MSW", Fraction(best), Fraction(ev.expected_welfare), exact=True),
+                Guarantee(f"min over {who} >= 0", Fraction(0), Fraction(worst)),
+            ),
         )
 
     # -- rules ---------------------------------------------------------------------------------

@@ -49,6 +49,9 @@ from mechgym.envs.model.bundles import format_bundle
 from mechgym.envs.model.outcome import Outcome
 from mechgym.envs.solvers.packing import msw
 
+#: the ``kind`` of A's statement (see :class:`~mechgym.envs.engine.game.Guarantee`)
+PREDICTED_BIDDING = "property of predicted bidding"
+
 
 def _is_int(x: object) -> bool:
     return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
@@ -162,12 +165,15 @@ class SecondPriceBundle(Mechanism):
         return {"MSW": msw(ctx).value, "max_value": max(top), "top_values": top}
 
     def guarantee(self, ctx: Any, ev: Any) -> Guarantee:
-        """Under truthful (coalition: top member only) bidding, E[SW] = max_i max_S θ_i(S)."""
+        """E[SW] = max_i max_S θ_i(S) under the predicted bidding (truthful; in a coalition its
+        top member only). Seed 002 states no theorem for A' alone: this is a property of
+        predicted bidding, labelled so (``kind``)."""
         return Guarantee(
             "E[SW] = max_i max_S theta_i(S)",
             Fraction(max(top_values(ctx))),
             ev.expected_welfare,
             exact=True,
+            kind=PREDICTED_BIDDING,
         )
 
     # -- rules -------------------------------------------------------------------------------
@@ -329,14 +335,23 @@ class Mixture(Mechanism):
         return out
 
     def guarantee(self, ctx: Any, ev: Any) -> Guarantee | None:
+        """E[SW] + E[REV] ≥ p·bound(revenue branch) + (1 − p)·bound(auction branch).
+
+        The sum is a theorem only when both branch bounds are; with A' its branch bound is the
+        welfare of *predicted* bidding, so the mixture's bound is stated (``kind``) as a
+        property of predicted play in A' together with the revenue branch's theorem — the
+        paper's own claim (seed 002, Sec. 1.2: total performance ≥ c/(c+1)·MKW_I) is informal.
+        """
         g0 = self.mechs[0].guarantee(ctx, ev)
         g1 = self.mechs[1].guarantee(ctx, ev)
         if g0 is None or g1 is None:
             return None
+        kinds = {g0.kind, g1.kind} - {"theorem"}
         return Guarantee(
             f"E[SW] + E[REV] >= {self.p}*[{g0.statement}] + {1 - self.p}*[{g1.statement}] (bounds)",
             self.p * g0.bound + (1 - self.p) * g1.bound,
             ev.expected_welfare + ev.expected_revenue,
+            kind="theorem" if not kinds else "theorem in one branch, " + ", ".join(sorted(kinds)),
         )
 
     # -- rules -------------------------------------------------------------------------------

@@ -99,9 +99,24 @@ class Collusion:
         return self.coalitions[int(self._coalition_index[i])]
 
     @property
+    def acting_coalitions(self) -> Partition:
+        """The agents of the game: the coalitions when rewards are shared (members maximise
+        the coalition's total), else every player alone (each is rewarded, so acts, alone).
+
+        The one definition of who colludes that every mechanism's guarantee, benchmark and
+        predicted play reads.
+        """
+        return self.coalitions if self.shared_reward else singletons(self.n)  # type: ignore[attr-defined]
+
+    @property
     def independent(self) -> tuple[int, ...]:
-        """Players in singleton coalitions."""
-        return tuple(c[0] for c in self.coalitions if len(c) == 1)
+        """Players who act alone: singleton acting coalitions (see :attr:`acting_coalitions`)."""
+        return tuple(c[0] for c in self.acting_coalitions if len(c) == 1)
+
+    @property
+    def collusive(self) -> bool:
+        """Whether some acting coalition has two or more members."""
+        return any(len(c) > 1 for c in self.acting_coalitions)
 
     def rewards(self, outcome: Outcome) -> tuple[Fraction, ...]:
         """Per-player rewards: utilities, or coalition totals when rewards are shared."""
