@@ -56,6 +56,28 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: replacements on a vectorised env (``n_envs`` slots): a rollout of ``n_steps`` per slot, so
+#: the per-update batch stays near the single env's scale, with bigger minibatches (the
+#: speed of the batched path is spent on samples, not on more gradient steps per sample)
+VEC_DEFAULTS: dict[str, dict[str, Any]] = {
+    "maskable_ppo": {"n_steps": 16, "batch_size": 256},
+    "ppo": {"n_steps": 16, "batch_size": 256},
+    "a2c": {"n_steps": 4},
+    "dqn": {"learning_starts": 1024, "train_freq": 1, "gradient_steps": 4, "batch_size": 256},
+}
+
+
+def defaults(algo: str, n_envs: int = 1) -> dict[str, Any]:
+    """The hyper-parameters of ``algo`` for ``n_envs`` parallel slots."""
+    base = dict(DEFAULTS[algo])
+    if n_envs > 1:
+        base.update(VEC_DEFAULTS[algo])
+        if "n_steps" in base and algo != "a2c":
+            # keep about 1024 samples per update whatever the number of slots
+            base["n_steps"] = max(2, 1024 // n_envs)
+            base["batch_size"] = min(base["batch_size"], base["n_steps"] * n_envs)
+    return base
+
 
 def configure_torch(threads: int = 1) -> None:
     """Process-wide torch settings for mechgym's small models: ``threads`` CPU threads and no
@@ -82,7 +104,8 @@ def make_model(
     algo : {"maskable_ppo", "ppo", "a2c", "dqn"}
         ``maskable_ppo`` reads :meth:`LearnerEnv.action_masks`; the others can pick masked
         actions, which the learner env penalises (see :mod:`mechgym.training.learner_env`).
-    env : gymnasium.Env
+    env : gymnasium.Env or VecEnv
+        A vectorised env gets :data:`VEC_DEFAULTS` on top of :data:`DEFAULTS`.
     seed : int
     tensorboard_log : str, optional
         Directory of TensorBoard logs.
@@ -92,7 +115,7 @@ def make_model(
         raise ParameterError("algo", f"unknown algorithm {algo!r}; use one of {', '.join(ALGOS)}")
     if algo == "dqn" and not hasattr(env.action_space, "n"):
         raise ParameterError("algo", "dqn needs a Discrete action space: use encoding='menu'")
-    params = {**DEFAULTS[algo], **overrides}
+    params = {**defaults(algo, int(getattr(env, "num_envs", 1))), **overrides}
     cls = algo_class(algo)
     return cls(
         "MlpPolicy",

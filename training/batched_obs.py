@@ -50,16 +50,20 @@ BATCHED_SUMMARIES: dict[str, SummaryFn] = {}
 
 
 # -- per-mechanism features -------------------------------------------------------------------
-def _seed000_question(
-    rules: BatchedRules, ctx: ContextBatch, state: BatchState, player: int
-) -> Question | None:
-    # exact: the winner's announced offer (``state.announcements[state.winner].offer``)
-    d = state.data
-    rows = np.arange(len(state.phase))
-    bundle = d["alloc"][rows, d["winner"], player]
-    price = d["prices"][rows, d["winner"], player]
-    asked = (state.phase >= 0) & state.acting[:, player] & d["announced"] & (bundle != 0)
-    return asked, bundle, price
+def _leader_question(key: str) -> QuestionFn:
+    """The offer of announcer ``data[key]`` (M1: the winner, M3/M4: the star) that the
+    player answers at ``respond`` (exact: :func:`~mechgym.training.encodings.pending_question`
+    and :func:`~mechgym.training.encodings.star_question`)."""
+
+    def fn(rules: BatchedRules, ctx: ContextBatch, state: BatchState, player: int) -> Question:
+        d = state.data
+        rows = np.arange(len(state.phase))
+        bundle = d["alloc"][rows, d[key], player]
+        price = d["prices"][rows, d[key], player]
+        asked = _phase_is(rules, state, "respond") & state.acting[:, player] & (bundle != 0)
+        return asked, bundle, price
+
+    return fn
 
 
 def _phase_is(rules: BatchedRules, state: BatchState, name: str) -> np.ndarray:
@@ -170,6 +174,7 @@ def _collusion_summary(
     first = rules.layout.index["price_0"]
     rev = acts[:, :, first : first + rules.spec.n].sum(axis=-1)
     out[:, :, 1] = np.where(_phase_is(rules, state, "announce")[:, None], rev, 0)
+    _yes_summary(out, rules, ctx, state, player, acts, question)
     return out
 
 
@@ -185,7 +190,9 @@ def zero_summary(
     return np.zeros((*acts.shape[:2], SUMMARY_SIZE), dtype=np.float64)
 
 
-BATCHED_QUESTIONS["best_belief"] = _seed000_question
+BATCHED_QUESTIONS["best_belief"] = _leader_question("winner")
+BATCHED_QUESTIONS["knowledge_benchmark"] = _leader_question("star")
+BATCHED_QUESTIONS["collusion_leveraging"] = _leader_question("star")
 BATCHED_SUMMARIES["best_belief"] = _bundle_offer_summary(lambda r: 1)
 BATCHED_SUMMARIES["knowledge_benchmark"] = _bundle_offer_summary(
     lambda r: int(getattr(r.mech, "min_price", 1))

@@ -30,7 +30,8 @@ Observation (:class:`ObservationBuilder`), a float32 vector, in this order:
      surplus of 0 and of −1 lie 0.69 apart whatever the value scale); zeros when there is
      no question. The question is read by :data:`QUESTIONS` (per mechanism), by default
      duck-typed from ``state.announcements[state.winner].offer`` (M1, M2 and mechanisms
-     that keep the same state shape);
+     that keep the same state shape); M3 and M4 register the star announcer's offer
+     (:func:`star_question`);
    * *menu summaries* (menu encoding only; 4 numbers per entry, ``K`` entries, zeros on
      masked entries): for entry ``k`` with structured action ``a``: θ_i(a.bundle) if the
      action names a favourite bundle, the announced revenue REV(a.offer) (or REV(a) for a
@@ -387,3 +388,21 @@ class ObservationBuilder:
             "members": list(self.members),
             "size": self.size,
         }
+
+
+def star_question(mech: Mechanism, ctx: Any, state: Any, player: int) -> tuple[int, int] | None:
+    """M3 and M4: the star announcer's offer Ω_★ that ``player`` answers at ``respond``.
+
+    Without it a learner must decode its bundle bits and look its value up to learn the
+    dominant rule θ_i(α_i) ≥ π_i, which M1's learners are spared by the default question.
+    """
+    node = mech.node(state)
+    if not isinstance(node, Decision) or node.phase != "respond" or player not in node.players:
+        return None
+    offer = state.announcements[state.star].offer
+    b = int(offer.alloc[player])
+    return (b, int(offer.prices[player])) if b else None
+
+
+QUESTIONS["knowledge_benchmark"] = star_question
+QUESTIONS["collusion_leveraging"] = star_question

@@ -66,6 +66,10 @@ class MultiLearner:
         Hyper-parameters passed to :func:`~mechgym.training.algos.make_model`.
     env_kwargs : dict, optional
         Extra :class:`LearnerEnv` options (``normalize``, ``features``, ``constants``...).
+    n_envs : int
+        ``1``: the exact single-episode :class:`LearnerEnv` (the reference); more: a
+        :class:`~mechgym.training.vec_env.VecLearnerEnv` of ``n_envs`` slots on the batched
+        path, the other groups playing batched (trained models included).
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class MultiLearner:
         tensorboard_log: str | None = None,
         hyper: Mapping[str, Any] | None = None,
         env_kwargs: Mapping[str, Any] | None = None,
+        n_envs: int = 1,
     ) -> None:
         if scheme not in SCHEMES:
             raise ParameterError(
@@ -102,6 +107,9 @@ class MultiLearner:
         self.hyper = dict(hyper or {})
         self.env_kwargs = dict(env_kwargs or {})
         self._source_kwargs = {"context": context, "generator": generator, "contexts": contexts}
+        if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+            raise ParameterError("n_envs", f"must be an integer >= 1, got {n_envs!r}")
+        self.n_envs = n_envs
         probe = self._make_env(0, 0)
         self.n = probe.env_spec.n
         self.mech = probe.mech
@@ -151,6 +159,20 @@ class MultiLearner:
         kwargs = dict(self.env_kwargs)
         if rotate is not None:
             kwargs["rotate"] = list(rotate)
+        if self.n_envs > 1:
+            from .vec_env import VecLearnerEnv
+
+            return VecLearnerEnv(  # type: ignore[return-value]
+                self.mechanism,
+                learner,
+                n_envs=self.n_envs,
+                encoding=self.encoding,
+                learn_phases=self.learn_phases,
+                scripted=self.scripted,
+                seed=self.seed * 1000 + offset,
+                **self._source_kwargs,
+                **kwargs,
+            )
         return LearnerEnv(
             self.mechanism,
             learner,
@@ -211,6 +233,41 @@ class MultiLearner:
             out.setdefault(p, self._init_source)
         return out
 
+    def _batched_group(self, g: Group, policy: Any) -> Any:
+        """A group's learned policy on the batched path, scripted outside the learned phases."""
+        from .batched_obs import BatchedLearned, ByPhaseBatched, resolve_batched
+
+        learned = BatchedLearned(policy)
+        if self.learn_phases is None or set(self.learn_phases) == set(self.mech.phases):
+            return learned
+        scripted = resolve_batched(self.scripted, self.mechanism)
+        return ByPhaseBatched(scripted, dict.fromkeys(self.learn_phases, learned))
+
+    def batched_opponents(
+        self,
+        exclude: Group,
+        policies: Mapping[Group, Any] | None = None,
+        trained: set[Group] | None = None,
+    ) -> dict[int, Any]:
+        """:meth:`opponent_sources` as batched policies (for the vectorised env)."""
+        from .batched_obs import resolve_batched
+
+        init = resolve_batched(self.init, self.mechanism)
+        pols = self.policies if policies is None else policies
+        done = self.trained if trained is None else trained
+        out: dict[int, Any] = {}
+        for g in self.groups:
+            src = (
+                self._batched_group(g, pols[g])
+                if g != exclude and g in done and g in pols
+                else init
+            )
+            for p in g:
+                out[p] = src
+        for p in range(self.n):
+            out.setdefault(p, init)
+        return out
+
     def profile(self, learned_only: bool = True) -> Callable[[Any], dict[int, Any]]:
         """The current profile as ``ctx -> {player: policy}`` for exact evaluation.
 
@@ -243,7 +300,15 @@ class MultiLearner:
         if self.scheme == "selfplay":
             g0 = self.groups[0]
             env = self.envs[g0]
-            if self.round == 1:
+            if self.n_envs > 1:
+                from .batched_obs import resolve_batched
+
+                env.set_opponents(
+                    resolve_batched(self.init, self.mechanism)
+                    if self.round == 1
+                    else self._batched_group(g0, self.policies[g0])
+                )
+            elif self.round == 1:
                 env.set_opponents(self._init_source)
             else:
                 env.set_opponents(self._group_source(g0, self.policies[g0]))
@@ -261,11 +326,12 @@ class MultiLearner:
         new_policies: dict[Group, LearnedPolicy] = {}
         for k, g in enumerate(self.groups):
             env = self.envs[g]
+            sources = self.batched_opponents if self.n_envs > 1 else self.opponent_sources
             if self.scheme == "ibr":
-                env.set_opponents(self.opponent_sources(g, snapshot, trained_before))
+                env.set_opponents(sources(g, snapshot, trained_before))
                 self.models[g] = self._new_model(env, group_label(g), offset=k + 100 * self.round)
             else:
-                env.set_opponents(self.opponent_sources(g))
+                env.set_opponents(sources(g))
             if self._learn(self.models[g], steps, group_label(g)):
                 self.steps[group_label(g)] += steps
             pol = LearnedPolicy(self.models[g], env.builder)
@@ -290,6 +356,7 @@ class MultiLearner:
             model.learn(steps, **kwargs)
         except NoDecisionError:
             self.idle[label] = self.idle.get(label, 0) + 1
+            model._last_obs = None  # the next learn() starts from a fresh reset
             return False
         return True
 
