@@ -137,20 +137,21 @@ class MixtureBatched(BatchedRules):
             for j, t in enumerate(to_mix):
                 to_inner[t] = j
             self.to_inner.append(to_inner)
-            # union mask = idle mask with each sub field's part written at its union field
+            # union mask = a constant row (idle elsewhere, 0 on the branch's fields, so values
+            # beyond the branch's own size stay masked out) with each sub field's part copied
+            # to its union field; consecutive fields are copied as one slice
             sub = u.subs[k]
-            src, dst = [], []
+            const = self.idle.copy()
+            runs: list[list[int]] = []  # [src_lo, dst_lo, length]
             for f, name in enumerate(sub.names):
                 lo = int(lay.offsets[lay.index[name]])
-                hi = int(lay.offsets[lay.index[name] + 1])
-                size = int(sub.sizes[f])
-                src.extend(range(int(sub.offsets[f]), int(sub.offsets[f]) + size))
-                dst.extend(range(lo, lo + size))
-                # values beyond the branch's own size stay masked out
-                dst_rest = list(range(lo + size, hi))
-                src.extend([-1] * len(dst_rest))
-                dst.extend(dst_rest)
-            self.gather.append((np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64)))
+                const[lo : int(lay.offsets[lay.index[name] + 1])] = 0
+                src, size = int(sub.offsets[f]), int(sub.sizes[f])
+                if runs and runs[-1][0] + runs[-1][2] == src and runs[-1][1] + runs[-1][2] == lo:
+                    runs[-1][2] += size
+                else:
+                    runs.append([src, lo, size])
+            self.gather.append((const, [(slice(a, a + n), slice(b, b + n)) for a, b, n in runs]))
         self.sizes = tuple(m.public_size(spec) for m in mech.mechs)
 
     # -- composition -------------------------------------------------------------------------
@@ -193,10 +194,11 @@ class MixtureBatched(BatchedRules):
 
     def to_union_mask(self, sub_mask: np.ndarray, k: int) -> np.ndarray:
         """Branch ``k``'s flat mask written into the union layout."""
-        src, dst = self.gather[k]
-        out = np.broadcast_to(self.idle, (*sub_mask.shape[:-1], self.layout.mask_size)).copy()
-        padded = np.concatenate([sub_mask, np.zeros((*sub_mask.shape[:-1], 1), np.int8)], -1)
-        out[..., dst] = padded[..., src]
+        const, runs = self.gather[k]
+        out = np.empty((*sub_mask.shape[:-1], self.layout.mask_size), dtype=np.int8)
+        out[...] = const
+        for src, dst in runs:
+            out[..., dst] = sub_mask[..., src]
         return out
 
     # -- rules -------------------------------------------------------------------------------
@@ -226,13 +228,22 @@ class MixtureBatched(BatchedRules):
     ) -> BatchState:
         actions = np.asarray(actions, dtype=np.int64)
         names = np.array([*self.phases, "-"])[state.phase]
-        check_actions(self.layout, self.masks(state), actions, state.acting, names)
+        B, n = state.acting.shape
+        if actions.shape != (B, n, len(self.layout)):
+            check_actions(self.layout, self.masks(state), actions, state.acting, names)
         branch = state.data["branch"]
         new = []
         for k, rules in enumerate(self.inner):
             st = self.inner_state(state, k)
             if not st.done.all():
-                st = rules.step(ctx, st, self.inner_actions(actions, k), rng)
+                # each branch checks its own columns on its own masks (no union masks); the
+                # union's other columns must be 0 for its acting players
+                sub = self.inner_actions(actions, k)
+                foreign = np.delete(actions, self.cols[k], axis=2)
+                check_actions(rules.layout, rules.masks(st), sub, st.acting, names)
+                if (foreign[st.acting] != 0).any():
+                    check_actions(self.layout, self.masks(state), actions, state.acting, names)
+                st = rules.step(ctx, st, sub, rng)
             new.append(st)
         return self._merge(branch, tuple(new), list(state.chance))  # type: ignore[arg-type]
 
