@@ -19,6 +19,7 @@ import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
 from mechgym.envs.mechanisms.knowledge_benchmark_batched import star_offer
 from mechgym.envs.mechanisms.offer_rules_batched import encode_offers
+from mechgym.envs.solvers.batched import pack_batch
 
 from .batched import BatchedAgents, RandomBatched, register_batched_agents
 from .best_belief_batched import ByPhase, bb_offers, scale_offers
@@ -38,6 +39,17 @@ def on_grid(rules: BatchedRules, alloc: np.ndarray, prices: np.ndarray) -> np.nd
     lo = rules.mech.min_price  # type: ignore[attr-defined]
     ok = (alloc == 0) | ((prices >= lo) & (prices <= rules.spec.price_cap))
     return ok.all(axis=-1)
+
+
+def miew_offer(ctx: ContextBatch, idx: np.ndarray, player: int) -> tuple[np.ndarray, np.ndarray]:
+    """``player``'s MIEW_i-optimal canonical outcome at its lower bounds in episodes ``idx``
+    (as :func:`mechgym.agents.knowledge_benchmark.miew_offer`): ``alloc``, ``prices``
+    ``(len(idx), n)``. Packs only this player's beliefs, not every player's."""
+    assert ctx.lower is not None
+    W = ctx.lower[idx, player].copy()
+    W[:, player] = 0
+    _, alloc = pack_batch(W)
+    return alloc, np.take_along_axis(W, alloc[:, :, None], axis=2)[:, :, 0]
 
 
 def write_announcements(
@@ -124,8 +136,7 @@ def menu(
     acting = state.acting[:, player]
     idx = np.flatnonzero((state.phase == ANNOUNCE) & acting)
     if len(idx):
-        base_alloc, base_prices = bb_offers(ctx, idx)
-        base_alloc, base_prices = base_alloc[:, player], base_prices[:, player]
+        base_alloc, base_prices = miew_offer(ctx, idx, player)
         order = ranked(ctx.values[idx, player])
         j = 0
         for r in (0, 1):
