@@ -346,7 +346,9 @@ def _check_menu(
     return checked
 
 
-def _check_agent(name: str, which: str, spec_text: str, B: int, seed: int) -> tuple[int, int]:
+def _check_agent(
+    name: str, which: str, spec_text: str, B: int, seed: int, variant: str | None = None
+) -> tuple[int, int]:
     """Roll a batch out with a batched scripted policy and compare, at every visited node,
     its actions (and, for predicted play, every player's batched menu) with the exact ones.
     Returns how many actions and menu entries were compared."""
@@ -354,7 +356,7 @@ def _check_agent(name: str, which: str, spec_text: str, B: int, seed: int) -> tu
     policy = bagents.predicted if which == "predicted" else bagents.deviations[which]
     rng = np.random.default_rng(seed)
     ctx = _batch(spec_text, B, seed=100 + seed)
-    rules = _rules(_mechanism(MECH_OF[name]), spec_text)
+    rules = _rules(_mechanism(variant or MECH_OF[name]), spec_text)
     mech, spec, layout = rules.mech, rules.spec, rules.layout
     n = spec.n
     menus: list[list[tuple[np.ndarray, np.ndarray]]] = []
@@ -403,6 +405,9 @@ def test_batched_agents_and_menus_match_exact_agents(name: str) -> None:
             entries += e
         assert compared > 200, which
         assert which != "predicted" or entries > 1000
+    if name == "knowledge_benchmark":  # the grid of positive prices starts at 1
+        spec_text, B = AGENT_CONFIGS[0]
+        assert _check_agent(name, "predicted", spec_text, B, 5, "m3_positive")[1] > 0
 
 
 def test_deviation_names_match_the_exact_agents() -> None:
