@@ -46,6 +46,10 @@ class MechanismAgents:
     bound : callable (mech, ctx, state, player, action) -> (achieved, required), optional
         For bound phases: what the action achieves (e.g. REV(ω^i)) and what the theory
         requires of it (e.g. BB_i); the prediction holds iff achieved >= required.
+    reference : callable ctx -> policy, optional
+        What agreement is measured against where ``predicted`` is not an equilibrium at every
+        node: for M5 with coalitions the exact subgame-perfect profile (Θ̄ matches it on the
+        equilibrium path only). ``None``: ``predicted``.
     """
 
     predicted: Callable[[Any], Any]
@@ -54,6 +58,7 @@ class MechanismAgents:
     menu_size: Callable[[str, EnvSpec], int] | None = None
     bound_phases: dict[str, str] = field(default_factory=dict)
     bound: Callable[[Mechanism, Any, Any, int, Any], tuple[Any, Any]] | None = None
+    reference: Callable[[Any], Any] | None = None
 
 
 AGENTS: dict[str, MechanismAgents] = {}

@@ -14,12 +14,25 @@ is the raiser itself, that entry must stay 0 (Δ^d_d = 0) and we keep it 0.
 
 Which profile is predicted: Θ̄ when the context has a shared-reward coalition of two or more
 players, θ̄ otherwise (members of coalitions without shared rewards act individually).
+
+What holds with coalitions (checked exactly by :func:`mechgym.envs.solvers.spe.solve_spe`):
+the equilibrium path is Θ̄'s and the equilibrium outcome is unique, with SW = MSW, revenue
+≥ (1 − 3εn)·MSW and coalition utilities ≥ 0 — but Θ̄ is *not* subgame perfect: at many
+off-path nodes it is strictly worse than the SPE for its mover (not a tie). Example: types
+[[1,0],[0,0],[0,1]], coalition {0,1}, after K = (0,0,1), Δ¹ = (1,0,0), Δ² = (0,1,0) Θ̄ has both
+members say NO (coalition −3.794), while player 0 saying YES moves the fine for the refusal
+off its partner and onto outsider 2 (−1.866). Seed 003's Lemma 1' ("strictly dominant for a
+coalition to be unanimous") misses that a NO fines the refuser's raiser, who may be a partner.
+So learned play is compared with the SPE profile (:class:`SPEReference`, the agents'
+``reference``), and Θ̄'s distance from it is reported separately.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
+from mechgym.envs.engine.errors import SolverError
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
 from mechgym.envs.mechanisms.perfect_revenue import PerfectRevenue, PRProposal, PRRaise, PRState
 
@@ -200,6 +213,65 @@ def _deviations() -> dict[str, Any]:
     }
 
 
+#: node budget of the exact SPE behind :class:`SPEReference` (3 players, 2 states, values
+#: 0..1 take about 40,000 nodes); beyond it the reference falls back to Θ̄
+SPE_MAX_NODES = 400_000
+
+
+# solved equilibria per context (weakly held) and mechanism
+_SPE_CACHE: weakref.WeakKeyDictionary[Any, dict[int, Any]] = weakref.WeakKeyDictionary()
+
+
+class SPEReference:
+    """The profile agreement is measured against: θ̄ for independent players (Theorem 1: the
+    unique SPE), the exact subgame-perfect profile of backward induction with coalitions.
+
+    The SPE is solved once per (mechanism, context) on the price grid 0..(largest coalition
+    value). ``exact`` is False when the tree exceeds :data:`SPE_MAX_NODES`; the reference is
+    then Θ̄ (agreement with the prediction, as before).
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.predicted = PredictedPerfectRevenue(ctx)
+        self.exact = True
+
+    def _spe(self, mech: Mechanism, ctx: Any) -> Any:
+        from mechgym.envs.solvers.spe import solve_spe
+
+        per_ctx = _SPE_CACHE.setdefault(ctx, {})
+        if id(mech) not in per_ctx:
+            cap = max(1, int(ctx.types.max()))
+            price_cap = max(
+                1, max(int(ctx.types[list(c)].max(axis=1).sum()) for c in ctx.coalitions)
+            )
+            spec = EnvSpec(ctx.n, ctx.num_states, cap, max(cap, price_cap))
+            try:
+                per_ctx[id(mech)] = (mech, solve_spe(mech, ctx, spec, max_nodes=SPE_MAX_NODES))
+            except SolverError:
+                per_ctx[id(mech)] = (mech, None)
+        owner, res = per_ctx[id(mech)]
+        return res if owner is mech else None
+
+    def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
+        if not self.predicted.collusive:
+            return self.predicted.act(mech, ctx, state, player)
+        res = self._spe(mech, ctx)
+        if res is None:
+            self.exact = False
+            return self.predicted.act(mech, ctx, state, player)
+        return res.policy.act(mech, ctx, state, player)
+
+    def optimal_actions(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> tuple:
+        """Every action that is optimal for the mover in the reference (several at a tie)."""
+        if self.predicted.collusive:
+            res = self._spe(mech, ctx)
+            if res is not None:
+                return tuple(res.policy.record(state).tied)
+            self.exact = False
+        return (self.predicted.act(mech, ctx, state, player),)
+
+
 register_agents(
     PerfectRevenue.name,
     MechanismAgents(
@@ -207,6 +279,7 @@ register_agents(
         deviations=_deviations(),
         menu=menu,
         menu_size=menu_size,
+        reference=SPEReference,
     ),
 )
 

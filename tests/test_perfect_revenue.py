@@ -64,7 +64,7 @@ def _spe_check(ctx: StateContext, spec: EnvSpec) -> dict[str, Any]:
         for rec in res.records.values():
             assert rec.action == pred.act(MECH, ctx, rec.state, rec.player)
     else:
-        # Theorem 2 on the path; off the path only ties that nobody cares about
+        # Theorem 2 on the path; off the path Θ̄ may differ from the SPE, strictly (counted)
         assert res.outcome_unique and res.path_strict and res.ties_harmless
         off_path = sum(
             rec.action != pred.act(MECH, ctx, rec.state, rec.player) for rec in res.records.values()

@@ -200,3 +200,58 @@ def test_m5_collusive_counterexample_strict_off_path() -> None:
     zero_yes = evaluate_exact(mech, ctx, dev, state=s).coalition_utility((0, 1))
     assert round(float(both_no), 3) == -3.794 and round(float(zero_yes), 3) == -1.866
     assert zero_yes > both_no
+
+
+def test_m5_collusive_agreement_is_measured_against_the_spe() -> None:
+    """Learned play that stays on Θ̄ at the counterexample node disagrees with the SPE there;
+    Θ̄'s own gap is reported apart (prediction_off, prediction_gap)."""
+    from mechgym.agents.base import AGENTS
+    from mechgym.training.metrics import evaluate_profile
+
+    ctx = StateContext(types=[[1, 0], [0, 0], [0, 1]], coalitions=[[0, 1], [2]])
+    mech = PerfectRevenue()
+    pred = PredictedPerfectRevenue(ctx)
+    prof = {
+        0: Fixed(pred, {"propose": PRProposal(0, (0, 0, 1))}),
+        1: Fixed(pred, {"raise": PRRaise((1, 0, 0))}),
+        2: Fixed(pred, {"raise": PRRaise((0, 1, 0))}),
+    }
+    met = evaluate_profile(
+        mech, AGENTS["perfect_revenue"], [ctx], lambda c: prof, [(0, 1)], exploitability=False
+    )
+    assert met.reference == "spe"
+    assert met.prediction_off["respond"] > 0
+    assert met.prediction_gap["respond"] == pytest.approx(3.794 - 1.866, abs=0.01)
+    assert met.agreement["respond"] < 1
+    # the predicted profile itself stays on the equilibrium path, where Θ̄ is the SPE
+    both = evaluate_profile(
+        mech,
+        AGENTS["perfect_revenue"],
+        [ctx],
+        lambda c: dict.fromkeys(range(3), PredictedPerfectRevenue(c)),
+        [(0, 1), (2,)],
+        exploitability=False,
+    )
+    assert all(v == 1.0 for v in both.agreement.values() if v is not None)
+    assert not any(both.prediction_off.values())
+
+
+def test_m5_collusive_what_holds() -> None:
+    """Theorem 2's conclusions hold at the SPE and the path is Θ̄'s, but off the path Θ̄
+    differs from the SPE strictly (not by ties) at some nodes."""
+    from mechgym.agents.perfect_revenue import SPEReference
+
+    ctx = StateContext(types=[[1, 0], [0, 0], [0, 1]], coalitions=[[0, 1], [2]])
+    mech = PerfectRevenue()
+    res = SPEReference(ctx)._spe(mech, ctx)
+    pred = PredictedPerfectRevenue(ctx)
+    for v in res.evaluation.visits:
+        (p,) = v.node.players
+        assert v.actions[p] == pred.act(mech, ctx, v.state, p)
+    assert res.outcome_unique
+    assert mech.guarantee(ctx, res.evaluation).holds
+    off = [
+        r for r in res.records.values() if pred.act(mech, ctx, r.state, r.player) not in r.tied
+    ]
+    assert off and all(r.margin is not None and r.margin > 0 for r in off)
+    assert len(off) > len(res.ties)

@@ -8,6 +8,14 @@ plays the argmax action under the mask. Over a fixed list of evaluation contexts
     Among the decisions of the evaluated (learned) players at nodes the profile visits, the
     share equal to the predicted action (``AGENTS[name].predicted(ctx).act``), weighted by
     the node's visit probability and pooled over contexts (``sum prob*[equal] / sum prob``).
+    Where the agents register a ``reference`` (M5 with coalitions: the exact subgame-perfect
+    profile, since Θ̄ is off the equilibrium at some off-path nodes), agreement is with the
+    reference: the learned action is one of the reference's optimal actions at the node.
+``prediction_off[phase]``, ``prediction_gap[phase]``
+    Only with a ``reference``: the weighted share of those decisions where the stated
+    prediction is not optimal in the reference, and there the mean exact loss of the
+    prediction's action against the reference's, for the mover's group with everyone else
+    playing the reference afterwards (Θ̄'s off-path gap, reported apart from learning).
 ``disagreement_loss[phase]``
     How much the disagreements cost: over the decisions counted above that differ from the
     prediction, the weighted mean of the exact expected reward of the decider's group had it
@@ -63,6 +71,10 @@ class ProfileMetrics:
 
     agreement: dict[str, float | None] = field(default_factory=dict)
     agreement_mass: dict[str, float] = field(default_factory=dict)
+    prediction_off: dict[str, float | None] = field(default_factory=dict)
+    prediction_gap: dict[str, float | None] = field(default_factory=dict)
+    #: what agreement compares with: "predicted", or "spe" (exact subgame-perfect profile)
+    reference: str = "predicted"
     disagreement_loss: dict[str, float | None] = field(default_factory=dict)
     bound_satisfied: dict[str, float | None] = field(default_factory=dict)
     bound_ratio: dict[str, float | None] = field(default_factory=dict)
@@ -90,7 +102,14 @@ class ProfileMetrics:
     def flat(self) -> list[tuple[str, str, float | None]]:
         """``(metric, key, value)`` rows (key: phase, group or ``""``)."""
         rows: list[tuple[str, str, float | None]] = []
-        for name in ("agreement", "disagreement_loss", "bound_satisfied", "bound_ratio"):
+        for name in (
+            "agreement",
+            "disagreement_loss",
+            "bound_satisfied",
+            "bound_ratio",
+            "prediction_off",
+            "prediction_gap",
+        ):
             for k, v in getattr(self, name).items():
                 rows.append((name, k, v))
         for name in (
@@ -232,11 +251,19 @@ def evaluate_profile(
     revs, sws, rev_ratios, sw_ratios, holds, margins = [], [], [], [], [], []
     statement = None
     bench_name = None
+    gap_num: dict[str, Fraction] = {}
+    off_num: dict[str, Fraction] = {}
+    off_den: dict[str, Fraction] = {}
+    exact_reference = agents.reference is not None
+    refs: list[Any] = []
     expl: dict[str, list[float]] = {group_label(g): [] for g in groups}
     vals: dict[str, list[float]] = {group_label(g): [] for g in groups}
     for ctx in contexts:
         policies = dict(profile(ctx))
         pred = agents.predicted(ctx)
+        ref = agents.reference(ctx) if agents.reference is not None else None
+        if ref is not None:
+            refs.append(ref)
         ev = evaluate_exact(mech, ctx, policies)
         for visit in ev.visits:
             phase = visit.node.phase
@@ -249,7 +276,20 @@ def evaluate_profile(
                 act = visit.actions[p]
                 agree_den[phase] = agree_den.get(phase, Fraction(0)) + visit.prob
                 pred_act = pred.act(mech, ctx, visit.state, p)
-                if act == pred_act:
+                if ref is None:
+                    agrees = act == pred_act
+                else:
+                    optimal = ref.optimal_actions(mech, ctx, visit.state, p)
+                    agrees = act in optimal
+                    off_den[phase] = off_den.get(phase, Fraction(0)) + visit.prob
+                    if pred_act not in optimal:
+                        off_num[phase] = off_num.get(phase, Fraction(0)) + visit.prob
+                        gap = _reference_gap(
+                            mech, ctx, ref, visit, p, optimal[0], pred_act, group_of[p]
+                        )
+                        gap_num[phase] = gap_num.get(phase, Fraction(0)) + visit.prob * gap
+                    pred_act = optimal[0]
+                if agrees:
                     agree_num[phase] = agree_num.get(phase, Fraction(0)) + visit.prob
                 else:
                     loss = _switch_gain(mech, ctx, policies, visit, p, pred_act, group_of[p])
@@ -301,6 +341,10 @@ def evaluate_profile(
         out.agreement_mass[phase] = float(den or 0)
         ld = loss_den.get(phase)
         out.disagreement_loss[phase] = float(loss_num[phase] / ld) if ld else None
+        if ref_seen := off_den.get(phase):
+            out.prediction_off[phase] = float(off_num.get(phase, 0) / ref_seen)
+            on = off_num.get(phase)
+            out.prediction_gap[phase] = float(gap_num[phase] / on) if on else None
         if phase in agents.bound_phases and bound_function(agents, phase) is not None:
             bd = bden.get(phase)
             out.bound_satisfied[phase] = float(bsat_num.get(phase, 0) / bd) if bd else None
@@ -314,6 +358,8 @@ def evaluate_profile(
     out.guarantee_holds = _mean(holds)
     out.guarantee_margin = _mean(margins)
     out.guarantee_statement = statement
+    if exact_reference:
+        out.reference = "spe" if all(getattr(r, "exact", True) for r in refs) else "spe-partial"
     out.exploitability = {k: sum(v) / len(v) for k, v in expl.items() if v}
     out.value = {k: sum(v) / len(v) for k, v in vals.items() if v}
     return out
@@ -336,6 +382,28 @@ def _switch_gain(
         return sum((pr * group_value(ctx, o, group) for pr, o in ev.outcomes), Fraction(0))
 
     return value({**visit.actions, player: alt}) - value(visit.actions)
+
+
+def _reference_gap(
+    mech: Mechanism,
+    ctx: Any,
+    ref: Any,
+    visit: Any,
+    player: int,
+    best: Any,
+    other: Any,
+    group: Group,
+) -> Fraction:
+    """Exact value for ``group`` of ``best`` minus that of ``other`` at a visited node, with
+    everyone playing the reference afterwards."""
+    prof = dict.fromkeys(range(ctx.n), ref)
+
+    def value(action: Any) -> Fraction:
+        child = step_decision(mech, visit.state, visit.node, {**visit.actions, player: action})
+        ev = evaluate_exact(mech, ctx, prof, state=child)
+        return sum((pr * group_value(ctx, o, group) for pr, o in ev.outcomes), Fraction(0))
+
+    return value(best) - value(other)
 
 
 def predicted_profile(agents: Any, n: int) -> Callable[[Any], dict[int, Any]]:

@@ -34,12 +34,13 @@ Decisions checked against the paper
 * **Collusion.** The mechanism knows nothing of coalitions; Definition 2's Θ̄ (prices and
   raises on each coalition's lowest member, YES iff the coalition's total value covers its
   total price) is the predicted play of :mod:`mechgym.agents.perfect_revenue`. Exact
-  backward induction (:func:`mechgym.envs.solvers.spe.solve_spe`) confirms Θ̄ on the equilibrium
-  path and a unique equilibrium outcome, but not Θ̄ at every off-path node, and it finds
-  off-path ties: a coalition that must refuse chooses *which* member says NO so that the
-  fine (charged to that member's bip) falls on an outsider, and a member may raise a partner
-  to collect ε^d_j when the coalition refuses anyway. Those ties leave every player's value
-  unchanged, so the equilibrium path is the same in every SPE.
+  backward induction (:func:`mechgym.envs.solvers.spe.solve_spe`) confirms what Theorem 2
+  concludes — the equilibrium path is Θ̄'s, the equilibrium outcome is unique, SW = MSW,
+  revenue ≥ (1 − 3εn)·MSW, coalition utilities ≥ 0 — but not Lemmas 1′–2′: at many off-path
+  nodes Θ̄ is *strictly* worse for its mover than the SPE, not tied with it. A coalition that
+  must refuse gains by choosing *which* member says NO, since a refusal fines the refuser's
+  raiser (bip), who may be a partner (tests/test_theory_completeness.py has the example).
+  Learned play is therefore measured against the SPE profile (the agents' ``reference``).
 * **MSW = 0.** Every proposal with Σ K = 0 halts at the same (⊥, 0); then player 0 is
   indifferent between them and the SPE is unique in outcome only.
 * **Action grid.** Prices K_j and raises Δ^d_j are array fields ``price_j`` with values
