@@ -282,11 +282,19 @@ DETERMINISTIC = {
 }
 
 
+MIXABLE = ("best_belief", "knowledge_benchmark", "collusion_leveraging")
+
+
+def _mixture(revenue: str) -> Any:
+    return lambda: SecondPriceBundle(mixture=revenue, c="1/2")
+
+
 def _policy_cases() -> list[tuple[str, Any, Any, str | None]]:
     out = []
     for dev in DETERMINISTIC["second_price_bundle"]:
         out.append(("spb", auctions, SecondPriceBundle, dev))
-        out.append(("mix", auctions, lambda: SecondPriceBundle(mixture="best_belief"), dev))
+        for rev in MIXABLE:
+            out.append((f"mix-{rev}", auctions, _mixture(rev), dev))
     for dev in DETERMINISTIC["perfect_revenue"]:
         out.append(("m5", states, PerfectRevenue, dev))
     for dev in DETERMINISTIC["hope_for_the_best"]:
@@ -315,7 +323,7 @@ def test_batched_agents_equal_exact_agents_at_every_node(
     ("make", "build"),
     [
         (auctions, SecondPriceBundle),
-        (auctions, lambda: SecondPriceBundle(mixture="best_belief")),
+        *((auctions, _mixture(rev)) for rev in MIXABLE),
         (states, PerfectRevenue),
         (states, HopeForTheBest),
     ],
