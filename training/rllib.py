@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from mechgym.envs.engine.game import Decision, Terminal
 from mechgym.envs.pettingzoo.registry import entry
 
-from .encodings import ObservationBuilder, make_encoding
+from .encodings import MenuEncoding, ObservationBuilder
 
 
 class MechanismMultiAgentEnv(MultiAgentEnv):
@@ -52,10 +52,16 @@ class MechanismMultiAgentEnv(MultiAgentEnv):
             kwargs["generator"] = config["generate"]
         # RLlib gives each env runner a worker index; offset the seed so runners differ
         worker = int(getattr(config, "worker_index", 0) or 0)
-        self.raw = e.load_env_module().raw_env(seed=int(config.get("seed", 0)) + worker, **kwargs)
-        agents = e.load_agents()
-        self.encoding = make_encoding(
-            "menu", self.mech_name, self.raw.mechanism, self.raw.spec, agents
+        self.raw = e.load_env_module().raw_env(
+            seed=int(config.get("seed", 0)) + worker, action_encoding="menu", **kwargs
+        )
+        # the PettingZoo env's own menus: observation summaries and actions read one table
+        self.encoding = MenuEncoding(
+            self.mech_name,
+            self.raw.mechanism,
+            self.raw.spec,
+            e.load_agents(),
+            table=self.raw.menus,
         )
         n = self.raw.spec.n
         self.builders = [
@@ -80,7 +86,7 @@ class MechanismMultiAgentEnv(MultiAgentEnv):
         base = raw.observe(raw.possible_agents[player])["observation"]
         if isinstance(raw.node, Decision) and player in raw.node.players:
             obs = self.builders[player].build(raw.context, raw.game_state, player, base=base)
-            mask = self.encoding.mask(raw.context, raw.game_state, player)
+            mask = raw.current_mask(raw.possible_agents[player])
         else:
             obs = self.builders[player].terminal(base)
             mask = np.zeros(self.encoding.K, dtype=np.int8)
@@ -96,9 +102,8 @@ class MechanismMultiAgentEnv(MultiAgentEnv):
 
     def step(self, action_dict: dict[str, Any]):
         raw = self.raw
-        for agent, action in action_dict.items():
-            p = raw._index[agent]
-            raw.step(self.encoding.decode(raw.context, raw.game_state, p, int(action)))
+        for action in action_dict.values():
+            raw.step(int(action))  # a menu entry of the acting agent
         if isinstance(raw.node, Terminal):
             rewards = {
                 a: float(r) for a, r in zip(raw.possible_agents, raw.exact_rewards(), strict=True)

@@ -321,6 +321,8 @@ class CollusionLeveraging(Mechanism):
     title = "Collusion-leveraging mechanism (seed 002, Sec. 4)"
     phases = ("announce", "respond")
     mask_depends_on_state = False
+    # only the players offered a bundle answer YES/NO
+    every_player_acts = False
 
     def __init__(
         self, eps: Any = "1/10", eps1: Any = "1/10", eps2: Any = "1/1000", n: int | None = None

@@ -159,7 +159,10 @@ class MechanismEnv(AECEnv):
             from mechgym.agents.menus import menu_table
 
             self.menus = menu_table(mechanism, self.spec)
+            # entry 0 stands for the no-op of a non-acting agent (not read), as field value 0
+            # does in the multidiscrete mask: samplers always have a legal value
             self._idle_mask = np.zeros(self.menus.K, dtype=np.int8)
+            self._idle_mask[0] = 1
             self._idle_mask.setflags(write=False)
         else:
             self._idle_mask = self._zero_mask

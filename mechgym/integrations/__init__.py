@@ -1,0 +1,10 @@
+"""Bridges to the libraries researchers use (the ``integrations`` extra).
+
+* :mod:`mechgym.integrations.sb3` — SuperSuit's vector env made seedable and maskable for
+  stable-baselines3 / sb3-contrib;
+* :mod:`mechgym.integrations.openspiel` — a mechanism as a ``pyspiel.Game`` (NashConv, CFR,
+  PSRO on mechgym games).
+
+TorchRL's ``PettingZooWrapper``, Tianshou's ``PettingZooEnv`` and RLlib
+(:mod:`mechgym.training.rllib`) take the PettingZoo envs as they are; see the README.
+"""
