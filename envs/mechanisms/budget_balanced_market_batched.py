@@ -44,6 +44,43 @@ from mechgym.envs.mechanisms.offer_rules_batched import PhaseMasks
 PROPOSE, RESPOND, CONFIRM = 0, 1, 2
 
 
+# -- reductions over a short last axis ---------------------------------------------------------
+# numpy's reductions along a short last axis cost per row; a loop over the few columns
+# (players, goods) runs whole-batch column operations instead.
+
+
+def row_all(x: np.ndarray) -> np.ndarray:
+    """``x.all(axis=-1)`` for a short last axis."""
+    out = x[..., 0].copy()
+    for j in range(1, x.shape[-1]):
+        out &= x[..., j]
+    return out
+
+
+def row_any(x: np.ndarray) -> np.ndarray:
+    """``x.any(axis=-1)`` for a short last axis (False when it is empty)."""
+    out = np.zeros(x.shape[:-1], dtype=bool)
+    for j in range(x.shape[-1]):
+        out |= x[..., j]
+    return out
+
+
+def row_sum(x: np.ndarray) -> np.ndarray:
+    """``x.sum(axis=-1)`` (int64) for a short last axis."""
+    out = np.zeros(x.shape[:-1], dtype=np.int64)
+    for j in range(x.shape[-1]):
+        out += x[..., j]
+    return out
+
+
+def row_or(x: np.ndarray) -> np.ndarray:
+    """``np.bitwise_or.reduce(x, axis=-1)`` for a short last axis."""
+    out = np.zeros(x.shape[:-1], dtype=np.int64)
+    for j in range(x.shape[-1]):
+        out |= x[..., j]
+    return out
+
+
 # -- market codec ------------------------------------------------------------------------------
 
 
@@ -76,7 +113,7 @@ def owners_of(alloc: np.ndarray, m: int) -> np.ndarray:
 
 def destroyed_of(alloc: np.ndarray, m: int) -> np.ndarray:
     """``(...,)`` bitmask of the goods in no bundle of ``alloc`` ``(..., n)``."""
-    used = np.bitwise_or.reduce(alloc, axis=-1)
+    used = row_or(alloc)
     return ((1 << m) - 1) & ~used
 
 
@@ -113,6 +150,15 @@ def _end(
         d["out_alloc"][idx] = alloc
         d["out_prices"][idx] = prices
         d["out_destroyed"][idx] = destroyed
+
+
+def _rows(mask: np.ndarray) -> slice | np.ndarray | None:
+    """The episodes of ``mask`` ``(B,)`` as an index: ``None`` if none, a full slice if all
+    (every episode of a batch starts in the same phase; slices avoid fancy indexing)."""
+    if mask.all():
+        return slice(None)
+    rows = np.flatnonzero(mask)
+    return rows if rows.size else None
 
 
 def check_batch(rules: BatchedRules, ctx: ContextBatch) -> None:
@@ -157,8 +203,8 @@ class FieldRanges:
     def legal(self, phase: np.ndarray, acting: np.ndarray, actions: np.ndarray) -> bool:
         """Whether every acting player's action ``(B, n, L)`` is within its ranges."""
         for p in range(self.lo.shape[0] - 1):
-            rows = np.flatnonzero(phase == p)
-            if rows.size:
+            rows = _rows(phase == p)
+            if rows is not None:
                 a = actions[rows]
                 ok = (a >= self.lo[p]) & (a < self.hi[p])
                 if not (ok | ~acting[rows][:, :, None]).all():
@@ -277,7 +323,7 @@ class BudgetBalancedMarketBatched(BatchedRules):
         alloc = decode_owners(vecs, self.layout, n, m)
         pj = vecs[..., self.i_price : self.i_price + n - 1] - self.shift
         imb = np.asarray(IMBALANCE, dtype=np.int64)[vecs[..., self.i_imbalance]]
-        p0 = -pj.sum(axis=-1) + imb
+        p0 = -row_sum(pj) + imb
         return alloc, np.concatenate([p0[..., None], pj], axis=-1), imb
 
     def encode_proposals(
@@ -349,19 +395,22 @@ class BudgetBalancedMarketBatched(BatchedRules):
         acting = np.zeros_like(state.acting)
         chance = list(state.chance)
 
-        P = np.flatnonzero(state.phase == PROPOSE)
-        if P.size:
+        P = _rows(state.phase == PROPOSE)
+        if P is not None:
             alloc, pstar, imb = self.decode_proposals(actions[P, 0])
             d["alloc"][P], d["pstar"][P], d["proposed"][P] = alloc, pstar, True
             # step a: some P*_j (j ≥ 1) outside (−2^k, 2^k), or Σ P* ≠ 0 (integers on the grid)
-            halt = (np.abs(pstar[:, 1:]) >= c.bound).any(axis=1) | (imb != 0)
-            endow = ~halt & (alloc == E[P]).all(axis=1) & (pstar == 0).all(axis=1)
+            halt = row_any(np.abs(pstar[:, 1:]) >= c.bound) | (imb != 0)
+            endow = ~halt & row_all(alloc == E[P]) & row_all(pstar == 0)
             d["halt"][P], d["endow"][P] = halt, endow
-            _end(d, P[halt], E[P[halt]], c.fine_a, 0)
-            _end(d, P[endow], E[P[endow]], 0.0, 0)
-            phase[P[halt | endow]] = TERMINAL
+            stop = np.zeros(B, dtype=bool)
+            stop[P] = halt
+            _end(d, np.flatnonzero(stop), E[stop], c.fine_a, 0)
+            stop[P] = endow
+            _end(d, np.flatnonzero(stop), E[stop], 0.0, 0)
             live = np.zeros(B, dtype=bool)
-            live[P[~halt & ~endow]] = True
+            live[P] = ~halt & ~endow
+            phase[P] = np.where(halt | endow, TERMINAL, phase[P])
             c0 = draw(rng, c.c0, live)
             chance.append(c0)
             d["c0"][live] = c0[live]
@@ -387,7 +436,7 @@ class BudgetBalancedMarketBatched(BatchedRules):
             yes = actions[R, 1:, self.i_answer] == 1
             d["answers"][R, 1:] = np.where(yes, 1, -1)
             y = np.zeros(B, dtype=np.int64)
-            y[R] = yes.sum(axis=1)
+            y[R] = row_sum(yes)
             all_yes = R[y[R] == n - 1]
             _end(d, all_yes, *self._accepted(d, all_yes, c))  # step d
             live = np.zeros(B, dtype=bool)

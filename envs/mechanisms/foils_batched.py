@@ -19,10 +19,10 @@ from mechgym.envs.engine.batched import (
     BatchState,
     ContextBatch,
     check_actions,
+    check_context,
     draw,
     register_batched,
 )
-from mechgym.envs.engine.errors import ContextError
 from mechgym.envs.engine.game import EnvSpec
 from mechgym.envs.mechanisms.budget_balanced_market_batched import (
     FieldRanges,
@@ -36,6 +36,8 @@ from mechgym.envs.mechanisms.budget_balanced_market_batched import (
     fresh_outcome,
     owners_of,
     read_outcome,
+    row_all,
+    row_sum,
 )
 from mechgym.envs.mechanisms.foils import (
     HopeForTheBest,
@@ -106,7 +108,7 @@ class _NaiveBatched(BatchedRules):
         n = self.spec.n
         alloc = decode_owners(vecs, self.layout, n, self.spec.m)
         pj = vecs[..., self.i_price : self.i_price + n - 1] - self.shift
-        return alloc, np.concatenate([-pj.sum(axis=-1, keepdims=True), pj], axis=-1)
+        return alloc, np.concatenate([-row_sum(pj)[..., None], pj], axis=-1)
 
     def encode_proposals(
         self, alloc: np.ndarray, prices: np.ndarray, k: int
@@ -250,7 +252,7 @@ class _ProposeAndAnswerBatched(_NaiveBatched):
             d["alloc"] = np.where(P[:, None], alloc, d["alloc"])
             d["prices"] = np.where(P[:, None], prices, d["prices"])
             d["proposed"] = d["proposed"] | P
-            endow = P & (alloc == E).all(axis=1) & (prices == 0).all(axis=1)
+            endow = P & row_all(alloc == E) & row_all(prices == 0)
             finish(d, endow, E, np.zeros((B, n)), 0)
             ask = P & ~endow
             phase = np.where(endow, TERMINAL, np.where(ask, 1, phase))
@@ -262,7 +264,7 @@ class _ProposeAndAnswerBatched(_NaiveBatched):
             ans = np.zeros((B, n), dtype=np.int8)
             ans[:, 1:] = np.where(yes, 1, -1)
             d["answers"] = np.where(R[:, None], ans, d["answers"])
-            y = yes.sum(axis=1)
+            y = row_sum(yes)
             alloc = d["alloc"]
             disc = self.discounted(d["prices"])
             destroyed = destroyed_of(alloc, self.spec.m)
@@ -446,8 +448,7 @@ class HopeForTheBestBatched(BatchedRules):
         )
 
     def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
-        if ctx.kind != "states":
-            raise ContextError("context", f"{self.mech.title} needs 'states' contexts")
+        check_context(self, ctx)
         B, n, k = ctx.B, self.spec.n, self.spec.m
         return BatchState(
             phase=np.full(B, REPORT, dtype=np.int64),
