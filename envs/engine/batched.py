@@ -427,6 +427,25 @@ def _sample_rows(layout: ActionLayout, allowed: np.ndarray, u: np.ndarray) -> np
     return out
 
 
+def check_context(rules: BatchedRules, ctx: ContextBatch) -> None:
+    """Raise a :class:`~mechgym.envs.engine.errors.ContextError` unless ``ctx`` is of the
+    mechanism's context kind and of the sizes of ``rules.spec`` (players; goods, or states)."""
+    from mechgym.envs.engine.errors import ContextError
+
+    mech, spec = rules.mech, rules.spec
+    if ctx.kind != mech.context_kind:
+        raise ContextError(
+            "context", f"{mech.title} needs '{mech.context_kind}' contexts, got '{ctx.kind}'"
+        )
+    if ctx.n != spec.n or ctx.m != spec.m:
+        what = "states" if ctx.kind == "states" else "goods"
+        raise ContextError(
+            "context",
+            f"the batch has n={ctx.n} players and {ctx.m} {what}; the rules are sized for "
+            f"n={spec.n} and {spec.m}",
+        )
+
+
 def check_actions(
     layout: ActionLayout,
     masks: np.ndarray,

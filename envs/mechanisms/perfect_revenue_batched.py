@@ -31,10 +31,10 @@ from mechgym.envs.engine.batched import (
     BatchState,
     ContextBatch,
     check_actions,
+    check_context,
     draw,
     register_batched,
 )
-from mechgym.envs.engine.errors import ContextError
 from mechgym.envs.engine.game import EnvSpec
 from mechgym.envs.mechanisms.perfect_revenue import PerfectRevenue
 
@@ -104,8 +104,7 @@ class PerfectRevenueBatched(BatchedRules):
 
     # -- rules -------------------------------------------------------------------------------
     def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
-        if ctx.kind != "states":
-            raise ContextError("context", f"{self.mech.title} needs 'states' contexts")
+        check_context(self, ctx)
         B, n = ctx.B, self.spec.n
         acting = np.zeros((B, n), dtype=bool)
         acting[:, 0] = True

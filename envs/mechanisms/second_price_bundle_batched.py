@@ -27,6 +27,7 @@ from mechgym.envs.engine.batched import (
     ContextBatch,
     batched_rules,
     check_actions,
+    check_context,
     draw,
     register_batched,
 )
@@ -65,6 +66,7 @@ class SecondPriceBundleBatched(BatchedRules):
         self.i_bundle = self.layout.index["bid_bundle"]
 
     def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
+        check_context(self, ctx)
         B, n = ctx.B, self.spec.n
         return BatchState(
             phase=np.full(B, BID, dtype=np.int64),
@@ -203,6 +205,7 @@ class MixtureBatched(BatchedRules):
 
     # -- rules -------------------------------------------------------------------------------
     def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
+        check_context(self, ctx)
         branch = draw(rng, self.probs, np.ones(ctx.B, dtype=bool))
         inner = tuple(rules.reset(ctx, rng) for rules in self.inner)
         for k, st in enumerate(inner):
