@@ -25,7 +25,7 @@ from mechgym.envs.engine.batched import (
     rollout,
     sample_actions,
 )
-from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError
+from mechgym.envs.engine.errors import ContextError, IllegalActionError, OutOfSpaceError
 from mechgym.envs.engine.game import Chance, Decision, EnvSpec, Terminal, step_decision
 from mechgym.envs.mechanisms.foils import HopeForTheBest
 from mechgym.envs.mechanisms.perfect_revenue import PerfectRevenue
@@ -392,6 +392,24 @@ def test_bad_actions_raise_typed_errors() -> None:
     state = spb.reset(ctx, rng)
     with pytest.raises(OutOfSpaceError, match="shape"):
         spb.step(ctx, state, np.zeros((3, 2, 5), dtype=np.int64), rng)
+
+
+def test_batches_of_the_wrong_kind_or_size_are_refused() -> None:
+    rng = np.random.default_rng(16)
+    m5 = batched_rules(PerfectRevenue(), EnvSpec(3, 2, 3, 9))
+    with pytest.raises(ContextError, match="needs 'states' contexts"):
+        m5.reset(auctions(rng, 2, 3, 2, 3), rng)
+    with pytest.raises(ContextError, match="sized for n=3"):
+        m5.reset(states(rng, 2, 2, 2, 3), rng)
+    for mech in (SecondPriceBundle(), SecondPriceBundle(mixture="best_belief")):
+        rules = batched_rules(mech, EnvSpec(3, 2, 3, 3))
+        with pytest.raises(ContextError, match="needs 'auction' contexts"):
+            rules.reset(states(rng, 2, 3, 4, 3), rng)
+        with pytest.raises(ContextError, match="3 goods"):
+            rules.reset(auctions(rng, 2, 3, 3, 3), rng)
+    hope = batched_rules(HopeForTheBest(), EnvSpec(3, 2, 3, 3))
+    with pytest.raises(ContextError, match="3 states"):
+        hope.reset(states(rng, 2, 3, 3, 3), rng)
 
 
 # -- properties ----------------------------------------------------------------------------------
