@@ -11,14 +11,17 @@ askers in index order). The coins c1 and c2 are drawn right after the last answe
 ``(B, n)`` int8 (+1 YES, −1 NO, 0 not (yet) answered); ``c1``, ``c2`` ``(B,)`` (−1 = not
 drawn).
 
-Float64 money. Every price is P*_i − ε − δ_i, −δ_i or −δ_i + 2·Σ P*_j (fines), with integer
-P* and δ_0 = 2ε·r − ε·f_r/n_r, δ_d = Σ_j ε^d_j Δ^d_j. Each is a handful of correctly rounded
-operations on numbers of magnitude ≤ max(P*) + 1, so the error is below 8·2^−53·(max P* + 1):
-within 1e-9 of the exact ``Fraction`` whenever every price and raise is below 10^5 (so
-P* < n·10^5 for n ≤ 10), for every ε ∈ (0, 1/(5n)) and every ε^d_j > 0, however small
-(an ε^d_j below the price's resolution is lost, but then its contribution is below 1e-9 as
-well). f_r/n_r comes from a float64 table of binomials, exact to a few ulps relative even
-when n_r exceeds 2^53, and only ε multiplies it.
+Float64 money. Every price is P*_i − ε − δ_i, −δ_i or 2·Σ_{NO, bip = i} P*_j − δ_i (fines),
+with integer P* (and fines: exact in float64 below 2^53), δ_0 = 2ε·r − ε·f_r/n_r and
+δ_d = Σ_j ε^d_j Δ^d_j. Each is a handful (≤ n + 4) of correctly rounded operations on
+numbers of magnitude at most M = max(|price|, r) + 1, so the error is below (n + 4)·2^−53·M:
+within 1e-9 of the exact ``Fraction`` whenever M < 2^20 ≈ 10^6 and n ≤ 10, for every
+ε ∈ (0, 1/(5n)) and every ε^d_j > 0, however small (an ε^d_j·Δ below the price's
+resolution is lost, but then it is below 1e-9 as well). With P*_i ≤ n·price_cap, fines on
+one player ≤ 2n²·price_cap: the env's default grid (price_cap = n·value_cap) keeps M < 2^20
+for value_cap ≤ 2^19/n³ (e.g. 19,000 at n = 3). f_r/n_r comes from a float64 table of
+binomials, exact to a few ulps relative even when n_r exceeds 2^53, and only ε multiplies
+it. ``tests/test_batched_spb_m5.py`` checks prices up to ~5·10^5 with ε^d_j down to 10^−20.
 """
 
 from __future__ import annotations
