@@ -373,11 +373,11 @@ def test_truthful_proposals_match_exact_solver() -> None:
         ("market:n=3,m=2,k=3,coalitions=random", 1),
         ("market:n=4,m=3,k=4", 2),
         ("market:n=2,m=1,k=1", 3),
-        ("market:n=3,m=5,k=3", 4),  # beyond the enumeration: the exact fallback
+        ("market:n=3,m=7,k=3", 4),  # beyond the batch enumeration: the exact fallback
     ):
         gen = MarketGenerator(**_spec_kwargs(spec_text))
         rng = np.random.default_rng(seed)
-        ctxs = [gen.sample(rng) for _ in range(150 if gen.m < 5 else 20)]
+        ctxs = [gen.sample(rng) for _ in range(150 if gen.m < 5 else 12)]
         batch = ContextBatch.from_contexts(ctxs)
         alloc, prices = truthful_proposals(batch, np.arange(batch.B))
         for b, c in enumerate(ctxs):
