@@ -238,7 +238,7 @@ def test_mixed_phases_in_one_batch() -> None:
 def test_bad_batches_and_constants_raise_typed_errors() -> None:
     ctx = _batch("uniform:n=3,m=2,cap=4", 5, seed=0)
     rules = batched_rules(KnowledgeBenchmark(), EnvSpec(3, 1, 4, 4))
-    with pytest.raises(ContextError, match="n=3, m=1"):
+    with pytest.raises(ContextError, match="sized for n=3 and 1"):
         rules.reset(ctx, np.random.default_rng(0))
     with pytest.raises(ParameterError, match="eps2"):
         batched_rules(CollusionLeveraging(eps1="1/100", eps2="1/100"), EnvSpec(3, 2, 4, 4))

@@ -22,6 +22,7 @@ from mechgym.envs.engine.batched import (
     BatchOutcome,
     BatchState,
     ContextBatch,
+    check_context,
     draw,
     register_batched,
 )
@@ -29,7 +30,6 @@ from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.engine.game import EnvSpec
 from mechgym.envs.mechanisms.collusion_leveraging import C2, CollusionLeveraging
 from mechgym.envs.mechanisms.knowledge_benchmark_batched import (
-    check_batch,
     checked_actions,
     reduce_last,
     star_offer,
@@ -100,7 +100,7 @@ class CollusionLeveragingBatched(BatchedRules):
         self._price = lay.index["price_0"]
 
     def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
-        check_batch(ctx, self.spec, self.mech)
+        check_context(self, ctx)
         B, n = ctx.B, ctx.n
         data = {
             "announced": np.zeros(B, dtype=bool),

@@ -22,10 +22,11 @@ from mechgym.envs.engine.batched import (
     BatchState,
     ContextBatch,
     check_actions,
+    check_context,
     register_batched,
 )
-from mechgym.envs.engine.errors import ContextError, OutOfSpaceError
-from mechgym.envs.engine.game import EnvSpec, require_kind
+from mechgym.envs.engine.errors import OutOfSpaceError
+from mechgym.envs.engine.game import EnvSpec
 from mechgym.envs.mechanisms.knowledge_benchmark import KnowledgeBenchmark
 from mechgym.envs.mechanisms.offer_rules_batched import (
     PhaseMasks,
@@ -38,15 +39,6 @@ from mechgym.envs.mechanisms.offer_rules_batched import (
 )
 
 ANNOUNCE, RESPOND = 0, 1
-
-
-def check_batch(ctx: ContextBatch, spec: EnvSpec, mech: object) -> None:
-    """Refuse a batch of the wrong kind or size for the rules' array layout."""
-    require_kind(mech, ctx)  # type: ignore[arg-type]
-    if (ctx.n, ctx.m) != (spec.n, spec.m):
-        raise ContextError(
-            "context", f"the rules are sized n={spec.n}, m={spec.m}; got n={ctx.n}, m={ctx.m}"
-        )
 
 
 def reduce_last(op: np.ufunc, x: np.ndarray) -> np.ndarray:
@@ -95,7 +87,7 @@ class KnowledgeBenchmarkBatched(BatchedRules):
         self._answer = lay.index["answer"]
 
     def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
-        check_batch(ctx, self.spec, self.mech)
+        check_context(self, ctx)
         B, n = ctx.B, ctx.n
         data = {
             "announced": np.zeros(B, dtype=bool),
