@@ -392,6 +392,17 @@ def test_bad_actions_raise_typed_errors() -> None:
     state = spb.reset(ctx, rng)
     with pytest.raises(OutOfSpaceError, match="shape"):
         spb.step(ctx, state, np.zeros((3, 2, 5), dtype=np.int64), rng)
+    acts = np.zeros((3, 2, 2), dtype=np.int64)
+    acts[1, 1, spb.layout.index["bid_value"]] = 3
+    with pytest.raises(OutOfSpaceError, match=r"player_1 in phase 'bid'.*'bid_value' = 3"):
+        spb.step(ctx, state, acts, rng)
+    hope = batched_rules(HopeForTheBest(), EnvSpec(2, 2, 3, 3))
+    ctx = states(rng, 3, 2, 2, 3)
+    state = hope.reset(ctx, rng)
+    acts = np.zeros((3, 2, 4), dtype=np.int64)
+    acts[2, 0, 3] = -1
+    with pytest.raises(OutOfSpaceError, match="player_0 in phase 'report'"):
+        hope.step(ctx, state, acts, rng)
 
 
 def test_batches_of_the_wrong_kind_or_size_are_refused() -> None:

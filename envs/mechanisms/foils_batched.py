@@ -442,6 +442,8 @@ class HopeForTheBestBatched(BatchedRules):
         self.eps = float(mech.eps)
         self.full = self.layout.mask(dict.fromkeys(self.layout.names, True))
         self.idle = self.layout.mask({})
+        n = spec.n
+        self.blocks = np.stack([np.tile(self.idle, (n, 1)), np.tile(self.full, (n, 1))])
         # field report_i_x sits at column i·K + x (i-major), see HopeForTheBest.layout
         self.cols = np.array(
             [[self.layout.index[f"report_{i}_{x}"] for x in range(spec.m)] for i in range(spec.n)]
@@ -460,7 +462,8 @@ class HopeForTheBestBatched(BatchedRules):
         )
 
     def masks(self, state: BatchState) -> np.ndarray:
-        return np.where(state.acting[:, :, None], self.full, self.idle).astype(np.int8)
+        # everyone reports at once: an episode's rows are all acting or all idle
+        return self.blocks[state.acting.any(axis=1).astype(np.int64)]
 
     def step(
         self,
@@ -470,9 +473,13 @@ class HopeForTheBestBatched(BatchedRules):
         rng: np.random.Generator,
     ) -> BatchState:
         actions = np.asarray(actions, dtype=np.int64)
-        check_actions(
-            self.layout, self.masks(state), actions, state.acting, np.full(ctx.B, "report")
-        )
+        # every value of every field is allowed to a reporter: legal = inside the space
+        lay = self.layout
+        if (
+            actions.shape != (*state.acting.shape, len(lay))
+            or (((actions < 0) | (actions >= lay.sizes)) & state.acting[:, :, None]).any()
+        ):
+            check_actions(lay, self.masks(state), actions, state.acting, np.full(ctx.B, "report"))
         live = state.phase == REPORT
         data = dict(state.data)
         data["reports"] = np.where(

@@ -64,6 +64,8 @@ class SecondPriceBundleBatched(BatchedRules):
         self.idle = self.layout.mask({})
         self.i_value = self.layout.index["bid_value"]
         self.i_bundle = self.layout.index["bid_bundle"]
+        n = spec.n
+        self.blocks = np.stack([np.tile(self.idle, (n, 1)), np.tile(self.full, (n, 1))])
 
     def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
         check_context(self, ctx)
@@ -78,7 +80,8 @@ class SecondPriceBundleBatched(BatchedRules):
         )
 
     def masks(self, state: BatchState) -> np.ndarray:
-        return np.where(state.acting[:, :, None], self.full, self.idle).astype(np.int8)
+        # everyone bids at once: an episode's rows are all acting or all idle
+        return self.blocks[state.acting.any(axis=1).astype(np.int64)]
 
     def step(
         self,
@@ -88,7 +91,13 @@ class SecondPriceBundleBatched(BatchedRules):
         rng: np.random.Generator,
     ) -> BatchState:
         actions = np.asarray(actions, dtype=np.int64)
-        check_actions(self.layout, self.masks(state), actions, state.acting, np.full(ctx.B, "bid"))
+        # every value of both fields is allowed to a bidder: legal = inside the space
+        lay = self.layout
+        if (
+            actions.shape != (*state.acting.shape, len(lay))
+            or (((actions < 0) | (actions >= lay.sizes)) & state.acting[:, :, None]).any()
+        ):
+            check_actions(lay, self.masks(state), actions, state.acting, np.full(ctx.B, "bid"))
         live = state.phase == BID
         data = dict(state.data)
         data["bid_value"] = np.where(live[:, None], actions[:, :, self.i_value], data["bid_value"])
