@@ -35,7 +35,7 @@ from mechgym.envs.engine.batched import (
     draw,
     register_batched,
 )
-from mechgym.envs.engine.errors import ContextError
+from mechgym.envs.engine.errors import ContextError, OutOfSpaceError
 from mechgym.envs.engine.game import EnvSpec
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.budget_balanced_market import IMBALANCE, BudgetBalancedMarket
@@ -225,8 +225,6 @@ def checked(
         ):
             actions = actions.astype(np.int64)
         else:
-            from mechgym.envs.engine.errors import OutOfSpaceError
-
             raise OutOfSpaceError("batch", "-", f"actions must be integers, got {actions.dtype}")
     actions = actions.astype(np.int64, copy=False)
     if actions.shape == (*state.acting.shape, len(rules.layout)) and ranges.legal(
