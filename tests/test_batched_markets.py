@@ -229,6 +229,16 @@ def test_random_play_matches_exact_engine(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", MECHS)
+def test_wide_price_grids_match_exact_engine(name: str) -> None:
+    # a grid beyond (−2^k, 2^k): M6's step a halts on the outer prices, Naive masks cut them
+    ctx = _batch("market:n=3,m=2,k=2,coalitions=random,shared=true", 600, seed=21)
+    rules = _rules(_mechanism(name, None), ctx, price_cap=7)
+    rng = np.random.default_rng(21)
+    ro = rollout(rules, ctx, rng, policy=_Mixed(rules, ctx, rng))
+    assert not replay_exact(rules, ro)
+
+
+@pytest.mark.parametrize("name", MECHS)
 def test_idle_players_masks_allow_only_zero(name: str) -> None:
     # replay_exact compares the acting players' masks; the others must allow only 0
     rng = np.random.default_rng(3)
