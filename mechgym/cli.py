@@ -7,7 +7,6 @@ naming the problem, with exit code 2; no traceback.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from fractions import Fraction
 from typing import Annotated, Any
@@ -102,18 +101,24 @@ def load_source(
     return load_example(example or DEFAULT_EXAMPLE[kind]), None
 
 
+def agent_names(agents: str, n: int) -> list[str]:
+    """One agent name per player from an ``--agents`` spec (one name for all, or ``n``)."""
+    names = [a.strip() for a in agents.split(",")]
+    if len(names) == 1:
+        names = names * n
+    if len(names) != n:
+        raise ParameterError(
+            "--agents", f"give one name or {n} names (one per player), got {len(names)}"
+        )
+    return names
+
+
 def make_profile(name: str, ctx: Any, agents: str, rng: np.random.Generator) -> dict[int, Any]:
     """Policies per player from an ``--agents`` spec."""
     from mechgym.envs.pettingzoo.registry import entry
 
     scripted = entry(name).load_agents()
-    names = [a.strip() for a in agents.split(",")]
-    if len(names) == 1:
-        names = names * ctx.n
-    if len(names) != ctx.n:
-        raise ParameterError(
-            "--agents", f"give one name or {ctx.n} names (one per player), got {len(names)}"
-        )
+    names = agent_names(agents, ctx.n)
     cache: dict[str, Any] = {}
     profile = {}
     for i, a in enumerate(names):
@@ -160,45 +165,34 @@ def exact_report(mech: Any, ctx: Any, profile: dict[int, Any]) -> dict[str, Any]
 def sampled_report(
     mech: Any, ctx: Any, profile: dict[int, Any], episodes: int, rng: np.random.Generator
 ) -> dict[str, Any]:
-    """Sample episodes (chance from ``rng``) with a progress bar."""
-    from tqdm import tqdm
-
+    """Sample episodes (chance from ``rng``) with a progress bar; means with standard errors,
+    and the guarantee judged with a 95% interval (:mod:`mechgym.sampled`)."""
     from mechgym.envs.engine.game import play
+    from mechgym.progress import progress
+    from mechgym.sampled import sampled_guarantee, stderr
 
-    revs, sws, utils = [], [], []
-    for _ in tqdm(
-        range(episodes), desc=f"{mech.name} episodes", unit="ep", file=sys.stderr, leave=False
-    ):
+    outcomes = []
+    for _ in progress(range(episodes), desc=f"{mech.name} episodes", unit="ep"):
         outcome, _ = play(mech, ctx, profile, rng)
-        revs.append(float(outcome.revenue))
-        sws.append(float(ctx.welfare(outcome)))
-        utils.append([float(u) for u in ctx.utilities(outcome)])
-    r = np.array(revs)
-    u = np.array(utils)
-    report = {
+        outcomes.append(outcome)
+    revs = [float(o.revenue) for o in outcomes]
+    sws = [float(ctx.welfare(o)) for o in outcomes]
+    u = np.array([[float(x) for x in ctx.utilities(o)] for o in outcomes])
+    return {
         "mechanism": mech.name,
         "params": mech.params(),
         "context": ctx.describe(),
         "exact": False,
         "episodes": episodes,
-        "expected_revenue": float(r.mean()),
-        "revenue_stderr": float(r.std(ddof=1) / math.sqrt(episodes)) if episodes > 1 else None,
+        "expected_revenue": float(np.mean(revs)),
+        "revenue_stderr": stderr(revs),
         "expected_welfare": float(np.mean(sws)),
+        "welfare_stderr": stderr(sws),
         "expected_utilities": u.mean(axis=0).tolist(),
+        "utilities_stderr": [stderr(list(col)) for col in u.T],
         "benchmarks": mech.benchmarks(ctx),
+        "guarantee": sampled_guarantee(mech, ctx, outcomes, rng),
     }
-    from mechgym.envs.engine.game import Evaluation
-
-    ev = Evaluation(
-        Fraction(report["expected_revenue"]),
-        Fraction(report["expected_welfare"]),
-        tuple(Fraction(x) for x in report["expected_utilities"]),
-        [],
-        [],
-    )
-    g = mech.guarantee(ctx, ev)
-    report["guarantee"] = {**g.to_json(), "sampled": True} if g is not None else None
-    return report
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -223,14 +217,19 @@ def list_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
     if as_json:
         print(json.dumps({"mechanisms": rows, "examples": sorted(EXAMPLES)}, indent=2))
         return
-    table = Table(title="mechgym mechanisms")
-    for col in ("name", "env id", "paper", "parallel", "guarantee"):
-        table.add_column(col)
+    from rich import box
+
+    table = Table(title="mechgym mechanisms", box=box.SIMPLE_HEAD)
+    for col, key in (("name", "name"), ("env id", "env_id")):
+        # ids are copied from here: never cut or wrapped, whatever the terminal's width
+        table.add_column(col, no_wrap=True, min_width=max(len(r[key]) for r in rows))
+    table.add_column("paper", overflow="fold")
     for r in rows:
-        table.add_row(
-            r["name"], r["env_id"], r["seed"], "yes" if r["parallel"] else "no", r["summary"]
-        )
+        table.add_row(r["name"], r["env_id"], r["seed"])
     console.print(table)
+    for r in rows:
+        kind = "AEC and parallel envs" if r["parallel"] else "AEC env"
+        console.print(f"[bold]{r['name']}[/] ({kind}): {escape(r['summary'])}", soft_wrap=True)
     console.print(f"examples: {', '.join(sorted(EXAMPLES))}")
 
 
@@ -273,6 +272,8 @@ def evaluate(
 
             src = ctx0 if gen is None else gen
             reports = batched_reports(mech, src, agents, episodes, contexts, rng, batch_size)
+            for report in reports:
+                report["agents"] = agent_names(agents, int(src.n))
             out = reports[0] if len(reports) == 1 else summarize(reports)
             if len(reports) > 1:
                 out["batched"] = True
@@ -288,9 +289,11 @@ def evaluate(
         for ctx in ctxs:
             profile = make_profile(e.name, ctx, agents, rng)
             if exact:
-                reports.append(exact_report(mech, ctx, profile))
+                report = exact_report(mech, ctx, profile)
             else:
-                reports.append(sampled_report(mech, ctx, profile, episodes, rng))
+                report = sampled_report(mech, ctx, profile, episodes, rng)
+            report["agents"] = agent_names(agents, ctx.n)  # the profile, one name per player
+            reports.append(report)
         out = reports[0] if len(reports) == 1 else summarize(reports)
         if as_json:
             print(json.dumps(out, indent=2))
@@ -333,16 +336,24 @@ def show_report(out: dict[str, Any]) -> None:
     table = Table(title=f"{out['mechanism']} ({'exact' if out['exact'] else 'sampled'})")
     table.add_column("quantity")
     table.add_column("value")
-    table.add_row(escape("E[REV]"), f"{out['expected_revenue']:.6g}")
-    table.add_row(escape("E[SW]"), f"{out['expected_welfare']:.6g}")
+
+    def pm(key: str, err: str) -> str:
+        se = out.get(err)
+        return f"{out[key]:.6g}" + (f" ± {se:.2g}" if se else "")
+
+    table.add_row(escape("E[REV]"), pm("expected_revenue", "revenue_stderr"))
+    table.add_row(escape("E[SW]"), pm("expected_welfare", "welfare_stderr"))
     table.add_row(escape("E[u_i]"), ", ".join(f"{u:.6g}" for u in out["expected_utilities"]))
+    if out.get("agents"):
+        table.add_row("agents", escape(", ".join(out["agents"])))
     for k, v in out["benchmarks"].items():
         table.add_row(escape(k), escape(str(v)))
     g = out.get("guarantee")
     if g:
-        mark = "[green]holds[/]" if g["holds"] else "[red]violated[/]"
-        text = escape(f"{g['statement']}: {g['value']:.6g} vs {g['bound']:.6g}")
-        table.add_row("guarantee", f"{text} {mark}")
+        from mechgym.sampled import guarantee_line
+
+        colour = "green" if g["holds"] else "red"
+        table.add_row("guarantee", f"[{colour}]{escape(guarantee_line(g))}[/]")
     console.print(table)
 
 
@@ -421,6 +432,29 @@ def _mount_training() -> None:
     add_commands(app)
 
 
+#: the optional dependencies of each extra, by the module name a missing one raises
+EXTRAS = {
+    "torch": "train",
+    "stable_baselines3": "train",
+    "sb3_contrib": "train",
+    "tensorboard": "train",
+    "ray": "rllib",
+    "pygame": "bench",
+}
+
+
+def missing_extra_hint(exc: ModuleNotFoundError) -> str | None:
+    """A one-line hint naming the extra that provides a missing module, or ``None``."""
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRAS.get(top)
+    if extra is None:
+        return None
+    return (
+        f"this command needs the '{extra}' extra ({top} is not installed): "
+        f"pip install -e '.[{extra}]'"
+    )
+
+
 _mount_training()
 
 
@@ -435,7 +469,14 @@ _mount_benchmark()
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        hint = missing_extra_hint(exc)
+        if hint is None:
+            raise
+        err.print(f"[bold red]error:[/] {escape(hint)}", soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def make_model(
         raise ParameterError("algo", "dqn needs a Discrete action space: use encoding='menu'")
     params = {**defaults(algo, int(getattr(env, "num_envs", 1))), **overrides}
     cls = algo_class(algo)
-    return cls(
+    model = cls(
         "MlpPolicy",
         env,
         seed=seed,
@@ -126,11 +126,31 @@ def make_model(
         tensorboard_log=tensorboard_log,
         **params,
     )
+    return without_temp_folder(model)
 
 
-def load_model(algo: str, path: str, env: Any = None, trust: bool | None = None) -> Any:
-    """Load a saved model (optionally attached to ``env`` to continue training), after
-    :func:`~mechgym.training.policies.check_model_file` (``trust`` overrides it)."""
+def load_model(
+    algo: str,
+    path: str,
+    env: Any = None,
+    trust: bool | None = None,
+    tensorboard_log: str | None = None,
+) -> Any:
+    """Load a saved model (optionally attached to ``env`` to continue training, logging to
+    ``tensorboard_log``), after :func:`~mechgym.training.policies.check_model_file`
+    (``trust`` overrides it)."""
     from .policies import check_model_file
 
-    return algo_class(algo).load(str(check_model_file(path, trust)), env=env, device="cpu")
+    model = algo_class(algo).load(str(check_model_file(path, trust)), env=env, device="cpu")
+    model.tensorboard_log = tensorboard_log
+    return without_temp_folder(model)
+
+
+def without_temp_folder(model: Any) -> Any:
+    """Without TensorBoard, SB3's ``learn`` makes an empty ``SB3-<date>`` folder in the temp
+    dir for its default logger; a logger with no outputs avoids it."""
+    if not model.tensorboard_log:
+        from stable_baselines3.common.logger import Logger
+
+        model.set_logger(Logger(folder=None, output_formats=[]))
+    return model

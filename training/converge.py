@@ -444,7 +444,8 @@ def plot_mechanism(
 def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True) -> dict[str, Any]:
     """Run the experiment and write ``metrics.csv``, ``summary.json`` and plots into ``cfg.out``."""
     from mechgym.envs.pettingzoo.registry import entry
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mechgym.progress import progress as progress_bar
 
     from .outputs import check_mechanism_names, refuse_overwrite
 
@@ -471,20 +472,13 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
     for m in runnable:
         n = _players(m, cfg)
         total_units += cfg.seeds * (cfg.rounds * n * cfg.steps)
-    with Progress(
-        TextColumn("[bold]converge[/]"),
-        BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not progress,
-        transient=False,
+    with progress_bar(
+        total=total_units, desc="converge", unit="steps", disable=not progress
     ) as bar:
-        task = bar.add_task("train", total=total_units)
 
         def on_event(mech: str, seed: int, kind: str, amount: int) -> None:
             if kind == "train":
-                bar.advance(task, amount)
+                bar.update(amount)
 
         if n_jobs <= 1:
             for m, s in jobs:

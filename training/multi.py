@@ -412,7 +412,12 @@ class MultiLearner:
         rd = d / state["checkpoint"]
         for g in self.groups if self.scheme != "selfplay" else self.groups[:1]:
             name = "shared" if self.scheme == "selfplay" else f"group_{group_label(g)}"
-            model = load_model(state["algo"], str(rd / f"{name}.zip"), env=self.envs[g])
+            model = load_model(
+                state["algo"],
+                str(rd / f"{name}.zip"),
+                env=self.envs[g],
+                tensorboard_log=self.tensorboard_log,
+            )
             if self.scheme == "selfplay":
                 for h in self.groups:
                     self.models[h] = model

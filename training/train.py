@@ -191,9 +191,7 @@ def train_learner(
     contexts = evaluation_contexts(env, eval_contexts)
     tb = str(out / "tb") if tensorboard else None
     if resume:
-        model = load_model(algo, str(resume), env=env)
-        if tb:
-            model.tensorboard_log = tb
+        model = load_model(algo, str(resume), env=env, tensorboard_log=tb)
     else:
         model = make_model(algo, env, seed=seed, tensorboard_log=tb, **(hyper or {}))
     every = int(eval_every or max(steps // 5, 1))
@@ -234,10 +232,12 @@ def train_learner(
 
     if csv_path.exists() and not resume:
         csv_path.unlink()
+    from mechgym.progress import sb3_callback
+
+    bar = [sb3_callback(steps, f"train {env.mech_name}")] if progress else []
     model.learn(
         steps,
-        callback=_Eval(),
-        progress_bar=progress,
+        callback=[_Eval(), *bar],  # mechgym's one progress-bar style, not SB3's own
         reset_num_timesteps=not resume,
         tb_log_name=f"learner_{group_label(env.group)}",
     )

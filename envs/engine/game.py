@@ -242,6 +242,7 @@ class Guarantee:
             "value": float(self.value),
             "value_exact": str(self.value),
             "holds": self.holds,
+            "exact": self.exact,
             "kind": self.kind,
         }
         if self.parts:
