@@ -43,7 +43,7 @@ from mechgym.envs.engine.game import (
 )
 
 from .learner_env import Group, group_label, group_value
-from .metrics import best_response_value
+from .metrics import MAX_JOINT_OPTIONS, best_response_value
 
 MAX_FULL_OPTIONS = 4096
 """Largest number of legal array actions per player and node searched exhaustively."""
@@ -204,7 +204,8 @@ def equilibrium_metrics(
         or always with ``action_space="menu"``).
     action_space : {"auto", "full", "menu"}
         ``auto`` searches the full action space when every node of the evaluated groups has
-        at most :data:`MAX_FULL_OPTIONS` legal actions, else the menus.
+        at most :data:`MAX_FULL_OPTIONS` legal actions per player (and a coalition at most
+        ``MAX_JOINT_OPTIONS`` joint ones) on the profile's path, else the menus.
     """
     full = full_options(mech, spec)
     space = action_space
@@ -213,9 +214,14 @@ def equilibrium_metrics(
         for ctx in contexts:
             ev = evaluate_exact(mech, ctx, profile(ctx))
             for v in ev.visits:
-                for p in v.node.players:
-                    if any(p in g for g in groups) and (
-                        count_full_options(mech, spec, v.state, p) > MAX_FULL_OPTIONS
+                for g in groups:
+                    sizes = [
+                        count_full_options(mech, spec, v.state, p)
+                        for p in v.node.players
+                        if p in g
+                    ]
+                    if any(k > MAX_FULL_OPTIONS for k in sizes) or (
+                        math.prod(sizes) > MAX_JOINT_OPTIONS
                     ):
                         space = "menu"
     if space == "menu" and menu_options is None:
