@@ -106,9 +106,11 @@ def encode_owners(alloc: np.ndarray, out: np.ndarray, layout: ActionLayout, m: i
 
 def owners_of(alloc: np.ndarray, m: int) -> np.ndarray:
     """``(..., m)`` owner+1 of every good (0 = in no bundle), as the public views write it."""
-    n = alloc.shape[-1]
-    players = np.arange(1, n + 1)
-    return np.stack([(((alloc >> g) & 1) * players).sum(axis=-1) for g in range(m)], axis=-1)
+    out = np.zeros((*alloc.shape[:-1], m), dtype=np.int64)
+    for j in range(alloc.shape[-1]):
+        for g in range(m):
+            out[..., g] += ((alloc[..., j] >> g) & 1) * (j + 1)
+    return out
 
 
 def destroyed_of(alloc: np.ndarray, m: int) -> np.ndarray:
@@ -119,7 +121,17 @@ def destroyed_of(alloc: np.ndarray, m: int) -> np.ndarray:
 
 def bundle_bits(bundle: np.ndarray, m: int) -> np.ndarray:
     """``(..., m)`` 0/1 membership of every good in ``bundle`` ``(...,)``."""
-    return (bundle[..., None] >> np.arange(m)) & 1
+    out = np.empty((*bundle.shape, m), dtype=np.int64)
+    for g in range(m):
+        out[..., g] = (bundle >> g) & 1
+    return out
+
+
+def put_onehot(out: np.ndarray, pos: int, idx: np.ndarray, size: int) -> None:
+    """Write the one-hot of ``idx`` ``(B,)`` into ``out[:, pos : pos + size]`` (all zeros
+    where ``idx < 0``)."""
+    for i in range(size):
+        out[:, pos + i] = idx == i
 
 
 def finish(
@@ -501,22 +513,18 @@ class BudgetBalancedMarketBatched(BatchedRules):
         out[:, pos] = d["halt"]
         out[:, pos + 1] = d["endow"]
         pos += 2
-        out[:, pos : pos + 2] = _onehot(d["c0"], 2)
+        put_onehot(out, pos, d["c0"], 2)
         pos += 2
         out[:, pos + 1 : pos + n] = d["answers"][:, 1:]
         pos += n
-        out[:, pos : pos + 2] = _onehot(d["c1"], 2)
-        out[:, pos + 2 : pos + 4] = _onehot(d["c2"], 2)
+        put_onehot(out, pos, d["c1"], 2)
+        put_onehot(out, pos + 2, d["c2"], 2)
         pos += 4
-        out[:, pos : pos + n] = _onehot(d["w"], n)
+        put_onehot(out, pos, d["w"], n)
         pos += n
         out[:, pos] = d["confirm"]
         pos += 1
         out[:, pos : pos + m] = bundle_bits(d["alloc"][:, player], m)
         out[:, pos + m] = d["pstar"][:, player]
-        return np.where(d["proposed"][:, None], out, np.float32(0))
-
-
-def _onehot(idx: np.ndarray, size: int) -> np.ndarray:
-    """``(B, size)`` one-hot of ``idx`` ``(B,)``; all zeros where ``idx < 0``."""
-    return (idx[:, None] == np.arange(size)[None, :]).astype(np.float32)
+        out[~d["proposed"]] = 0
+        return out

@@ -35,6 +35,7 @@ from mechgym.envs.mechanisms.budget_balanced_market_batched import (
     finish,
     fresh_outcome,
     owners_of,
+    put_onehot,
     read_outcome,
     row_all,
     row_sum,
@@ -301,12 +302,13 @@ class _ProposeAndAnswerBatched(_NaiveBatched):
         pos = m + n
         out[:, pos + 1 : pos + n] = d["answers"][:, 1:]
         pos += n
-        out[:, pos : pos + 2] = _onehot(d["c1"], 2)
-        out[:, pos + 2 : pos + 4] = _onehot(d["c2"], 2)
+        put_onehot(out, pos, d["c1"], 2)
+        put_onehot(out, pos + 2, d["c2"], 2)
         pos += 4
         out[:, pos : pos + m] = bundle_bits(d["alloc"][:, player], m)
         out[:, pos + m] = d["prices"][:, player]
-        return np.where(d["proposed"][:, None], out, np.float32(0))
+        out[~d["proposed"]] = 0
+        return out
 
 
 @register_batched
@@ -410,11 +412,6 @@ class NaiveMarket4Batched(_ProposeAndAnswerBatched):
         d["c2"] = np.where(t, c2, d["c2"])
         finish(d, c2 == 0, d["alloc"], disc, destroyed)
         finish(d, c2 == 1, ctx.endowment, np.zeros(disc.shape), 0)
-
-
-def _onehot(idx: np.ndarray, size: int) -> np.ndarray:
-    """``(B, size)`` one-hot of ``idx`` ``(B,)``; all zeros where ``idx < 0``."""
-    return (idx[:, None] == np.arange(size)[None, :]).astype(np.float32)
 
 
 # == end of Naive-1 … Naive-4 ====================================================================
