@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mechgym.envs.engine.errors import MechgymError, ParameterError
-from mechgym.envs.model.limits import check_seed
+from mechgym.envs.model.limits import MAX_CONTEXTS, MAX_EPISODES, check_seed
 
 app = typer.Typer(
     name="mechgym",
@@ -284,6 +284,13 @@ def evaluate(
             else:
                 show_report(out)
             return
+        if contexts > MAX_CONTEXTS:
+            raise ParameterError("--contexts", f"at most {MAX_CONTEXTS} contexts, got {contexts}")
+        if not exact and episodes > MAX_EPISODES:
+            # the sampled path keeps every outcome; --batched streams larger runs
+            raise ParameterError(
+                "--episodes", f"at most {MAX_EPISODES} without --batched, got {episodes}"
+            )
         ctxs = [ctx0] if gen is None else [gen.sample(rng) for _ in range(contexts)]
         reports = []
         for ctx in ctxs:

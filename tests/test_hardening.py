@@ -229,6 +229,8 @@ def test_states_file_with_too_many_players_refused(tmp_path) -> None:
         ["play", "best_belief", "--param", f"price_cap={2**70}"],
         ["play", "best_belief", "--context", "/dev/zero"],
         ["evaluate", "nope"],
+        ["evaluate", "best_belief", "--generate", "uniform:n=3,m=2", "--contexts", "100001"],
+        ["evaluate", "best_belief", "--episodes", "10000001"],
     ],
 )
 def test_cli_bad_values_one_line(args: list[str]) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_BELIEF_ENTRIES",
     "MAX_CONTEXTS",
     "MAX_DENOMINATOR",
+    "MAX_EPISODES",
     "MAX_FILE_BYTES",
     "MAX_GOODS",
     "MAX_MASK_SIZE",
@@ -53,6 +54,8 @@ MAX_MASK_SIZE = 1 << 22
 MAX_FILE_BYTES = 16 << 20
 MAX_SEED = (1 << 63) - 1
 MAX_CONTEXTS = 100_000
+#: sampled episodes of one exact-engine evaluation (every outcome is kept for the interval)
+MAX_EPISODES = 10_000_000
 #: constants such as ε are rationals with numerator and denominator at most this
 MAX_DENOMINATOR = 10**30
 
