@@ -115,7 +115,9 @@ class BatchedMarket:
         The price ``shift_pair`` moves onto player 1 and off player 2.
     """
 
-    def __init__(self, proposal: str = "truthful", answers: str = "truthful", shift: int = 1):
+    def __init__(
+        self, proposal: str = "truthful", answers: str = "truthful", shift: int = 1
+    ) -> None:
         if proposal not in PROPOSAL_MODES or answers not in ANSWER_MODES:
             from mechgym.envs.engine.errors import ParameterError
 

@@ -132,7 +132,9 @@ class BatchedNaive:
         The price ``shift_pair`` moves onto player 1 and off player 2.
     """
 
-    def __init__(self, proposal: str = "truthful", answers: str = "truthful", shift: int = 1):
+    def __init__(
+        self, proposal: str = "truthful", answers: str = "truthful", shift: int = 1
+    ) -> None:
         if proposal not in NAIVE_PROPOSALS or answers not in ("truthful", "yes", "no"):
             raise ParameterError(
                 "proposal/answers",
