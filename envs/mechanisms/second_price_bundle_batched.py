@@ -229,7 +229,8 @@ class MixtureBatched(BatchedRules):
             self.to_union_mask(rules.masks(self.inner_state(state, k)), k)
             for k, rules in enumerate(self.inner)
         ]
-        return np.where(branch[:, None, None] == 0, parts[0], parts[1]).astype(np.int8)
+        np.copyto(parts[0], parts[1], where=(branch == 1)[:, None, None])
+        return parts[0]
 
     def step(
         self,
