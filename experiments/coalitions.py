@@ -14,11 +14,13 @@ import argparse
 import json
 from pathlib import Path
 
+from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.engine.game import evaluate_exact
 from mechgym.envs.model.examples import example
 from mechgym.training.algos import configure_torch, make_model
 from mechgym.training.learner_env import LearnerEnv
 from mechgym.training.metrics import best_response_value
+from mechgym.training.outputs import refuse_overwrite
 from mechgym.training.policies import LearnedPolicy
 from rich.console import Console
 from rich.table import Table
@@ -60,7 +62,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("results/coalitions"))
+    ap.add_argument("--overwrite", action="store_true", help="Replace earlier results in --out.")
     args = ap.parse_args()
+    # refuse before training: earlier results are never replaced silently
+    try:
+        refuse_overwrite(args.out, ("coalitions.json",), args.overwrite)
+    except ParameterError as exc:
+        raise SystemExit(f"error: {exc}") from None
     configure_torch(1)
     rows = [run(m, s, args.steps) for m in ("vcg", "best_belief") for s in range(args.seeds)]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -88,6 +96,7 @@ def main() -> None:
             f" (bound {r['guarantee_bound']:.2f})",
         )
     Console().print(t)
+    Console().print(f"results written to {(args.out / 'coalitions.json').resolve()}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mechgym.envs.engine.errors import MechgymError
 from mechgym.training.converge import run_converge
 from mechgym.training.outputs import load_converge_config
 from rich.console import Console
@@ -22,8 +23,11 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--overwrite", action="store_true", default=None)
     args = ap.parse_args()
-    cfg = load_converge_config(args.config, out=args.out, overwrite=args.overwrite)
-    run_converge(cfg, console=Console())
+    try:
+        cfg = load_converge_config(args.config, out=args.out, overwrite=args.overwrite)
+        run_converge(cfg, console=Console())
+    except MechgymError as exc:  # one line, no traceback
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":
