@@ -16,6 +16,7 @@ import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
 
 from .batched import BatchedAgents, RandomBatched, register_batched_agents
+from .best_belief_batched import ByPhase
 from .perfect_revenue import PROPOSE_VARIANTS
 
 PROPOSE, RAISE, RESPOND = 0, 1, 2
@@ -161,30 +162,6 @@ class BatchedPerfectRevenue:
                 yes = np.full((B, n), self.answers == "yes")
             acts[:, :, lay.index["answer"]] = np.where((ph == RESPOND)[:, None], yes, 0)
         return np.where(mine[:, :, None], acts, 0)
-
-
-class ByPhase:
-    """Plays ``by_phase[name]`` at decision nodes of that phase and ``base`` elsewhere."""
-
-    def __init__(self, base: object, by_phase: dict[str, object]) -> None:
-        self.base = base
-        self.by_phase = by_phase
-
-    def act(
-        self,
-        rules: BatchedRules,
-        ctx: ContextBatch,
-        state: BatchState,
-        players: list[int],
-        rng: np.random.Generator,
-    ) -> np.ndarray:
-        acts = self.base.act(rules, ctx, state, players, rng)  # type: ignore[attr-defined]
-        for name, policy in self.by_phase.items():
-            here = state.phase == rules.phases.index(name)
-            if here.any():
-                other = policy.act(rules, ctx, state, players, rng)  # type: ignore[attr-defined]
-                acts = np.where(here[:, None, None], other, acts)
-        return acts
 
 
 def menu(
