@@ -191,13 +191,13 @@ def run_bench(
     result["training"] = None
     if training:
         try:
-            from mechgym.training.bench import env_time_share
+            from mechgym.training.bench import training_speed
         except ImportError:
             result["training"] = {"skipped": "install the 'train' extra to time a PPO run"}
         else:
             if console:
-                console.print("[dim]timing a short PPO run ...[/]")
-            result["training"] = env_time_share()
+                console.print("[dim]timing short PPO runs (single env, vector env) ...[/]")
+            result["training"] = training_speed()
     return result
 
 
@@ -244,9 +244,13 @@ def show_bench(result: dict[str, Any], console: Any) -> None:
         if "skipped" in tr:
             console.print(f"training: {tr['skipped']}")
         else:
-            console.print(
-                f"training: {tr['algo']} on {tr['mechanism']} ({tr['encoding']} encoding), "
-                f"{tr['steps']} steps: {tr['env_share']:.0%} of wall-clock inside the env "
-                f"({tr['env_seconds']:.2f} s of {tr['total_seconds']:.2f} s, "
-                f"{tr['steps_per_second']:.0f} steps/s)"
-            )
+            for kind in ("single", "vector"):
+                r = tr[kind]
+                console.print(
+                    f"training ({kind}, n_envs={r['n_envs']}): {r['algo']} on {r['mechanism']} "
+                    f"({r['encoding']} encoding), {r['steps']} steps: {r['env_share']:.0%} of "
+                    f"wall-clock inside the env ({r['env_seconds']:.2f} s of "
+                    f"{r['total_seconds']:.2f} s, {r['steps_per_second']:.0f} steps/s)"
+                )
+            if tr.get("speedup"):
+                console.print(f"training: vector / single steps per second = {tr['speedup']:.1f}x")

@@ -4,6 +4,9 @@
 :class:`TimedEnv`, which accumulates the wall-clock time of its ``reset`` and ``step`` calls
 (everything the env does: the mechanism's rules, the scripted opponents, observations and
 features), then runs a short PPO training and compares with the total time of ``learn``.
+:func:`vec_env_time_share` does the same for the vectorised env
+(:class:`~mechgym.training.vec_env.VecLearnerEnv`, through :class:`TimedVecEnv`), and
+:func:`training_speed` measures both in one run (``mechgym bench``'s ``"training"``).
 """
 
 from __future__ import annotations
@@ -101,3 +104,106 @@ def env_time_share(
         "env_share": env.seconds / total if total > 0 else 0.0,
         "steps_per_second": model.num_timesteps / total if total > 0 else 0.0,
     }
+
+
+class TimedVecEnv:
+    """Times a VecEnv's ``reset``, ``step_wait`` and ``env_method`` (masks) calls; every
+    other attribute is the wrapped env's (so SB3 and sb3-contrib read it unchanged)."""
+
+    def __init__(self, venv: Any) -> None:
+        self.__dict__["venv"] = venv
+        self.__dict__["seconds"] = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.venv, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "seconds":
+            self.__dict__[name] = value
+        else:
+            setattr(self.venv, name, value)
+
+    def _timed(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.__dict__["seconds"] += time.perf_counter() - t
+
+    def reset(self) -> Any:
+        return self._timed(self.venv.reset)
+
+    def step(self, actions: Any) -> Any:
+        self.venv.step_async(actions)
+        return self._timed(self.venv.step_wait)
+
+    def step_wait(self) -> Any:
+        return self._timed(self.venv.step_wait)
+
+    def env_method(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self._timed(self.venv.env_method, name, *args, **kwargs)
+
+
+def vec_env_time_share(
+    mech_name: str = "best_belief",
+    steps: int = 32_768,
+    n_envs: int = 64,
+    seed: int = 0,
+    algo: str = "maskable_ppo",
+    encoding: str = "menu",
+    generator: Any = None,
+    learner: Any = 0,
+) -> dict[str, Any]:
+    """:func:`env_time_share` on the vectorised env of ``n_envs`` slots.
+
+    Returns
+    -------
+    dict
+        As :func:`env_time_share`, plus ``n_envs``.
+    """
+    from stable_baselines3.common.vec_env import VecEnv
+
+    from .algos import configure_torch, make_model
+    from .vec_env import VecLearnerEnv
+
+    configure_torch(1)
+    inner = VecLearnerEnv(
+        mech_name, learner, n_envs=n_envs, encoding=encoding, generator=generator, seed=seed
+    )
+    env = TimedVecEnv(inner)
+    VecEnv.register(TimedVecEnv)  # SB3 checks isinstance(env, VecEnv) before wrapping
+    model = make_model(algo, env, seed=seed)
+    env.seconds = 0.0
+    t = time.perf_counter()
+    model.learn(steps)
+    total = time.perf_counter() - t
+    return {
+        "mechanism": mech_name,
+        "algo": algo,
+        "encoding": encoding,
+        "n_envs": n_envs,
+        "steps": int(model.num_timesteps),
+        "episodes": int(inner.episodes),
+        "env_seconds": env.seconds,
+        "total_seconds": total,
+        "env_share": env.seconds / total if total > 0 else 0.0,
+        "steps_per_second": model.num_timesteps / total if total > 0 else 0.0,
+    }
+
+
+def training_speed(
+    mech_name: str = "best_belief",
+    single_steps: int = 2048,
+    vector_steps: int = 32_768,
+    n_envs: int = 64,
+) -> dict[str, Any]:
+    """MaskablePPO's steps per second and env share on the exact single env and on the
+    vectorised env, measured in the same run: ``{"single": ..., "vector": ..., "speedup"}``."""
+    single = {**env_time_share(mech_name, steps=single_steps), "n_envs": 1}
+    vector = vec_env_time_share(mech_name, steps=vector_steps, n_envs=n_envs)
+    speedup = (
+        vector["steps_per_second"] / single["steps_per_second"]
+        if single["steps_per_second"] > 0
+        else None
+    )
+    return {"single": single, "vector": vector, "speedup": speedup}

@@ -78,6 +78,14 @@ def add_commands(app: typer.Typer) -> None:
         overwrite: Annotated[
             bool, typer.Option("--overwrite", help="Replace earlier results in --out.")
         ] = False,
+        n_envs: Annotated[
+            int,
+            typer.Option(
+                "--n-envs",
+                min=1,
+                help="Episodes per step on the batched path (1: the exact single-episode env).",
+            ),
+        ] = 64,
     ) -> None:
         """Train one player or coalition against fixed opponents and report exact metrics."""
         from mechgym.envs.engine.errors import MechgymError
@@ -134,6 +142,7 @@ def add_commands(app: typer.Typer) -> None:
                     progress=progress,
                     resume=resume,
                     console=Console(),
+                    n_envs=n_envs,
                 )
             Console().print(f"results written to {out.resolve()}")
         except MechgymError as exc:
@@ -185,6 +194,14 @@ def add_commands(app: typer.Typer) -> None:
         overwrite: Annotated[
             bool, typer.Option("--overwrite", help="Replace earlier results in --out.")
         ] = False,
+        n_envs: Annotated[
+            int | None,
+            typer.Option(
+                "--n-envs",
+                min=1,
+                help="Episodes per step on the batched path (default 64; 1: the exact env).",
+            ),
+        ] = None,
     ) -> None:
         """Train every player of each mechanism and measure convergence to the predictions."""
         from mechgym.envs.engine.errors import MechgymError
@@ -204,6 +221,7 @@ def add_commands(app: typer.Typer) -> None:
             "tensorboard": tensorboard or None,
             "mechanisms": tuple(mechanisms) if mechanisms else None,
             "overwrite": overwrite or None,
+            "n_envs": n_envs,
         }
         try:
             if config is not None:

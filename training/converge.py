@@ -78,6 +78,8 @@ class ConvergeConfig:
     hyper: dict[str, Any] = field(default_factory=dict)
     #: replace the results of an earlier run in ``out`` (otherwise refused)
     overwrite: bool = False
+    #: slots of the vectorised learner env (batched path); 1 = the exact single-episode env
+    n_envs: int = 64
 
     @classmethod
     def quick_config(cls, **kwargs: Any) -> ConvergeConfig:
@@ -141,6 +143,7 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         seed=seed,
         contexts=contexts,
         hyper=cfg.hyper,
+        n_envs=cfg.n_envs,
         tensorboard_log=str(Path(cfg.out) / "tb" / mech / f"seed_{seed}")
         if cfg.tensorboard
         else None,

@@ -162,8 +162,13 @@ def train_learner(
     resume: str | Path | None = None,
     hyper: dict[str, Any] | None = None,
     console: Any = None,
+    n_envs: int = 64,
 ) -> dict[str, Any]:
     """Train one learner and report exact metrics (see the module docstring).
+
+    ``n_envs > 1`` trains on the vectorised env of :mod:`mechgym.training.vec_env` (the
+    batched path, ``n_envs`` episodes at once); ``n_envs=1`` on the exact single-episode
+    :class:`LearnerEnv`, the reference. Evaluation is exact either way.
 
     Returns
     -------
@@ -177,18 +182,25 @@ def train_learner(
     configure_torch(1)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    env = LearnerEnv(
-        mechanism,
-        learner,
-        opponents=opponents,
-        encoding=encoding,
-        learn_phases=learn_phases,
-        context=context,
-        generator=generator,
-        seed=seed,
-    )
-    env.reset(seed=seed)
-    contexts = evaluation_contexts(env, eval_contexts)
+    kwargs = {
+        "opponents": opponents,
+        "encoding": encoding,
+        "learn_phases": learn_phases,
+        "context": context,
+        "generator": generator,
+        "seed": seed,
+    }
+    if n_envs > 1:
+        from .vec_env import VecLearnerEnv
+
+        env: Any = VecLearnerEnv(mechanism, learner, n_envs=n_envs, **kwargs)
+        env.seed(seed)
+        env.reset()
+        contexts = evaluation_contexts(env.exact, eval_contexts)
+    else:
+        env = LearnerEnv(mechanism, learner, **kwargs)
+        env.reset(seed=seed)
+        contexts = evaluation_contexts(env, eval_contexts)
     tb = str(out / "tb") if tensorboard else None
     if resume:
         model = load_model(algo, str(resume), env=env, tensorboard_log=tb)
@@ -253,6 +265,7 @@ def train_learner(
         "learner": list(env.group),
         "algo": algo,
         "encoding": encoding,
+        "n_envs": n_envs,
         "steps": int(model.num_timesteps),
         "seed": seed,
         "opponents": str(opponents),
