@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 from mechgym.agents.base import AGENTS
 from mechgym.agents.batched import batched_agents
 from mechgym.envs.engine.batched import (
+    BatchState,
     ContextBatch,
+    Rollout,
     batched_rules,
     replay_exact,
     rollout,
@@ -161,6 +163,61 @@ def test_perfect_revenue_prices_within_1e9_at_large_values_and_tiny_constants() 
             policy = None if pol is None else _policy(rules, ctx, pol, rng)
             ro = rollout(rules, ctx, rng, policy)
             assert not replay_exact(rules, ro, tol=1e-9)
+
+
+def _concat(a: BatchState, b: BatchState) -> BatchState:
+    """Two batches' states as one (chance logs padded with −1 for the other part)."""
+    Ba, Bb = len(a.phase), len(b.phase)
+    chance = [np.concatenate([c, np.full(Bb, -1)]) for c in a.chance]
+    chance += [np.concatenate([np.full(Ba, -1), c]) for c in b.chance]
+    return BatchState(
+        np.concatenate([a.phase, b.phase]),
+        np.concatenate([a.acting, b.acting]),
+        {k: np.concatenate([a.data[k], b.data[k]]) for k in a.data},
+        chance,
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "build", "ahead"),
+    [
+        (auctions, lambda: SecondPriceBundle(mixture="best_belief"), 1),
+        (auctions, lambda: SecondPriceBundle(mixture="collusion_leveraging"), 1),
+        (states, PerfectRevenue, 1),
+        (states, PerfectRevenue, 3),
+        (states, HopeForTheBest, 1),
+        (auctions, SecondPriceBundle, 1),
+    ],
+)
+def test_episodes_at_different_phases_in_one_batch(make: Any, build: Any, ahead: int) -> None:
+    """Half of the batch ``ahead`` decisions further than the other half (as after an
+    auto-reset): the rules advance each episode from its own phase."""
+    rng = np.random.default_rng(17)
+    mech = build()
+    n, m, cap = 3, 2, 3
+    rules = batched_rules(mech, spec_for(mech, n, m, cap))
+    ca, cb = make(rng, 200, n, m, cap), make(rng, 200, n, m, cap)
+    sa, sb = rules.reset(ca, rng), rules.reset(cb, rng)
+    actions, acting, masks = [], [], []
+    idle_b = np.zeros((cb.B, n), dtype=bool)
+    for _ in range(ahead):
+        mk = rules.masks(sa)
+        act = sample_actions(rules.layout, mk, rng)
+        actions.append(np.concatenate([act, np.zeros((cb.B, *act.shape[1:]), np.int64)]))
+        acting.append(np.concatenate([sa.acting, idle_b]))
+        masks.append(np.concatenate([mk, rules.masks(sb)]))
+        sa = rules.step(ca, sa, act, rng)
+    ctx = ContextBatch.from_contexts([*ca.contexts, *cb.contexts])
+    state = _concat(sa, sb)
+    assert len(set(state.phase.tolist())) > 1 or state.done[: ca.B].all()
+    while not state.done.all():
+        mk = rules.masks(state)
+        act = sample_actions(rules.layout, mk, rng)
+        actions.append(act)
+        acting.append(state.acting.copy())
+        masks.append(mk)
+        state = rules.step(ctx, state, act, rng)
+    assert not replay_exact(rules, Rollout(ctx, actions, acting, masks, state))
 
 
 # -- node-level checks: masks, public features, agents, menus -----------------------------------
