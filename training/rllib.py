@@ -4,9 +4,10 @@
 API: turn-based, each acting agent observes ``{"observations": ..., "action_mask": ...}``
 (the learner observation of :mod:`mechgym.training.encodings` for that player, and the mask
 of its menu) and answers with a menu index. Rewards arrive at the end of the episode: each
-player's utility, or its coalition's total when the context shares rewards. The mask layout
-matches RLlib's action-masking RLModule, which :func:`ppo_config` plugs in, so every sampled
-action is legal.
+player's utility, or its coalition's total when the context shares rewards.
+:class:`MaskedPPOTorchRLModule` (RLlib's default PPO module with the mask applied to the
+action logits, as RLlib's action-masking example does, without that example's deprecated
+base class) is what :func:`ppo_config` plugs in, so every sampled action is legal.
 
 Scale-out is RLlib's: ``num_env_runners`` processes sample episodes in parallel.
 """
@@ -19,7 +20,13 @@ import numpy as np
 from gymnasium import spaces
 
 try:
+    import torch
+    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import (
+        DefaultPPOTorchRLModule,
+    )
+    from ray.rllib.core.columns import Columns
     from ray.rllib.env.multi_agent_env import MultiAgentEnv
+    from ray.rllib.utils.torch_utils import FLOAT_MIN
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("mechgym.training.rllib needs Ray RLlib: pip install -e '.[rllib]'") from exc
 
@@ -117,6 +124,51 @@ class MechanismMultiAgentEnv(MultiAgentEnv):
         return obs, dict.fromkeys(obs, 0.0), {"__all__": False}, {"__all__": False}, {}
 
 
+class MaskedPPOTorchRLModule(DefaultPPOTorchRLModule):
+    """RLlib's default PPO torch module over ``{"observations", "action_mask"}``
+    observations: the network reads ``observations``; masked actions get logit ``-inf``."""
+
+    def __init__(self, *, observation_space: Any = None, **kwargs: Any) -> None:
+        self.observation_space_with_mask = observation_space
+        super().__init__(observation_space=observation_space["observations"], **kwargs)
+
+    def setup(self) -> None:
+        super().setup()
+        self.observation_space = self.observation_space_with_mask
+
+    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        mask, batch = self._split(batch)
+        return self._masked(super()._forward_inference(batch, **kwargs), mask)
+
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        mask, batch = self._split(batch)
+        return self._masked(super()._forward_exploration(batch, **kwargs), mask)
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        # the learner calls compute_values first, which moved the mask out of the obs
+        out = super()._forward_train(batch, **kwargs)
+        return self._masked(out, batch["action_mask"])
+
+    def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> Any:
+        if isinstance(batch[Columns.OBS], dict):
+            mask, batch = self._split(batch)
+            batch["action_mask"] = mask
+        return super().compute_values(batch, embeddings)
+
+    @staticmethod
+    def _split(batch: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        obs = batch[Columns.OBS]
+        batch[Columns.OBS] = obs["observations"]
+        return obs["action_mask"], batch
+
+    @staticmethod
+    def _masked(out: dict[str, Any], mask: Any) -> dict[str, Any]:
+        out[Columns.ACTION_DIST_INPUTS] = out[Columns.ACTION_DIST_INPUTS] + torch.clamp(
+            torch.log(mask), min=FLOAT_MIN
+        )
+        return out
+
+
 def ppo_config(
     mechanism: str = "best_belief",
     generate: str | None = None,
@@ -129,9 +181,6 @@ def ppo_config(
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-    from ray.rllib.examples.rl_modules.classes.action_masking_rlm import (
-        ActionMaskingTorchRLModule,
-    )
 
     env_config: dict[str, Any] = {"mechanism": mechanism, "seed": seed}
     if generate is not None:
@@ -149,7 +198,7 @@ def ppo_config(
         .rl_module(
             rl_module_spec=MultiRLModuleSpec(
                 rl_module_specs={
-                    a: RLModuleSpec(module_class=ActionMaskingTorchRLModule) for a in agents
+                    a: RLModuleSpec(module_class=MaskedPPOTorchRLModule) for a in agents
                 }
             )
         )
