@@ -157,16 +157,16 @@ def add_commands(app: typer.Typer) -> None:
             bool, typer.Option("--quick", help="Small run (2 seeds, 3 rounds, 8 contexts).")
         ] = False,
         seeds: Annotated[
-            int | None, typer.Option(help="Training seeds (default 3; quick 2).")
+            int | None, typer.Option(help="Training seeds (default 4; quick 2).")
         ] = None,
         steps: Annotated[
-            int | None, typer.Option(help="Steps per player per round (default 2048; quick 1024).")
+            int | None, typer.Option(help="Steps per player per round (default 8192; quick 1024).")
         ] = None,
         rounds: Annotated[
-            int | None, typer.Option(help="Rounds of alternation (default 4; quick 3).")
+            int | None, typer.Option(help="Rounds of alternation (default 10; quick 3).")
         ] = None,
         family: Annotated[
-            int | None, typer.Option(help="Contexts in the family (default 24; quick 8).")
+            int | None, typer.Option(help="Contexts in the family (default 32; quick 8).")
         ] = None,
         generate: Annotated[
             str | None, typer.Option("--generate", help="Generator spec of the family.")

@@ -21,8 +21,12 @@ the final figures, with verdicts; a mechanism that cannot run or fails is listed
 reason) and per mechanism ``<mech>_agreement.png`` and ``<mech>_revenue.png`` (one line per
 seed against training steps, the prediction dashed).
 
-Budgets (``steps`` is per player per round): default 3 seeds × 4 rounds × 2048 steps on 24
-contexts; ``--quick`` 2 seeds × 3 rounds × 1024 steps on 8 contexts. Seeds run in parallel
+Budgets (``steps`` is per player per round): default 4 seeds × 10 rounds × 8192 steps on 32
+contexts, on the vectorised env of 64 slots (the batched path; ``n_envs=1`` trains on the
+exact single env, as before, at a tenth of the speed); ``--quick`` 2 seeds × 3 rounds ×
+1024 steps on 8 contexts. Short rounds matter as much as steps: a learner that has only met
+the predicted profile has never been offered a price above its value, and learns its NO
+answers once the others' learned offers make such questions appear. Seeds run in parallel
 processes (one per core).
 
 Verdicts are fixed thresholds, not tuned: a phase *converged to the prediction* when its
@@ -59,10 +63,10 @@ class ConvergeConfig:
     """Settings of :func:`run_converge` (``steps``: per player per round)."""
 
     mechanisms: tuple[str, ...] = ("best_belief",)
-    seeds: int = 3
-    rounds: int = 4
-    steps: int = 2048
-    family: int = 24
+    seeds: int = 4
+    rounds: int = 10
+    steps: int = 8192
+    family: int = 32
     family_seed: int = 2024
     generator: str | None = None
     algo: str = "maskable_ppo"
