@@ -186,10 +186,11 @@ def sampled_report(
         "episodes": episodes,
         "expected_revenue": float(np.mean(revs)),
         "revenue_stderr": stderr(revs),
+        "expected_revenue_stderr": stderr(revs),  # the names --batched uses
         "expected_welfare": float(np.mean(sws)),
-        "welfare_stderr": stderr(sws),
+        "expected_welfare_stderr": stderr(sws),
         "expected_utilities": u.mean(axis=0).tolist(),
-        "utilities_stderr": [stderr(list(col)) for col in u.T],
+        "expected_utilities_stderr": [stderr(list(col)) for col in u.T],
         "benchmarks": mech.benchmarks(ctx),
         "guarantee": sampled_guarantee(mech, ctx, outcomes, rng),
     }
@@ -349,7 +350,7 @@ def show_report(out: dict[str, Any]) -> None:
         return f"{out[key]:.6g}" + (f" ± {se:.2g}" if se else "")
 
     table.add_row(escape("E[REV]"), pm("expected_revenue", "revenue_stderr"))
-    table.add_row(escape("E[SW]"), pm("expected_welfare", "welfare_stderr"))
+    table.add_row(escape("E[SW]"), pm("expected_welfare", "expected_welfare_stderr"))
     table.add_row(escape("E[u_i]"), ", ".join(f"{u:.6g}" for u in out["expected_utilities"]))
     if out.get("agents"):
         table.add_row("agents", escape(", ".join(out["agents"])))

@@ -49,8 +49,8 @@ def test_sampled_evaluation_reports_standard_errors_and_an_interval() -> None:
     )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["revenue_stderr"] is not None and out["welfare_stderr"] is not None
-    assert len(out["utilities_stderr"]) == len(out["expected_utilities"])
+    assert out["revenue_stderr"] is not None and out["expected_welfare_stderr"] is not None
+    assert len(out["expected_utilities_stderr"]) == len(out["expected_utilities"])
     g = out["guarantee"]
     lo, hi = g["interval"]
     assert lo <= g["value"] <= hi and g["stderr"] >= 0

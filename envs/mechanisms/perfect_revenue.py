@@ -360,7 +360,7 @@ class PerfectRevenue(Mechanism):
         worst = min(ev.coalition_utility(g) for g in groups)
         who = "coalition C of E[U_C]" if ctx.collusive else "player i of E[u_i]"
         return Guarantee(
-            "E[REV] >= (1 - 3 eps n) MSW",
+            "SW = MSW and E[REV] >= (1 - 3 eps n) MSW",
             (1 - 3 * c.eps * ctx.n) * best,
             Fraction(ev.expected_revenue),
             parts=(
