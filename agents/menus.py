@@ -77,6 +77,18 @@ class MenuTable:
             raise ParameterError("action_encoding", f"mechanism '{mech_name}' has empty menus")
         self._cache = _MenuCache()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the agents registry holds lambdas (deviations): pickle the menus by name, reload them
+        state = {k: v for k, v in self.__dict__.items() if k not in ("agents", "_cache")}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from mechgym.envs.pettingzoo.registry import entry
+
+        self.__dict__.update(state)
+        self.agents = entry(self.mech_name).load_agents()
+        self._cache = _MenuCache()
+
     def menu(self, ctx: Any, state: Any, player: int) -> Menu:
         """The node's menu (cached per context, state and player)."""
         menu = self._cache.get(

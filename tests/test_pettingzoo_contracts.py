@@ -155,3 +155,17 @@ def test_human_render_prints_only_what_is_new(capsys) -> None:
     # each line once, in order: the printed text is the transcript
     assert lines == env.unwrapped.transcript_lines()
     assert text.count("[outcome") == 1
+
+
+def test_menu_env_pickles_and_plays_on() -> None:
+    import pickle
+
+    env = best_belief_v0.env(context="chen-micali-2016", seed=0, action_encoding="menu")
+    env.reset(seed=0)
+    env.step(3)
+    copy = pickle.loads(pickle.dumps(env))
+    for e in (env, copy):
+        e.step(0)
+        e.step(1)
+    assert copy.unwrapped.transcript() == env.unwrapped.transcript()
+    assert copy.unwrapped.menus.K == env.unwrapped.menus.K
