@@ -330,3 +330,57 @@ def test_batched_env_steps_rejects_and_auto_resets() -> None:
         acts = {a: sample_actions(still.layout, obs[a]["action_mask"], rng) for a in still.agents}
         obs, *_rest, info = still.step(acts)
     assert info["done"].all()
+
+
+@pytest.mark.parametrize(
+    "scheme",
+    [
+        "independent",
+        pytest.param("ibr", marks=pytest.mark.slow),
+        pytest.param("selfplay", marks=pytest.mark.slow),
+    ],
+)
+def test_multilearner_schemes_on_the_vector_env(scheme: str, tmp_path: Path) -> None:
+    from mechgym.training.metrics import evaluate_profile
+    from mechgym.training.multi import MultiLearner
+    from mechgym.training.vec_env import VecLearnerEnv
+
+    tr = MultiLearner(
+        "best_belief",
+        scheme=scheme,
+        n_envs=8,
+        seed=0,
+        generator="uniform:n=3,m=2,cap=10,belief=noisy",
+        hyper={"n_steps": 8, "batch_size": 64, "n_epochs": 1},
+    )
+    assert all(isinstance(e, VecLearnerEnv) for e in tr.envs.values())
+    tr.train_round(64)
+    tr.train_round(64)  # trained models now play the others, batched
+    assert tr.total_steps == 2 * 64 * 3
+    from mechgym.envs.model.examples import example
+
+    met = evaluate_profile(
+        tr.mech,
+        tr.agents,
+        [example("chen-micali-2016")],
+        tr.profile(),
+        tr.groups,
+        tr.envs[tr.groups[0]].encoding,
+        exploitability=False,
+    )
+    assert set(met.agreement) == {"announce", "respond"} or set(met.agreement) == {"announce"}
+    tr.save(tmp_path / "ck")
+    again = MultiLearner.resume(
+        tmp_path / "ck", generator="uniform:n=3,m=2,cap=10,belief=noisy", n_envs=8
+    )
+    assert again.round == 2
+
+
+def test_bench_training_reports_single_and_vector() -> None:
+    from mechgym.training.bench import training_speed
+
+    res = training_speed(single_steps=64, vector_steps=256, n_envs=16)
+    for kind, n in (("single", 1), ("vector", 16)):
+        r = res[kind]
+        assert r["n_envs"] == n and r["steps_per_second"] > 0 and 0 < r["env_share"] < 1
+    assert res["speedup"] > 0
