@@ -250,8 +250,6 @@ def test_m5_collusive_what_holds() -> None:
         assert v.actions[p] == pred.act(mech, ctx, v.state, p)
     assert res.outcome_unique
     assert mech.guarantee(ctx, res.evaluation).holds
-    off = [
-        r for r in res.records.values() if pred.act(mech, ctx, r.state, r.player) not in r.tied
-    ]
+    off = [r for r in res.records.values() if pred.act(mech, ctx, r.state, r.player) not in r.tied]
     assert off and all(r.margin is not None and r.margin > 0 for r in off)
     assert len(off) > len(res.ties)
