@@ -9,10 +9,12 @@ coalition's total utility for members of a shared-reward coalition.
 Observation of every agent: ``{"observation": float32 vector, "action_mask": int8 vector}``;
 the vector is ``[phase one-hot | acting flag | own index one-hot | private information |
 public history and pending question]`` (the last part is the mechanism's
-:meth:`~mechgym.envs.engine.game.Mechanism.public_features`). Actions are either arrays in the
-agent's ``MultiDiscrete`` action space as numpy arrays (see the mechanism's layout) or the
+:meth:`~mechgym.envs.engine.game.Mechanism.public_features`). Actions are arrays of the
+agent's ``MultiDiscrete`` action space (``action_encoding="multidiscrete"``, see the mechanism's
+layout; fields the node does not read are ignored), menu entries of a ``Discrete`` space
+(``action_encoding="menu"``, see :mod:`mechgym.agents.menus`), or in both encodings the
 mechanism's structured actions (e.g. :class:`~mechgym.envs.engine.actions.Offer`,
-``True``/``False``).
+``True``/``False``). ``state()`` is a global state vector for centralised critics.
 """
 
 from __future__ import annotations
