@@ -169,3 +169,24 @@ def test_menu_env_pickles_and_plays_on() -> None:
         e.step(1)
     assert copy.unwrapped.transcript() == env.unwrapped.transcript()
     assert copy.unwrapped.menus.K == env.unwrapped.menus.K
+
+
+@pytest.mark.parametrize("e", ENTRIES, ids=lambda e: e.name)
+def test_predicted_play_through_menu_entries(e) -> None:
+    env = e.load_env_module().raw_env(seed=5, action_encoding="menu")
+    agents = e.load_agents()
+    for episode in range(3):
+        env.reset(seed=episode)
+        predicted = agents.predicted(env.context)
+        for agent in env.agent_iter():
+            _, _, term, trunc, _ = env.last()
+            if term or trunc:
+                env.step(None)
+                continue
+            i = env.possible_agents.index(agent)
+            act = predicted.act(env.mechanism, env.context, env.game_state, i)
+            k = env.menus.encode(env.context, env.game_state, i, act)
+            assert k is not None, (agent, env.node.phase, act)  # the menu holds the prediction
+            assert env.observe(agent)["action_mask"][k] == 1
+            env.step(k)
+        assert env.outcome is not None
