@@ -21,6 +21,10 @@ from mechgym.envs.engine.errors import MechgymError
 from mechgym.envs.pettingzoo.registry import available
 
 NAMES = [e.name for e in available()]
+#: every registered env with its defaults, and the mixture M' through its module
+CASES = [(name, {}) for name in NAMES] + [
+    ("second_price_bundle", {"mixture": "collusion_leveraging", "c": "1/2"})
+]
 
 WEIRD = st.one_of(
     st.sampled_from(
@@ -113,17 +117,19 @@ def bad_array(env: Any, agent: str, draw: Any) -> Any:
     return np.array([2**62] * len(legal), dtype=np.int64)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("name", "kwargs"), CASES)
 @settings(
-    max_examples=25,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(data=st.data(), seed=st.integers(0, 2**16))
-def test_refused_actions_change_nothing(name: str, data: Any, seed: int) -> None:
+def test_refused_actions_change_nothing(
+    name: str, kwargs: dict[str, Any], data: Any, seed: int
+) -> None:
     from mechgym.envs.pettingzoo.registry import entry
 
-    env = entry(name).load_env_module().raw_env(seed=seed)
+    env = entry(name).load_env_module().raw_env(seed=seed, **kwargs)
     env.reset(seed=seed)
     for k, a in enumerate(env.possible_agents):
         env.action_space(a).seed(seed + k)  # replayable draws for hypothesis

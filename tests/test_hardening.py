@@ -218,6 +218,14 @@ def test_states_file_with_too_many_players_refused(tmp_path) -> None:
         load_context(path)
 
 
+def test_cli_tiny_eps_plays() -> None:
+    res = CliRunner().invoke(
+        app, ["play", "budget_balanced_market", "--param", "eps=1/10000000000000000000"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "revenue" in res.output
+
+
 @pytest.mark.parametrize(
     "args",
     [
