@@ -43,17 +43,19 @@ from mechgym.envs.engine.game import (
 )
 
 from .learner_env import Group, group_label, group_value
-from .metrics import MAX_JOINT_OPTIONS, best_response_value
+from .metrics import best_response_value
 
-MAX_FULL_OPTIONS = 4096
-"""Largest number of legal array actions per player and node searched exhaustively."""
+MAX_FULL_OPTIONS = 512
+"""Largest number of legal array actions per group and node searched exhaustively (a
+coalition counts its members' joint actions): beyond it the search falls back to the menus,
+since a best response explores every option at every node below."""
 
 Mixed = Callable[[Any, Any, int], Sequence[tuple[Fraction, Any]]]
 """``(ctx, state, player) -> [(probability, structured action), ...]``."""
 
 
 def full_options(
-    mech: Mechanism, spec: EnvSpec, limit: int = MAX_FULL_OPTIONS
+    mech: Mechanism, spec: EnvSpec, limit: int = 4096
 ) -> Callable[[Any, Any, int], list[Any]]:
     """Options callable listing every legal action (decoded from the array layout's mask).
 
@@ -203,9 +205,9 @@ def equilibrium_metrics(
         Deviation options within the menus (used when the full action space is too large,
         or always with ``action_space="menu"``).
     action_space : {"auto", "full", "menu"}
-        ``auto`` searches the full action space when every node of the evaluated groups has
-        at most :data:`MAX_FULL_OPTIONS` legal actions per player (and a coalition at most
-        ``MAX_JOINT_OPTIONS`` joint ones) on the profile's path, else the menus.
+        ``auto`` searches the full action space when every node of the evaluated groups on
+        the profile's path has at most :data:`MAX_FULL_OPTIONS` legal (joint) actions, else
+        the menus.
     """
     full = full_options(mech, spec)
     space = action_space
@@ -216,13 +218,9 @@ def equilibrium_metrics(
             for v in ev.visits:
                 for g in groups:
                     sizes = [
-                        count_full_options(mech, spec, v.state, p)
-                        for p in v.node.players
-                        if p in g
+                        count_full_options(mech, spec, v.state, p) for p in v.node.players if p in g
                     ]
-                    if any(k > MAX_FULL_OPTIONS for k in sizes) or (
-                        math.prod(sizes) > MAX_JOINT_OPTIONS
-                    ):
+                    if math.prod(sizes) > MAX_FULL_OPTIONS:
                         space = "menu"
     if space == "menu" and menu_options is None:
         raise ValueError("menu deviations need menu_options")

@@ -180,7 +180,9 @@ TASKS: dict[str, Task] = {
         Task(
             "perfect-revenue-coalition-v0",
             "perfect_revenue",
-            _STATES,
+            # values up to 2: agreement is measured against the exact SPE (backward
+            # induction over the coalition's joint moves), whose tree grows fast with values
+            "states:n=3,m=2,cap=2",
             (0, 1),
             description="M5, collusive version: a two-player coalition against Θ̄",
         ),
