@@ -110,12 +110,15 @@ def run_speed(out: Path, quick: bool) -> dict[str, Any]:
     from mechgym.bench import run_bench
 
     res = run_bench(seconds=0.2 if quick else 1.5, training=False, quick=quick)
-    from mechgym.training.bench import training_speed
+    from mechgym.training.bench import training_speed, vec_env_time_share
 
     res["training"] = (
         training_speed(single_steps=256, vector_steps=2048)
         if quick
-        else training_speed(single_steps=2048, vector_steps=65_536)
+        else {
+            **training_speed(single_steps=2048, vector_steps=65_536, n_envs=256),
+            "vector_64": vec_env_time_share(steps=32_768, n_envs=64),
+        }
     )
     (out / "speed.json").write_text(json.dumps(res, indent=2, default=str), encoding="utf-8")
     rows = []
@@ -141,7 +144,9 @@ def run_speed(out: Path, quick: bool) -> dict[str, Any]:
                 "ratio_to_rps": r["ratio_to_rps"],
             }
         )
-    for kind in ("single", "vector"):
+    for kind in ("single", "vector", "vector_64"):
+        if kind not in res["training"]:
+            continue
         t = res["training"][kind]
         rows.append(
             {
@@ -392,7 +397,9 @@ def tables(info: dict[str, Any], speed: dict[str, Any] | None, conv: dict[str, A
             "| MaskablePPO on best_belief | n_envs | steps/s | env share |",
             "|---|---|---|---|",
         ]
-        for kind in ("single", "vector"):
+        for kind in ("single", "vector", "vector_64"):
+            if kind not in speed["training"]:
+                continue
             t = speed["training"][kind]
             lines.append(
                 f"| {kind} | {t['n_envs']} | {t['steps_per_second']:,.0f} | {t['env_share']:.0%} |"
