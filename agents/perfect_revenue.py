@@ -215,7 +215,7 @@ def _deviations() -> dict[str, Any]:
 
 #: node budget of the exact SPE behind :class:`SPEReference` (3 players, 2 states, values
 #: 0..1 take about 40,000 nodes); beyond it the reference falls back to Θ̄
-SPE_MAX_NODES = 400_000
+SPE_MAX_NODES = 150_000
 
 
 # solved equilibria per context (weakly held) and mechanism
@@ -246,6 +246,12 @@ class SPEReference:
                 1, max(int(ctx.types[list(c)].max(axis=1).sum()) for c in ctx.coalitions)
             )
             spec = EnvSpec(ctx.n, ctx.num_states, cap, max(cap, price_cap))
+            grid = spec.price_cap + 1
+            # the full tree's size, before sharing: proposals × raises × answers
+            size = ctx.num_states * grid**ctx.n * grid ** ((ctx.n - 1) ** 2) * 2**ctx.n
+            if size > 10 * SPE_MAX_NODES:
+                per_ctx[id(mech)] = (mech, None)  # far too large: Θ̄, without trying
+                return None
             try:
                 per_ctx[id(mech)] = (mech, solve_spe(mech, ctx, spec, max_nodes=SPE_MAX_NODES))
             except SolverError:
