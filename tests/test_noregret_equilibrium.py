@@ -185,3 +185,54 @@ def test_learners_are_seeded() -> None:
 
     assert run(4) == run(4)
     assert run(4) != run(5)
+
+
+def test_train_and_converge_take_the_no_regret_rules(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mechgym.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "train"
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "budget_balanced_market",
+            "--algo",
+            "regret_matching",
+            "--rounds",
+            "40",
+            "--eval-contexts",
+            "4",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["algo"] == "regret_matching" and len(report["history"]) == 40
+    assert report["final"]["agreement"]["propose"] == 1.0  # the truthful proposal is learned
+    conv = tmp_path / "conv"
+    res = runner.invoke(
+        app,
+        [
+            "converge",
+            "vcg",
+            "--algo",
+            "hedge",
+            "--quick",
+            "--jobs",
+            "1",
+            "--out",
+            str(conv),
+            "--no-progress",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads((conv / "summary.json").read_text())
+    assert summary["config"]["algo"] == "hedge"
+    assert summary["mechanisms"]["vcg"]["status"] != "failed"

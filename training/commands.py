@@ -29,8 +29,17 @@ def add_commands(app: typer.Typer) -> None:
         learner: Annotated[
             str, typer.Option("--learner", "-l", help="Learning player (0) or coalition (1,2).")
         ] = "0",
-        algo: Annotated[str, typer.Option(help="maskable_ppo, ppo, a2c or dqn.")] = "maskable_ppo",
+        algo: Annotated[
+            str,
+            typer.Option(
+                help="maskable_ppo, ppo, a2c, dqn, or a no-regret rule: regret_matching, "
+                "hedge, fictitious_play."
+            ),
+        ] = "maskable_ppo",
         steps: Annotated[int, typer.Option(help="Training steps (learner decisions).")] = 20_000,
+        rounds: Annotated[
+            int, typer.Option(help="No-regret rules: rounds over the evaluation contexts.")
+        ] = 100,
         seed: Annotated[int, typer.Option(help="Seed of the env, opponents and model.")] = 0,
         opponents: Annotated[
             str, typer.Option(help="predicted, random, a deviation name, or a MODEL_PATH (.zip).")
@@ -91,6 +100,8 @@ def add_commands(app: typer.Typer) -> None:
         from mechgym.envs.engine.errors import MechgymError
         from rich.console import Console
 
+        from .noregret import RULES as NO_REGRET_RULES
+        from .noregret import train_no_regret
         from .train import train_learner
 
         given = [x for x in (context, example, generate) if x is not None]
@@ -123,6 +134,23 @@ def add_commands(app: typer.Typer) -> None:
             # --resume continues the run in --out; anything else must not replace results
             results = ("model.zip", "metrics.csv", "metrics.json")
             refuse_overwrite(out, results, overwrite or resume is not None)
+            if algo in NO_REGRET_RULES:
+                with trusted_models(trust_model):
+                    train_no_regret(
+                        mechanism,
+                        learner=learner,
+                        algo=algo,
+                        rounds=rounds,
+                        seed=seed,
+                        opponents=opponents,
+                        context=ctx,
+                        generator=gen,
+                        eval_contexts=eval_contexts,
+                        out=out,
+                        console=Console(),
+                    )
+                Console().print(f"results written to {out.resolve()}")
+                return
             with trusted_models(trust_model):
                 train_learner(
                     mechanism,
@@ -171,7 +199,13 @@ def add_commands(app: typer.Typer) -> None:
         generate: Annotated[
             str | None, typer.Option("--generate", help="Generator spec of the family.")
         ] = None,
-        algo: Annotated[str, typer.Option(help="maskable_ppo, ppo, a2c or dqn.")] = "maskable_ppo",
+        algo: Annotated[
+            str,
+            typer.Option(
+                help="maskable_ppo, ppo, a2c, dqn, or a no-regret rule: regret_matching, "
+                "hedge, fictitious_play."
+            ),
+        ] = "maskable_ppo",
         jobs: Annotated[
             int, typer.Option(help="Parallel processes (0: one per core, at most one per seed).")
         ] = 0,

@@ -84,6 +84,9 @@ class ConvergeConfig:
     overwrite: bool = False
     #: slots of the vectorised learner env (batched path); 1 = the exact single-episode env
     n_envs: int = 64
+    #: no-regret rules (``algo`` regret_matching / hedge / fictitious_play): iterations over
+    #: the family per round, in place of ``steps``
+    iterations: int = 5
 
     @classmethod
     def quick_config(cls, **kwargs: Any) -> ConvergeConfig:
@@ -134,8 +137,12 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
     from .metrics import evaluate_profile
     from .multi import MultiLearner
 
-    configure_torch(1)
     cfg = ConvergeConfig(**{**cfg_dict, "mechanisms": tuple(cfg_dict["mechanisms"])})
+    from .noregret import RULES
+
+    if cfg.algo in RULES:
+        return _run_no_regret_job(mech, seed, cfg, events)
+    configure_torch(1)
     t0 = time.perf_counter()
     _, contexts = family_contexts(mech, cfg)
     trainer = MultiLearner(
@@ -198,6 +205,79 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         "eval_seconds": eval_s,
         "steps": trainer.total_steps,
         "idle": dict(trainer.idle),
+    }
+
+
+def _run_no_regret_job(
+    mech: str, seed: int, cfg: ConvergeConfig, events: Any = None
+) -> dict[str, Any]:
+    """:func:`run_job` for the no-regret rules: every player learns one table per decision
+    over the menus (exact counterfactual values), ``cfg.iterations`` iterations a round."""
+    from mechgym.envs.pettingzoo.registry import entry
+
+    from .encodings import make_encoding
+    from .learner_env import make_raw_env
+    from .metrics import evaluate_profile
+    from .noregret import NoRegretLearner
+
+    t0 = time.perf_counter()
+    _, contexts = family_contexts(mech, cfg)
+    raw = make_raw_env(mech, contexts=contexts)
+    agents = entry(mech).load_agents()
+    enc = make_encoding("menu", mech, raw.mechanism, raw.spec, agents)
+    groups = [(p,) for p in range(raw.spec.n)]
+    learner = NoRegretLearner(
+        raw.mechanism,
+        contexts,
+        groups,
+        lambda ctx: {},
+        enc.options,
+        rule=cfg.algo,
+        rng=np.random.default_rng(seed),
+    )
+    pol = learner.policy()
+    rows: list[dict[str, Any]] = []
+    final: dict[str, Any] = {}
+    eval_s = 0.0
+    for r in range(cfg.rounds + 1):
+        if r > 0:
+            learner.run(cfg.iterations)
+            _emit(events, mech, seed, "train", cfg.iterations)
+        te = time.perf_counter()
+        met = evaluate_profile(
+            raw.mechanism,
+            agents,
+            contexts,
+            lambda ctx: dict.fromkeys(range(raw.spec.n), pol),
+            groups,
+            enc,
+            exploitability=cfg.exploitability,
+        )
+        eval_s += time.perf_counter() - te
+        for metric, key, value in met.flat():
+            rows.append(
+                {
+                    "mechanism": mech,
+                    "seed": seed,
+                    "round": r,
+                    "steps": learner.rounds * len(contexts),
+                    "metric": metric,
+                    "key": key,
+                    "value": value,
+                }
+            )
+        final = met.to_json()
+        _emit(events, mech, seed, "eval", r)
+    return {
+        "mechanism": mech,
+        "seed": seed,
+        "rows": rows,
+        "final": final,
+        "groups": [list(g) for g in groups],
+        "wall_seconds": time.perf_counter() - t0,
+        "eval_seconds": eval_s,
+        "steps": learner.rounds * len(contexts),
+        "idle": {},
     }
 
 
@@ -475,13 +555,14 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
     summary["config"] = asdict(cfg)
     cfg_dict = asdict(cfg)
     results: list[dict[str, Any]] = []
+    from .noregret import RULES
+
     total_units = 0
     for m in runnable:
-        n = _players(m, cfg)
-        total_units += cfg.seeds * (cfg.rounds * n * cfg.steps)
-    with progress_bar(
-        total=total_units, desc="converge", unit="steps", disable=not progress
-    ) as bar:
+        per_round = cfg.iterations if cfg.algo in RULES else _players(m, cfg) * cfg.steps
+        total_units += cfg.seeds * cfg.rounds * per_round
+    unit = "iterations" if cfg.algo in RULES else "steps"
+    with progress_bar(total=total_units, desc="converge", unit=unit, disable=not progress) as bar:
 
         def on_event(mech: str, seed: int, kind: str, amount: int) -> None:
             if kind == "train":
