@@ -239,6 +239,8 @@ def test_cli_tiny_eps_plays() -> None:
         ["evaluate", "nope"],
         ["evaluate", "best_belief", "--generate", "uniform:n=3,m=2", "--contexts", "100001"],
         ["evaluate", "best_belief", "--episodes", "10000001"],
+        # the batched path builds masks per episode: huge caps are refused there too
+        ["evaluate", "normal_form", "--generate", "uniform:n=3,m=4,cap=100000000", "--batched"],
     ],
 )
 def test_cli_bad_values_one_line(args: list[str]) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError
+from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError, ParameterError
+from mechgym.envs.model.limits import MAX_MASK_SIZE
 
 
 class MaskedMultiDiscrete(spaces.MultiDiscrete):
@@ -69,6 +70,15 @@ class ActionLayout:
         self.index = {f: k for k, f in enumerate(self.names)}
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
         self.mask_size = int(self.offsets[-1])
+        if self.mask_size > MAX_MASK_SIZE:
+            # masks are dense int8 vectors (per episode on the batched path): refuse the caps
+            # before anything allocates one
+            raise ParameterError(
+                "value_cap/price_cap",
+                f"the action mask would hold {self.mask_size} entries (at most {MAX_MASK_SIZE}); "
+                "pass a smaller value_cap/price_cap (structured actions may still state amounts "
+                "up to 2**53)",
+            )
         self.space = MaskedMultiDiscrete(self.sizes)
 
     def __len__(self) -> int:

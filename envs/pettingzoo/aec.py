@@ -37,7 +37,7 @@ from mechgym.envs.engine.game import (
     sample_chance,
 )
 from mechgym.envs.engine.spaces import MaskedDiscrete
-from mechgym.envs.model.limits import MAX_MASK_SIZE, check_cap, check_seed
+from mechgym.envs.model.limits import check_cap, check_seed
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils import wrappers
 
@@ -132,14 +132,6 @@ class MechanismEnv(AECEnv):
             price_cap=check_cap(pcap, "price_cap"),
         )
         self.layout = mechanism.layout(self.spec)
-        if self.layout.mask_size > MAX_MASK_SIZE:
-            # masks are dense int8 vectors; refuse before allocating one
-            raise ParameterError(
-                "value_cap/price_cap",
-                f"the action mask would hold {self.layout.mask_size} entries (at most "
-                f"{MAX_MASK_SIZE}); pass a smaller value_cap/price_cap (structured actions "
-                "may still state amounts up to 2**53)",
-            )
         self.render_mode = render_mode
         self.metadata = {
             **self.metadata,
