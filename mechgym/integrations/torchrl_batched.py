@@ -540,41 +540,55 @@ class BatchedMechanismEnv(EnvBase):
         assert api.ctx is not None and api.state is not None
         if idx is None:
             ctx, state = api.ctx, api.state
-            rows: Any = slice(None)
+            rows = np.arange(api.B)
         else:
             ctx, state = api.ctx.take(idx), take_state(api.state, idx)
             rows = idx
-        layout_masks = api.rules.masks(state) if self.menus is None else None
         for p in self.learning_players:
             self._obs[rows, p] = observation_vectors(api.rules, ctx, state, p)
-            acting = state.acting[:, p]
-            if layout_masks is not None:
-                self._amask[rows, p] = layout_masks[:, p] != 0
-                continue
-            mask = np.zeros((len(acting), self.K), dtype=bool)
-            menu = np.zeros((len(acting), self.K, len(self.layout)), dtype=np.int64)
-            if acting.any():
-                from mechgym.training.batched_obs import padded_menu
+        if self.menus is not None:
+            self._refresh_menus(ctx, state, rows)
+            return
+        layout_masks = api.rules.masks(state)
+        self._amask[rows[:, None], self.learning_players] = (
+            layout_masks[:, self.learning_players] != 0
+        )
+        if idx is None:
+            self._layout_masks = layout_masks
+        else:
+            assert self._layout_masks is not None
+            self._layout_masks[idx] = layout_masks
 
-                menu, valid = padded_menu(self._menu_fn, api.rules, ctx, state, p, self.K)
-                mask = valid & acting[:, None]
-                empty = acting & ~mask.any(axis=1)
-                if empty.any():
-                    b = int(np.flatnonzero(empty)[0])
-                    raise ParameterError(
-                        "price_cap",
-                        f"player_{p} has no menu entry on the price grid in phase "
-                        f"'{self._phase_name(state, b)}'; widen price_cap",
-                    )
-            mask[~acting, 0] = True  # the no-op of an agent that does not act
+    def _refresh_menus(self, ctx: ContextBatch, state: BatchState, rows: np.ndarray) -> None:
+        """Menus and menu masks of the learners at ``rows`` (``ctx``/``state`` are those rows);
+        menus are built only where a learner acts."""
+        from mechgym.training.batched_obs import padded_menu
+
+        for p in self.learning_players:
+            self._amask[rows, p] = False
+            self._amask[rows, p, 0] = True  # the no-op of an agent that does not act
+        busy = np.flatnonzero(state.acting[:, self.learning_players].any(axis=1))
+        if not len(busy):
+            return
+        if len(busy) < len(rows):
+            ctx, state, rows = ctx.take(busy), take_state(state, busy), rows[busy]
+        for p in self.learning_players:
+            acting = state.acting[:, p]
+            if not acting.any():
+                continue
+            menu, valid = padded_menu(self._menu_fn, self.api.rules, ctx, state, p, self.K)
+            mask = valid & acting[:, None]
+            empty = acting & ~mask.any(axis=1)
+            if empty.any():
+                b = int(np.flatnonzero(empty)[0])
+                raise ParameterError(
+                    "price_cap",
+                    f"player_{p} has no menu entry on the price grid in phase "
+                    f"'{self._phase_name(state, b)}'; widen price_cap",
+                )
+            mask[~acting, 0] = True
             self._amask[rows, p] = mask
             self._menu_acts[rows, p] = menu
-        if layout_masks is not None:
-            if idx is None:
-                self._layout_masks = layout_masks
-            else:
-                assert self._layout_masks is not None
-                self._layout_masks[idx] = layout_masks
 
     def _output(self, rewards: np.ndarray | None, ended: np.ndarray) -> TensorDictBase:
         api = self.api
