@@ -12,7 +12,6 @@ each drawn context played ``episodes`` times. A report has the keys of the sampl
 from __future__ import annotations
 
 import math
-import sys
 from fractions import Fraction
 from typing import Any
 
@@ -202,7 +201,7 @@ def batched_reports(
         guarantee is evaluated on the sampled means and, for a probability, on the empirical
         distribution of outcomes (up to :data:`MAX_DISTINCT_OUTCOMES` distinct ones).
     """
-    from tqdm import tqdm
+    from mechgym.progress import progress as progress_bar
 
     if episodes < 1 or contexts < 1 or batch_size < 1:
         raise ParameterError("--episodes/--contexts/--batch-size", "must be positive integers")
@@ -226,13 +225,8 @@ def batched_reports(
     rev, sw, ut = _Stats(K), _Stats(K), _Stats(K, (n,))
     seen = _Outcomes(K)
     starts = range(0, E, batch_size)
-    bar = tqdm(
-        starts,
-        desc=f"{mech.name} batches",
-        unit="batch",
-        file=sys.stderr,
-        leave=False,
-        disable=not progress or len(starts) < 2,
+    bar = progress_bar(
+        starts, desc=f"{mech.name} batches", unit="batch", disable=not progress or len(starts) < 2
     )
     for lo in bar:
         group = group_all[lo : lo + batch_size]
