@@ -264,33 +264,50 @@ def exact_rewards(env: BatchedMechanismEnv, ro: Rollout, b: int) -> np.ndarray:
 @pytest.mark.parametrize("name", ["vcg", "hope_for_the_best", "naive_market_2"])
 def test_menus_and_rewards_equal_the_pettingzoo_menu_env(name: str) -> None:
     """Chance-free mechanisms: the same menu entries, played on the PettingZoo AEC env with
-    ``action_encoding="menu"``, meet the same masks and end with the same rewards."""
+    ``action_encoding="menu"``, meet the same observations, masks and global states, and end
+    with the same rewards."""
     module = entry(name).load_env_module()
     gen = BatchedMechanismEnv(name, 1).api.source.base  # the env's default generator
     rng = np.random.default_rng(8)
     family = [gen.sample(rng) for _ in range(6)]
-    env = BatchedMechanismEnv(name, 6, contexts=family, record=True, seed=8)
+    env = BatchedMechanismEnv(name, 6, contexts=family, record=True, return_state=True, seed=8)
+    check_env_specs(env, seed=8)
     env.set_seed(8)
     torch.manual_seed(8)
     td = env.reset()
     contexts = list(env.api.ctx.contexts)
-    moves: list[list[tuple[int, int, np.ndarray]]] = [[] for _ in range(6)]  # (player, k, mask)
+    # per episode, per decision node: (global state, {player: (entry, mask, observation)})
+    nodes: list[list[tuple[np.ndarray, dict[int, tuple[int, np.ndarray, np.ndarray]]]]]
+    nodes = [[] for _ in range(6)]
     total = np.zeros((6, env.n))
     while not env.api.state.done.all():
         td = env.rand_action(td)
-        for g in env.learners:
-            for j, p in enumerate(env.group_players[g]):
-                for b in torch.nonzero(td[g, "mask"][:, j])[:, 0].tolist():
-                    k = int(td[g, "action"][b, j])
-                    moves[b].append((p, k, td[g, "action_mask"][b, j].numpy()))
+        for b in np.flatnonzero(~env.api.state.done):
+            moves = {}
+            for g in env.learners:
+                for j, p in enumerate(env.group_players[g]):
+                    if td[g, "mask"][b, j]:
+                        sub = td[g][b, j]
+                        moves[p] = (
+                            int(sub["action"]),
+                            sub["action_mask"].numpy(),
+                            sub["observation"].numpy(),
+                        )
+            nodes[b].append((td["state"][b].numpy(), moves))
         td = env.step(td)["next"]
         for g in env.learners:
             total[:, env.group_players[g]] += td[g, "reward"][..., 0].numpy()
     assert all((c < 0).all() for c in env.recording().final.chance)  # no chance node met
+    spec = env.rules.spec
     for b in range(6):
-        aec = module.env(context=contexts[b], action_encoding="menu")
+        aec = module.env(
+            context=contexts[b],
+            action_encoding="menu",
+            value_cap=spec.value_cap,
+            price_cap=spec.price_cap,
+        )
         aec.reset(seed=0)
-        queue = {p: [(k, m) for q, k, m in moves[b] if q == p] for p in range(env.n)}
+        at, done_here = 0, 0
         final = np.zeros(env.n)
         for agent in aec.agent_iter():
             obs, reward, term, trunc, _ = aec.last()
@@ -299,10 +316,17 @@ def test_menus_and_rewards_equal_the_pettingzoo_menu_env(name: str) -> None:
                 final[p] = reward
                 aec.step(None)
                 continue
-            k, mask = queue[p].pop(0)
+            state, moves = nodes[b][at]
+            if done_here == 0:  # the node's start: nobody has moved yet
+                assert np.allclose(aec.state(), state, rtol=0, atol=1e-6)
+            k, mask, vector = moves[p]
             assert np.array_equal(obs["action_mask"].astype(bool), mask)
+            assert np.allclose(obs["observation"], vector, rtol=0, atol=1e-6)
             aec.step(k)
-        assert all(not q for q in queue.values())
+            done_here += 1
+            if done_here == len(moves):
+                at, done_here = at + 1, 0
+        assert at == len(nodes[b])
         assert np.allclose(final, total[b], rtol=0, atol=1e-4)
 
 

@@ -65,6 +65,7 @@ from mechgym.envs.batched_api import (
     ContextSource,
     FixedContexts,
     observation_vectors,
+    private_features,
     put_state,
     take_state,
 )
@@ -196,6 +197,9 @@ class BatchedMechanismEnv(EnvBase):
     background : str or mapping, optional
         Batched scripted policy of the players outside ``learners``: ``"predicted"``,
         ``"random"``, a named deviation, a batched policy object, or ``{player: ...}``.
+    return_state : bool
+        Add the root key ``"state"``: the PettingZoo envs' global ``state()`` vector per
+        episode (for centralised critics).
     record : bool
         Keep what :meth:`recording` needs (actions, masks and chance draws since the last
         full reset).
@@ -225,6 +229,7 @@ class BatchedMechanismEnv(EnvBase):
         learners: Sequence[str] | None = None,
         background: Any = "predicted",
         record: bool = False,
+        return_state: bool = False,
         value_cap: int | None = None,
         price_cap: int | None = None,
         seed: int | None = None,
@@ -310,12 +315,18 @@ class BatchedMechanismEnv(EnvBase):
             self.K = int(self.menus.K)
         else:
             self.K = int(self.layout.mask_size)
+        self.return_state = bool(return_state)
+        phases = len(self.rules.phases)
+        self.state_size = phases + n
+        self.state_size += n * int(api.context_class.private_size(n, api.spec.m))
+        self.state_size += n * int(api.mech.public_size(api.spec))
         self.obs_size = int(api.observation_spaces[api.possible_agents[0]]["observation"].shape[1])
         self._make_specs()
 
         self.record = bool(record)
         self._log: dict[str, Any] | None = None
         self._obs = np.zeros((B, n, self.obs_size), dtype=np.float32)
+        self._state = np.zeros((B, self.state_size if self.return_state else 0), np.float32)
         self._amask = np.zeros((B, n, self.K), dtype=bool)
         self._menu_acts = np.zeros((B, n, self.K if self.menus else 0, len(self.layout)), np.int64)
         self._layout_masks: np.ndarray | None = None
@@ -394,6 +405,10 @@ class BatchedMechanismEnv(EnvBase):
                 shape=shape,
             )
         self.full_action_spec = Composite(act, shape=(B,), device=dev)
+        if self.return_state:
+            obs["state"] = Bounded(
+                -OBS_BOUND, OBS_BOUND, shape=(B, self.state_size), dtype=torch.float32, device=dev
+            )
         self.full_observation_spec = Composite(obs, shape=(B,), device=dev)
         self.full_reward_spec = Composite(rew, shape=(B,), device=dev)
         self.full_done_spec = Composite(done, shape=(B,), device=dev)
@@ -546,6 +561,8 @@ class BatchedMechanismEnv(EnvBase):
             rows = idx
         for p in self.learning_players:
             self._obs[rows, p] = observation_vectors(api.rules, ctx, state, p)
+        if self.return_state:
+            self._state[rows] = self._state_vectors(ctx, state)
         if self.menus is not None:
             self._refresh_menus(ctx, state, rows)
             return
@@ -558,6 +575,19 @@ class BatchedMechanismEnv(EnvBase):
         else:
             assert self._layout_masks is not None
             self._layout_masks[idx] = layout_masks
+
+    def _state_vectors(self, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+        """``(B, state_size)``: the AEC env's ``state()`` per episode (at a node's start)."""
+        B, n, k = ctx.B, self.n, len(self.rules.phases)
+        head = np.zeros((B, k + n), dtype=np.float32)
+        live = np.flatnonzero(state.phase >= 0)
+        head[live, state.phase[live]] = 1.0
+        head[:, k:] = state.acting
+        parts = [head]
+        parts += [private_features(ctx, i) for i in range(n)]
+        parts += [self.rules.public_features(state, i) for i in range(n)]
+        out = np.concatenate(parts, axis=1).astype(np.float32)
+        return np.clip(out, -OBS_BOUND, OBS_BOUND, out=out)
 
     def _refresh_menus(self, ctx: ContextBatch, state: BatchState, rows: np.ndarray) -> None:
         """Menus and menu masks of the learners at ``rows`` (``ctx``/``state`` are those rows);
@@ -601,6 +631,8 @@ class BatchedMechanismEnv(EnvBase):
             "terminated": done.clone(),
             "truncated": torch.zeros_like(done),
         }
+        if self.return_state:
+            out["state"] = torch.from_numpy(self._state.copy()).to(dev)
         for g in self.learners:
             ps = self.group_players[g]
             k = len(ps)
