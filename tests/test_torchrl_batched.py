@@ -18,6 +18,7 @@ pytest.importorskip("torchrl")
 
 from mechgym.envs.engine.batched import Rollout, replay_exact  # noqa: E402
 from mechgym.envs.engine.errors import (  # noqa: E402
+    ContextError,
     IllegalActionError,
     OutOfSpaceError,
     ParameterError,
@@ -102,7 +103,7 @@ def test_masked_random_rollout_with_partial_resets() -> None:
 
 
 def test_partial_reset_touches_only_its_slots() -> None:
-    env = BatchedMechanismEnv("vcg", 8, seed=2)
+    env = BatchedMechanismEnv("vcg", 8, record=True, seed=2)
     td = env.reset()
     out = env.step(env.rand_action(td))["next"]
     assert out["done"].all()  # VCG ends after one simultaneous bid
@@ -116,6 +117,10 @@ def test_partial_reset_touches_only_its_slots() -> None:
     assert not np.array_equal(env.api.ctx.values[[1, 5]], before[[1, 5]])
     assert env.api.state.done.tolist() == keep.tolist()
     assert td["done"].squeeze(-1).tolist() == keep.tolist()
+    with pytest.raises(ContextError, match="partial reset"):
+        env.recording()  # the slots no longer hold the recorded episodes
+    with pytest.raises(ParameterError, match="record"):
+        BatchedMechanismEnv("vcg", 2).recording()
 
 
 def test_seeding_reproduces_and_separates() -> None:

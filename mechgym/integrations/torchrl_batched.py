@@ -213,6 +213,24 @@ class BatchedMechanismEnv(EnvBase):
         Where the tensors live (the rules run on the CPU).
     constants : mapping, optional
         Mechanism constants (``{"eps": "1/10"}``, ...).
+
+    Attributes
+    ----------
+    group_map : dict of str to list of str
+        Every group and its agents (scripted groups included).
+    learners : list of str
+        The groups in the specs, in ``group_map`` order.
+    group_players : dict of str to list of int
+        Player indices of each learning group, in the order of the group's agent axis.
+    scripted_players : list of int
+        Players driven by ``background``.
+    K : int
+        Menu size (``"menu"``) or flat mask size (``"multidiscrete"``): the last axis of
+        ``action_mask``.
+    obs_size, state_size : int
+        Lengths of an agent's observation and of the global state.
+    api : BatchedEnv
+        The numpy batched API underneath (rules, contexts, state, generator).
     """
 
     def __init__(
@@ -279,6 +297,8 @@ class BatchedMechanismEnv(EnvBase):
         self.group_map = self._resolve_groups(group_map, static_partition(api.source, n))
         if learners is None:
             learners = list(self.group_map)
+        elif isinstance(learners, str):
+            learners = [learners]
         unknown = [g for g in learners if g not in self.group_map]
         if unknown or not learners:
             raise ParameterError(
@@ -666,9 +686,3 @@ class BatchedMechanismEnv(EnvBase):
             )
         log = self._log
         return Rollout(log["ctx"], log["actions"], log["acting"], log["masks"], self.api.state)
-
-    def layout_actions(self, tensordict: TensorDictBase) -> np.ndarray:
-        """``(B, n, L)`` array-layout actions of the learners' actions in ``tensordict``
-        (checked as :meth:`step` checks them; scripted players' rows are 0)."""
-        assert self.api.state is not None
-        return self._decode(tensordict, self.api.state)
