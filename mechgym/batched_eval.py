@@ -198,10 +198,12 @@ def batched_reports(
         One report per context, with the keys of the sampled report plus
         ``expected_revenue_stderr``, ``expected_welfare_stderr``,
         ``expected_utilities_stderr`` (``None`` for a single episode) and ``batched``. The
-        guarantee is evaluated on the sampled means and, for a probability, on the empirical
-        distribution of outcomes (up to :data:`MAX_DISTINCT_OUTCOMES` distinct ones).
+        guarantee is judged on the empirical distribution of outcomes with the bootstrap
+        interval of :mod:`mechgym.sampled` (up to :data:`MAX_DISTINCT_OUTCOMES` distinct
+        outcomes; beyond, on the sampled means, point verdict only).
     """
     from mechgym.progress import progress as progress_bar
+    from mechgym.sampled import guarantee_from_counts
 
     if episodes < 1 or contexts < 1 or batch_size < 1:
         raise ParameterError("--episodes/--contexts/--batch-size", "must be positive integers")
@@ -267,11 +269,18 @@ def batched_reports(
             "expected_utilities_stderr": None if u_se is None else [float(s) for s in u_se],
             "benchmarks": mech.benchmarks(ctx_k),
         }
+        pairs = seen.outcomes(k, n, base.kind, episodes)
+        if pairs:
+            # the empirical distribution is known: judge with the bootstrap interval
+            counts = [(o, round(p * episodes)) for p, o in pairs]
+            report["guarantee"] = guarantee_from_counts(mech, ctx_k, counts)
+            reports.append(report)
+            continue
         ev = Evaluation(
             Fraction(report["expected_revenue"]),
             Fraction(report["expected_welfare"]),
             tuple(Fraction(x) for x in report["expected_utilities"]),
-            seen.outcomes(k, n, base.kind, episodes),
+            pairs,
             [],
         )
         g = mech.guarantee(ctx_k, ev)

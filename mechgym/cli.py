@@ -192,7 +192,7 @@ def sampled_report(
         "expected_utilities": u.mean(axis=0).tolist(),
         "expected_utilities_stderr": [stderr(list(col)) for col in u.T],
         "benchmarks": mech.benchmarks(ctx),
-        "guarantee": sampled_guarantee(mech, ctx, outcomes, rng),
+        "guarantee": sampled_guarantee(mech, ctx, outcomes),
     }
 
 

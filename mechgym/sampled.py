@@ -5,7 +5,8 @@ A guarantee's value is a function of the outcome distribution (an expectation, a
 or a minimum of expectations), so its sampling error is estimated by a seeded bootstrap over
 the sampled outcomes; ``holds`` then means "not rejected at 95%": for ``value ≥ bound`` the
 interval's upper end reaches the bound, for ``value = bound`` the interval contains it. The
-point verdict is kept beside it (``holds_point``).
+point verdict is kept beside it (``holds_point``). The point value is exact (rationals over
+the sampled outcomes); the resamples are weighted in floats, which is ample for an interval.
 """
 
 from __future__ import annotations
@@ -50,28 +51,53 @@ def _flat(g: Any) -> list[Any]:
 
 
 def sampled_guarantee(
-    mech: Any, ctx: Any, outcomes: Sequence[Any], rng: np.random.Generator
+    mech: Any, ctx: Any, outcomes: Sequence[Any], rng: np.random.Generator | None = None
 ) -> dict[str, Any] | None:
     """The guarantee on sampled outcomes, each statement with a bootstrap standard error,
     a 95% interval and the interval's verdict (see the module docstring)."""
-    total = len(outcomes)
     # keyed with the rule too: Outcome's equality ignores it, a statement may not
     keyed = Counter((o, o.rule) for o in outcomes)
     first = {(o, o.rule): o for o in outcomes}
-    distinct = list(keyed)
-    g = mech.guarantee(
-        ctx, empirical_evaluation(ctx, [(first[k], keyed[k]) for k in distinct], total)
-    )
+    return guarantee_from_counts(mech, ctx, [(first[k], c) for k, c in keyed.items()], rng)
+
+
+def guarantee_from_counts(
+    mech: Any,
+    ctx: Any,
+    counts: Sequence[tuple[Any, int]],
+    rng: np.random.Generator | None = None,
+) -> dict[str, Any] | None:
+    """:func:`sampled_guarantee` from ``(distinct outcome, draws)`` pairs. ``rng`` drives
+    the bootstrap (default: a generator seeded with 0, so a report is reproducible and the
+    caller's stream is left alone)."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    total = sum(c for _, c in counts)
+    g = mech.guarantee(ctx, empirical_evaluation(ctx, counts, total))
     if g is None:
         return None
-    probs = np.array([keyed[k] for k in distinct], dtype=float) / total
+    first = {k: o for k, (o, _) in enumerate(counts)}
+    distinct = list(first)
+    probs = np.array([c for _, c in counts], dtype=float) / total
     samples: list[list[float]] = [[] for _ in _flat(g)]
     if len(distinct) > 1:
+        from mechgym.envs.engine.game import Evaluation
+
+        # each outcome's revenue, welfare and utilities once; a resample is then a weighting
+        outs = [first[k] for k in distinct]
+        table = np.array(
+            [[float(o.revenue), float(ctx.welfare(o)), *map(float, ctx.utilities(o))] for o in outs]
+        )
         for _ in range(BOOTSTRAP):
             draw = rng.multinomial(total, probs)
-            boot = [(first[k], int(c)) for k, c in zip(distinct, draw, strict=True)]
-            gb = mech.guarantee(ctx, empirical_evaluation(ctx, boot, total))
-            for k, part in enumerate(_flat(gb)):
+            sums = draw @ table / total
+            ev = Evaluation(
+                Fraction(sums[0]),
+                Fraction(sums[1]),
+                tuple(Fraction(x) for x in sums[2:]),
+                [(Fraction(int(c), total), o) for o, c in zip(outs, draw, strict=True) if c],
+                [],
+            )
+            for k, part in enumerate(_flat(mech.guarantee(ctx, ev))):
                 samples[k].append(float(part.value))
     alpha = (1 - LEVEL) / 2
     judged = []
