@@ -295,7 +295,20 @@ def test_envs_pickle_and_continue_identically(name: str, how: str) -> None:
     if e.mechanism_class().simultaneous_only:
         par = e.load_env_module().parallel_env(seed=0)
         obs, _ = par.reset(seed=0)
-        clone = pickle.loads(pickle.dumps(par)) if how == "pickle" else copy.deepcopy(par)
-        acts = {a: par.action_space(a).sample(obs[a]["action_mask"]) for a in par.agents}
-        out1, out2 = par.step(acts), clone.step(acts)
-        assert out1[1] == out2[1]
+        for k, a in enumerate(par.possible_agents):
+            par.action_space(a).seed(k)
+        clone = None
+        while par.agents:
+            acts = {a: par.action_space(a).sample(obs[a]["action_mask"]) for a in par.agents}
+            if clone is None:  # after the first step: mid-episode, or at its end
+                obs, *_ = par.step(acts)
+                clone = pickle.loads(pickle.dumps(par)) if how == "pickle" else copy.deepcopy(par)
+                continue
+            out1, out2 = par.step(acts), clone.step(acts)
+            assert out1[1:] == out2[1:]
+            assert all(
+                np.array_equal(out1[0][a]["observation"], out2[0][a]["observation"])
+                for a in out1[0]
+            )
+            obs = out1[0]
+        assert clone.agents == par.agents
