@@ -102,6 +102,50 @@ def test_masked_random_rollout_with_partial_resets() -> None:
     assert phase0[t_done[:, 0], t_done[:, 1] + 1].eq(1).all()
 
 
+# torchrl.collectors defines its own deprecated weight updaters when imported
+@pytest.mark.filterwarnings("ignore:Creating .*WeightUpdater:DeprecationWarning")
+def test_collector_with_masked_policies_and_state() -> None:
+    """TorchRL's collector steps the batched env with one masked actor per group."""
+    from tensordict.nn import TensorDictModule, TensorDictSequential
+    from torchrl.collectors import Collector
+    from torchrl.modules import MaskedCategorical, ProbabilisticActor
+
+    B, T = 32, 4
+    env = BatchedMechanismEnv("best_belief", B, coalitions=[(0, 2)], return_state=True, seed=5)
+    torch.manual_seed(5)
+    actors = []
+    for g in env.learners:
+        net = TensorDictModule(
+            torch.nn.Linear(env.obs_size, env.K), [(g, "observation")], [(g, "logits")]
+        )
+        actors.append(
+            ProbabilisticActor(
+                net,
+                in_keys={"logits": (g, "logits"), "mask": (g, "action_mask")},
+                out_keys=[(g, "action")],
+                distribution_class=MaskedCategorical,
+                return_log_prob=True,
+                log_prob_key=(g, "log_prob"),
+            )
+        )
+    collector = Collector(
+        env,
+        TensorDictSequential(*actors),
+        frames_per_batch=B * T,
+        total_frames=2 * B * T,
+        auto_register_policy_transforms=False,
+    )
+    batches = list(collector)
+    collector.shutdown()
+    assert len(batches) == 2
+    for batch in batches:
+        assert batch.batch_size == (B, T)
+        assert batch["state"].shape == (B, T, env.state_size)
+        assert batch["coalition_0_2", "log_prob"].shape == (B, T, 2)
+        assert torch.isfinite(batch["coalition_0_2", "log_prob"]).all()
+        assert batch["next", "done"].any()
+
+
 def test_partial_reset_touches_only_its_slots() -> None:
     env = BatchedMechanismEnv("vcg", 8, record=True, seed=2)
     td = env.reset()
