@@ -6,6 +6,8 @@ Each test runs the real library and skips when it is not installed.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -73,6 +75,19 @@ def test_torchrl_pettingzoo_wrapper(e, encoding) -> None:
     assert td.batch_size == (12,)
     assert td["state"].shape[-1] == pz.state_space.shape[0]
     assert td["next", "done"].any()  # at least one episode ran to its end
+
+
+def test_torchrl_without_the_explicit_import() -> None:
+    pytest.importorskip("torchrl")
+    # a fresh interpreter: envs built after TorchRL is imported register the conversion
+    code = (
+        "from torchrl.envs import PettingZooWrapper\n"
+        "from mechgym.envs import vcg_v0\n"
+        "env = PettingZooWrapper(vcg_v0.parallel_env(seed=0), use_mask=True, seed=0)\n"
+        "print(env.rollout(4, break_when_any_done=False)['next', 'done'].shape)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
 
 
 @pytest.mark.parametrize("module", [best_belief_v0, perfect_revenue_v0], ids=["M1", "M5"])

@@ -19,6 +19,7 @@ mechanism's structured actions (e.g. :class:`~mechgym.envs.engine.actions.Offer`
 
 from __future__ import annotations
 
+import sys
 from fractions import Fraction
 from functools import partial
 from typing import Any, ClassVar
@@ -170,6 +171,9 @@ class MechanismEnv(AECEnv):
         # one space object per agent, as PettingZoo's seeding of spaces expects; an unmasked
         # sample() draws a legal action at the agent's current node
         self.action_spaces = {a: self._new_action_space(a) for a in self.possible_agents}
+        if "torchrl.envs.libs.gym" in sys.modules:
+            # TorchRL is in use: give it flat masks for MultiDiscrete fields of one size
+            import mechgym.integrations.torchrl  # noqa: F401
         self._private_sizes = (len(mechanism.phases), n, self._private_size)
         state_size = len(mechanism.phases) + n + n * self._private_size
         state_size += n * mechanism.public_size(self.spec)
