@@ -200,3 +200,39 @@ def test_parallel_refusal_changes_nothing(name: str) -> None:
         par.step(bad)
     assert fingerprint(aec) == before
     par.step(actions)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), seed=st.integers(0, 2**16))
+def test_menu_encoding_refusals_change_nothing(name: str, data: Any, seed: int) -> None:
+    """The third action form: indices into the per-phase menus."""
+    from mechgym.envs.pettingzoo.registry import entry
+
+    env = entry(name).load_env_module().raw_env(seed=seed, action_encoding="menu")
+    env.reset(seed=seed)
+    for k, a in enumerate(env.possible_agents):
+        env.action_space(a).seed(seed + k)
+    for _ in range(200):
+        if not env.agents:
+            break
+        agent = env.agent_selection
+        if env.terminations[agent] or env.truncations[agent]:
+            env.step(None)
+            continue
+        legal = env.action_space(agent).sample(env.observe(agent)["action_mask"])
+        action = legal if data.draw(st.booleans()) else data.draw(WEIRD)
+        before = fingerprint(env)
+        try:
+            env.step(action)
+        except MechgymError:
+            assert fingerprint(env) == before
+        except Exception as exc:  # pragma: no cover - the failure this test exists for
+            raise AssertionError(f"{name}: untyped {type(exc).__name__}: {exc}") from exc
+    while env.agents:  # the episode can still be finished
+        agent = env.agent_selection
+        if env.terminations[agent] or env.truncations[agent]:
+            env.step(None)
+        else:
+            env.step(env.action_space(agent).sample(env.observe(agent)["action_mask"]))
+    assert env.outcome is not None
