@@ -130,10 +130,11 @@ def test_observations_agree_with_the_exact_builder(name: str) -> None:
 
 
 def test_vec_env_runs_maskable_ppo_and_reads_masks() -> None:
-    from mechgym.training.algos import make_model
+    from mechgym.training.algos import configure_torch, make_model
     from mechgym.training.vec_env import VecLearnerEnv
     from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
 
+    configure_torch(1)
     env = VecLearnerEnv("best_belief", 0, n_envs=16, seed=0, learn_phases=("respond",))
     assert is_masking_supported(env)
     obs = env.reset()
@@ -254,11 +255,12 @@ def test_raw_encoding_and_illegal_actions() -> None:
 
 def test_learned_opponents_play_batched_as_exact() -> None:
     """A model playing the batched path picks, episode by episode, the exact policy's action."""
-    from mechgym.training.algos import make_model
+    from mechgym.training.algos import configure_torch, make_model
     from mechgym.training.batched_obs import BatchedLearned
     from mechgym.training.policies import LearnedPolicy
     from mechgym.training.vec_env import VecLearnerEnv
 
+    configure_torch(1)
     env = VecLearnerEnv("best_belief", 0, n_envs=8, seed=0)
     model = make_model("maskable_ppo", env, seed=0)
     exact_pol = LearnedPolicy(model, env.builder, cache=False)
@@ -341,9 +343,12 @@ def test_batched_env_steps_rejects_and_auto_resets() -> None:
     ],
 )
 def test_multilearner_schemes_on_the_vector_env(scheme: str, tmp_path: Path) -> None:
+    from mechgym.training.algos import configure_torch
     from mechgym.training.metrics import evaluate_profile
     from mechgym.training.multi import MultiLearner
     from mechgym.training.vec_env import VecLearnerEnv
+
+    configure_torch(1)
 
     tr = MultiLearner(
         "best_belief",
