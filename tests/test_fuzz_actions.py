@@ -119,7 +119,7 @@ def bad_array(env: Any, agent: str, draw: Any) -> Any:
 
 @pytest.mark.parametrize(("name", "kwargs"), CASES)
 @settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
