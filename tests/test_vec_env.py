@@ -389,3 +389,25 @@ def test_bench_training_reports_single_and_vector() -> None:
         r = res[kind]
         assert r["n_envs"] == n and r["steps_per_second"] > 0 and 0 < r["env_share"] < 1
     assert res["speedup"] > 0
+
+
+def test_sb3_vec_wrappers_keep_masks_and_episodes() -> None:
+    """SB3's own VecEnv wrappers sit on top: VecMonitor reports episodes, VecNormalize
+    normalises observations, and masks still reach sb3-contrib through them."""
+    from mechgym.training.vec_env import VecLearnerEnv
+    from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+    from stable_baselines3.common.vec_env.util import obs_space_info
+
+    env = VecNormalize(VecMonitor(VecLearnerEnv("vcg", 0, n_envs=8, seed=0)), norm_reward=False)
+    _, shapes, dtypes = obs_space_info(env.observation_space)
+    assert shapes[None] == env.observation_space.shape and dtypes[None] == np.float32
+    assert is_masking_supported(env)
+    env.reset()
+    episodes = 0
+    for _ in range(3):
+        masks = get_action_masks(env)
+        assert masks.shape == (8, 4)
+        _, _, done, infos = env.step(np.argmax(masks, axis=1))
+        episodes += sum("episode" in infos[b] for b in np.flatnonzero(done))
+    assert episodes == 24  # one report per episode: VCG ends after one decision
