@@ -312,3 +312,20 @@ def test_envs_pickle_and_continue_identically(name: str, how: str) -> None:
             )
             obs = out1[0]
         assert clone.agents == par.agents
+
+
+def test_bad_reset_changes_nothing() -> None:
+    from mechgym.envs.model.context import AuctionContext
+
+    env = raw("best_belief", seed=0)
+    agent = env.agent_selection
+    env.step(env.action_space(agent).sample(env.observe(agent)["action_mask"]))
+    before = fingerprint(env)
+    other = AuctionContext(values=[[0, 1], [0, 2]])  # a context of another size
+    for bad in ("nope", other):
+        with pytest.raises(ContextError, match=r"options\.context"):
+            env.reset(seed=5, options={"context": bad})
+        assert fingerprint(env) == before
+    with pytest.raises(ParameterError):
+        env.reset(seed=-1)
+    assert fingerprint(env) == before

@@ -234,17 +234,19 @@ class MechanismEnv(AECEnv):
         return np.clip(out, -OBS_BOUND, OBS_BOUND, out=out)
 
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        # every argument is checked before anything (the chance stream included) changes
         seed = check_seed(seed)
+        ctx = (options or {}).get("context")
+        if ctx is not None and (
+            type(ctx) is not self.context_class or (ctx.n, ctx.m) != (self.spec.n, self.spec.m)
+        ):
+            raise ContextError(
+                "options.context",
+                f"must be a {self.context_class.__name__} with n={self.spec.n}, m={self.spec.m}",
+            )
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-        ctx = (options or {}).get("context")
         if ctx is not None:
-            if (ctx.n, ctx.m) != (self.spec.n, self.spec.m) or type(ctx) is not self.context_class:
-                raise ContextError(
-                    "options.context",
-                    f"must be a {self.context_class.__name__} "
-                    f"with n={self.spec.n}, m={self.spec.m}",
-                )
             self.context = ctx
         elif self.generator is not None:
             self.context = self.generator.sample(self._rng)
