@@ -196,9 +196,10 @@ def test_parallel_refusal_changes_nothing(name: str) -> None:
     bad = dict(actions)
     bad[acting[-1]] = np.full_like(actions[acting[-1]], 2**40)
     before = fingerprint(aec)
-    with pytest.raises(MechgymError):
-        par.step(bad)
-    assert fingerprint(aec) == before
+    for wrong in (bad, [actions[a] for a in par.agents], None):
+        with pytest.raises(MechgymError):
+            par.step(wrong)
+        assert fingerprint(aec) == before
     par.step(actions)
 
 

@@ -27,7 +27,12 @@ from typing import Any, ClassVar
 import gymnasium
 import numpy as np
 from gymnasium import spaces
-from mechgym.envs.engine.errors import ContextError, NotActingError, ParameterError
+from mechgym.envs.engine.errors import (
+    ContextError,
+    NotActingError,
+    OutOfSpaceError,
+    ParameterError,
+)
 from mechgym.envs.engine.game import (
     Chance,
     Decision,
@@ -535,6 +540,10 @@ class MechanismParallelEnv(ParallelEnv):
         if not self.agents:
             raise NotActingError("-", "done", "the episode is over; call reset() to start another")
         node = aec.node
+        if not isinstance(actions, dict):
+            raise OutOfSpaceError(
+                "-", node.phase, f"a parallel step takes a dict agent -> action, got {actions!r}"
+            )
         acting = [agent_name(p) for p in node.players]
         for a in self.agents:
             if a in acting:
