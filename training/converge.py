@@ -143,7 +143,7 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
     if cfg.algo in RULES:
         return _run_no_regret_job(mech, seed, cfg, events)
     configure_torch(1)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     _, contexts = family_contexts(mech, cfg)
     trainer = MultiLearner(
         mech,
@@ -202,6 +202,8 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         "final": final,
         "groups": [list(g) for g in trainer.groups],
         "wall_seconds": time.perf_counter() - t0,
+        # CPU seconds of the job (one torch thread): its wall time on an idle core
+        "cpu_seconds": time.process_time() - c0,
         "eval_seconds": eval_s,
         "steps": trainer.total_steps,
         "idle": dict(trainer.idle),
@@ -417,6 +419,7 @@ def summarize(
             for k in (finals[0]["exploitability"] if finals else {})
         },
         "wall_seconds_per_seed": stats([j["wall_seconds"] for j in jobs]),
+        "cpu_seconds_per_seed": stats([j.get("cpu_seconds") for j in jobs]),
         "eval_seconds_per_seed": stats([j["eval_seconds"] for j in jobs]),
         "reference": reference,
     }
