@@ -563,6 +563,7 @@ class BatchedMechanismEnv(EnvBase):
                 state.acting & self.is_learner[None, :],
                 names,
             )
+            acts[~state.acting] = 0  # the rules read only the acting players' rows
         return acts
 
     def _phase_name(self, state: BatchState, b: int = 0) -> str:
