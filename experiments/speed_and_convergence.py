@@ -229,38 +229,59 @@ def tie_share(mech: str, cfg: Any) -> float | None:
     return float(ties / total) if total else None
 
 
-def run_convergence(out: Path, mechanisms: tuple[str, ...], quick: bool) -> dict[str, Any]:
+def _finish_summary(s: dict[str, Any], mech: str, cfg: Any, metrics_csv: Path) -> None:
+    """Timing estimates and tie shares added to a mechanism's converge summary."""
+    cpu = s.get("cpu_seconds_per_seed") or {}
+    if cpu.get("n"):
+        total = cpu["mean"] * cpu["n"]
+        s["cpu_seconds_seeds"] = total
+        # the seeds run in min(2, seeds) worker processes: on 2 idle cores the run takes
+        # about its CPU seconds shared over them (plus start-up and the reference run)
+        s["estimated_wall_seconds_2_cores"] = total / min(2, cpu["n"])
+    s["metrics_csv"] = str(metrics_csv)
+    try:
+        s["tie_share"] = tie_share(mech, cfg)
+    except Exception as exc:  # a figure for the report, not a reason to stop
+        s["tie_share_error"] = f"{type(exc).__name__}: {exc}"
+
+
+def run_convergence(
+    out: Path, mechanisms: tuple[str, ...], quick: bool, together: bool = False, jobs: int = 0
+) -> dict[str, Any]:
+    """The default converge per mechanism (one run each, timed), or all of them in one run
+    (``together``, spread over ``jobs`` processes: faster on a busy machine, timed per job
+    in CPU seconds). Results merge into ``out/convergence.json``."""
     from mechgym.training.converge import ConvergeConfig, run_converge
     from rich.console import Console
 
-    results: dict[str, Any] = {}
+    path = out / "convergence.json"
+    results: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     console = Console()
-    for mech in mechanisms:
-        base = ConvergeConfig.quick_config() if quick else ConvergeConfig()
+    base = ConvergeConfig.quick_config() if quick else ConvergeConfig()
+    batches = [tuple(mechanisms)] if together else [(m,) for m in mechanisms]
+    for batch in batches:
+        name = batch[0] if len(batch) == 1 else "together"
         cfg = replace(
-            base,
-            mechanisms=(mech,),
-            out=str(out / "converge" / mech),
-            overwrite=True,
+            base, mechanisms=batch, out=str(out / "converge" / name), overwrite=True, jobs=jobs
         )
         t0, c0 = time.perf_counter(), cpu_seconds()
         load0 = os.getloadavg()[0]
         summary = run_converge(cfg, console=console, progress=False)
         wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-        s = summary["mechanisms"][mech]
-        s["wall_seconds_total"] = wall
-        s["cpu_seconds_total"] = cpu
-        s["load_average"] = [load0, os.getloadavg()[0]]
-        s["config"] = summary["config"]
-        try:
-            s["tie_share"] = tie_share(mech, cfg)
-        except Exception as exc:  # a figure for the report, not a reason to stop
-            s["tie_share_error"] = f"{type(exc).__name__}: {exc}"
-        results[mech] = s
-        console.print(f"[bold]{mech}[/]: {wall:.0f} s wall, {cpu:.0f} s CPU (load {load0:.1f})")
-        (out / "convergence.json").write_text(
-            json.dumps(results, indent=2, default=str), encoding="utf-8"
+        for mech in batch:
+            s = summary["mechanisms"][mech]
+            s["wall_seconds_total"] = wall
+            s["cpu_seconds_total"] = cpu
+            s["run_mechanisms"] = list(batch)
+            s["load_average"] = [load0, os.getloadavg()[0]]
+            s["config"] = summary["config"]
+            if s.get("status") == "ok":
+                _finish_summary(s, mech, cfg, Path(cfg.out) / "metrics.csv")
+            results[mech] = s
+        console.print(
+            f"[bold]{', '.join(batch)}[/]: {wall:.0f} s wall, {cpu:.0f} s CPU (load {load0:.1f})"
         )
+        path.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
     rows = []
     for mech, s in results.items():
         if s.get("status") != "ok":
@@ -284,7 +305,8 @@ def run_convergence(out: Path, mechanisms: tuple[str, ...], quick: bool) -> dict
                     "steps_per_seed": s["steps_per_seed"],
                     "seeds": len(s["seeds"]),
                     "wall_seconds": s["wall_seconds_total"],
-                    "cpu_seconds": s["cpu_seconds_total"],
+                    "cpu_seconds_seeds": s.get("cpu_seconds_seeds"),
+                    "estimated_wall_seconds_2_cores": s.get("estimated_wall_seconds_2_cores"),
                 }
             )
     if rows:
@@ -332,11 +354,15 @@ def plot_convergence(out: Path, results: dict[str, Any]) -> None:
     plt.close(fig)
     fig, axes = plt.subplots(1, len(ok), figsize=(3.2 * len(ok), 3.0), squeeze=False)
     for ax, (mech, _s) in zip(axes[0], ok.items(), strict=True):
-        path = out / "converge" / mech / "metrics.csv"
+        path = Path(_s.get("metrics_csv", out / "converge" / mech / "metrics.csv"))
         if not path.exists():
             continue
         with path.open(encoding="utf-8") as fh:
-            data = [r for r in csv.DictReader(fh) if r["metric"] == "agreement"]
+            data = [
+                r
+                for r in csv.DictReader(fh)
+                if r["metric"] == "agreement" and r["mechanism"] == mech
+            ]
         for key in sorted({r["key"] for r in data}):
             for seed in sorted({r["seed"] for r in data}):
                 pts = sorted(
@@ -409,7 +435,8 @@ def tables(info: dict[str, Any], speed: dict[str, Any] | None, conv: dict[str, A
     if conv:
         lines += [
             "| mechanism | phase | agreement (mean ± std, min) | verdict | visit mass | "
-            "cost of a disagreement | bound met | ties among YES/NO | wall s (CPU s) |",
+            "cost of a disagreement | bound met | ties among YES/NO | "
+            "CPU s (≈ s on 2 idle cores) |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for mech, s in conv.items():
@@ -426,7 +453,8 @@ def tables(info: dict[str, Any], speed: dict[str, Any] | None, conv: dict[str, A
                     f"{_f(p['disagreement_loss']['mean'], 3)} | "
                     f"{_f(bound['mean']) if bound else '–'} | "
                     f"{_f(s.get('tie_share')) if ph in YES_NO else '–'} | "
-                    f"{s['wall_seconds_total']:.0f} ({s['cpu_seconds_total']:.0f}) |"
+                    f"{_f(s.get('cpu_seconds_seeds'), 0)} "
+                    f"({_f(s.get('estimated_wall_seconds_2_cores'), 0)}) |"
                 )
         cfg = next(iter(conv.values())).get("config", {})
         if cfg:
@@ -445,15 +473,26 @@ def main() -> None:
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-converge", action="store_true")
     ap.add_argument("--quick", action="store_true", help="Tiny budgets (a smoke test).")
+    ap.add_argument("--together", action="store_true", help="One converge run for all mechanisms.")
+    ap.add_argument("--jobs", type=int, default=0, help="Processes of a --together run.")
     args = ap.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     info = machine()
     (out / "machine.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     speed = None if args.skip_speed else run_speed(out, args.quick)
+    if speed is None and (out / "speed.json").exists():
+        speed = json.loads((out / "speed.json").read_text(encoding="utf-8"))
     conv = None
     if not args.skip_converge:
-        conv = run_convergence(out, tuple(args.mechanisms), args.quick)
+        conv = run_convergence(
+            out, tuple(args.mechanisms), args.quick, together=args.together, jobs=args.jobs
+        )
+    elif (out / "convergence.json").exists():
+        conv = json.loads((out / "convergence.json").read_text(encoding="utf-8"))
+    if conv:
+        conv = {m: conv[m] for m in [*SIX, *conv] if m in conv}
+        plot_convergence(out, conv)
     info["load_average_at_end"] = os.getloadavg()
     (out / "machine.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     text = tables(info, speed, conv)
