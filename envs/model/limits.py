@@ -10,7 +10,8 @@ sizes. Each limit says why it is what it is:
 * :data:`MAX_PLAYERS` players and :data:`MAX_GOODS` goods keep a belief array
   ``(n, n, 2**m)`` at most :data:`MAX_BELIEF_ENTRIES` int64 entries (128 MiB);
 * an action mask (int8, one entry per value of every field) holds at most
-  :data:`MAX_MASK_SIZE` entries (4 MiB); an env whose caps would need more is refused;
+  :data:`MAX_MASK_SIZE` entries (4 MiB); an action layout whose caps would need more is
+  refused wherever it is built (envs, the batched path, learners);
 * a context or config file is a regular file of at most :data:`MAX_FILE_BYTES`;
 * constants such as ε have numerator and denominator at most :data:`MAX_DENOMINATOR`
   (chance itself is sampled exactly for any rational probability).
@@ -65,12 +66,13 @@ def _is_int(x: Any) -> bool:
 
 
 def check_cap(x: Any, name: str) -> int:
-    """An env's ``value_cap`` or ``price_cap``: an integer in ``1..MAX_AMOUNT``.
+    """An env's ``value_cap`` or ``price_cap``: an integer in ``1..MAX_AMOUNT`` (a string of
+    digits, as the CLI's ``--param`` gives, is read as one).
 
     Raises
     ------
     ParameterError
-        For NaN, fractions such as 1.5, booleans, strings and out-of-range integers.
+        For NaN, fractions such as 1.5, booleans, other strings and out-of-range integers.
     """
     if isinstance(x, str) and x.strip().lstrip("+").isdigit() and len(x) < 30:
         x = int(x)  # from the command line (--param value_cap=50)
