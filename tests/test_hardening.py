@@ -329,3 +329,25 @@ def test_bad_reset_changes_nothing() -> None:
     with pytest.raises(ParameterError):
         env.reset(seed=-1)
     assert fingerprint(env) == before
+
+
+def test_a_failed_resolve_puts_the_env_back(monkeypatch) -> None:
+    """Validation catches every known input problem; should resolving a node still fail (a
+    solver's limit), the AEC env restores state, buffer, rewards, history and chance."""
+    from mechgym.envs.engine.errors import SolverError
+
+    env = raw("vcg", context="ausubel-milgrom", seed=0)
+    env.step((0, 0, 0, 10))
+    env.step((0, 5, 0, 5))
+    before = fingerprint(env)
+
+    def broken(state, actions):
+        raise SolverError("too large")
+
+    monkeypatch.setattr(env.mechanism, "resolve", broken)
+    with pytest.raises(SolverError):
+        env.step((0, 0, 5, 10))
+    assert fingerprint(env) == before
+    monkeypatch.undo()
+    env.step((0, 0, 5, 10))
+    assert env.outcome is not None
