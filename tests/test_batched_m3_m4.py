@@ -9,6 +9,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from batched_support import (
+    FeatureRecorder,
+    check_agent,
+    check_features,
+    check_utilities_and_rewards,
+    context_batch,
+    rules_for,
+    scripted,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mechgym.agents.base import AGENTS
@@ -30,10 +39,9 @@ from mechgym.envs.engine.errors import (
     OutOfSpaceError,
     ParameterError,
 )
-from mechgym.envs.engine.game import Chance, Decision, EnvSpec, Mechanism, Terminal, step_decision
+from mechgym.envs.engine.game import EnvSpec, Mechanism
 from mechgym.envs.mechanisms.collusion_leveraging import CollusionLeveraging
 from mechgym.envs.mechanisms.knowledge_benchmark import KnowledgeBenchmark
-from mechgym.envs.model.generators import make_generator
 
 # (generator spec, episodes): ties (small caps), edge sizes (n = 2, m = 1; n = 5, m = 3),
 # every belief kind, coalitions with and without shared rewards. 10 400 per mechanism.
@@ -60,18 +68,6 @@ def _mechanism(variant: str) -> Mechanism:
     }[variant]()
 
 
-def _batch(spec: str, B: int, seed: int) -> ContextBatch:
-    gen = make_generator(spec)
-    rng = np.random.default_rng(seed)
-    return ContextBatch.from_contexts([gen.sample(rng) for _ in range(B)])
-
-
-def _rules(mech: Mechanism, spec_text: str) -> BatchedRules:
-    gen = make_generator(spec_text)
-    cap = gen.value_cap
-    return batched_rules(mech, EnvSpec(gen.n, gen.m, cap, mech.default_price_cap(gen.n, cap)))
-
-
 def _random_play(rules: BatchedRules, ctx: ContextBatch, rng: np.random.Generator) -> Any:
     """Random legal play; in M4 a random 60% of the episodes declare a consistent partition
     (the true one or singletons), so that the coins, the sale and the answers are reached
@@ -95,61 +91,6 @@ def _random_play(rules: BatchedRules, ctx: ContextBatch, rng: np.random.Generato
     return act
 
 
-class _Recorder:
-    """A rollout policy that records every player's public features before each step."""
-
-    def __init__(self, rules: BatchedRules, act: Any) -> None:
-        self.rules, self.act = rules, act
-        self.features: list[list[np.ndarray]] = []
-
-    def __call__(self, state: BatchState, masks: np.ndarray) -> np.ndarray:
-        n = self.rules.spec.n
-        self.features.append([self.rules.public_features(state, p) for p in range(n)])
-        return self.act(state, masks)
-
-
-def _walk(rules: BatchedRules, ro: Rollout, b: int, visit: Any, terminal: Any = None) -> None:
-    """Walk episode ``b`` of a rollout on the exact engine, calling ``visit(t, state, node)``
-    at every decision node (``t`` = the batch step) and ``terminal(state)`` at the end."""
-    mech, spec, layout = rules.mech, rules.spec, rules.layout
-    draws = [int(c[b]) for c in ro.final.chance if c[b] >= 0]
-    s = mech.start(ro.ctx.context(b))
-    t = 0
-    while True:
-        node = mech.node(s)
-        if isinstance(node, Terminal):
-            if terminal is not None:
-                terminal(s)
-            return
-        if isinstance(node, Chance):
-            s = mech.chance(s, draws.pop(0))
-            continue
-        assert isinstance(node, Decision)
-        while not ro.acting[t][b].any():
-            t += 1
-        visit(t, s, node)
-        acts = {p: mech.decode(s, p, ro.actions[t][b, p], spec, layout) for p in node.players}
-        s = step_decision(mech, s, node, acts)
-        t += 1
-
-
-def _check_features(rules: BatchedRules, ro: Rollout, rec: _Recorder, episodes: int) -> None:
-    mech, spec, n = rules.mech, rules.spec, rules.spec.n
-    final = [rules.public_features(ro.final, p) for p in range(n)]
-    for b in range(min(episodes, ro.ctx.B)):
-
-        def visit(t: int, s: Any, node: Decision, b: int = b) -> None:
-            for p in range(n):
-                exact = mech.public_features(s, p, spec)
-                assert np.array_equal(exact, rec.features[t][p][b]), (b, t, p)
-
-        def terminal(s: Any, b: int = b) -> None:
-            for p in range(n):
-                assert np.array_equal(mech.public_features(s, p, spec), final[p][b]), (b, p)
-
-        _walk(rules, ro, b, visit, terminal)
-
-
 # -- rules: random legal play ------------------------------------------------------------------
 
 
@@ -161,14 +102,14 @@ def test_random_play_matches_exact_engine(variant: str) -> None:
         if variant not in ("m3", "m4") and k % 2:
             continue  # the variants' constants only change money: half the configs suffice
         rng = np.random.default_rng(1000 * k + 7)
-        ctx = _batch(spec_text, B, seed=k)
-        rules = _rules(_mechanism(variant), spec_text)
-        rec = _Recorder(rules, _random_play(rules, ctx, rng))
+        ctx = context_batch(spec_text, B, seed=k)
+        rules = rules_for(_mechanism(variant), spec_text)
+        rec = FeatureRecorder(rules, rng, _random_play(rules, ctx, rng))
         ro = rollout(rules, ctx, rng, policy=rec)
         assert ro.final.done.all()
         bad = replay_exact(rules, ro)
         assert not bad, f"{spec_text}: {len(bad)} mismatches, first {bad[:3]}"
-        _check_features(rules, ro, rec, episodes=40)
+        check_features(rules, ro, rec.features, episodes=40)
         d = ro.final.data
         reached |= {"NO"} if (d["answers"] == -1).any() else set()
         reached |= {"YES"} if (d["answers"] == 1).any() else set()
@@ -187,8 +128,8 @@ def test_random_play_matches_exact_engine(variant: str) -> None:
 def test_idle_players_masks_allow_only_zero(variant: str) -> None:
     # replay_exact compares the acting players' masks; the others must allow only 0
     spec_text = CONFIGS[0][0]
-    ctx = _batch(spec_text, 300, seed=3)
-    rules = _rules(_mechanism(variant), spec_text)
+    ctx = context_batch(spec_text, 300, seed=3)
+    rules = rules_for(_mechanism(variant), spec_text)
     rng = np.random.default_rng(3)
     play = _random_play(rules, ctx, rng)
     seen: list[tuple[np.ndarray, np.ndarray]] = []
@@ -204,13 +145,13 @@ def test_idle_players_masks_allow_only_zero(variant: str) -> None:
         assert (masks[~acting] == idle).all()
 
 
-def test_mixed_phases_in_one_batch() -> None:
+def test_mixed_phases_in_onecontext_batch() -> None:
     # Episodes of one batch at different phases (as after an auto-reset) resolve their own
     # pending decisions; the result equals stepping the two halves apart.
     spec_text = CONFIGS[0][0]
     for variant in ("m3", "m4"):
-        ctx = _batch(spec_text, 400, seed=4)
-        rules = _rules(_mechanism(variant), spec_text)
+        ctx = context_batch(spec_text, 400, seed=4)
+        rules = rules_for(_mechanism(variant), spec_text)
         rng = np.random.default_rng(4)
         play = _random_play(rules, ctx, rng)
         state = rules.reset(ctx, rng)
@@ -236,7 +177,7 @@ def test_mixed_phases_in_one_batch() -> None:
 
 
 def test_bad_batches_and_constants_raise_typed_errors() -> None:
-    ctx = _batch("uniform:n=3,m=2,cap=4", 5, seed=0)
+    ctx = context_batch("uniform:n=3,m=2,cap=4", 5, seed=0)
     rules = batched_rules(KnowledgeBenchmark(), EnvSpec(3, 1, 4, 4))
     with pytest.raises(ContextError, match="sized for n=3 and 1"):
         rules.reset(ctx, np.random.default_rng(0))
@@ -249,8 +190,8 @@ def test_bad_batches_and_constants_raise_typed_errors() -> None:
 @pytest.mark.parametrize("variant", ["m3", "m4"])
 def test_bad_actions_raise_typed_errors_and_leave_the_state(variant: str) -> None:
     spec_text = CONFIGS[0][0]
-    ctx = _batch(spec_text, 50, seed=6)
-    rules = _rules(_mechanism(variant), spec_text)
+    ctx = context_batch(spec_text, 50, seed=6)
+    rules = rules_for(_mechanism(variant), spec_text)
     rng = np.random.default_rng(6)
     state = rules.reset(ctx, rng)
     good = sample_actions(rules.layout, rules.masks(state), rng)
@@ -300,97 +241,16 @@ AGENT_CONFIGS = [
 MECH_OF = {"knowledge_benchmark": "m3_footnote4", "collusion_leveraging": "m4"}
 
 
-def _exact_policy(name: str, which: str, ctx: Any) -> Any:
-    agents = AGENTS[name]
-    if which == "predicted":
-        return agents.predicted(ctx)
-    return agents.deviations[which](ctx, np.random.default_rng(0))
-
-
-def _encode(mech: Mechanism, s: Any, p: int, action: Any, spec: EnvSpec, layout: Any) -> Any:
-    try:
-        return mech.encode(s, p, action, spec, layout)
-    except OutOfSpaceError:
-        return None  # beyond the grid: the batched policy writes the top instead
-
-
-def _check_menu(
-    name: str,
-    mech: Mechanism,
-    ctx: Any,
-    s: Any,
-    node: Decision,
-    menus: list[tuple[np.ndarray, np.ndarray]],
-    b: int,
-    spec: EnvSpec,
-    layout: Any,
-) -> int:
-    exact_menu = AGENTS[name].menu
-    assert exact_menu is not None
-    checked = 0
-    for p in range(spec.n):
-        acts, valid = menus[p]
-        if p not in node.players:
-            assert not valid[b].any()
-            continue
-        entries = exact_menu(mech, ctx, s, p)
-        assert not valid[b, len(entries) :].any()
-        for j, (_, action) in enumerate(entries):
-            want = _encode(mech, s, p, action, spec, layout)
-            if want is None:
-                assert not valid[b, j], (p, j)
-            else:
-                assert valid[b, j], (p, j)
-                assert np.array_equal(want, acts[b, j]), (p, j)
-                checked += 1
-    return checked
-
-
 def _check_agent(
     name: str, which: str, spec_text: str, B: int, seed: int, variant: str | None = None
 ) -> tuple[int, int]:
     """Roll a batch out with a batched scripted policy and compare, at every visited node,
     its actions (and, for predicted play, every player's batched menu) with the exact ones.
     Returns how many actions and menu entries were compared."""
-    bagents = batched_agents(name)
-    policy = bagents.predicted if which == "predicted" else bagents.deviations[which]
     rng = np.random.default_rng(seed)
-    ctx = _batch(spec_text, B, seed=100 + seed)
-    rules = _rules(_mechanism(variant or MECH_OF[name]), spec_text)
-    mech, spec, layout = rules.mech, rules.spec, rules.layout
-    n = spec.n
-    menus: list[list[tuple[np.ndarray, np.ndarray]]] = []
-    with_menu = which == "predicted" and bagents.menu is not None
-
-    def act(state: BatchState, masks: np.ndarray) -> Any:
-        if with_menu:
-            menus.append([bagents.menu(rules, ctx, state, p) for p in range(n)])
-        acts = policy.act(rules, ctx, state, list(range(n)), rng)
-        check_actions(layout, masks, acts, state.acting, np.array(rules.phases)[state.phase])
-        return acts
-
-    ro = rollout(rules, ctx, rng, policy=act)
-    assert not replay_exact(rules, ro), (which, spec_text)
-    compared = entries = 0
-    for b in range(B):
-        exact_ctx = ctx.context(b)
-        exact = _exact_policy(name, which, exact_ctx)
-
-        def visit(
-            t: int, s: Any, node: Decision, b: int = b, ectx: Any = exact_ctx, exact: Any = exact
-        ) -> None:
-            nonlocal compared, entries
-            if which == "random_answers" and node.phase == "respond":
-                return  # random on both paths, from different streams
-            for p in node.players:
-                want = _encode(mech, s, p, exact.act(mech, ectx, s, p), spec, layout)
-                if want is not None:
-                    assert np.array_equal(want, ro.actions[t][b, p]), (which, b, t, p)
-                    compared += 1
-            if with_menu:
-                entries += _check_menu(name, mech, ectx, s, node, menus[t], b, spec, layout)
-
-        _walk(rules, ro, b, visit)
+    ctx = context_batch(spec_text, B, seed=100 + seed)
+    rules = rules_for(_mechanism(variant or MECH_OF[name]), spec_text)
+    compared, _, entries = check_agent(name, which, rules, ctx, rng)
     return compared, entries
 
 
@@ -420,12 +280,10 @@ def _play(name: str, which: str, spec_text: str, B: int, seed: int) -> tuple[Rol
     """A batch played by a batched scripted policy of ``name`` (all players)."""
     bagents = batched_agents(name)
     pol = bagents.predicted if which == "predicted" else bagents.deviations[which]
-    ctx = _batch(spec_text, B, seed=seed)
-    rules = _rules(_mechanism(MECH_OF[name]), spec_text)
+    ctx = context_batch(spec_text, B, seed=seed)
+    rules = rules_for(_mechanism(MECH_OF[name]), spec_text)
     rng = np.random.default_rng(seed)
-    players = list(range(ctx.n))
-    ro = rollout(rules, ctx, rng, policy=lambda s, mk: pol.act(rules, ctx, s, players, rng))
-    return ro, rules
+    return rollout(rules, ctx, rng, policy=scripted(rules, ctx, pol, rng)), rules
 
 
 @pytest.mark.parametrize("name", ["knowledge_benchmark", "collusion_leveraging"])
@@ -465,25 +323,11 @@ def test_utility_is_value_minus_price_and_shared_rewards_are_coalition_totals(
         f"shared={'true' if shared else 'false'}"
     )
     rng = np.random.default_rng(seed)
-    ctx = _batch(spec_text, 64, seed=seed)
-    rules = _rules(_mechanism(variant), spec_text)
+    ctx = context_batch(spec_text, 64, seed=seed)
+    rules = rules_for(_mechanism(variant), spec_text)
     ro = rollout(rules, ctx, rng, policy=_random_play(rules, ctx, rng))
+    check_utilities_and_rewards(ctx, rules, ro.final)
     out = rules.outcome(ro.final)
-    u = rules.utilities(ctx, ro.final)
-    value = np.take_along_axis(ctx.values, out.alloc[:, :, None], axis=2)[:, :, 0]
-    np.testing.assert_allclose(u, value - out.prices, atol=1e-12)
-    r = rules.rewards(ctx, ro.final)
-    for b in range(ctx.B):
-        for c in ctx.coalitions_of(b):
-            members = list(c)
-            if shared:
-                np.testing.assert_allclose(r[b, members], u[b, members].sum(), atol=1e-9)
-            else:
-                np.testing.assert_allclose(r[b, members], u[b, members], atol=1e-12)
-    used = np.zeros(ctx.B, dtype=np.int64)
-    for i in range(n):
-        assert not (used & out.alloc[:, i]).any()
-        used |= out.alloc[:, i]
     # Revenue identities: the sale's proceeds are transfers, so
     d = ro.final.data
     rev = out.revenue

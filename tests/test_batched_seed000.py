@@ -8,30 +8,28 @@ from typing import Any
 
 import numpy as np
 import pytest
+from batched_support import (
+    FeatureRecorder,
+    check_agent,
+    check_features,
+    check_utilities_and_rewards,
+    context_batch,
+    rules_for,
+    scripted,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mechgym.agents.base import AGENTS
 from mechgym.agents.batched import batched_agents
 from mechgym.envs.engine.actions import Offer
 from mechgym.envs.engine.batched import (
-    BatchedRules,
     BatchState,
-    ContextBatch,
     Rollout,
     batched_rules,
     replay_exact,
     rollout,
     sample_actions,
 )
-from mechgym.envs.engine.errors import OutOfSpaceError
-from mechgym.envs.engine.game import (
-    Chance,
-    Decision,
-    EnvSpec,
-    Mechanism,
-    Terminal,
-    step_decision,
-)
+from mechgym.envs.engine.game import EnvSpec, Mechanism
 from mechgym.envs.mechanisms.best_belief import BestBelief
 from mechgym.envs.mechanisms.normal_form import NormalForm
 from mechgym.envs.mechanisms.vcg import VCG
@@ -52,12 +50,6 @@ CONFIGS = [
 MECHS = ["best_belief", "best_belief_reserve", "normal_form", "vcg"]
 
 
-def _batch(spec: str, B: int, seed: int) -> ContextBatch:
-    gen = make_generator(spec)
-    rng = np.random.default_rng(seed)
-    return ContextBatch.from_contexts([gen.sample(rng) for _ in range(B)])
-
-
 def _reserve(n: int, m: int, rng: np.random.Generator) -> Offer:
     """A random seller's reserve over ``m`` goods for ``n`` players (prices 1..3)."""
     owners = rng.integers(0, n + 1, size=m)
@@ -76,70 +68,6 @@ def _mechanism(name: str, n: int, m: int, rng: np.random.Generator) -> Mechanism
     return VCG()
 
 
-def _rules(mech: Mechanism, spec_text: str, price_cap: int | None = None) -> BatchedRules:
-    gen = make_generator(spec_text)
-    cap = gen.value_cap
-    spec = EnvSpec(gen.n, gen.m, cap, price_cap or mech.default_price_cap(gen.n, cap))
-    return batched_rules(mech, spec)
-
-
-class _Recorder:
-    """A rollout policy that records every player's public features before each step."""
-
-    def __init__(self, rules: BatchedRules, rng: np.random.Generator, act: Any = None) -> None:
-        self.rules, self.rng, self.act = rules, rng, act
-        self.features: list[list[np.ndarray]] = []
-
-    def __call__(self, state: BatchState, masks: np.ndarray) -> np.ndarray:
-        n = self.rules.spec.n
-        self.features.append([self.rules.public_features(state, p) for p in range(n)])
-        if self.act is None:
-            return sample_actions(self.rules.layout, masks, self.rng)
-        return self.act(state, masks)
-
-
-def _walk(rules: BatchedRules, ro: Rollout, b: int, visit: Any, terminal: Any = None) -> None:
-    """Walk episode ``b`` of a rollout on the exact engine, calling ``visit(t, state, node)``
-    at every decision node (``t`` = the batch step) and ``terminal(state)`` at the end."""
-    mech, spec, layout = rules.mech, rules.spec, rules.layout
-    draws = [int(c[b]) for c in ro.final.chance if c[b] >= 0]
-    st_ = mech.start(ro.ctx.context(b))
-    t = 0
-    while True:
-        node = mech.node(st_)
-        if isinstance(node, Terminal):
-            if terminal is not None:
-                terminal(st_)
-            return
-        if isinstance(node, Chance):
-            st_ = mech.chance(st_, draws.pop(0))
-            continue
-        assert isinstance(node, Decision)
-        while not ro.acting[t][b].any():
-            t += 1
-        visit(t, st_, node)
-        acts = {p: mech.decode(st_, p, ro.actions[t][b, p], spec, layout) for p in node.players}
-        st_ = step_decision(mech, st_, node, acts)
-        t += 1
-
-
-def _check_features(rules: BatchedRules, ro: Rollout, rec: _Recorder, episodes: int) -> None:
-    mech, spec, n = rules.mech, rules.spec, rules.spec.n
-    final = [rules.public_features(ro.final, p) for p in range(n)]
-    for b in range(min(episodes, ro.ctx.B)):
-
-        def visit(t: int, s: Any, node: Decision, b: int = b) -> None:
-            for p in range(n):
-                exact = mech.public_features(s, p, spec)
-                assert np.array_equal(exact, rec.features[t][p][b]), (b, t, p)
-
-        def terminal(s: Any, b: int = b) -> None:
-            for p in range(n):
-                assert np.array_equal(mech.public_features(s, p, spec), final[p][b]), (b, p)
-
-        _walk(rules, ro, b, visit, terminal)
-
-
 # -- rules: random legal play ------------------------------------------------------------------
 
 
@@ -148,14 +76,14 @@ def test_random_play_matches_exact_engine(name: str) -> None:
     total = 0
     for k, (spec_text, B) in enumerate(CONFIGS):
         rng = np.random.default_rng(1000 * k + 7)
-        ctx = _batch(spec_text, B, seed=k)
-        rules = _rules(_mechanism(name, ctx.n, ctx.m, rng), spec_text)
-        rec = _Recorder(rules, rng)
+        ctx = context_batch(spec_text, B, seed=k)
+        rules = rules_for(_mechanism(name, ctx.n, ctx.m, rng), spec_text)
+        rec = FeatureRecorder(rules, rng)
         ro = rollout(rules, ctx, rng, policy=rec)
         assert ro.final.done.all()
         bad = replay_exact(rules, ro)
         assert not bad, f"{spec_text}: {len(bad)} mismatches, first {bad[:3]}"
-        _check_features(rules, ro, rec, episodes=60)
+        check_features(rules, ro, rec.features, episodes=60)
         total += B
     assert total >= 10_000
 
@@ -163,8 +91,8 @@ def test_random_play_matches_exact_engine(name: str) -> None:
 def _idle_rows_allow_only_zero(name: str) -> None:
     rng = np.random.default_rng(3)
     spec_text = CONFIGS[0][0]
-    ctx = _batch(spec_text, 300, seed=3)
-    rules = _rules(_mechanism(name, ctx.n, ctx.m, rng), spec_text)
+    ctx = context_batch(spec_text, 300, seed=3)
+    rules = rules_for(_mechanism(name, ctx.n, ctx.m, rng), spec_text)
     seen: list[tuple[np.ndarray, np.ndarray]] = []
 
     def pol(state: BatchState, masks: np.ndarray) -> np.ndarray:
@@ -201,8 +129,8 @@ def test_episodes_at_different_phases_step_together(name: str) -> None:
     # half the batch is one decision ahead (as after an auto-reset of the other half)
     spec_text, B = CONFIGS[0][0], 600
     rng = np.random.default_rng(21)
-    ctx = _batch(spec_text, B, seed=21)
-    rules = _rules(_mechanism(name, ctx.n, ctx.m, rng), spec_text)
+    ctx = context_batch(spec_text, B, seed=21)
+    rules = rules_for(_mechanism(name, ctx.n, ctx.m, rng), spec_text)
     ahead = np.arange(B) % 2 == 0
     fresh = rules.reset(ctx, rng)
     masks0 = rules.masks(fresh)
@@ -224,7 +152,7 @@ def test_episodes_at_different_phases_step_together(name: str) -> None:
 def test_seller_reserve_leads_and_charges_nobody() -> None:
     # A reserve above every announcement: heads allocates nothing, refusals charge nobody.
     spec_text = "uniform:n=3,m=2,cap=9,belief=exact"
-    ctx = _batch(spec_text, 400, seed=5)
+    ctx = context_batch(spec_text, 400, seed=5)
     mech = BestBelief(reserve=Offer((1, 2, 0), (30, 30, 0)))
     spec = EnvSpec(3, 2, 9, 9)
     rules = batched_rules(mech, spec)
@@ -256,20 +184,6 @@ AGENT_CONFIGS = [
 ]
 
 
-def _exact_policy(name: str, which: str, ctx: Any) -> Any:
-    agents = AGENTS[name]
-    if which == "predicted":
-        return agents.predicted(ctx)
-    return agents.deviations[which](ctx, np.random.default_rng(0))
-
-
-def _encode(mech: Mechanism, s: Any, p: int, action: Any, spec: EnvSpec, layout: Any) -> Any:
-    try:
-        return mech.encode(s, p, action, spec, layout)
-    except OutOfSpaceError:
-        return None  # beyond the grid: the batched policy writes the top instead
-
-
 def _check_agent(
     key: str, which: str, spec_text: str, B: int, seed: int, wide: bool
 ) -> tuple[int, int]:
@@ -277,45 +191,11 @@ def _check_agent(
     its actions (and, for predicted play, every player's batched menu) with the exact ones.
     ``wide``: a price grid up to twice the value cap, which fits every scripted offer.
     Returns the numbers of actions compared and of exact actions beyond the grid."""
-    name = key.removesuffix("_reserve")
-    bagents = batched_agents(name)
-    policy = bagents.predicted if which == "predicted" else bagents.deviations[which]
     rng = np.random.default_rng(seed)
-    ctx = _batch(spec_text, B, seed=100 + seed)
+    ctx = context_batch(spec_text, B, seed=100 + seed)
     cap = make_generator(spec_text).value_cap
-    rules = _rules(_mechanism(key, ctx.n, ctx.m, rng), spec_text, 2 * cap if wide else None)
-    mech, spec, layout = rules.mech, rules.spec, rules.layout
-    n = spec.n
-    menus: list[list[tuple[np.ndarray, np.ndarray]]] = []
-    with_menu = which == "predicted" and bagents.menu is not None
-
-    def act(state: BatchState, masks: np.ndarray) -> Any:
-        if with_menu:
-            menus.append([bagents.menu(rules, ctx, state, p) for p in range(n)])
-        return policy.act(rules, ctx, state, list(range(n)), rng)
-
-    ro = rollout(rules, ctx, rng, policy=act)
-    assert not replay_exact(rules, ro), (which, spec_text)
-    compared = beyond = 0
-    for b in range(B):
-        exact_ctx = ctx.context(b)
-        exact = _exact_policy(name, which, exact_ctx)
-
-        def visit(
-            t: int, s: Any, node: Decision, b: int = b, ectx: Any = exact_ctx, exact: Any = exact
-        ) -> None:
-            nonlocal compared, beyond
-            for p in node.players:
-                want = _encode(mech, s, p, exact.act(mech, ectx, s, p), spec, layout)
-                if want is None:
-                    beyond += 1
-                else:
-                    assert np.array_equal(want, ro.actions[t][b, p]), (which, b, t, p)
-                    compared += 1
-            if with_menu:
-                _check_menu(name, mech, ectx, s, node, menus[t], b, spec, layout)
-
-        _walk(rules, ro, b, visit)
+    rules = rules_for(_mechanism(key, ctx.n, ctx.m, rng), spec_text, 2 * cap if wide else None)
+    compared, beyond, _ = check_agent(key.removesuffix("_reserve"), which, rules, ctx, rng)
     return compared, beyond
 
 
@@ -340,42 +220,14 @@ def test_overbids_beyond_the_grid_are_written_at_its_top() -> None:
     _check_agent("normal_form", "predicted", spec_text, 100, 1, False)
 
 
-def _check_menu(
-    name: str,
-    mech: Mechanism,
-    ctx: Any,
-    s: Any,
-    node: Decision,
-    menus: list[tuple[np.ndarray, np.ndarray]],
-    b: int,
-    spec: EnvSpec,
-    layout: Any,
-) -> None:
-    exact_menu = AGENTS[name].menu
-    assert exact_menu is not None
-    for p in node.players:
-        acts, valid = menus[p]
-        entries = exact_menu(mech, ctx, s, p)
-        assert not valid[b, len(entries) :].any()
-        for j, (_, action) in enumerate(entries):
-            want = _encode(mech, s, p, action, spec, layout)
-            if want is None:
-                assert not valid[b, j]
-            else:
-                assert valid[b, j], (p, j)
-                assert np.array_equal(want, acts[b, j]), (p, j)
-
-
 def _play(name: str, which: str, spec_text: str, B: int, seed: int) -> tuple[Rollout, Any]:
     """A batch played by a batched scripted policy of ``name`` (all players)."""
     bagents = batched_agents(name)
     pol = bagents.predicted if which == "predicted" else bagents.deviations[which]
-    ctx = _batch(spec_text, B, seed=seed)
-    rules = _rules(_mechanism(name, ctx.n, ctx.m, np.random.default_rng(seed)), spec_text)
+    ctx = context_batch(spec_text, B, seed=seed)
+    rules = rules_for(_mechanism(name, ctx.n, ctx.m, np.random.default_rng(seed)), spec_text)
     rng = np.random.default_rng(seed)
-    players = list(range(ctx.n))
-    ro = rollout(rules, ctx, rng, policy=lambda s, mk: pol.act(rules, ctx, s, players, rng))
-    return ro, rules
+    return rollout(rules, ctx, rng, policy=scripted(rules, ctx, pol, rng)), rules
 
 
 @pytest.mark.parametrize("which", ["random", "random_answers"])
@@ -414,23 +266,7 @@ def test_utility_is_value_minus_price_and_shared_rewards_are_coalition_totals(
         f"shared={'true' if shared else 'false'}"
     )
     rng = np.random.default_rng(seed)
-    ctx = _batch(spec_text, 64, seed=seed)
-    rules = _rules(_mechanism(name, n, m, rng), spec_text)
+    ctx = context_batch(spec_text, 64, seed=seed)
+    rules = rules_for(_mechanism(name, n, m, rng), spec_text)
     ro = rollout(rules, ctx, rng)
-    out = rules.outcome(ro.final)
-    u = rules.utilities(ctx, ro.final)
-    value = np.take_along_axis(ctx.values, out.alloc[:, :, None], axis=2)[:, :, 0]
-    np.testing.assert_allclose(u, value - out.prices, atol=1e-12)
-    r = rules.rewards(ctx, ro.final)
-    for b in range(ctx.B):
-        for c in ctx.coalitions_of(b):
-            members = list(c)
-            if shared:
-                np.testing.assert_allclose(r[b, members], u[b, members].sum(), atol=1e-9)
-            else:
-                np.testing.assert_allclose(r[b, members], u[b, members], atol=1e-12)
-    # goods are never handed out twice
-    used = np.zeros(ctx.B, dtype=np.int64)
-    for i in range(n):
-        assert not (used & out.alloc[:, i]).any()
-        used |= out.alloc[:, i]
+    check_utilities_and_rewards(ctx, rules, ro.final)
