@@ -443,6 +443,13 @@ def tables(info: dict[str, Any], speed: dict[str, Any] | None, conv: dict[str, A
             if s.get("status") != "ok":
                 lines.append(f"| {mech} | – | {s.get('status')}: {s.get('reason')} | | | | | | |")
                 continue
+            # a run of one mechanism: its CPU seconds are the whole run's (workers included)
+            cpu = s.get("cpu_seconds_seeds")
+            if cpu is None and s.get("run_mechanisms", [mech]) == [mech]:
+                cpu = s.get("cpu_seconds_total")
+            est = s.get("estimated_wall_seconds_2_cores")
+            if est is None and cpu is not None:
+                est = cpu / 2
             for ph, p in s["phases"].items():
                 a = p["agreement"]
                 verdict = "converged" if p["converged"] else "not converged"
@@ -453,8 +460,7 @@ def tables(info: dict[str, Any], speed: dict[str, Any] | None, conv: dict[str, A
                     f"{_f(p['disagreement_loss']['mean'], 3)} | "
                     f"{_f(bound['mean']) if bound else '–'} | "
                     f"{_f(s.get('tie_share')) if ph in YES_NO else '–'} | "
-                    f"{_f(s.get('cpu_seconds_seeds'), 0)} "
-                    f"({_f(s.get('estimated_wall_seconds_2_cores'), 0)}) |"
+                    f"{_f(cpu, 0)} ({_f(est, 0)}) |"
                 )
         cfg = next(iter(conv.values())).get("config", {})
         if cfg:
