@@ -9,6 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from batched_support import (
+    FeatureRecorder,
+    check_features,
+    check_utilities_and_rewards,
+    scripted,
+    walk_exact,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mechgym.agents.base import AGENTS
@@ -31,8 +38,6 @@ from mechgym.envs.engine.game import (
     Decision,
     EnvSpec,
     Mechanism,
-    Terminal,
-    step_decision,
 )
 from mechgym.envs.mechanisms.budget_balanced_market import BudgetBalancedMarket
 from mechgym.envs.mechanisms.foils import NaiveMarket1, NaiveMarket2, NaiveMarket3, NaiveMarket4
@@ -78,17 +83,14 @@ def _rules(mech: Mechanism, ctx: ContextBatch, price_cap: int | None = None) -> 
 
 class _Mixed:
     """Random legal play steered towards every branch: often a budget-balanced proposal in
-    range, sometimes (E, 0), and (Naive-1) often unanimous announcements. Records every
-    player's public features before each step."""
+    range, sometimes (E, 0), and (Naive-1) often unanimous announcements."""
 
     def __init__(self, rules: BatchedRules, ctx: ContextBatch, rng: np.random.Generator) -> None:
         self.rules, self.ctx, self.rng = rules, ctx, rng
-        self.features: list[list[np.ndarray]] = []
 
     def __call__(self, state: BatchState, masks: np.ndarray) -> np.ndarray:
         rules, ctx, rng = self.rules, self.ctx, self.rng
         n, lay = rules.spec.n, rules.layout
-        self.features.append([rules.public_features(state, p) for p in range(n)])
         acts = sample_actions(lay, masks, rng)
         B = ctx.B
         proposing = state.phase == 0
@@ -119,49 +121,6 @@ def _encode(
     if isinstance(rules.mech, BudgetBalancedMarket):
         return rules.encode_proposals(alloc, prices)  # type: ignore[attr-defined]
     return rules.encode_proposals(alloc, prices, ctx.k)  # type: ignore[attr-defined]
-
-
-def _walk(rules: BatchedRules, ro: Rollout, b: int, visit: Any, terminal: Any = None) -> None:
-    """Walk episode ``b`` of a rollout on the exact engine, calling ``visit(t, state, node,
-    ctx)`` at every decision node (``t`` = the batch step) and ``terminal(state)`` at the end."""
-    mech, spec, layout = rules.mech, rules.spec, rules.layout
-    draws = [int(c[b]) for c in ro.final.chance if c[b] >= 0]
-    ctx = ro.ctx.context(b)
-    s = mech.start(ctx)
-    t = 0
-    while True:
-        node = mech.node(s)
-        if isinstance(node, Terminal):
-            if terminal is not None:
-                terminal(s)
-            return
-        if isinstance(node, Chance):
-            s = mech.chance(s, draws.pop(0))
-            continue
-        assert isinstance(node, Decision)
-        while not ro.acting[t][b].any():
-            t += 1
-        visit(t, s, node, ctx)
-        acts = {p: mech.decode(s, p, ro.actions[t][b, p], spec, layout) for p in node.players}
-        s = step_decision(mech, s, node, acts)
-        t += 1
-
-
-def _check_features(rules: BatchedRules, ro: Rollout, rec: _Mixed, episodes: int) -> None:
-    mech, spec, n = rules.mech, rules.spec, rules.spec.n
-    final = [rules.public_features(ro.final, p) for p in range(n)]
-    for b in range(min(episodes, ro.ctx.B)):
-
-        def visit(t: int, s: Any, node: Decision, ctx: Any, b: int = b) -> None:
-            for p in range(n):
-                exact = mech.public_features(s, p, spec)
-                assert np.array_equal(exact, rec.features[t][p][b]), (b, t, p)
-
-        def terminal(s: Any, b: int = b) -> None:
-            for p in range(n):
-                assert np.array_equal(mech.public_features(s, p, spec), final[p][b]), (b, p)
-
-        _walk(rules, ro, b, visit, terminal)
 
 
 def _branches(name: str, final: BatchState) -> set[str]:
@@ -209,12 +168,12 @@ def test_random_play_matches_exact_engine(name: str) -> None:
         rng = np.random.default_rng(1000 * k + 11)
         ctx = _batch(spec_text, B, seed=k)
         rules = _rules(_mechanism(name, consts), ctx)
-        rec = _Mixed(rules, ctx, rng)
+        rec = FeatureRecorder(rules, rng, _Mixed(rules, ctx, rng))
         ro = rollout(rules, ctx, rng, policy=rec)
         assert ro.final.done.all()
         bad = replay_exact(rules, ro)
         assert not bad, f"{spec_text}: {len(bad)} mismatches, first {bad[:3]}"
-        _check_features(rules, ro, rec, episodes=40)
+        check_features(rules, ro, rec.features, episodes=40)
         total += B
         seen |= _branches(name, ro.final)
     assert total >= 10_000
@@ -323,13 +282,8 @@ def _check_agents(
                 assert np.array_equal(vec, ro.actions[t][b, p]), (dev, b, t, p, act)
                 checked += 1
 
-        _walk(rules, ro, b, visit)
+        walk_exact(rules, ro, b, visit)
     return checked, unencodable
-
-
-def _play(pol: Any, rules: BatchedRules, ctx: ContextBatch, rng: np.random.Generator) -> Rollout:
-    players = list(range(ctx.n))
-    return rollout(rules, ctx, rng, policy=lambda s, mk: pol.act(rules, ctx, s, players, rng))
 
 
 @pytest.mark.parametrize("name", MECHS)
@@ -347,7 +301,8 @@ def test_batched_agents_match_exact_agents_at_every_node(name: str) -> None:
             strict = cap is not None or name == "budget_balanced_market"
             for dev in _deviations(name):
                 pol = batched.predicted if dev is None else batched.deviations[dev]
-                ro = _play(pol, rules, ctx, np.random.default_rng(k))
+                rng = np.random.default_rng(k)
+                ro = rollout(rules, ctx, rng, policy=scripted(rules, ctx, pol, rng))
                 assert not replay_exact(rules, ro), (spec_text, dev)
                 c, u = _check_agents(name, dev, rules, ro, strict)
                 checked += c
@@ -446,7 +401,7 @@ def _check_menus(
                     assert np.array_equal(vec, acts[b, e]), (b, t, p, e)
                     entries += 1
 
-        _walk(rules, ro, b, visit)
+        walk_exact(rules, ro, b, visit)
     return entries, invalid
 
 
@@ -494,29 +449,16 @@ def test_market_outcome_invariants(
     rules = _rules(_mechanism(name, None), ctx, None if predicted else 1 << k)
     if predicted:
         pol = batched_agents(name).predicted
-        ro = rollout(
-            rules, ctx, rng, policy=lambda s, mk: pol.act(rules, ctx, s, list(range(n)), rng)
-        )
+        ro = rollout(rules, ctx, rng, policy=scripted(rules, ctx, pol, rng))
     else:
         ro = rollout(rules, ctx, rng, policy=_Mixed(rules, ctx, rng))
+    # utility = value of the final bundle − value of the endowed bundle − price; rewards
+    # are coalition totals where shared; bundles are disjoint
+    check_utilities_and_rewards(ctx, rules, ro.final, atol=1e-9)
     out = rules.outcome(ro.final)
     util = rules.utilities(ctx, ro.final)
-    rows, cols = np.arange(ctx.B)[:, None], np.arange(n)[None, :]
-    # utility = value of the final bundle − value of the endowed bundle − price
-    assert ctx.endowment is not None
-    direct = ctx.values[rows, cols, out.alloc] - ctx.values[rows, cols, ctx.endowment]
-    assert np.allclose(util, direct - out.prices, atol=1e-9)
-    # coalition totals: with shared rewards every member gets its coalition's total
-    reward = rules.rewards(ctx, ro.final)
-    for b in range(ctx.B):
-        for coalition in ctx.coalitions_of(b):
-            members = list(coalition)
-            total = util[b, members].sum()
-            want = np.full(len(members), total) if shared else util[b, members]
-            assert np.allclose(reward[b, members], want, atol=1e-9)
-    # bundles are disjoint and the destroyed goods are exactly those in no bundle
+    # the destroyed goods are exactly those in no bundle
     used = np.bitwise_or.reduce(out.alloc, axis=1)
-    assert (out.alloc.sum(axis=1) == used).all()
     assert ((out.destroyed & used) == 0).all()
     if name == "budget_balanced_market":
         d = ro.final.data

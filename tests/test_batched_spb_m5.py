@@ -14,6 +14,7 @@ import mechgym.agents.foils
 import mechgym.agents.perfect_revenue  # noqa: F401
 import numpy as np
 import pytest
+from batched_support import check_utilities_and_rewards, scripted, walk_exact
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mechgym.agents.base import AGENTS
@@ -28,7 +29,7 @@ from mechgym.envs.engine.batched import (
     sample_actions,
 )
 from mechgym.envs.engine.errors import ContextError, IllegalActionError, OutOfSpaceError
-from mechgym.envs.engine.game import Chance, Decision, EnvSpec, Terminal, step_decision
+from mechgym.envs.engine.game import Decision, EnvSpec
 from mechgym.envs.mechanisms.foils import HopeForTheBest
 from mechgym.envs.mechanisms.perfect_revenue import PerfectRevenue
 from mechgym.envs.mechanisms.second_price_bundle import Mixture, SecondPriceBundle
@@ -160,7 +161,7 @@ def test_perfect_revenue_prices_within_1e9_at_large_values_and_tiny_constants() 
         rules = batched_rules(mech, spec_for(mech, n, 3, cap))
         agents = batched_agents("perfect_revenue")
         for pol in (agents.predicted, agents.deviations["overraise"], None):
-            policy = None if pol is None else _policy(rules, ctx, pol, rng)
+            policy = None if pol is None else scripted(rules, ctx, pol, rng)
             ro = rollout(rules, ctx, rng, policy)
             assert not replay_exact(rules, ro, tol=1e-9)
 
@@ -223,11 +224,6 @@ def test_episodes_at_different_phases_in_one_batch(make: Any, build: Any, ahead:
 # -- node-level checks: masks, public features, agents, menus -----------------------------------
 
 
-def _policy(rules: Any, ctx: ContextBatch, pol: Any, rng: np.random.Generator) -> Any:
-    players = list(range(rules.spec.n))
-    return lambda state, masks: pol.act(rules, ctx, state, players, rng)
-
-
 def walk(
     rules: Any,
     ctx: ContextBatch,
@@ -263,25 +259,13 @@ def walk(
     exact_menu = AGENTS[mech.name].menu if menus else None
     nodes = 0
     for b in range(ctx.B):
-        ec = ctx.context(b)
-        draws = [int(c[b]) for c in ro.final.chance if c[b] >= 0]
-        pol = exact_policy(ec) if exact_policy is not None else None
-        st = mech.start(ec)
-        t = 0
-        while True:
-            node = mech.node(st)
-            if isinstance(node, Terminal):
-                break
-            if isinstance(node, Chance):
-                st = mech.chance(st, draws.pop(0))
-                continue
-            assert isinstance(node, Decision)
-            while not ro.acting[t][b].any():
-                t += 1
+        pol = exact_policy(ctx.context(b)) if exact_policy is not None else None
+
+        def visit(t: int, st: Any, node: Decision, ec: Any, b: int = b, pol: Any = pol) -> None:
+            nonlocal nodes
             for p in range(n):
                 want = mech.public_features(st, p, spec)
                 np.testing.assert_array_equal(feats[t][p][b], want, err_msg=f"b={b} t={t} p={p}")
-            acts = {}
             for p in node.players:
                 vec = ro.actions[t][b, p]
                 if pol is not None:
@@ -289,13 +273,12 @@ def walk(
                     assert np.array_equal(exact, vec), f"b={b} {node.phase} p={p}: {exact} {vec}"
                 if exact_menu is not None:
                     _compare_menu(mech, ec, st, p, spec, layout, menu_log[t][p], b, exact_menu)
-                acts[p] = mech.decode(st, p, vec, spec, layout)
             if exact_menu is not None:
                 for p in set(range(n)) - set(node.players):
                     assert not menu_log[t][p][1][b].any(), "a menu for a player who does not act"
             nodes += 1
-            st = step_decision(mech, st, node, acts)
-            t += 1
+
+        walk_exact(rules, ro, b, visit)
     return nodes
 
 
@@ -420,7 +403,7 @@ def test_predicted_m5_reaches_msw_and_the_revenue_bound() -> None:
     g = StatesGenerator(3, 3, 4, "random", True, positive_welfare=True)
     ctx = ContextBatch.from_contexts([g.sample(rng) for _ in range(500)])
     rules = batched_rules(mech, spec_for(mech, 3, 3, 4))
-    ro = rollout(rules, ctx, rng, _policy(rules, ctx, batched_agents(mech.name).predicted, rng))
+    ro = rollout(rules, ctx, rng, scripted(rules, ctx, batched_agents(mech.name).predicted, rng))
     out = rules.outcome(ro.final)
     msw = ctx.values.sum(axis=1).max(axis=1)
     np.testing.assert_array_equal(ctx.welfare(out), msw)
@@ -483,27 +466,6 @@ def test_batches_of_the_wrong_kind_or_size_are_refused() -> None:
 # -- properties ----------------------------------------------------------------------------------
 
 
-def _check_invariants(ctx: ContextBatch, rules: Any, final: Any) -> None:
-    out = rules.outcome(final)
-    util = rules.utilities(ctx, final)
-    rows = np.arange(ctx.B)[:, None]
-    cols = np.arange(ctx.n)[None, :]
-    if ctx.kind == "states":
-        gained = np.where(
-            (out.state >= 0)[:, None], ctx.values[rows, cols, np.maximum(out.state, 0)[:, None]], 0
-        )
-    else:
-        gained = ctx.values[rows, cols, out.alloc]
-    np.testing.assert_allclose(util, gained - out.prices, atol=1e-12)
-    rewards = rules.rewards(ctx, final)
-    for b in range(ctx.B):
-        for members in ctx.coalitions_of(b):
-            total = util[b, list(members)].sum()
-            for i in members:
-                want = total if ctx.shared_reward[b] else util[b, i]
-                assert abs(rewards[b, i] - want) < 1e-9
-
-
 @settings(max_examples=25, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -529,6 +491,6 @@ def test_utility_is_value_minus_price_and_rewards_are_coalition_totals(
     rules = batched_rules(mech, spec_for(mech, n, m, cap))
     agents = batched_agents(mech.name)
     for pol in (None, agents.predicted):
-        policy = None if pol is None else _policy(rules, ctx, pol, rng)
+        policy = None if pol is None else scripted(rules, ctx, pol, rng)
         ro = rollout(rules, ctx, rng, policy)
-        _check_invariants(ctx, rules, ro.final)
+        check_utilities_and_rewards(ctx, rules, ro.final)
