@@ -411,3 +411,25 @@ def test_sb3_vec_wrappers_keep_masks_and_episodes() -> None:
         _, _, done, infos = env.step(np.argmax(masks, axis=1))
         episodes += sum("episode" in infos[b] for b in np.flatnonzero(done))
     assert episodes == 24  # one report per episode: VCG ends after one decision
+
+
+@pytest.mark.parametrize("n_envs", [1, 8])
+def test_train_command_takes_n_envs(n_envs: int, tmp_path: Path) -> None:
+    """``--n-envs 1`` is the exact single env, more slots the vector env; both report it."""
+    import json
+
+    import typer
+    from mechgym.training.algos import configure_torch
+    from mechgym.training.commands import add_commands
+    from typer.testing import CliRunner
+
+    configure_torch(1)
+    app = typer.Typer()
+    add_commands(app)
+    out = tmp_path / "run"
+    args = ["train", "vcg", "--example", "ausubel-milgrom", "--steps", "64"]
+    args += ["--n-envs", str(n_envs), "--out", str(out), "--no-progress"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert report["n_envs"] == n_envs and report["steps"] >= 64
