@@ -13,7 +13,7 @@ A *batched menu* is the exact menu (:mod:`mechgym.agents.base`) over a batch:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,10 +48,47 @@ class RandomBatched:
         rng: np.random.Generator,
     ) -> np.ndarray:
         acts = sample_actions(rules.layout, rules.masks(state), rng)
-        keep = np.zeros(acts.shape[1], dtype=bool)
-        keep[list(players)] = True
-        acts[:, ~keep] = 0
+        acts[:, ~player_mask(acts.shape[1], players)] = 0
         return acts
+
+
+class ByPhase:
+    """Plays ``by_phase[name]`` at decision nodes of that phase and ``base`` elsewhere (the
+    batched :class:`mechgym.agents.base.PhasePolicy`)."""
+
+    def __init__(self, base: object, by_phase: dict[str, object]) -> None:
+        self.base = base
+        self.by_phase = by_phase
+
+    def act(
+        self,
+        rules: BatchedRules,
+        ctx: ContextBatch,
+        state: BatchState,
+        players: list[int],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        acts = self.base.act(rules, ctx, state, players, rng)  # type: ignore[attr-defined]
+        for name, policy in self.by_phase.items():
+            if name not in rules.phases:
+                continue
+            here = state.phase == rules.phases.index(name)
+            if here.any():
+                other = policy.act(rules, ctx, state, players, rng)  # type: ignore[attr-defined]
+                acts = np.where(here[:, None, None], other, acts)
+        return acts
+
+
+def player_mask(n: int, players: Iterable[int]) -> np.ndarray:
+    """``(n,)`` bool: which of the ``n`` players are among ``players``."""
+    sel = np.zeros(n, dtype=bool)
+    sel[list(players)] = True
+    return sel
+
+
+def acting_players(state: BatchState, players: Iterable[int]) -> np.ndarray:
+    """``(B, n)`` bool: where one of ``players`` acts at its episode's pending decision."""
+    return state.acting & player_mask(state.acting.shape[1], players)[None, :]
 
 
 MenuBatchFn = Callable[[BatchedRules, ContextBatch, BatchState, int], tuple[np.ndarray, np.ndarray]]

@@ -22,7 +22,13 @@ from mechgym.envs.mechanisms.best_belief import BestBelief
 from mechgym.envs.mechanisms.offer_rules_batched import encode_offers, offer_on_grid
 from mechgym.envs.solvers.batched import best_belief_batch
 
-from .batched import BatchedAgents, RandomBatched, register_batched_agents
+from .batched import (
+    BatchedAgents,
+    ByPhase,
+    RandomBatched,
+    acting_players,
+    register_batched_agents,
+)
 from .offers import MENU_FACTORS
 
 ANNOUNCE, RESPOND = 0, 1
@@ -93,12 +99,6 @@ def truthful_answers(ctx: ContextBatch, state: BatchState) -> np.ndarray:
     return ally | (value >= prices)
 
 
-def _players(n: int, players: list[int]) -> np.ndarray:
-    sel = np.zeros(n, dtype=bool)
-    sel[list(players)] = True
-    return sel
-
-
 class BatchedSeed000:
     """Predicted play of M1 and M2 over a batch, optionally with announced prices scaled
     (``factor``) and answers fixed (``answer`` = ``"truthful"``, ``"yes"`` or ``"no"``)."""
@@ -117,7 +117,7 @@ class BatchedSeed000:
     ) -> np.ndarray:
         B, n, L = len(state.phase), rules.spec.n, len(rules.layout)
         acts = np.zeros((B, n, L), dtype=np.int64)
-        mine = state.acting & _players(n, players)[None, :]
+        mine = acting_players(state, players)
         idx = np.flatnonzero((state.phase == ANNOUNCE) & mine.any(axis=1))
         if len(idx):
             alloc, prices = bb_offers(ctx, idx)
@@ -133,33 +133,6 @@ class BatchedSeed000:
                     yes = np.full((B, n), self.answer == "yes")
                 acts[:, :, rules.layout.index["answer"]] = np.where(respond, yes, 0)
         acts[~mine] = 0
-        return acts
-
-
-class ByPhase:
-    """Plays ``by_phase[name]`` at decision nodes of that phase and ``base`` elsewhere (the
-    batched :class:`mechgym.agents.base.PhasePolicy`)."""
-
-    def __init__(self, base: object, by_phase: dict[str, object]) -> None:
-        self.base = base
-        self.by_phase = by_phase
-
-    def act(
-        self,
-        rules: BatchedRules,
-        ctx: ContextBatch,
-        state: BatchState,
-        players: list[int],
-        rng: np.random.Generator,
-    ) -> np.ndarray:
-        acts = self.base.act(rules, ctx, state, players, rng)  # type: ignore[attr-defined]
-        for name, policy in self.by_phase.items():
-            if name not in rules.phases:
-                continue
-            here = state.phase == rules.phases.index(name)
-            if here.any():
-                other = policy.act(rules, ctx, state, players, rng)  # type: ignore[attr-defined]
-                acts = np.where(here[:, None, None], other, acts)
         return acts
 
 

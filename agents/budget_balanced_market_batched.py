@@ -22,8 +22,13 @@ from mechgym.envs.mechanisms.budget_balanced_market import BudgetBalancedMarket
 from mechgym.envs.mechanisms.budget_balanced_market_batched import CONFIRM, PROPOSE, RESPOND
 from mechgym.envs.solvers.batched import pack_batch
 
-from .batched import BatchedAgents, RandomBatched, register_batched_agents
-from .best_belief_batched import ByPhase
+from .batched import (
+    BatchedAgents,
+    ByPhase,
+    RandomBatched,
+    acting_players,
+    register_batched_agents,
+)
 
 __all__ = [
     "BatchedMarket",
@@ -98,12 +103,6 @@ def confirm_answers(ctx: ContextBatch, surplus: np.ndarray) -> np.ndarray:
     return acting_together(ctx)[:, :, 0] | (surplus >= 0)
 
 
-def _players(n: int, players: list[int]) -> np.ndarray:
-    sel = np.zeros(n, dtype=bool)
-    sel[list(players)] = True
-    return sel
-
-
 class BatchedMarket:
     """The predicted profile of M6 over a batch, with the exact agent's deviations.
 
@@ -155,7 +154,7 @@ class BatchedMarket:
     ) -> np.ndarray:
         B, n, L = len(state.phase), rules.spec.n, len(rules.layout)
         acts = np.zeros((B, n, L), dtype=np.int64)
-        mine = state.acting & _players(n, players)[None, :]
+        mine = acting_players(state, players)
         idx = np.flatnonzero((state.phase == PROPOSE) & mine[:, 0])
         if len(idx):
             alloc, prices = self.proposals(ctx, idx)

@@ -23,8 +23,13 @@ from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
 from mechgym.envs.mechanisms.knowledge_benchmark_batched import star_offer
 from mechgym.envs.solvers.batched import pack_batch
 
-from .batched import BatchedAgents, RandomBatched, register_batched_agents
-from .best_belief_batched import ByPhase
+from .batched import (
+    BatchedAgents,
+    ByPhase,
+    RandomBatched,
+    acting_players,
+    register_batched_agents,
+)
 from .offers import MENU_FACTORS
 
 ANNOUNCE, RESPOND = 0, 1
@@ -109,12 +114,6 @@ def predicted_answers(ctx: ContextBatch, state: BatchState) -> np.ndarray:
     return inside | (value >= prices)
 
 
-def _players(n: int, players: list[int]) -> np.ndarray:
-    sel = np.zeros(n, dtype=bool)
-    sel[list(players)] = True
-    return sel
-
-
 class BatchedM4:
     """Predicted play of M4 over a batch and its deviations, as
     :class:`mechgym.agents.collusion_leveraging.PredictedM4`.
@@ -162,7 +161,7 @@ class BatchedM4:
     ) -> np.ndarray:
         B, n, L = len(state.phase), rules.spec.n, len(rules.layout)
         acts = np.zeros((B, n, L), dtype=np.int64)
-        mine = state.acting & _players(n, players)[None, :]
+        mine = acting_players(state, players)
         idx = np.flatnonzero((state.phase == ANNOUNCE) & mine.any(axis=1))
         if len(idx):
             acts[idx] = self.announcements(rules, ctx, idx)

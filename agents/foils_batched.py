@@ -8,7 +8,7 @@ import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
 from mechgym.envs.engine.errors import ParameterError
 
-from .batched import BatchedAgents, RandomBatched, register_batched_agents
+from .batched import BatchedAgents, RandomBatched, acting_players, register_batched_agents
 from .budget_balanced_market_batched import (
     respond_answers,
     shift_prices,
@@ -55,9 +55,7 @@ class BatchedHope:
         players: list[int],
         rng: np.random.Generator,
     ) -> np.ndarray:
-        sel = np.zeros(rules.spec.n, dtype=bool)
-        sel[list(players)] = True
-        mine = state.acting & sel[None, :]
+        mine = acting_players(state, players)
         report = scaled_reports(rules, ctx, self.num, self.den)
         return np.where(mine[:, :, None], report[:, None, :], 0)
 
@@ -167,9 +165,7 @@ class BatchedNaive:
     ) -> np.ndarray:
         B, n, L = len(state.phase), rules.spec.n, len(rules.layout)
         acts = np.zeros((B, n, L), dtype=np.int64)
-        sel = np.zeros(n, dtype=bool)
-        sel[list(players)] = True
-        mine = state.acting & sel[None, :]
+        mine = acting_players(state, players)
         idx = np.flatnonzero((state.phase == 0) & mine.any(axis=1))
         if len(idx):
             assert ctx.k is not None

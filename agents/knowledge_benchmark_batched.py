@@ -21,8 +21,14 @@ from mechgym.envs.mechanisms.knowledge_benchmark_batched import star_offer
 from mechgym.envs.mechanisms.offer_rules_batched import encode_offers
 from mechgym.envs.solvers.batched import pack_batch
 
-from .batched import BatchedAgents, RandomBatched, register_batched_agents
-from .best_belief_batched import ByPhase, bb_offers, scale_offers
+from .batched import (
+    BatchedAgents,
+    ByPhase,
+    RandomBatched,
+    acting_players,
+    register_batched_agents,
+)
+from .best_belief_batched import bb_offers, scale_offers
 from .offers import MENU_FACTORS
 
 ANNOUNCE, RESPOND = 0, 1
@@ -76,12 +82,6 @@ def predicted_answers(ctx: ContextBatch, state: BatchState) -> np.ndarray:
     return ally | (value >= prices)
 
 
-def _players(n: int, players: list[int]) -> np.ndarray:
-    sel = np.zeros(n, dtype=bool)
-    sel[list(players)] = True
-    return sel
-
-
 class BatchedM3:
     """Predicted play of M3 over a batch, optionally with announced prices scaled
     (``factor``) and answers fixed (``answer`` = ``"predicted"``, ``"yes"`` or ``"no"``)."""
@@ -100,7 +100,7 @@ class BatchedM3:
     ) -> np.ndarray:
         B, n, L = len(state.phase), rules.spec.n, len(rules.layout)
         acts = np.zeros((B, n, L), dtype=np.int64)
-        mine = state.acting & _players(n, players)[None, :]
+        mine = acting_players(state, players)
         idx = np.flatnonzero((state.phase == ANNOUNCE) & mine.any(axis=1))
         if len(idx):
             alloc, prices = bb_offers(ctx, idx)

@@ -15,8 +15,13 @@ from __future__ import annotations
 import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
 
-from .batched import BatchedAgents, RandomBatched, register_batched_agents
-from .best_belief_batched import ByPhase
+from .batched import (
+    BatchedAgents,
+    ByPhase,
+    RandomBatched,
+    acting_players,
+    register_batched_agents,
+)
 from .perfect_revenue import PROPOSE_VARIANTS
 
 PROPOSE, RAISE, RESPOND = 0, 1, 2
@@ -131,9 +136,7 @@ class BatchedPerfectRevenue:
     ) -> np.ndarray:
         lay, cap = rules.layout, rules.spec.price_cap
         B, n = state.acting.shape
-        sel = np.zeros(n, dtype=bool)
-        sel[list(players)] = True
-        mine = state.acting & sel[None, :]
+        mine = acting_players(state, players)
         acts = np.zeros((B, n, len(lay)), dtype=np.int64)
         cols = np.array([lay.index[f"price_{j}"] for j in range(n)])
         collusive = self.collusive_of(ctx)

@@ -24,7 +24,13 @@ from mechgym.envs.mechanisms.second_price_bundle_batched import (
     SecondPriceBundleBatched,
 )
 
-from .batched import BatchedAgents, RandomBatched, batched_agents, register_batched_agents
+from .batched import (
+    BatchedAgents,
+    RandomBatched,
+    acting_players,
+    batched_agents,
+    register_batched_agents,
+)
 from .offers import MENU_FACTORS
 
 MENU_BID = 2 * len(MENU_FACTORS)
@@ -49,12 +55,6 @@ def top_bidders(ctx: ContextBatch) -> np.ndarray:
         (top[:, None, :] == top[:, :, None]) & (idx[None, :] < idx[:, None])[None]
     )  # j beats i
     return ~(same & beats).any(axis=2)
-
-
-def _sel(n: int, players: list[int]) -> np.ndarray:
-    sel = np.zeros(n, dtype=bool)
-    sel[list(players)] = True
-    return sel
 
 
 class BatchedSecondPrice:
@@ -106,7 +106,7 @@ class BatchedSecondPrice:
         players: list[int],
         rng: np.random.Generator,
     ) -> np.ndarray:
-        mine = state.acting & _sel(rules.spec.n, players)[None, :]
+        mine = acting_players(state, players)
         if isinstance(rules, MixtureBatched):
             branch = state.data["branch"]
             acts = np.zeros((len(branch), rules.spec.n, len(rules.layout)), dtype=np.int64)

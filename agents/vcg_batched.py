@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
 
-from .batched import BatchedAgents, RandomBatched, register_batched_agents
+from .batched import BatchedAgents, RandomBatched, acting_players, register_batched_agents
 
 
 def context_caps(ctx: ContextBatch) -> np.ndarray:
@@ -60,9 +60,7 @@ class ReportBatched:
         else:
             reports = v
         acts = _write(rules, reports)
-        sel = np.zeros(v.shape[1], dtype=bool)
-        sel[list(players)] = True
-        acts[~(state.acting & sel[None, :])] = 0
+        acts[~acting_players(state, players)] = 0
         return acts
 
 
