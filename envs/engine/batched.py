@@ -488,9 +488,40 @@ def check_actions(
         raise IllegalActionError(
             f"player_{i}",
             str(phase_names[b]),
-            f"episode {b}: field '{layout.names[k]}' = {int(actions[b, i, k])} is not allowed "
-            "here",
+            f"episode {b}: field '{layout.names[k]}' = {int(actions[b, i, k])} is not allowed here",
         )
+
+
+class AllAtOnce:
+    """Masks and action check of a one-phase mechanism in which every player acts at once and
+    may give every field any value of its range: a legal action is one inside the space.
+
+    An episode's rows are all acting (everything allowed) or all idle (only 0 allowed).
+    """
+
+    def __init__(self, layout: ActionLayout, n: int, phase: str) -> None:
+        self.layout = layout
+        self.phase = phase
+        full = layout.mask(dict.fromkeys(layout.names, True))
+        idle = layout.mask({})
+        self.blocks = np.stack([np.tile(idle, (n, 1)), np.tile(full, (n, 1))])
+
+    def masks(self, acting: np.ndarray) -> np.ndarray:
+        """``(B, n, mask_size)`` masks for the acting players ``acting`` ``(B, n)``."""
+        return self.blocks[acting.any(axis=1).astype(np.int64)]
+
+    def checked(self, actions: np.ndarray, acting: np.ndarray) -> np.ndarray:
+        """``actions`` as int64, or the typed error of :func:`check_actions` where an acting
+        player's action has the wrong shape or leaves the space."""
+        actions = np.asarray(actions, dtype=np.int64)
+        lay = self.layout
+        if (
+            actions.shape != (*acting.shape, len(lay))
+            or (((actions < 0) | (actions >= lay.sizes)) & acting[:, :, None]).any()
+        ):
+            phases = np.full(acting.shape[0], self.phase)
+            check_actions(lay, self.masks(acting), actions, acting, phases)
+        return actions
 
 
 # -- the tie to the exact engine -------------------------------------------------------------

@@ -14,11 +14,11 @@ from fractions import Fraction
 import numpy as np
 from mechgym.envs.engine.batched import (
     TERMINAL,
+    AllAtOnce,
     BatchedRules,
     BatchOutcome,
     BatchState,
     ContextBatch,
-    check_actions,
     check_context,
     draw,
     register_batched,
@@ -437,10 +437,7 @@ class HopeForTheBestBatched(BatchedRules):
     def __init__(self, mech: HopeForTheBest, spec: EnvSpec) -> None:
         super().__init__(mech, spec)
         self.eps = float(mech.eps)
-        self.full = self.layout.mask(dict.fromkeys(self.layout.names, True))
-        self.idle = self.layout.mask({})
-        n = spec.n
-        self.blocks = np.stack([np.tile(self.idle, (n, 1)), np.tile(self.full, (n, 1))])
+        self.reporting = AllAtOnce(self.layout, spec.n, "report")
         # field report_i_x sits at column i·K + x (i-major), see HopeForTheBest.layout
         self.cols = np.array(
             [[self.layout.index[f"report_{i}_{x}"] for x in range(spec.m)] for i in range(spec.n)]
@@ -459,8 +456,7 @@ class HopeForTheBestBatched(BatchedRules):
         )
 
     def masks(self, state: BatchState) -> np.ndarray:
-        # everyone reports at once: an episode's rows are all acting or all idle
-        return self.blocks[state.acting.any(axis=1).astype(np.int64)]
+        return self.reporting.masks(state.acting)
 
     def step(
         self,
@@ -469,14 +465,7 @@ class HopeForTheBestBatched(BatchedRules):
         actions: np.ndarray,
         rng: np.random.Generator,
     ) -> BatchState:
-        actions = np.asarray(actions, dtype=np.int64)
-        # every value of every field is allowed to a reporter: legal = inside the space
-        lay = self.layout
-        if (
-            actions.shape != (*state.acting.shape, len(lay))
-            or (((actions < 0) | (actions >= lay.sizes)) & state.acting[:, :, None]).any()
-        ):
-            check_actions(lay, self.masks(state), actions, state.acting, np.full(ctx.B, "report"))
+        actions = self.reporting.checked(actions, state.acting)
         live = state.phase == REPORT
         data = dict(state.data)
         data["reports"] = np.where(

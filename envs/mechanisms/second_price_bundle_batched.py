@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from mechgym.envs.engine.batched import (
     TERMINAL,
+    AllAtOnce,
     BatchedRules,
     BatchOutcome,
     BatchState,
@@ -60,12 +61,9 @@ class SecondPriceBundleBatched(BatchedRules):
 
     def __init__(self, mech: SecondPriceBundle, spec: EnvSpec) -> None:
         super().__init__(mech, spec)
-        self.full = self.layout.mask({"bid_value": True, "bid_bundle": True})
-        self.idle = self.layout.mask({})
+        self.bidding = AllAtOnce(self.layout, spec.n, "bid")
         self.i_value = self.layout.index["bid_value"]
         self.i_bundle = self.layout.index["bid_bundle"]
-        n = spec.n
-        self.blocks = np.stack([np.tile(self.idle, (n, 1)), np.tile(self.full, (n, 1))])
 
     def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
         check_context(self, ctx)
@@ -80,8 +78,7 @@ class SecondPriceBundleBatched(BatchedRules):
         )
 
     def masks(self, state: BatchState) -> np.ndarray:
-        # everyone bids at once: an episode's rows are all acting or all idle
-        return self.blocks[state.acting.any(axis=1).astype(np.int64)]
+        return self.bidding.masks(state.acting)
 
     def step(
         self,
@@ -90,14 +87,7 @@ class SecondPriceBundleBatched(BatchedRules):
         actions: np.ndarray,
         rng: np.random.Generator,
     ) -> BatchState:
-        actions = np.asarray(actions, dtype=np.int64)
-        # every value of both fields is allowed to a bidder: legal = inside the space
-        lay = self.layout
-        if (
-            actions.shape != (*state.acting.shape, len(lay))
-            or (((actions < 0) | (actions >= lay.sizes)) & state.acting[:, :, None]).any()
-        ):
-            check_actions(lay, self.masks(state), actions, state.acting, np.full(ctx.B, "bid"))
+        actions = self.bidding.checked(actions, state.acting)
         live = state.phase == BID
         data = dict(state.data)
         data["bid_value"] = np.where(live[:, None], actions[:, :, self.i_value], data["bid_value"])
