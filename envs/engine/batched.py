@@ -275,6 +275,25 @@ class BatchOutcome:
         """``(B,)`` Σ prices."""
         return self.prices.sum(axis=1)
 
+    @classmethod
+    def of_bundles(cls, alloc: np.ndarray, prices: np.ndarray) -> BatchOutcome:
+        """Bundles ``alloc`` and ``prices`` ``(B, n)`` of an auction: no abstract state,
+        nothing destroyed."""
+        B = alloc.shape[0]
+        return cls(alloc, prices, np.full(B, -1, dtype=np.int64), np.zeros(B, dtype=np.int64))
+
+    @classmethod
+    def of_state(cls, state: np.ndarray, prices: np.ndarray) -> BatchOutcome:
+        """A chosen abstract ``state`` ``(B,)`` (``-1`` = null) and ``prices`` ``(B, n)`` of a
+        states context: no bundles, nothing destroyed."""
+        B, n = prices.shape
+        return cls(
+            np.zeros((B, n), dtype=np.int64),
+            prices,
+            state.astype(np.int64),
+            np.zeros(B, dtype=np.int64),
+        )
+
 
 def draw(
     rng: np.random.Generator, probs: Sequence[Fraction] | np.ndarray, live: np.ndarray

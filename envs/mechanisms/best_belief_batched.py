@@ -164,11 +164,8 @@ class BestBeliefBatched(BatchedRules):
             self.mech.eps,
         )
         heads = (d["coin"] == 0)[:, None]
-        return BatchOutcome(
-            np.where(heads, h_alloc, t_alloc),
-            np.where(heads, h_prices, t_prices),
-            np.full(B, -1, dtype=np.int64),
-            np.zeros(B, dtype=np.int64),
+        return BatchOutcome.of_bundles(
+            np.where(heads, h_alloc, t_alloc), np.where(heads, h_prices, t_prices)
         )
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:

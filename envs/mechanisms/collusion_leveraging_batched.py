@@ -225,9 +225,7 @@ class CollusionLeveragingBatched(BatchedRules):
         alloc = np.where(heads, d["salloc"][rows, d["star"]], tails_alloc)
         alloc = np.where(aborted, 0, alloc).astype(np.int64)
         prices = np.where(aborted, d["fined"], np.where(heads, 0.0, tails_prices))
-        return BatchOutcome(
-            alloc, prices, np.full(B, -1, dtype=np.int64), np.zeros(B, dtype=np.int64)
-        )
+        return BatchOutcome.of_bundles(alloc, prices)
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         d = state.data

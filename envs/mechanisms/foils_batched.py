@@ -492,8 +492,7 @@ class HopeForTheBestBatched(BatchedRules):
 
     def outcome(self, state: BatchState) -> BatchOutcome:
         st, prices = self._resolve(state)
-        B, n = prices.shape
-        return BatchOutcome(np.zeros((B, n), dtype=np.int64), prices, st, np.zeros(B, np.int64))
+        return BatchOutcome.of_state(st, prices)
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         """[chosen state one-hot | agreement | disagreement] once the reports are in."""

@@ -165,9 +165,7 @@ class KnowledgeBenchmarkBatched(BatchedRules):
         prices = np.where(heads, 0.0, pay) + star * star_pays[:, None]
         alloc = np.where(heads, star * d["bundle"][rows, d["star"]][:, None], 0)
         alloc = np.where(~heads & yes, alloc_s, alloc).astype(np.int64)
-        return BatchOutcome(
-            alloc, prices, np.full(B, -1, dtype=np.int64), np.zeros(B, dtype=np.int64)
-        )
+        return BatchOutcome.of_bundles(alloc, prices)
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         d = state.data

@@ -250,7 +250,7 @@ class PerfectRevenueBatched(BatchedRules):
 
     def outcome(self, state: BatchState) -> BatchOutcome:
         d = state.data
-        B, n = d["current"].shape
+        n = d["current"].shape[1]
         current = d["current"].astype(np.float64)
         delta = d["delta"]
         no = d["answer"] == -1
@@ -267,9 +267,7 @@ class PerfectRevenueBatched(BatchedRules):
         )
         prices = np.where(halted[:, None], 0.0, prices)
         st = np.where(accepted, d["state"], -1)
-        return BatchOutcome(
-            np.zeros((B, n), dtype=np.int64), prices, st.astype(np.int64), np.zeros(B, np.int64)
-        )
+        return BatchOutcome.of_state(st, prices)
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         """[state one-hot | K | raises (n×n) | P* | bip+1 | answers | c1 | c2 | own price]."""

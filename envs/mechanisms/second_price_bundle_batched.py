@@ -103,8 +103,7 @@ class SecondPriceBundleBatched(BatchedRules):
 
     def outcome(self, state: BatchState) -> BatchOutcome:
         alloc, prices = second_price(state.data["bid_value"], state.data["bid_bundle"])
-        B = alloc.shape[0]
-        return BatchOutcome(alloc, prices, np.full(B, -1, np.int64), np.zeros(B, np.int64))
+        return BatchOutcome.of_bundles(alloc, prices)
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         # The only decision node is the first one: nothing public has happened yet.

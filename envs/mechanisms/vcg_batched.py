@@ -88,10 +88,7 @@ class VCGBatched(BatchedRules):
 
     def outcome(self, state: BatchState) -> BatchOutcome:
         d = state.data
-        B = len(d["reported"])
-        return BatchOutcome(
-            d["alloc"], d["prices"], np.full(B, -1, dtype=np.int64), np.zeros(B, dtype=np.int64)
-        )
+        return BatchOutcome.of_bundles(d["alloc"], d["prices"])
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         return np.zeros((len(state.phase), 0), dtype=np.float32)
