@@ -203,8 +203,15 @@ def run_task(
     out: str | Path = "results/benchmark",
     progress: bool = True,
     console: Any = None,
+    steps: int | None = None,
+    rounds: int | None = None,
+    task_setup: TaskSetup | None = None,
 ) -> dict[str, Any]:
     """Train ``seeds`` independent runs of ``algo`` on ``task`` and write the results.
+
+    ``steps`` / ``rounds`` override the budget (the task's own, or the quick one with
+    ``quick``); ``task_setup`` reuses a :func:`setup` of the same task (its caches, e.g. the
+    subgame-perfect reference of M5, then serve several calls).
 
     Returns
     -------
@@ -217,9 +224,15 @@ def run_task(
         raise ParameterError("seeds", f"must lie in 1..100, got {seeds}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    s = setup(task)
-    steps = QUICK_STEPS if quick else task.steps
-    rounds = QUICK_ROUNDS if quick else task.rounds
+    s = setup(task) if task_setup is None else task_setup
+    if s.task != task:
+        raise ParameterError("task_setup", f"is a setup of {s.task.id}, not of {task.id}")
+    if steps is None:
+        steps = QUICK_STEPS if quick else task.steps
+    if rounds is None:
+        rounds = QUICK_ROUNDS if quick else task.rounds
+    if steps < 1 or rounds < 1:
+        raise ParameterError("budget", f"steps and rounds must be ≥ 1, got {steps}, {rounds}")
     per_seed: list[dict[str, Any]] = []
     raw_runs: dict[str, Any] = {}
     t0 = time.perf_counter()
@@ -293,6 +306,7 @@ def run_task(
 
 def machine() -> dict[str, Any]:
     """The machine and the versions that produced a result."""
+    import importlib.metadata
     import os
 
     import numpy
@@ -308,7 +322,10 @@ def machine() -> dict[str, Any]:
         try:
             info[mod] = __import__(mod).__version__
         except (ImportError, AttributeError):
-            info[mod] = None
+            try:  # e.g. rliable has no __version__
+                info[mod] = importlib.metadata.version(mod)
+            except importlib.metadata.PackageNotFoundError:
+                info[mod] = None
     return info
 
 
