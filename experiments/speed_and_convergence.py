@@ -371,6 +371,7 @@ def plot_convergence(out: Path, results: dict[str, Any]) -> None:
                     if r["key"] == key and r["seed"] == seed and r["value"] != ""
                 )
                 if pts:
+                    pts = [(x / 1000, y) for x, y in pts]
                     ax.plot(
                         *zip(*pts, strict=True),
                         lw=1,
@@ -381,7 +382,7 @@ def plot_convergence(out: Path, results: dict[str, Any]) -> None:
         ax.axhline(0.95, color="k", ls="--", lw=0.8)
         ax.set_ylim(-0.03, 1.05)
         ax.set_title(f"{LABEL.get(mech, mech)} ({mech})", fontsize=8)
-        ax.set_xlabel("training steps (all players)", fontsize=7)
+        ax.set_xlabel("training steps, thousands (all players)", fontsize=7)
         ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=110)
