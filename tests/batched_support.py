@@ -7,6 +7,7 @@ at every visited node, and the outcome invariants (utilities, rewards, disjoint 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -51,12 +52,40 @@ def rules_for(mech: Mechanism, spec_text: str, price_cap: int | None = None) -> 
     return batched_rules(mech, spec)
 
 
+def batched_policy(name: str, which: str) -> Any:
+    """The batched scripted policy ``which`` (``"predicted"`` or a deviation's name) of
+    mechanism ``name``."""
+    agents = batched_agents(name)
+    return agents.predicted if which == "predicted" else agents.deviations[which]
+
+
 def scripted(
     rules: BatchedRules, ctx: ContextBatch, pol: Any, rng: np.random.Generator
 ) -> Callable[[BatchState, np.ndarray], np.ndarray]:
     """A rollout policy: the batched policy ``pol`` plays for every player."""
     players = list(range(rules.spec.n))
     return lambda state, masks: pol.act(rules, ctx, state, players, rng)
+
+
+def play_on(
+    rules: BatchedRules,
+    ctx: ContextBatch,
+    state: BatchState,
+    rng: np.random.Generator,
+    actions: list[np.ndarray],
+    acting: list[np.ndarray],
+    masks: list[np.ndarray],
+) -> Rollout:
+    """Play ``state`` to the end by random legal play, each step appended to the steps
+    recorded so far (``actions``, ``acting``, ``masks``): the rollout of them all."""
+    while not state.done.all():
+        mk = rules.masks(state)
+        act = sample_actions(rules.layout, mk, rng)
+        actions.append(act)
+        acting.append(state.acting.copy())
+        masks.append(mk)
+        state = rules.step(ctx, state, act, rng)
+    return Rollout(ctx, actions, acting, masks, state)
 
 
 # -- the exact engine along a rollout ------------------------------------------------------------
@@ -140,9 +169,18 @@ def check_features(
 # -- scripted agents and menus -------------------------------------------------------------------
 
 
+def exact_agents(name: str) -> Any:
+    """The exact agents of mechanism ``name`` (their module is imported on first use, which
+    registers them)."""
+    if name not in AGENTS:
+        module = "best_belief" if name == "normal_form" else name
+        importlib.import_module(f"mechgym.agents.{module}")
+    return AGENTS[name]
+
+
 def exact_policy(name: str, which: str, ctx: Any) -> Any:
     """The exact agent ``which`` (``"predicted"`` or a deviation's name) of mechanism ``name``."""
-    agents = AGENTS[name]
+    agents = exact_agents(name)
     if which == "predicted":
         return agents.predicted(ctx)
     return agents.deviations[which](ctx, np.random.default_rng(0))
@@ -171,7 +209,7 @@ def check_menu(
     """Every player's batched menu ``menus[p]`` at episode ``b`` equals the exact menu at the
     decision node ``node`` (no valid entry for a player who does not act; entries beyond the
     grid invalid). Returns the number of entries compared."""
-    exact_menu = AGENTS[name].menu
+    exact_menu = exact_agents(name).menu
     assert exact_menu is not None
     checked = 0
     for p in range(spec.n):
@@ -202,7 +240,7 @@ def check_agent(
     streams). Returns the numbers of actions compared, of exact actions beyond the grid and
     of menu entries compared."""
     bagents = batched_agents(name)
-    policy = bagents.predicted if which == "predicted" else bagents.deviations[which]
+    policy = batched_policy(name, which)
     mech, spec, layout = rules.mech, rules.spec, rules.layout
     n = spec.n
     menus: list[list[tuple[np.ndarray, np.ndarray]]] = []

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from batched_support import (
     FeatureRecorder,
+    batched_policy,
     check_agent,
     check_features,
     check_utilities_and_rewards,
@@ -278,8 +279,7 @@ def test_deviation_names_match_the_exact_agents() -> None:
 
 def _play(name: str, which: str, spec_text: str, B: int, seed: int) -> tuple[Rollout, Any]:
     """A batch played by a batched scripted policy of ``name`` (all players)."""
-    bagents = batched_agents(name)
-    pol = bagents.predicted if which == "predicted" else bagents.deviations[which]
+    pol = batched_policy(name, which)
     ctx = context_batch(spec_text, B, seed=seed)
     rules = rules_for(_mechanism(MECH_OF[name]), spec_text)
     rng = np.random.default_rng(seed)

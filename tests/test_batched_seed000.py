@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 from batched_support import (
     FeatureRecorder,
+    batched_policy,
     check_agent,
     check_features,
     check_utilities_and_rewards,
     context_batch,
+    play_on,
     rules_for,
     scripted,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mechgym.agents.batched import batched_agents
 from mechgym.envs.engine.actions import Offer
 from mechgym.envs.engine.batched import (
     BatchState,
@@ -136,15 +137,7 @@ def test_episodes_at_different_phases_step_together(name: str) -> None:
     masks0 = rules.masks(fresh)
     acts0 = sample_actions(rules.layout, masks0, rng)
     state = _merge_states(ahead, rules.step(ctx, fresh, acts0, rng), rules.reset(ctx, rng))
-    actions, acting, masks = [acts0], [fresh.acting & ahead[:, None]], [masks0]
-    while not state.done.all():
-        mk = rules.masks(state)
-        act = sample_actions(rules.layout, mk, rng)
-        actions.append(act)
-        acting.append(state.acting.copy())
-        masks.append(mk)
-        state = rules.step(ctx, state, act, rng)
-    ro = Rollout(ctx, actions, acting, masks, state)
+    ro = play_on(rules, ctx, state, rng, [acts0], [fresh.acting & ahead[:, None]], [masks0])
     bad = replay_exact(rules, ro)
     assert not bad, bad[:3]
 
@@ -222,8 +215,7 @@ def test_overbids_beyond_the_grid_are_written_at_its_top() -> None:
 
 def _play(name: str, which: str, spec_text: str, B: int, seed: int) -> tuple[Rollout, Any]:
     """A batch played by a batched scripted policy of ``name`` (all players)."""
-    bagents = batched_agents(name)
-    pol = bagents.predicted if which == "predicted" else bagents.deviations[which]
+    pol = batched_policy(name, which)
     ctx = context_batch(spec_text, B, seed=seed)
     rules = rules_for(_mechanism(name, ctx.n, ctx.m, np.random.default_rng(seed)), spec_text)
     rng = np.random.default_rng(seed)

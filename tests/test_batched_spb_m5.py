@@ -14,7 +14,7 @@ import mechgym.agents.foils
 import mechgym.agents.perfect_revenue  # noqa: F401
 import numpy as np
 import pytest
-from batched_support import check_utilities_and_rewards, scripted, walk_exact
+from batched_support import check_utilities_and_rewards, play_on, scripted, walk_exact
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mechgym.agents.base import AGENTS
@@ -22,7 +22,6 @@ from mechgym.agents.batched import batched_agents
 from mechgym.envs.engine.batched import (
     BatchState,
     ContextBatch,
-    Rollout,
     batched_rules,
     replay_exact,
     rollout,
@@ -211,14 +210,7 @@ def test_episodes_at_different_phases_in_one_batch(make: Any, build: Any, ahead:
     ctx = ContextBatch.from_contexts([*ca.contexts, *cb.contexts])
     state = _concat(sa, sb)
     assert len(set(state.phase.tolist())) > 1 or state.done[: ca.B].all()
-    while not state.done.all():
-        mk = rules.masks(state)
-        act = sample_actions(rules.layout, mk, rng)
-        actions.append(act)
-        acting.append(state.acting.copy())
-        masks.append(mk)
-        state = rules.step(ctx, state, act, rng)
-    assert not replay_exact(rules, Rollout(ctx, actions, acting, masks, state))
+    assert not replay_exact(rules, play_on(rules, ctx, state, rng, actions, acting, masks))
 
 
 # -- node-level checks: masks, public features, agents, menus -----------------------------------
