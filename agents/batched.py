@@ -79,6 +79,50 @@ class ByPhase:
         return acts
 
 
+class AnnounceThenAnswer:
+    """The batched scripted play of M1–M4: every player announces at phase 0 and the players
+    asked answer at phase 1 (M2 has phase 0 only).
+
+    Subclasses give :meth:`announcements` and :meth:`own_answers` and set ``self.answer``:
+    :attr:`own_rule` (answer by :meth:`own_answers`), ``"yes"`` or ``"no"`` (always).
+    """
+
+    own_rule = "predicted"
+    answer: str
+
+    def announcements(self, rules: BatchedRules, ctx: ContextBatch, idx: np.ndarray) -> np.ndarray:
+        """``(len(idx), n, L)`` announcements of every player of episodes ``idx``."""
+        raise NotImplementedError
+
+    def own_answers(self, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+        """``(B, n)`` bool: YES by the agent's own rule."""
+        raise NotImplementedError
+
+    def act(
+        self,
+        rules: BatchedRules,
+        ctx: ContextBatch,
+        state: BatchState,
+        players: list[int],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        B, n, L = len(state.phase), rules.spec.n, len(rules.layout)
+        acts = np.zeros((B, n, L), dtype=np.int64)
+        mine = acting_players(state, players)
+        idx = np.flatnonzero((state.phase == 0) & mine.any(axis=1))
+        if len(idx):
+            acts[idx] = self.announcements(rules, ctx, idx)
+        respond = (state.phase == 1)[:, None] & mine
+        if respond.any():
+            if self.answer == self.own_rule:
+                yes = self.own_answers(ctx, state)
+            else:
+                yes = np.full((B, n), self.answer == "yes")
+            acts[:, :, rules.layout.index["answer"]] = np.where(respond, yes, 0)
+        acts[~mine] = 0
+        return acts
+
+
 def player_mask(n: int, players: Iterable[int]) -> np.ndarray:
     """``(n,)`` bool: which of the ``n`` players are among ``players``."""
     sel = np.zeros(n, dtype=bool)

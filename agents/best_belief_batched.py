@@ -23,10 +23,10 @@ from mechgym.envs.mechanisms.offer_rules_batched import encode_offers, offer_on_
 from mechgym.envs.solvers.batched import best_belief_batch
 
 from .batched import (
+    AnnounceThenAnswer,
     BatchedAgents,
     ByPhase,
     RandomBatched,
-    acting_players,
     register_batched_agents,
 )
 from .offers import MENU_FACTORS
@@ -99,41 +99,24 @@ def truthful_answers(ctx: ContextBatch, state: BatchState) -> np.ndarray:
     return ally | (value >= prices)
 
 
-class BatchedSeed000:
+class BatchedSeed000(AnnounceThenAnswer):
     """Predicted play of M1 and M2 over a batch, optionally with announced prices scaled
     (``factor``) and answers fixed (``answer`` = ``"truthful"``, ``"yes"`` or ``"no"``)."""
+
+    own_rule = "truthful"
 
     def __init__(self, factor: Fraction = Fraction(1), answer: str = "truthful") -> None:
         self.factor = Fraction(factor)
         self.answer = answer
 
-    def act(
-        self,
-        rules: BatchedRules,
-        ctx: ContextBatch,
-        state: BatchState,
-        players: list[int],
-        rng: np.random.Generator,
-    ) -> np.ndarray:
-        B, n, L = len(state.phase), rules.spec.n, len(rules.layout)
-        acts = np.zeros((B, n, L), dtype=np.int64)
-        mine = acting_players(state, players)
-        idx = np.flatnonzero((state.phase == ANNOUNCE) & mine.any(axis=1))
-        if len(idx):
-            alloc, prices = bb_offers(ctx, idx)
-            if self.factor != 1:
-                alloc, prices = scale_offers(alloc, prices, self.factor)
-            acts[idx] = write_announcements(rules, ctx, idx, alloc, prices)
-        if len(rules.phases) > 1:
-            respond = (state.phase == RESPOND)[:, None] & mine
-            if respond.any():
-                if self.answer == "truthful":
-                    yes = truthful_answers(ctx, state)
-                else:
-                    yes = np.full((B, n), self.answer == "yes")
-                acts[:, :, rules.layout.index["answer"]] = np.where(respond, yes, 0)
-        acts[~mine] = 0
-        return acts
+    def announcements(self, rules: BatchedRules, ctx: ContextBatch, idx: np.ndarray) -> np.ndarray:
+        alloc, prices = bb_offers(ctx, idx)
+        if self.factor != 1:
+            alloc, prices = scale_offers(alloc, prices, self.factor)
+        return write_announcements(rules, ctx, idx, alloc, prices)
+
+    def own_answers(self, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+        return truthful_answers(ctx, state)
 
 
 MENU_ANNOUNCE = 2 * len(MENU_FACTORS)

@@ -24,10 +24,10 @@ from mechgym.envs.mechanisms.knowledge_benchmark_batched import star_offer
 from mechgym.envs.solvers.batched import pack_batch
 
 from .batched import (
+    AnnounceThenAnswer,
     BatchedAgents,
     ByPhase,
     RandomBatched,
-    acting_players,
     register_batched_agents,
 )
 from .offers import MENU_FACTORS
@@ -114,7 +114,7 @@ def predicted_answers(ctx: ContextBatch, state: BatchState) -> np.ndarray:
     return inside | (value >= prices)
 
 
-class BatchedM4:
+class BatchedM4(AnnounceThenAnswer):
     """Predicted play of M4 over a batch and its deviations, as
     :class:`mechgym.agents.collusion_leveraging.PredictedM4`.
 
@@ -151,29 +151,8 @@ class BatchedM4:
             ally[:, 0, 1] = True
         return write_announcements(rules, ally, ba, rk, prices)
 
-    def act(
-        self,
-        rules: BatchedRules,
-        ctx: ContextBatch,
-        state: BatchState,
-        players: list[int],
-        rng: np.random.Generator,
-    ) -> np.ndarray:
-        B, n, L = len(state.phase), rules.spec.n, len(rules.layout)
-        acts = np.zeros((B, n, L), dtype=np.int64)
-        mine = acting_players(state, players)
-        idx = np.flatnonzero((state.phase == ANNOUNCE) & mine.any(axis=1))
-        if len(idx):
-            acts[idx] = self.announcements(rules, ctx, idx)
-        respond = (state.phase == RESPOND)[:, None] & mine
-        if respond.any():
-            if self.answer == "predicted":
-                yes = predicted_answers(ctx, state)
-            else:
-                yes = np.full((B, n), self.answer == "yes")
-            acts[:, :, rules.layout.index["answer"]] = np.where(respond, yes, 0)
-        acts[~mine] = 0
-        return acts
+    def own_answers(self, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+        return predicted_answers(ctx, state)
 
 
 def menu(

@@ -22,10 +22,10 @@ from mechgym.envs.mechanisms.offer_rules_batched import encode_offers
 from mechgym.envs.solvers.batched import pack_batch
 
 from .batched import (
+    AnnounceThenAnswer,
     BatchedAgents,
     ByPhase,
     RandomBatched,
-    acting_players,
     register_batched_agents,
 )
 from .best_belief_batched import bb_offers, scale_offers
@@ -82,7 +82,7 @@ def predicted_answers(ctx: ContextBatch, state: BatchState) -> np.ndarray:
     return ally | (value >= prices)
 
 
-class BatchedM3:
+class BatchedM3(AnnounceThenAnswer):
     """Predicted play of M3 over a batch, optionally with announced prices scaled
     (``factor``) and answers fixed (``answer`` = ``"predicted"``, ``"yes"`` or ``"no"``)."""
 
@@ -90,33 +90,15 @@ class BatchedM3:
         self.factor = Fraction(factor)
         self.answer = answer
 
-    def act(
-        self,
-        rules: BatchedRules,
-        ctx: ContextBatch,
-        state: BatchState,
-        players: list[int],
-        rng: np.random.Generator,
-    ) -> np.ndarray:
-        B, n, L = len(state.phase), rules.spec.n, len(rules.layout)
-        acts = np.zeros((B, n, L), dtype=np.int64)
-        mine = acting_players(state, players)
-        idx = np.flatnonzero((state.phase == ANNOUNCE) & mine.any(axis=1))
-        if len(idx):
-            alloc, prices = bb_offers(ctx, idx)
-            if self.factor != 1:
-                alloc, prices = scale_offers(alloc, prices, self.factor)
-            favourite = ranked(ctx.values[idx])[:, :, 0]
-            acts[idx] = write_announcements(rules, favourite, alloc, prices)
-        respond = (state.phase == RESPOND)[:, None] & mine
-        if respond.any():
-            if self.answer == "predicted":
-                yes = predicted_answers(ctx, state)
-            else:
-                yes = np.full((B, n), self.answer == "yes")
-            acts[:, :, rules.layout.index["answer"]] = np.where(respond, yes, 0)
-        acts[~mine] = 0
-        return acts
+    def announcements(self, rules: BatchedRules, ctx: ContextBatch, idx: np.ndarray) -> np.ndarray:
+        alloc, prices = bb_offers(ctx, idx)
+        if self.factor != 1:
+            alloc, prices = scale_offers(alloc, prices, self.factor)
+        favourite = ranked(ctx.values[idx])[:, :, 0]
+        return write_announcements(rules, favourite, alloc, prices)
+
+    def own_answers(self, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+        return predicted_answers(ctx, state)
 
 
 def menu(
