@@ -38,6 +38,7 @@ from mechgym.envs.mechanisms.offer_rules_batched import (
     PhaseMasks,
     decode_offers,
     merge,
+    star_features,
     winner_of,
     write_offer_stage,
 )
@@ -230,10 +231,8 @@ class CollusionLeveragingBatched(BatchedRules):
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         d = state.data
         n = self.spec.n
-        B = d["star"].shape[0]
-        out = np.zeros((B, self.mech.public_size(self.spec)), dtype=np.float32)
-        out[:, :n] = np.arange(n)[None, :] == d["star"][:, None]
-        out[:, n : 2 * n] = d["rev"]
+        out = star_features(d, n, self.mech.public_size(self.spec))
+        B = out.shape[0]
         k = 2 * n
         out[:, k : k + n * n] = d["ally"].reshape(B, n * n)
         k += n * n

@@ -34,6 +34,7 @@ from mechgym.envs.mechanisms.offer_rules_batched import (
     decode_offers,
     draw_coin,
     merge,
+    star_features,
     winner_of,
     write_offer_stage,
 )
@@ -170,10 +171,7 @@ class KnowledgeBenchmarkBatched(BatchedRules):
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         d = state.data
         n = self.spec.n
-        B = d["star"].shape[0]
-        out = np.zeros((B, self.mech.public_size(self.spec)), dtype=np.float32)
-        out[:, :n] = np.arange(n)[None, :] == d["star"][:, None]
-        out[:, n : 2 * n] = d["rev"]
+        out = star_features(d, n, self.mech.public_size(self.spec))
         alloc_s, prices_s = star_offer(d)
         asked = alloc_s[:, player] != 0
         write_offer_stage(out, 2 * n, self.spec, alloc_s, prices_s, player, asked, d["answers"])

@@ -210,6 +210,16 @@ def offer_features(alloc: np.ndarray, prices: np.ndarray, spec: EnvSpec) -> np.n
     return np.concatenate([owners, prices], axis=1).astype(np.float32)
 
 
+def star_features(data: dict[str, np.ndarray], n: int, size: int) -> np.ndarray:
+    """``(B, size)`` float32 public features of M3 and M4 with their first block written:
+    the top announcer ★ one-hot (``n``), then the announced revenues (``n``); the rest 0."""
+    B = data["star"].shape[0]
+    out = np.zeros((B, size), dtype=np.float32)
+    out[:, :n] = np.arange(n)[None, :] == data["star"][:, None]
+    out[:, n : 2 * n] = data["rev"]
+    return out
+
+
 def write_offer_stage(
     out: np.ndarray,
     k: int,
