@@ -123,6 +123,15 @@ class AnnounceThenAnswer:
         return acts
 
 
+def answer_entries(
+    rules: BatchedRules, acts: np.ndarray, valid: np.ndarray, asked: np.ndarray
+) -> None:
+    """Write a batched menu's answer entries at the episodes ``asked`` (indices or a ``(B,)``
+    mask): entry 0 is NO, entry 1 YES, as in the exact menus."""
+    acts[asked, 1, rules.layout.index["answer"]] = 1
+    valid[asked, :2] = True
+
+
 def player_mask(n: int, players: Iterable[int]) -> np.ndarray:
     """``(n,)`` bool: which of the ``n`` players are among ``players``."""
     sel = np.zeros(n, dtype=bool)

@@ -27,6 +27,7 @@ from .batched import (
     BatchedAgents,
     ByPhase,
     RandomBatched,
+    answer_entries,
     register_batched_agents,
 )
 from .offers import MENU_FACTORS
@@ -158,8 +159,7 @@ def menu(
                 j += 1
     if len(rules.phases) > 1:
         resp = np.flatnonzero((state.phase == RESPOND) & acting)
-        acts[resp, 1, layout.index["answer"]] = 1
-        valid[resp, :2] = True
+        answer_entries(rules, acts, valid, resp)
     return acts, valid
 
 

@@ -27,6 +27,7 @@ from .batched import (
     ByPhase,
     RandomBatched,
     acting_players,
+    answer_entries,
     register_batched_agents,
 )
 
@@ -208,8 +209,7 @@ def market_menu(
             acts[idx, e] = vec
             valid[idx, e] = ok
     ask = np.flatnonzero(((state.phase == RESPOND) | (state.phase == CONFIRM)) & acting)
-    acts[ask, 1, rules.layout.index["answer"]] = 1
-    valid[ask, :2] = True
+    answer_entries(rules, acts, valid, ask)
     return acts, valid
 
 

@@ -28,6 +28,7 @@ from .batched import (
     BatchedAgents,
     ByPhase,
     RandomBatched,
+    answer_entries,
     register_batched_agents,
 )
 from .offers import MENU_FACTORS
@@ -184,8 +185,7 @@ def menu(
                 valid[idx, j] = (prices <= spec.price_cap).all(axis=1)
                 j += 1
     resp = np.flatnonzero((state.phase == RESPOND) & acting)
-    acts[resp, 1, rules.layout.index["answer"]] = 1
-    valid[resp, :2] = True
+    answer_entries(rules, acts, valid, resp)
     return acts, valid
 
 

@@ -8,7 +8,13 @@ import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
 from mechgym.envs.engine.errors import ParameterError
 
-from .batched import BatchedAgents, RandomBatched, acting_players, register_batched_agents
+from .batched import (
+    BatchedAgents,
+    RandomBatched,
+    acting_players,
+    answer_entries,
+    register_batched_agents,
+)
 from .budget_balanced_market_batched import (
     respond_answers,
     shift_prices,
@@ -219,8 +225,7 @@ def naive_menu(
             valid[idx, e] = ok
     if len(rules.phases) > 1:
         ask = np.flatnonzero((state.phase == 1) & acting)
-        acts[ask, 1, rules.layout.index["answer"]] = 1
-        valid[ask, :2] = True
+        answer_entries(rules, acts, valid, ask)
     return acts, valid
 
 

@@ -26,6 +26,7 @@ from .batched import (
     BatchedAgents,
     ByPhase,
     RandomBatched,
+    answer_entries,
     register_batched_agents,
 )
 from .best_belief_batched import bb_offers, scale_offers
@@ -128,8 +129,7 @@ def menu(
                 valid[idx, j] = on_grid(rules, alloc, prices)
                 j += 1
     resp = np.flatnonzero((state.phase == RESPOND) & acting)
-    acts[resp, 1, rules.layout.index["answer"]] = 1
-    valid[resp, :2] = True
+    answer_entries(rules, acts, valid, resp)
     return acts, valid
 
 

@@ -20,6 +20,7 @@ from .batched import (
     ByPhase,
     RandomBatched,
     acting_players,
+    answer_entries,
     register_batched_agents,
 )
 from .perfect_revenue import PROPOSE_VARIANTS
@@ -220,8 +221,7 @@ def menu(
             valid[:, j] = rai & (amounts <= cap).all(axis=1)
         valid[:, 1] |= rai
     res = acting & (ph == RESPOND)
-    acts[res, 1, lay.index["answer"]] = 1
-    valid[res, :2] = True
+    answer_entries(rules, acts, valid, res)
     return acts, valid
 
 
