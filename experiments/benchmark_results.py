@@ -72,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="take a (task, learner) from --out when a finished run there has the same "
         "learner, budget and seeds (resume an interrupted run; same code assumed)",
     )
+    ap.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated TASK:LEARNER pairs to leave out (shown as – in the tables)",
+    )
     ap.add_argument("--docs", default="docs/benchmark", help="committed tables and plot")
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 seeds, 3 rounds, 512 steps")
     args = ap.parse_args(argv)
@@ -100,25 +105,39 @@ def run_one_task(task_id: str, algos: list[str], args: argparse.Namespace) -> di
     s = setup(task)
     t0 = time.perf_counter()
     pred = evaluate_policy(s, predicted_policy(s))
-    out: dict[str, Any] = {"task": task_id, "predicted": _jsonable(pred), "runs": {}}
+    out: dict[str, Any] = {
+        "task": task_id,
+        "predicted": _jsonable(pred),
+        "runs": {},
+        "failed": {},
+    }
     out["predicted_seconds"] = time.perf_counter() - t0
+    skip = {tuple(x.split(":", 1)) for x in args.skip.split(",") if x}
     for algo in algos:
+        if (task_id, algo) in skip:
+            continue
         b, unit = budget(task, algo, args)
         t1 = time.perf_counter()
         folder = Path(args.out) / task_id / algo
         summary = _reusable(folder, algo, b, args) if args.reuse else None
         reused = summary is not None
         if summary is None:
-            summary = run_task(
-                task,
-                algo,
-                seeds=args.seeds,
-                out=folder,
-                progress=False,
-                steps=b if algo not in NO_REGRET else None,
-                rounds=b if algo in NO_REGRET else None,
-                task_setup=s,
-            )
+            try:
+                summary = run_task(
+                    task,
+                    algo,
+                    seeds=args.seeds,
+                    out=folder,
+                    progress=False,
+                    steps=b if algo not in NO_REGRET else None,
+                    rounds=b if algo in NO_REGRET else None,
+                    task_setup=s,
+                )
+            except Exception as exc:  # one failed pair must not lose the rest
+                # kept as text: some exceptions do not pickle back from a worker process
+                out["failed"][algo] = f"{type(exc).__name__}: {exc}"
+                print(f"{task_id} {algo}: FAILED {out['failed'][algo]}", flush=True)
+                continue
         per_seed = _read_csv(folder / "per_seed.csv")
         out["runs"][algo] = {
             "budget": b,
@@ -310,7 +329,8 @@ def markdown(
         f"(task, learner) pairs ({machine.get('workers', 1)} worker processes); this "
         f"invocation's wall time was {wall / 60:.1f} min"
         + (
-            f", {reused} pairs taken from an earlier run of the same command (`--reuse`)."
+            f"; {reused} of the {len(learned)} (task, learner) pairs were taken from earlier "
+            "runs with the same learner, budget and seeds (`--reuse`), their time included."
             if reused
             else "."
         )
@@ -365,6 +385,23 @@ def markdown(
             fmt_ci(by[(tid, a)]["agg"], "normalized") if (tid, a) in by else "–" for a in algos
         ]
         lines.append(f"| `{tid}` | " + " | ".join(cells) + " |")
+    cols = ["predicted (untrained)", *algos]
+    lines += [
+        "",
+        "## NashConv of the focal group (IQM [95% CI])",
+        "",
+        "The focal group's exact best-response gain against the rest of the profile (here "
+        "NashConv = its exploitability = bnelearn's utility loss); the space searched is in "
+        "the last column. A positive value for predicted play means a focal deviation beats "
+        "the prediction.",
+        "",
+        "| task | " + " | ".join(c.replace(" (untrained)", "") for c in cols) + " | space |",
+        "|---|" + "---|" * (len(cols) + 1),
+    ]
+    for tid in tasks:
+        cells = [fmt_ci(by[(tid, c)]["agg"], "nash_conv") if (tid, c) in by else "–" for c in cols]
+        spaces = sorted({by[(tid, c)]["space"] for c in cols if (tid, c) in by} - {""})
+        lines.append(f"| `{tid}` | " + " | ".join(cells) + f" | {'/'.join(spaces) or '–'} |")
     lines += [
         "",
         "## All metrics (IQM [95% CI] over seeds)",
@@ -413,6 +450,8 @@ def _cli(args: argparse.Namespace) -> list[str]:
         v = getattr(args, name)
         if v != default:
             out.append(f"--{name.replace('_', '-')} {v}")
+    if args.skip:
+        out.append(f"--skip {args.skip}")
     if args.tasks != "all":
         out.append(f"--tasks {args.tasks}")
     if args.algos != ",".join(ALGOS):
@@ -503,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = [run_one_task(t, algos, args) for t in task_ids]
     wall = time.perf_counter() - t0
+    failed = [f"{r['task']} {a}: {e}" for r in results for a, e in r["failed"].items()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "all.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
@@ -516,6 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     (docs / "results.md").write_text(markdown(rows, algos, args, wall, info), encoding="utf-8")
     plot(docs / "normalized.png", rows, algos)
     print(f"wrote {docs / 'results.md'}, results.csv, normalized.png ({wall / 60:.1f} min)")
+    if failed:
+        print("failed (rerun with --reuse to fill in):\n  " + "\n  ".join(failed), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -116,8 +116,7 @@ def _train_deep(
         kwargs["context"] = task.example
     else:
         kwargs["generator"] = task.family
-    report = train_learner(
-        task.mechanism,
+    kwargs.update(
         learner=list(task.focal) if task.coalition else task.focal[0],
         algo=algo,
         steps=steps,
@@ -126,8 +125,14 @@ def _train_deep(
         encoding="menu",
         out=out,
         progress=progress,
-        **kwargs,
     )
+    try:
+        report = train_learner(task.mechanism, **kwargs)
+    except ParameterError as exc:
+        if exc.name != "features":
+            raise
+        # no batched observation features for this mechanism: the exact single-episode env
+        report = train_learner(task.mechanism, n_envs=1, **kwargs)
     policy = load_policy(report["model"])
     history = [
         {"step_count": int(h["steps"]), "learner_value": h.get("learner_value")}
