@@ -468,7 +468,7 @@ def plot(path: Path, rows: list[dict[str, Any]], algos: list[str]) -> None:
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     by = {(r["task"], r["learner"]): r for r in rows}
-    lo, hi = -1.0, 2.5
+    lo, hi = -0.25, 2.0
     fig, ax = plt.subplots(figsize=(8, 0.42 * len(tasks) + 1.4))
     markers = "osD^v<>"
     width = 0.7
