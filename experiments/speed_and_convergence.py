@@ -116,7 +116,7 @@ def run_speed(out: Path, quick: bool) -> dict[str, Any]:
         training_speed(single_steps=256, vector_steps=2048)
         if quick
         else {
-            **training_speed(single_steps=2048, vector_steps=65_536, n_envs=256),
+            **training_speed(single_steps=2048, vector_steps=131_072, n_envs=1024),
             "vector_64": vec_env_time_share(steps=32_768, n_envs=64),
         }
     )
