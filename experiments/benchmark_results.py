@@ -408,7 +408,8 @@ def markdown(
         "",
         "NashConv and utility loss are the focal group's best-response gain against the "
         "rest of the profile (space: `full` = the full action space, `menu` = within the "
-        "menus); relative utility loss is bnelearn's 1 − u(learned)/u(best response); L2 is "
+        "menus); relative utility loss is bnelearn's 1 − u(learned vs predicted others) / "
+        "u(predicted), per context, averaged; L2 is "
         "the distance of announced offer prices to the predicted ones; agreement and bound "
         "satisfaction are per phase (IQM over seeds).",
         "",
