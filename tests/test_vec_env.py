@@ -32,6 +32,8 @@ MECHS = [
     "collusion_leveraging",
     "perfect_revenue",
     "budget_balanced_market",
+    "second_price_bundle",
+    "hope_for_the_best",
 ]
 
 

@@ -190,6 +190,22 @@ def zero_summary(
     return np.zeros((*acts.shape[:2], SUMMARY_SIZE), dtype=np.float64)
 
 
+def _bundle_bid_summary(
+    rules: BatchedRules,
+    ctx: ContextBatch,
+    state: BatchState,
+    player: int,
+    acts: np.ndarray,
+    question: Question | None,
+) -> np.ndarray:
+    # A' bids (BundleBid): the exact summary reads only the own value of the bid's bundle
+    B, K = acts.shape[:2]
+    out = np.zeros((B, K, SUMMARY_SIZE), dtype=np.float64)
+    bundle = acts[:, :, rules.layout.index["bid_bundle"]]
+    out[:, :, 0] = ctx.values[np.arange(B)[:, None], player, bundle]
+    return out
+
+
 BATCHED_QUESTIONS["best_belief"] = _leader_question("winner")
 BATCHED_QUESTIONS["knowledge_benchmark"] = _leader_question("star")
 BATCHED_QUESTIONS["collusion_leveraging"] = _leader_question("star")
@@ -200,6 +216,7 @@ BATCHED_SUMMARIES["knowledge_benchmark"] = _bundle_offer_summary(
 BATCHED_SUMMARIES["normal_form"] = _normal_form_summary
 BATCHED_SUMMARIES["vcg"] = _vcg_summary
 BATCHED_SUMMARIES["collusion_leveraging"] = _collusion_summary
+BATCHED_SUMMARIES["second_price_bundle"] = _bundle_bid_summary
 for _name in ("perfect_revenue", "budget_balanced_market", "hope_for_the_best"):
     BATCHED_SUMMARIES[_name] = zero_summary
 for _k in range(1, 5):
