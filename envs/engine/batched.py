@@ -411,21 +411,39 @@ def _sample_rows(layout: ActionLayout, allowed: np.ndarray, u: np.ndarray) -> np
     lead, L = u.shape[:-1], u.shape[-1]
     R = int(np.prod(lead))
     if R >= _ROWS_BY_POSITION:
-        A = np.ascontiguousarray(allowed.reshape(R, -1).T)
-        uT = np.ascontiguousarray(u.reshape(R, L).T)
+        flat = allowed.reshape(R, -1)
+        # Fields no row may set above 0 (unread in every episode's phase, common in wide
+        # union layouts such as the mixture's) need no draw: 0 where allowed, else the
+        # field's size, as the general walk below gives. Only the other fields' columns
+        # are transposed.
+        used = flat.any(axis=0)
+        live: list[int] = []
+        cols: list[np.ndarray] = []
         outT = np.zeros((L, R), dtype=np.int64)
         for k in range(L):
             lo, hi = int(layout.offsets[k]), int(layout.offsets[k + 1])
             if hi - lo == 1:
                 continue
-            count = np.add.reduce(A[lo:hi], axis=0, dtype=np.int32)
-            r = np.minimum((uT[k] * count).astype(np.int32), np.maximum(count - 1, 0))
-            # the r-th allowed value sits where the running count first passes r
-            run = np.zeros(R, dtype=np.int32)
-            first = outT[k]
-            for q in range(lo, hi):
-                run += A[q]
-                first += run <= r
+            if not used[lo + 1 : hi].any():
+                outT[k] = np.where(flat[:, lo], 0, hi - lo)
+                continue
+            live.append(k)
+            cols.append(np.arange(lo, hi))
+        if live:
+            A = np.ascontiguousarray(flat[:, np.concatenate(cols)].T)
+            uT = np.ascontiguousarray(u.reshape(R, L).T)
+            at = 0
+            for k, c in zip(live, cols, strict=True):
+                seg = A[at : at + len(c)]
+                at += len(c)
+                count = np.add.reduce(seg, axis=0, dtype=np.int32)
+                r = np.minimum((uT[k] * count).astype(np.int32), np.maximum(count - 1, 0))
+                # the r-th allowed value sits where the running count first passes r
+                run = np.zeros(R, dtype=np.int32)
+                first = outT[k]
+                for row in seg:
+                    run += row
+                    first += run <= r
         return np.ascontiguousarray(outT.T).reshape(u.shape)
     out = np.zeros(u.shape, dtype=np.int64)
     # One running count of allowed values over the whole flat mask (a cumsum per short
