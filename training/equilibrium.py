@@ -42,7 +42,7 @@ from mechgym.envs.engine.game import (
     step_decision,
 )
 
-from .learner_env import Group, group_label, group_value
+from .learner_env import Group, expected_group_value, group_label, group_value
 from .metrics import best_response_value
 
 MAX_FULL_OPTIONS = 512
@@ -237,13 +237,13 @@ def equilibrium_metrics(
         ev_pred = evaluate_exact(mech, ctx, pred)
         for g in groups:
             label = group_label(g)
-            current = sum((pr * group_value(ctx, o, g) for pr, o in ev.outcomes), Fraction(0))
+            current = expected_group_value(ctx, ev, g)
             br = best_response_value(mech, ctx, pol, g, options)  # type: ignore[arg-type]
             gains[label].append(float(br - current))
-            star = sum((pr * group_value(ctx, o, g) for pr, o in ev_pred.outcomes), Fraction(0))
+            star = expected_group_value(ctx, ev_pred, g)
             mine = {**pred, **{p: pol[p] for p in g}}
             ev_dev = evaluate_exact(mech, ctx, mine)
-            against = sum((pr * group_value(ctx, o, g) for pr, o in ev_dev.outcomes), Fraction(0))
+            against = expected_group_value(ctx, ev_dev, g)
             if star != 0:
                 rel[label].append(float(1 - against / star))
         for visit in ev.visits:

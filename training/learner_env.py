@@ -94,6 +94,12 @@ def group_value(ctx: Any, outcome: Any, group: Group) -> Fraction:
     return sum((Fraction(u[p]) for p in group), Fraction(0))
 
 
+def expected_group_value(ctx: Any, ev: Any, group: Group) -> Fraction:
+    """The group's exact expected reward (:func:`group_value`) under an evaluation's
+    terminal outcomes and their probabilities."""
+    return sum((pr * group_value(ctx, o, group) for pr, o in ev.outcomes), Fraction(0))
+
+
 def align_context(ctx: Any, group: Group) -> Any:
     """``ctx`` with ``group`` as one shared-reward coalition (other blocks lose its members)."""
     if len(group) == 1 or not hasattr(ctx, "with_coalitions"):

@@ -59,7 +59,7 @@ from mechgym.envs.engine.game import (
     step_decision,
 )
 
-from .learner_env import Group, group_label, group_value
+from .learner_env import Group, expected_group_value, group_label, group_value
 
 REVENUE_BENCHMARKS = ("BB", "MIEW", "MKW", "MSW")
 MAX_JOINT_OPTIONS = 20_000
@@ -323,7 +323,7 @@ def evaluate_profile(
             statement = g.statement
         for grp in groups:
             label = group_label(grp)
-            current = sum((pr * group_value(ctx, o, grp) for pr, o in ev.outcomes), Fraction(0))
+            current = expected_group_value(ctx, ev, grp)
             vals[label].append(float(current))
             if exploitability and encoding is not None:
                 br = best_response_value(mech, ctx, policies, grp, encoding.options)
@@ -379,7 +379,7 @@ def _switch_gain(
     def value(actions: Mapping[int, Any]) -> Fraction:
         child = step_decision(mech, visit.state, visit.node, actions)
         ev = evaluate_exact(mech, ctx, policies, state=child)
-        return sum((pr * group_value(ctx, o, group) for pr, o in ev.outcomes), Fraction(0))
+        return expected_group_value(ctx, ev, group)
 
     return value({**visit.actions, player: alt}) - value(visit.actions)
 
@@ -401,7 +401,7 @@ def _reference_gap(
     def value(action: Any) -> Fraction:
         child = step_decision(mech, visit.state, visit.node, {**visit.actions, player: action})
         ev = evaluate_exact(mech, ctx, prof, state=child)
-        return sum((pr * group_value(ctx, o, group) for pr, o in ev.outcomes), Fraction(0))
+        return expected_group_value(ctx, ev, group)
 
     return value(best) - value(other)
 

@@ -54,6 +54,7 @@ def setup(task: Task) -> TaskSetup:
     from mechgym.envs.pettingzoo.registry import entry
     from mechgym.training.encodings import make_encoding
     from mechgym.training.learner_env import make_raw_env
+    from mechgym.training.metrics import predicted_profile
 
     e = entry(task.mechanism)
     contexts = task.contexts()
@@ -63,10 +64,7 @@ def setup(task: Task) -> TaskSetup:
     spec = raw.spec
     encoding = make_encoding("menu", task.mechanism, mech, spec, agents)
     n = spec.n
-
-    def predicted(ctx: Any) -> dict[int, Any]:
-        return dict.fromkeys(range(n), agents.predicted(ctx))
-
+    predicted = predicted_profile(agents, n)
     if task.background == "predicted":
         background = predicted
     else:
@@ -85,13 +83,13 @@ def setup(task: Task) -> TaskSetup:
 
 def focal_return(s: TaskSetup, focal_policy: Any) -> Fraction:
     """Mean over the evaluation contexts of the focal group's exact expected reward."""
-    from mechgym.training.learner_env import group_value
+    from mechgym.training.learner_env import expected_group_value
 
     prof = s.profile(focal_policy)
     total = Fraction(0)
     for ctx in s.contexts:
         ev = evaluate_exact(s.mech, ctx, prof(ctx))
-        total += sum((pr * group_value(ctx, o, s.task.focal) for pr, o in ev.outcomes), Fraction(0))
+        total += expected_group_value(ctx, ev, s.task.focal)
     return total / len(s.contexts)
 
 
