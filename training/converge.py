@@ -181,18 +181,7 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
             exploitability=cfg.exploitability,
         )
         eval_s += time.perf_counter() - te
-        for metric, key, value in met.flat():
-            rows.append(
-                {
-                    "mechanism": mech,
-                    "seed": seed,
-                    "round": r,
-                    "steps": trainer.total_steps,
-                    "metric": metric,
-                    "key": key,
-                    "value": value,
-                }
-            )
+        rows += metric_rows(mech, seed, r, trainer.total_steps, met)
         final = met.to_json()
         _emit(events, mech, seed, "eval", r)
     return {
@@ -208,6 +197,22 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         "steps": trainer.total_steps,
         "idle": dict(trainer.idle),
     }
+
+
+def metric_rows(mech: str, seed: int, rnd: int, steps: int, met: Any) -> list[dict[str, Any]]:
+    """The ``metrics.csv`` rows of one evaluation (see :func:`write_csv`)."""
+    return [
+        {
+            "mechanism": mech,
+            "seed": seed,
+            "round": rnd,
+            "steps": steps,
+            "metric": metric,
+            "key": key,
+            "value": value,
+        }
+        for metric, key, value in met.flat()
+    ]
 
 
 def _run_no_regret_job(
@@ -256,18 +261,7 @@ def _run_no_regret_job(
             exploitability=cfg.exploitability,
         )
         eval_s += time.perf_counter() - te
-        for metric, key, value in met.flat():
-            rows.append(
-                {
-                    "mechanism": mech,
-                    "seed": seed,
-                    "round": r,
-                    "steps": learner.rounds * len(contexts),
-                    "metric": metric,
-                    "key": key,
-                    "value": value,
-                }
-            )
+        rows += metric_rows(mech, seed, r, learner.rounds * len(contexts), met)
         final = met.to_json()
         _emit(events, mech, seed, "eval", r)
     return {
