@@ -16,10 +16,10 @@ def _console(stderr: bool = False) -> Any:
 
 
 def _fail(message: str) -> None:
-    from rich.markup import escape
+    # the CLI's one-line error (imported late: the CLI mounts these commands)
+    from mechgym.cli import fail
 
-    _console(True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(2)
+    fail(message)
 
 
 def add_benchmark_commands(app: typer.Typer) -> None:
