@@ -27,7 +27,8 @@ from mechgym.agents.base import PhasePolicy
 
 from .learner_env import LearnerEnv, group_label
 from .metrics import ProfileMetrics, evaluate_profile
-from .policies import LayoutRandom, LearnedPolicy, save_model
+from .policies import LayoutRandom, LearnedPolicy, check_model_file, load_meta, save_model
+from .sidecar import check_setting
 
 EVAL_SEED = 12345
 
@@ -181,7 +182,6 @@ def train_learner(
 
     configure_torch(1)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     kwargs = {
         "opponents": opponents,
         "encoding": encoding,
@@ -201,6 +201,11 @@ def train_learner(
         env = LearnerEnv(mechanism, learner, **kwargs)
         env.reset(seed=seed)
         contexts = evaluation_contexts(env, eval_contexts)
+    if resume and check_model_file(resume).with_suffix(".json").exists():
+        # a model of another setting is refused by name (a trusted foreign zip has no sidecar)
+        check_setting(load_meta(resume), env.meta(), resume, "continue training here")
+    # only once the env is built: a bad learner, context or opponent leaves no folder behind
+    out.mkdir(parents=True, exist_ok=True)
     tb = str(out / "tb") if tensorboard else None
     if resume:
         model = load_model(algo, str(resume), env=env, tensorboard_log=tb)
