@@ -239,3 +239,25 @@ def test_an_old_sidecar_is_checked_on_what_it_records(bb_model, tmp_path) -> Non
     assert load_policy(p, mechanism="best_belief", spec=spec).builder.size == 102
     with pytest.raises(ParameterError, match=r"mechanism best_belief \(here vcg\)"):
         load_policy(p, mechanism="vcg", spec=spec)
+
+
+def test_converge_judges_options_by_the_configs_algorithm(tmp_path) -> None:
+    """A config's ``algo`` is the one that runs (not the CLI's default), so it decides which
+    of the typed options apply."""
+    cfg = tmp_path / "nr.yaml"
+    cfg.write_text(
+        "mechanisms: [vcg]\nalgo: hedge\ngenerator: 'uniform:n=2,m=1,cap=3'\n"
+        "seeds: 1\nrounds: 1\nfamily: 1\njobs: 1\n"
+    )
+    refused = tmp_path / "refused"
+    line = assert_one_line(
+        invoke(["converge", "--config", str(cfg), "--steps", "5", "--out", str(refused)])
+    )
+    assert "--steps: has no effect with --algo hedge" in line and not refused.exists()
+    out = tmp_path / "out"
+    res = invoke(
+        ["converge", "--config", str(cfg), "--iterations", "2", "--out", str(out), "--no-progress"]
+    )
+    assert res.exit_code == 0, res.output
+    config = json.loads((out / "summary.json").read_text())["config"]
+    assert (config["algo"], config["iterations"], config["jobs"]) == ("hedge", 2, 1)

@@ -280,7 +280,7 @@ def add_commands(app: typer.Typer) -> None:
         from mechgym.envs.engine.errors import MechgymError
         from rich.console import Console
 
-        from mechgym.options import check_counts, refuse_unless
+        from mechgym.options import check_counts, given, refuse_unless
 
         from .converge import ConvergeConfig, run_converge
         from .noregret import RULES as NO_REGRET_RULES
@@ -291,8 +291,9 @@ def add_commands(app: typer.Typer) -> None:
             "rounds": rounds,
             "family": family,
             "generator": generate,
-            "algo": algo,
-            "jobs": jobs,
+            # with --config, only what was typed replaces the file's values
+            "algo": algo if config is None or given(cli, "algo") else None,
+            "jobs": jobs if config is None or given(cli, "jobs") else None,
             "out": str(out) if out is not None else None,
             "tensorboard": tensorboard or None,
             "mechanisms": tuple(mechanisms) if mechanisms else None,
@@ -310,16 +311,6 @@ def add_commands(app: typer.Typer) -> None:
                 n_envs=n_envs,
                 iterations=iterations,
             )
-            no_regret = algo in NO_REGRET_RULES
-            refuse_unless(
-                cli,
-                ["steps", "n_envs", "tensorboard"],
-                not no_regret,
-                f"with --algo {algo} (a no-regret rule: it runs --iterations per round)",
-            )
-            refuse_unless(
-                cli, ["iterations"], no_regret, f"with --algo {algo} (it trains --steps per round)"
-            )
             if config is not None:
                 from .outputs import load_converge_config
 
@@ -332,6 +323,20 @@ def add_commands(app: typer.Typer) -> None:
                 cfg = ConvergeConfig.quick_config(**opts)
             else:
                 cfg = ConvergeConfig(**{k: v for k, v in opts.items() if v is not None})
+            # the algorithm may come from --config: judge the options against the one that runs
+            no_regret = cfg.algo in NO_REGRET_RULES
+            refuse_unless(
+                cli,
+                ["steps", "n_envs", "tensorboard"],
+                not no_regret,
+                f"with --algo {cfg.algo} (a no-regret rule: it runs --iterations per round)",
+            )
+            refuse_unless(
+                cli,
+                ["iterations"],
+                no_regret,
+                f"with --algo {cfg.algo} (it trains --steps per round)",
+            )
             summary = run_converge(cfg, console=Console(), progress=progress)
         except MechgymError as exc:
             _fail(exc)
