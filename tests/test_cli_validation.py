@@ -66,9 +66,12 @@ def test_check_count_states_the_range() -> None:
         (["converge", "--jobs", "-1"], "--jobs: must be an integer in 0..1024"),
         (["converge", "--quick", "--n-envs", "0"], "--n-envs: must be"),
         (["benchmark", "run", "best-belief-v0", "--seeds", "101"], "--seeds: must be"),
+        # found once the env or the model is built: still before the output folder
+        (["train", "vcg", "--learner", "7"], "players [7] are outside 0..2"),
+        (["train", "vcg", "--algo", "dqn", "--encoding", "raw"], "dqn needs a Discrete"),
     ],
 )
-def test_bad_counts_refused_before_anything_is_written(args, needle, tmp_path) -> None:
+def test_bad_input_refused_before_anything_is_written(args, needle, tmp_path) -> None:
     out = tmp_path / "out"
     line = assert_one_line(invoke([*args, "--out", str(out)]))
     assert needle in line

@@ -204,13 +204,13 @@ def train_learner(
     if resume and check_model_file(resume).with_suffix(".json").exists():
         # a model of another setting is refused by name (a trusted foreign zip has no sidecar)
         check_setting(load_meta(resume), env.meta(), resume, "continue training here")
-    # only once the env is built: a bad learner, context or opponent leaves no folder behind
-    out.mkdir(parents=True, exist_ok=True)
     tb = str(out / "tb") if tensorboard else None
     if resume:
         model = load_model(algo, str(resume), env=env, tensorboard_log=tb)
     else:
         model = make_model(algo, env, seed=seed, tensorboard_log=tb, **(hyper or {}))
+    # only once env and model are built: a bad learner, opponent or algorithm writes nothing
+    out.mkdir(parents=True, exist_ok=True)
     every = int(eval_every or max(steps // 5, 1))
     history: list[dict[str, Any]] = []
     csv_path = out / "metrics.csv"
