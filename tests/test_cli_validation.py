@@ -264,3 +264,20 @@ def test_converge_judges_options_by_the_configs_algorithm(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     config = json.loads((out / "summary.json").read_text())["config"]
     assert (config["algo"], config["iterations"], config["jobs"]) == ("hedge", 2, 1)
+
+
+def test_caps_count_where_they_change_the_layout() -> None:
+    """The raw encoding's action space grows with the caps; a menu's does not."""
+    from mechgym.envs.model.generators import make_generator
+    from mechgym.training.learner_env import LearnerEnv
+    from mechgym.training.sidecar import differences
+
+    def meta(encoding: str, cap: int) -> dict:
+        gen = make_generator(f"uniform:n=2,m=1,cap={cap}")
+        return LearnerEnv("vcg", 0, encoding=encoding, generator=gen).meta()
+
+    raw = differences(meta("raw", 3), meta("raw", 5))
+    assert raw[0].startswith("action space MultiDiscrete(4) (here MultiDiscrete(6))")
+    assert "value_cap 3 (here 5)" in raw
+    assert differences(meta("menu", 3), meta("menu", 5)) == []
+    assert differences(meta("raw", 3), meta("menu", 3)) == ["encoding raw (here menu)"]

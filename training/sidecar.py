@@ -119,7 +119,7 @@ def check_setting(found: dict[str, Any], wanted: dict[str, Any], path: Any, use:
     Raises
     ------
     ParameterError
-        ``"<path> was trained for <mechanism> with ...: it cannot <use> here; ..."``.
+        ``"<path> was trained with <differences>: it cannot <use>; ..."``.
     """
     diff = differences(found, wanted)
     if diff:
