@@ -22,6 +22,9 @@ from rich.table import Table
 from mechgym.envs.engine.errors import MechgymError, ParameterError
 from mechgym.envs.model.limits import MAX_EPISODES, check_seed
 
+console = Console()
+err = Console(stderr=True)
+
 
 def print_error(message: str) -> None:
     """The CLI's one error line on stderr (every command prints its errors through this)."""
@@ -75,8 +78,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
 
 ExampleOpt = Annotated[str | None, typer.Option("--example", help="A built-in example context.")]
 ContextOpt = Annotated[str | None, typer.Option("--context", help="A context file (JSON or YAML).")]
@@ -544,7 +545,7 @@ def main() -> None:
         hint = missing_extra_hint(exc)
         if hint is None:
             raise
-        err.print(f"[bold red]error:[/] {escape(hint)}", soft_wrap=True)
+        print_error(hint)
         sys.exit(2)
 
 
