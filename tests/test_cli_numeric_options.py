@@ -4,7 +4,9 @@ and nothing written; never anything else.
 
 Out-of-range draws are unbounded (below the lower end, above the upper end, and a few fixed
 extremes). In-range draws are kept to values that run in about a second on tiny contexts
-(the range of a cheap option is drawn whole), so the test fits CI on two cores.
+(the range of a cheap option is drawn whole), so the test fits CI on two cores. Every option
+also tries one in-range value and the value just below its range, so that both outcomes are
+exercised whatever hypothesis draws.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mechgym.envs.model.limits import COUNT_LIMITS, MAX_SEED
 from typer.testing import CliRunner
@@ -78,9 +80,16 @@ class Case:
     valid: st.SearchStrategy[int]
     ok: Callable[[Path, str], None]
     writes: bool = True
+    typical: int | None = None
 
     def __str__(self) -> str:
         return f"{self.base[0]} {self.option}"
+
+    @property
+    def tried(self) -> list[int]:
+        """Values every run tries besides the draws: an in-range one (``typical``, else the
+        lower end) and one just outside."""
+        return [self.lo if self.typical is None else self.typical, self.lo - 1]
 
 
 def count(name: str) -> tuple[int, int]:
@@ -133,6 +142,7 @@ CASES = [
         *count("steps"),
         st.just(16),
         trained_model,
+        typical=16,
     ),
     Case(
         ("train", "vcg", "--generate", TINY, "--steps", "16", *SB3),
@@ -140,6 +150,7 @@ CASES = [
         *count("n-envs"),
         st.just(2),
         trained_model,
+        typical=2,
     ),
     Case(
         ("train", "vcg", "--generate", TINY, "--n-envs", "1", "--steps", "16", "--no-progress"),
@@ -147,6 +158,7 @@ CASES = [
         *count("eval-every"),
         st.just(10**6),
         trained_model,
+        typical=10**6,
     ),
     converge_case("--seeds", st.just(1)),
     converge_case("--rounds", st.integers(1, 2)),
@@ -176,10 +188,10 @@ def out_of_range(lo: int, hi: int) -> st.SearchStrategy[int]:
 _RUNS: dict[tuple[str, ...], tuple[int, str, str, Path]] = {}
 
 
-def run(case: Case, value: int) -> tuple[int, str, str, Path]:
+def run(case: Case, value: int, root: Path) -> tuple[int, str, str, Path]:
     argv = (*case.base, case.option, str(value))
     if argv not in _RUNS:
-        out = Path(tempfile.mkdtemp(prefix="mechgym-prop-")) / "out"
+        out = Path(tempfile.mkdtemp(dir=root)) / "out"
         args = [*argv, "--out", str(out)] if case.writes else list(argv)
         res = CliRunner().invoke(app, args)
         assert res.exception is None or isinstance(res.exception, SystemExit), (
@@ -191,7 +203,7 @@ def run(case: Case, value: int) -> tuple[int, str, str, Path]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_numeric_options_exit_0_with_outputs_or_2_with_one_line(case: Case) -> None:
+def test_numeric_options_exit_0_with_outputs_or_2_with_one_line(case: Case, tmp_path) -> None:
     key = (*case.base, case.option)
 
     @settings(
@@ -203,7 +215,7 @@ def test_numeric_options_exit_0_with_outputs_or_2_with_one_line(case: Case) -> N
     )
     @given(value=st.one_of(out_of_range(case.lo, case.hi), case.valid))
     def prop(value: int) -> None:
-        code, stdout, output, out = run(case, value)
+        code, stdout, output, out = run(case, value, tmp_path)
         assert "Traceback" not in output and "╭" not in output, output
         if case.lo <= value <= case.hi:  # drawn from the in-range values: they all run
             assert code == 0, (value, output)
@@ -215,6 +227,8 @@ def test_numeric_options_exit_0_with_outputs_or_2_with_one_line(case: Case) -> N
         assert case.option in lines[0], lines[0]
         assert not out.exists(), "a refused command wrote its output folder"
 
+    for value in case.tried:
+        prop = example(value=value)(prop)
     prop()
     # both outcomes were exercised: the property did not pass on refusals alone
     codes = {code for argv, (code, *_) in _RUNS.items() if argv[: len(case.base) + 1] == key}
