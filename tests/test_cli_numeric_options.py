@@ -102,6 +102,16 @@ def converge_case(option: str, valid: st.SearchStrategy[int]) -> Case:
     return Case((*base, "--no-progress"), option, *count(option[2:]), valid, converged)
 
 
+def converge_sb3_case(option: str, value: int) -> Case:
+    """The deep-RL path (MaskablePPO): one in-range value, a few seconds a run."""
+    rest = {"--steps": "16", "--n-envs": "2"}
+    rest.pop(option)
+    base = ("converge", "vcg", "--generate", TINY, *CONVERGE_SB3, *rest.popitem())
+    lo, hi = count(option[2:])
+    return Case(base, option, lo, hi, st.just(value), converged, typical=value)
+
+
+CONVERGE_SB3 = ("--seeds", "1", "--rounds", "1", "--family", "1", "--jobs", "1", "--no-progress")
 EVAL = ("evaluate", "vcg", "--example", "ausubel-milgrom", "--json")
 CASES = [
     Case(EVAL, "--episodes", *count("episodes"), st.integers(1, 40), json_report, False),
@@ -160,6 +170,17 @@ CASES = [
         trained_model,
         typical=10**6,
     ),
+    Case(
+        ("train", "vcg", "--generate", TINY, "--algo", "regret_matching", "--rounds", "1"),
+        "--seed",
+        0,
+        MAX_SEED,
+        st.integers(0, MAX_SEED),
+        trained,
+    ),
+    Case((*EVAL, "--exact"), "--seed", 0, MAX_SEED, st.integers(0, MAX_SEED), json_report, False),
+    converge_sb3_case("--steps", 16),
+    converge_sb3_case("--n-envs", 2),
     converge_case("--seeds", st.just(1)),
     converge_case("--rounds", st.integers(1, 2)),
     converge_case("--family", st.integers(1, 2)),
