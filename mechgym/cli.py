@@ -1,7 +1,8 @@
 """The ``mechgym`` command line: list, evaluate, play, bench (+ train, converge).
 
-Errors that users can fix (bad files, unknown names, bad constants) are printed as one line
-naming the problem, with exit code 2; no traceback.
+Errors that users can fix (bad files, unknown names, bad constants, counts out of range,
+options that need another option, values click cannot parse) are printed as one line naming
+the problem, with exit code 2, before anything is written; no traceback.
 """
 
 from __future__ import annotations
@@ -13,22 +14,70 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from mechgym.envs.engine.errors import MechgymError, ParameterError
-from mechgym.envs.model.limits import MAX_CONTEXTS, MAX_EPISODES, check_seed
+from mechgym.envs.model.limits import MAX_EPISODES, check_seed
+
+console = Console()
+err = Console(stderr=True)
+
+
+def print_error(message: str) -> None:
+    """The CLI's one error line on stderr (every command prints its errors through this)."""
+    one_line = " ".join(str(message).split())  # a library's message may hold newlines
+    err.print(f"[bold red]error:[/] {escape(one_line)}", soft_wrap=True)
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """A command group whose usage errors (a value click cannot parse, an unknown option, a
+    missing argument) are printed as one line, like mechgym's own errors, instead of typer's
+    boxed panel."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:  # typer >= 0.25 vendors click
+            from typer._click.exceptions import ClickException, NoArgsIsHelpError
+        except ImportError:
+            from click.exceptions import ClickException, NoArgsIsHelpError
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:  # the help is already printed
+            rv = exc.exit_code
+        except ClickException as exc:
+            if not standalone_mode:
+                raise
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            print_error(" ".join(exc.format_message().split()).rstrip(".") + hint)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            print_error("aborted")
+            sys.exit(1)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
 
 app = typer.Typer(
+    cls=OneLineErrors,
     name="mechgym",
     help="Resilient mechanisms (Chen–Micali) as multi-agent RL environments.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
 
 ExampleOpt = Annotated[str | None, typer.Option("--example", help="A built-in example context.")]
 ContextOpt = Annotated[str | None, typer.Option("--context", help="A context file (JSON or YAML).")]
@@ -51,10 +100,14 @@ AgentsOpt = Annotated[
 ]
 
 
-def fail(message: str) -> None:
-    """Print a user error and exit with status 2."""
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # one line
-    raise typer.Exit(2)
+#: the longest throughput run ``bench --seconds`` takes (it runs several)
+MAX_BENCH_SECONDS = 600.0
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a user error as one line and exit with status ``code`` (2: usage)."""
+    print_error(message)
+    raise typer.Exit(code)
 
 
 def run_guarded(fn: Any) -> Any:
@@ -236,6 +289,7 @@ def list_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 
 @app.command()
 def evaluate(
+    cli: typer.Context,
     mechanism: Annotated[str, typer.Argument(help="Mechanism name, e.g. best_belief.")],
     example: ExampleOpt = None,
     context: ContextOpt = None,
@@ -246,11 +300,11 @@ def evaluate(
         bool, typer.Option("--batched", help="Sample on the batched path (batched agents).")
     ] = False,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Episodes per batch with --batched.")
+        int, typer.Option("--batch-size", help="Episodes per batch with --batched.")
     ] = 4096,
-    episodes: Annotated[int, typer.Option("--episodes", min=1, help="Sampled episodes.")] = 1000,
+    episodes: Annotated[int, typer.Option("--episodes", help="Sampled episodes.")] = 1000,
     contexts: Annotated[
-        int, typer.Option("--contexts", min=1, help="Contexts drawn with --generate.")
+        int, typer.Option("--contexts", help="Contexts drawn with --generate.")
     ] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
     param: ParamOpt = None,
@@ -261,14 +315,27 @@ def evaluate(
     def go() -> None:
         from mechgym.envs.pettingzoo.envmodule import build_mechanism
         from mechgym.envs.pettingzoo.registry import entry
+        from mechgym.options import check_counts, refuse_unless
 
+        check_counts(episodes=episodes, contexts=contexts, batch_size=batch_size)
+        check_seed(seed, "--seed")
+        if batched and exact:
+            raise ParameterError("--exact/--batched", "give only one of them")
+        refuse_unless(
+            cli, ["contexts"], generate is not None, "without --generate (contexts it draws)"
+        )
+        refuse_unless(cli, ["batch_size"], batched, "without --batched")
+        refuse_unless(cli, ["episodes"], not exact, "with --exact (nothing is sampled)")
+        if not batched and not exact and episodes > MAX_EPISODES:
+            # the sampled path keeps every outcome; --batched streams larger runs
+            raise ParameterError(
+                "--episodes", f"at most {MAX_EPISODES} without --batched, got {episodes}"
+            )
         e = entry(mechanism)
         mech = build_mechanism(e.mechanism_class(), parse_params(param))
         ctx0, gen = load_source(example, context, generate, e.mechanism_class().context_kind)
         rng = np.random.default_rng(check_seed(seed, "--seed"))
         if batched:
-            if exact:
-                raise ParameterError("--exact/--batched", "give only one of them")
             from mechgym.batched_eval import batched_reports, pooled_stderr
 
             src = ctx0 if gen is None else gen
@@ -285,13 +352,6 @@ def evaluate(
             else:
                 show_report(out)
             return
-        if contexts > MAX_CONTEXTS:
-            raise ParameterError("--contexts", f"at most {MAX_CONTEXTS} contexts, got {contexts}")
-        if not exact and episodes > MAX_EPISODES:
-            # the sampled path keeps every outcome; --batched streams larger runs
-            raise ParameterError(
-                "--episodes", f"at most {MAX_EPISODES} without --batched, got {episodes}"
-            )
         ctxs = [ctx0] if gen is None else [gen.sample(rng) for _ in range(contexts)]
         reports = []
         for ctx in ctxs:
@@ -419,6 +479,8 @@ def bench(
     against MILP, env share of training."""
     from mechgym.bench import run_bench
 
+    if not 0 < seconds <= MAX_BENCH_SECONDS:  # also refuses NaN
+        fail(f"parameter --seconds: must lie in (0, {MAX_BENCH_SECONDS}], got {seconds}")
     result = run_guarded(
         lambda: run_bench(
             seconds=seconds, training=training, console=None if as_json else err, quick=quick
@@ -483,7 +545,7 @@ def main() -> None:
         hint = missing_extra_hint(exc)
         if hint is None:
             raise
-        err.print(f"[bold red]error:[/] {escape(hint)}", soft_wrap=True)
+        print_error(hint)
         sys.exit(2)
 
 

@@ -141,7 +141,11 @@ def load_model(
     (``trust`` overrides it)."""
     from .policies import check_model_file
 
-    model = algo_class(algo).load(str(check_model_file(path, trust)), env=env, device="cpu")
+    p = check_model_file(path, trust)
+    try:
+        model = algo_class(algo).load(str(p), env=env, device="cpu")
+    except ValueError as exc:  # SB3: the env's spaces differ from the model's
+        raise ParameterError("model", f"{p} does not fit this env: {exc}") from None
     model.tensorboard_log = tensorboard_log
     return without_temp_folder(model)
 

@@ -454,17 +454,18 @@ class ByPhaseBatched:
         return acts
 
 
-def resolve_batched(spec: Any, mech_name: str) -> BatchedPolicy:
+def resolve_batched(spec: Any, mech_name: str, env_spec: Any = None) -> BatchedPolicy:
     """A batched policy from a description: ``"predicted"``, ``"random"``, a deviation name,
-    a model path (``.zip``), a :class:`LearnedPolicy`, or a batched policy object."""
+    a model path (``.zip``), a :class:`LearnedPolicy`, or a batched policy object. A model
+    must fit ``mech_name`` (and the sizes of ``env_spec``, an EnvSpec, when given)."""
     from mechgym.agents.base import PhasePolicy
 
     if isinstance(spec, LearnedPolicy):
         return BatchedLearned(spec)
     if isinstance(spec, PhasePolicy):
         return ByPhaseBatched(
-            resolve_batched(spec.base, mech_name),
-            {k: resolve_batched(v, mech_name) for k, v in spec.by_phase.items()},
+            resolve_batched(spec.base, mech_name, env_spec),
+            {k: resolve_batched(v, mech_name, env_spec) for k, v in spec.by_phase.items()},
         )
     if hasattr(spec, "act") and _is_batched(spec):
         return spec
@@ -486,7 +487,7 @@ def resolve_batched(spec: Any, mech_name: str) -> BatchedPolicy:
     if spec.endswith(".zip") or Path(spec).exists() or Path(spec + ".zip").exists():
         from .policies import load_policy
 
-        return BatchedLearned(load_policy(spec))
+        return BatchedLearned(load_policy(spec, mechanism=mech_name, spec=env_spec))
     known = ["predicted", "random", *agents.deviations]
     raise ParameterError(
         "opponents", f"unknown opponent {spec!r}; use one of {', '.join(known)} or a model path"
@@ -494,7 +495,7 @@ def resolve_batched(spec: Any, mech_name: str) -> BatchedPolicy:
 
 
 def resolve_batched_players(
-    spec: Any, players: Sequence[int], mech_name: str
+    spec: Any, players: Sequence[int], mech_name: str, env_spec: Any = None
 ) -> dict[int, BatchedPolicy]:
     """One batched policy per player: a mapping ``{player: description}`` or one for all."""
     if isinstance(spec, Mapping):
@@ -506,10 +507,10 @@ def resolve_batched_players(
         for p in players:
             key = id(spec[p])
             if key not in cache:
-                cache[key] = resolve_batched(spec[p], mech_name)
+                cache[key] = resolve_batched(spec[p], mech_name, env_spec)
             out[p] = cache[key]
         return out
-    pol = resolve_batched(spec, mech_name)
+    pol = resolve_batched(spec, mech_name, env_spec)
     return dict.fromkeys(players, pol)
 
 

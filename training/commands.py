@@ -12,12 +12,16 @@ from typing import Annotated
 import typer
 
 
-def _fail(exc: Exception) -> None:
-    from rich.console import Console
-    from rich.markup import escape
+def _fail(exc: Exception, code: int = 2) -> None:
+    # the CLI's one error printer (imported late: the CLI mounts these commands)
+    from mechgym.cli import fail
 
-    Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)  # one line
-    raise typer.Exit(code=2)
+    fail(str(exc), code)
+
+
+#: ``train`` options the no-regret rules do not use, and those only they use
+SB3_ONLY = ["steps", "n_envs", "eval_every", "encoding", "learn_phases", "tensorboard", "resume"]
+NO_REGRET_ONLY = ["rounds"]
 
 
 def add_commands(app: typer.Typer) -> None:
@@ -25,6 +29,7 @@ def add_commands(app: typer.Typer) -> None:
 
     @app.command("train")
     def train(
+        cli: typer.Context,
         mechanism: Annotated[str, typer.Argument(help="Mechanism name, e.g. best_belief, vcg.")],
         learner: Annotated[
             str, typer.Option("--learner", "-l", help="Learning player (0) or coalition (1,2).")
@@ -91,7 +96,6 @@ def add_commands(app: typer.Typer) -> None:
             int,
             typer.Option(
                 "--n-envs",
-                min=1,
                 help="Episodes per step on the batched path (1: the exact single-episode env).",
             ),
         ] = 64,
@@ -99,6 +103,8 @@ def add_commands(app: typer.Typer) -> None:
         """Train one player or coalition against fixed opponents and report exact metrics."""
         from mechgym.envs.engine.errors import MechgymError
         from rich.console import Console
+
+        from mechgym.options import check_counts, refuse_unless
 
         from .noregret import RULES as NO_REGRET_RULES
         from .noregret import train_no_regret
@@ -108,6 +114,35 @@ def add_commands(app: typer.Typer) -> None:
         if len(given) > 1:
             _fail(ValueError("give at most one of --context, --example, --generate"))
         try:
+            check_counts(
+                steps=steps,
+                rounds=rounds,
+                eval_every=eval_every,
+                eval_contexts=eval_contexts,
+                n_envs=n_envs,
+            )
+            no_regret = algo in NO_REGRET_RULES
+            refuse_unless(
+                cli,
+                SB3_ONLY,
+                not no_regret,
+                f"with --algo {algo} (a no-regret rule: it learns over the menus for --rounds)",
+            )
+            refuse_unless(
+                cli, NO_REGRET_ONLY, no_regret, f"with --algo {algo} (it trains for --steps)"
+            )
+            refuse_unless(
+                cli,
+                ["eval_contexts"],
+                context is None and example is None,
+                "with one fixed --context/--example (it counts the contexts --generate draws)",
+            )
+            model_given = (
+                resume is not None or opponents.endswith(".zip") or Path(opponents).exists()
+            )
+            refuse_unless(
+                cli, ["trust_model"], model_given, "without a model file in --opponents or --resume"
+            )
             ctx = gen = None
             if context is not None:
                 from mechgym.envs.model.contextfile import load_context
@@ -178,6 +213,7 @@ def add_commands(app: typer.Typer) -> None:
 
     @app.command("converge")
     def converge(
+        cli: typer.Context,
         mechanisms: Annotated[
             list[str] | None, typer.Argument(help="Mechanisms (default: best_belief).")
         ] = None,
@@ -232,16 +268,22 @@ def add_commands(app: typer.Typer) -> None:
             int | None,
             typer.Option(
                 "--n-envs",
-                min=1,
                 help="Episodes per step on the batched path (default 64; 1: the exact env).",
             ),
+        ] = None,
+        iterations: Annotated[
+            int | None,
+            typer.Option(help="No-regret rules: iterations over the family per round (default 5)."),
         ] = None,
     ) -> None:
         """Train every player of each mechanism and measure convergence to the predictions."""
         from mechgym.envs.engine.errors import MechgymError
         from rich.console import Console
 
+        from mechgym.options import check_counts, given, refuse_unless
+
         from .converge import ConvergeConfig, run_converge
+        from .noregret import RULES as NO_REGRET_RULES
 
         opts = {
             "seeds": seeds,
@@ -249,15 +291,26 @@ def add_commands(app: typer.Typer) -> None:
             "rounds": rounds,
             "family": family,
             "generator": generate,
-            "algo": algo,
-            "jobs": jobs,
+            # with --config, only what was typed replaces the file's values
+            "algo": algo if config is None or given(cli, "algo") else None,
+            "jobs": jobs if config is None or given(cli, "jobs") else None,
             "out": str(out) if out is not None else None,
             "tensorboard": tensorboard or None,
             "mechanisms": tuple(mechanisms) if mechanisms else None,
             "overwrite": overwrite or None,
             "n_envs": n_envs,
+            "iterations": iterations,
         }
         try:
+            check_counts(
+                seeds=seeds,
+                steps=steps,
+                rounds=rounds,
+                family=family,
+                jobs=jobs,
+                n_envs=n_envs,
+                iterations=iterations,
+            )
             if config is not None:
                 from .outputs import load_converge_config
 
@@ -270,6 +323,36 @@ def add_commands(app: typer.Typer) -> None:
                 cfg = ConvergeConfig.quick_config(**opts)
             else:
                 cfg = ConvergeConfig(**{k: v for k, v in opts.items() if v is not None})
-            run_converge(cfg, console=Console(), progress=progress)
+            # the algorithm may come from --config: judge the options against the one that runs
+            no_regret = cfg.algo in NO_REGRET_RULES
+            refuse_unless(
+                cli,
+                ["steps", "n_envs", "tensorboard"],
+                not no_regret,
+                f"with --algo {cfg.algo} (a no-regret rule: it runs --iterations per round)",
+            )
+            refuse_unless(
+                cli,
+                ["iterations"],
+                no_regret,
+                f"with --algo {cfg.algo} (it trains --steps per round)",
+            )
+            summary = run_converge(cfg, console=Console(), progress=progress)
         except MechgymError as exc:
             _fail(exc)
+        if summary["jobs_ok"] == 0:
+            # nothing to show: say why, and exit non-zero (results were not written)
+            first = next(
+                f"{mech}: {s['reason'].split('; ')[0]}"
+                for mech, s in summary["mechanisms"].items()
+                if s.get("status") != "ok"
+            )
+            where = Path(cfg.out).resolve() / "summary.json"
+            _fail(
+                ValueError(
+                    f"converge: no job succeeded ({summary['jobs_failed']} failed, "
+                    f"{summary['mechanisms_skipped']} mechanisms skipped), e.g. {first}; "
+                    f"details in {where}"
+                ),
+                code=1,
+            )

@@ -88,6 +88,14 @@ class ConvergeConfig:
     #: the family per round, in place of ``steps``
     iterations: int = 5
 
+    def __post_init__(self) -> None:
+        # every count in its stated range before anything runs or is written (CLI and YAML)
+        from mechgym.envs.model.limits import check_count, check_seed
+
+        for name in ("seeds", "rounds", "steps", "family", "n_envs", "iterations", "jobs"):
+            check_count(getattr(self, name), name)
+        check_seed(self.family_seed, "family_seed")
+
     @classmethod
     def quick_config(cls, **kwargs: Any) -> ConvergeConfig:
         """The ``--quick`` settings: 2 seeds, 3 rounds of 1024 steps, 8 contexts."""
@@ -573,7 +581,10 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
     failed = [j for j in results if "error" in j]
     results = [j for j in results if "error" not in j]
     rows = [r for j in results for r in j["rows"]]
-    write_csv(out / "metrics.csv", rows)
+    summary["jobs_ok"], summary["jobs_failed"] = len(results), len(failed)
+    summary["mechanisms_skipped"] = len(cfg.mechanisms) - len(runnable)
+    if results:  # no metrics.csv when no job produced a row
+        write_csv(out / "metrics.csv", rows)
     for mech in runnable:
         errors = [j for j in failed if j["mechanism"] == mech]
         if errors:
@@ -593,7 +604,7 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
         summary["mechanisms"][mech] = s
     summary["wall_seconds"] = time.perf_counter() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    if console is not None:
+    if console is not None and results:
         print_table(summary, console)
         console.print(f"results written to {out.resolve()} (summary.json, metrics.csv, plots)")
     return summary

@@ -317,8 +317,12 @@ class LearnerEnv(gym.Env):
         self._policy_cache = {}
 
     def meta(self) -> dict[str, Any]:
-        """What a saved model needs to be played again (see :func:`policies.save_model`)."""
+        """What a saved model needs to be played again (see :func:`policies.save_model`),
+        with the setting it fits (:func:`mechgym.training.sidecar.setting`)."""
+        from .sidecar import setting
+
         return {
+            **setting(self.builder),
             "mechanism": self.mech_name,
             "constants": self.constants,
             "encoding": self.encoding.name,

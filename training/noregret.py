@@ -319,6 +319,7 @@ def train_no_regret(
     from pathlib import Path
 
     from mechgym.envs.engine.game import EnvSpec
+    from mechgym.envs.model.limits import check_count
     from mechgym.envs.pettingzoo.registry import entry
 
     from .encodings import make_encoding
@@ -328,8 +329,7 @@ def train_no_regret(
 
     if algo not in RULES:
         raise ParameterError("algo", f"unknown no-regret rule {algo!r}; use one of {RULES}")
-    if not 1 <= rounds <= 1_000_000:
-        raise ParameterError("rounds", f"must lie in 1..1000000, got {rounds}")
+    check_count(rounds, "rounds")
     group = as_group(learner)
     t0 = time.perf_counter()
     probe = make_raw_env(mechanism, context=context, generator=generator, seed=seed)

@@ -85,7 +85,7 @@ def resolve_source(spec: Any, mech_name: str, env_spec: EnvSpec) -> PolicySource
         dev = agents.deviations[spec]
         return lambda ctx, rng: dev(ctx, rng)
     if spec.endswith(".zip") or Path(spec).exists() or Path(spec + ".zip").exists():
-        return SourcePolicy(load_policy(spec))
+        return SourcePolicy(load_policy(spec, mechanism=mech_name, spec=env_spec))
     known = ["predicted", "random", *agents.deviations]
     raise ParameterError(
         "opponents", f"unknown opponent {spec!r}; use one of {', '.join(known)} or a model path"
@@ -350,23 +350,38 @@ def load_meta(path: str | Path) -> dict[str, Any]:
         raise ParameterError("model", f"cannot read {side} ({exc})") from None
 
 
-def load_policy(path: str | Path, trust: bool | None = None) -> LearnedPolicy:
+def load_policy(
+    path: str | Path,
+    trust: bool | None = None,
+    mechanism: str | None = None,
+    spec: EnvSpec | None = None,
+) -> LearnedPolicy:
     """A saved model (with its sidecar metadata) as a frozen :class:`LearnedPolicy`.
 
-    The file is checked by :func:`check_model_file` first; ``trust`` overrides the check.
+    The file is checked by :func:`check_model_file` first; ``trust`` overrides the check. The
+    model's spaces are checked against its sidecar's setting, and, with ``mechanism`` (and
+    ``spec``), the setting against the one it is to play in
+    (:func:`~mechgym.training.sidecar.check_fits`): a mismatch is a
+    :class:`ParameterError` naming what differs.
     """
+    from .sidecar import check_fits, check_spaces
+
     p = check_model_file(path, trust)
     meta = load_meta(p)
     if not isinstance(meta, dict):
         raise ParameterError("model", f"the metadata of {p} is not a JSON object")
     try:
-        return _load_policy(p, meta)
+        policy = _load_policy(p, meta)
+        check_spaces(policy.model, policy.builder, meta, p)
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ParameterError):
             raise
         raise ParameterError(
             "model", f"the metadata of {p} is incomplete or malformed ({type(exc).__name__}: {exc})"
         ) from None
+    if mechanism is not None:
+        check_fits(policy, p, mechanism, spec)
+    return policy
 
 
 def _load_policy(p: Path, meta: dict[str, Any]) -> LearnedPolicy:

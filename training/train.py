@@ -27,7 +27,8 @@ from mechgym.agents.base import PhasePolicy
 
 from .learner_env import LearnerEnv, group_label
 from .metrics import ProfileMetrics, evaluate_profile
-from .policies import LayoutRandom, LearnedPolicy, save_model
+from .policies import LayoutRandom, LearnedPolicy, check_model_file, load_meta, save_model
+from .sidecar import check_setting
 
 EVAL_SEED = 12345
 
@@ -181,7 +182,6 @@ def train_learner(
 
     configure_torch(1)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     kwargs = {
         "opponents": opponents,
         "encoding": encoding,
@@ -201,11 +201,16 @@ def train_learner(
         env = LearnerEnv(mechanism, learner, **kwargs)
         env.reset(seed=seed)
         contexts = evaluation_contexts(env, eval_contexts)
+    if resume and check_model_file(resume).with_suffix(".json").exists():
+        # a model of another setting is refused by name (a trusted foreign zip has no sidecar)
+        check_setting(load_meta(resume), env.meta(), resume, "continue training here")
     tb = str(out / "tb") if tensorboard else None
     if resume:
         model = load_model(algo, str(resume), env=env, tensorboard_log=tb)
     else:
         model = make_model(algo, env, seed=seed, tensorboard_log=tb, **(hyper or {}))
+    # only once env and model are built: a bad learner, opponent or algorithm writes nothing
+    out.mkdir(parents=True, exist_ok=True)
     every = int(eval_every or max(steps // 5, 1))
     history: list[dict[str, Any]] = []
     csv_path = out / "metrics.csv"

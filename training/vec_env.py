@@ -219,8 +219,8 @@ class VecLearnerEnv(VecEnv):
         self.sources = [self._aligned(base, g) for g in self.groups]
         self._opponents_spec: Any = opponents
         self._scripted_spec: Any = scripted
-        self.opponents = resolve_batched_players(opponents, range(n), self.mech_name)
-        self.scripted = resolve_batched_players(scripted, range(n), self.mech_name)
+        self.opponents = resolve_batched_players(opponents, range(n), self.mech_name, self.env_spec)
+        self.scripted = resolve_batched_players(scripted, range(n), self.mech_name, self.env_spec)
         self.rng = np.random.default_rng(seed)
         self._pending_seed: int | None = None
         self._actions: np.ndarray | None = None
@@ -244,7 +244,9 @@ class VecLearnerEnv(VecEnv):
     # -- configuration -------------------------------------------------------------------------
     def set_opponents(self, opponents: Any) -> None:
         """Replace the non-learners' policies (from the next decision on)."""
-        self.opponents = resolve_batched_players(opponents, range(self.n), self.mech_name)
+        self.opponents = resolve_batched_players(
+            opponents, range(self.n), self.mech_name, self.env_spec
+        )
         self._opponents_spec = opponents
 
     def meta(self) -> dict[str, Any]:

@@ -14,7 +14,10 @@ sizes. Each limit says why it is what it is:
   refused wherever it is built (envs, the batched path, learners);
 * a context or config file is a regular file of at most :data:`MAX_FILE_BYTES`;
 * constants such as ε have numerator and denominator at most :data:`MAX_DENOMINATOR`
-  (chance itself is sampled exactly for any rational probability).
+  (chance itself is sampled exactly for any rational probability);
+* every count, budget and size a command takes (steps, rounds, seeds, contexts, episodes,
+  slots, ...) is an integer in the range :data:`COUNT_LIMITS` states for it, checked by
+  :func:`check_count` before a command writes anything.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 from mechgym.envs.engine.errors import ParameterError
 
 __all__ = [
+    "COUNT_LIMITS",
     "MAX_AMOUNT",
     "MAX_BELIEF_ENTRIES",
     "MAX_CONTEXTS",
@@ -42,6 +46,7 @@ __all__ = [
     "MAX_PLAYERS",
     "MAX_SEED",
     "check_cap",
+    "check_count",
     "check_seed",
     "is_amount",
     "read_small_file",
@@ -59,6 +64,53 @@ MAX_CONTEXTS = 100_000
 MAX_EPISODES = 10_000_000
 #: constants such as ε are rationals with numerator and denominator at most this
 MAX_DENOMINATOR = 10**30
+
+#: the range ``(lo, hi)`` of every count a command takes, by its name (an option without its
+#: dashes, or a config key). Upper ends keep one run's memory bounded (contexts and slots are
+#: held in memory at once; per-round curves keep one row per round) and reject typos such as
+#: an extra digit group long before they could exhaust a machine.
+COUNT_LIMITS: dict[str, tuple[int, int]] = {
+    # learner decisions: SB3 keeps counters in int64; 10**9 is days of training on a CPU
+    "steps": (1, 10**9),
+    "eval-every": (1, 10**9),
+    # rounds and iterations each add an evaluation row or a pass over every context
+    "rounds": (1, 1_000_000),
+    "iterations": (1, 1_000_000),
+    # independent runs, each a process or a full training run
+    "seeds": (1, 100),
+    # contexts drawn and held in memory for exact evaluation
+    "family": (1, MAX_CONTEXTS),
+    "eval-contexts": (1, MAX_CONTEXTS),
+    "contexts": (1, MAX_CONTEXTS),
+    "episodes": (1, 1 << 40),
+    # episodes held at once: (slots, n, layout) int64 buffers of the batched path
+    "n-envs": (1, 1 << 16),
+    "batch-size": (1, 1 << 20),
+    # worker processes (0: one per core)
+    "jobs": (0, 1024),
+}
+
+
+def check_count(x: Any, name: str, lo: int | None = None, hi: int | None = None) -> int:
+    """A count, budget or size: an integer in ``lo..hi`` (by default the range
+    :data:`COUNT_LIMITS` states for ``name``, with or without leading dashes).
+
+    Raises
+    ------
+    ParameterError
+        Naming the option and its range, for booleans, non-integers and integers out of range.
+    """
+    key = name.lstrip("-").replace("_", "-")
+    if lo is None or hi is None:
+        dlo, dhi = COUNT_LIMITS[key]
+        lo = dlo if lo is None else lo
+        hi = dhi if hi is None else hi
+    if isinstance(x, float | np.floating) and math.isfinite(x) and float(x).is_integer():
+        x = int(x)  # YAML may give 8.0
+    if not _is_int(x) or not lo <= int(x) <= hi:
+        top = f"{hi:_}" if hi >= 10_000 else str(hi)
+        raise ParameterError(name, f"must be an integer in {lo}..{top}, got {x!r}")
+    return int(x)
 
 
 def _is_int(x: Any) -> bool:

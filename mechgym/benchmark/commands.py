@@ -98,7 +98,7 @@ def add_benchmark_commands(app: typer.Typer) -> None:
             elif agents == "random":
                 got = random_return(s)
             else:
-                got = focal_return(s, _load(agents, trust_model))
+                got = focal_return(s, _load(agents, trust_model, t.mechanism, s.spec))
         except MechgymError as exc:
             _fail(str(exc))
             return
@@ -142,11 +142,13 @@ def add_benchmark_commands(app: typer.Typer) -> None:
     ) -> None:
         """Train the focal learners over seeds; write per-seed and aggregate results."""
         from mechgym.envs.engine.errors import MechgymError
+        from mechgym.options import check_counts
 
         from .run import run_task
         from .tasks import task
 
         try:
+            check_counts(seeds=seeds)
             t = task(task_id)
             folder = out if out is not None else Path("results") / "benchmark" / t.id / algo
             if (folder / "results.json").exists() and not overwrite:
@@ -178,7 +180,7 @@ def add_benchmark_commands(app: typer.Typer) -> None:
         c.print(f"wrote {folder}/ (results.json, per_seed.csv, aggregate.json/csv, curves.png)")
 
 
-def _load(path: str, trust: bool) -> Any:
+def _load(path: str, trust: bool, mechanism: str, spec: Any) -> Any:
     from mechgym.training.policies import load_policy
 
-    return load_policy(path, trust=trust or None)
+    return load_policy(path, trust=trust or None, mechanism=mechanism, spec=spec)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mechgym.envs.engine.errors import ParameterError
+from mechgym.envs.model.limits import check_count
 
 from .scoring import TaskSetup, focal_return, load_reference, normalized, setup
 from .tasks import Task
@@ -225,8 +226,7 @@ def run_task(
     """
     if algo not in ALGOS:
         raise ParameterError("algo", f"unknown algorithm {algo!r}; use one of {', '.join(ALGOS)}")
-    if not 1 <= seeds <= 100:
-        raise ParameterError("seeds", f"must lie in 1..100, got {seeds}")
+    check_count(seeds, "seeds")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = setup(task) if task_setup is None else task_setup
