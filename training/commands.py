@@ -236,6 +236,41 @@ def add_commands(app: typer.Typer) -> None:
                 help="Episodes per step on the batched path (default 64; 1: the exact env).",
             ),
         ] = None,
+        init: Annotated[
+            str | None,
+            typer.Option(
+                help="What plays a player before it has trained: predicted (default), random, "
+                "or a named deviation."
+            ),
+        ] = None,
+        scheme: Annotated[
+            str | None,
+            typer.Option(help="Learning scheme: independent (default), ibr, selfplay."),
+        ] = None,
+        encoding: Annotated[
+            str | None,
+            typer.Option(help="Learners' action encoding (default menu; raw: the full layout)."),
+        ] = None,
+        eval_family: Annotated[
+            int | None,
+            typer.Option(
+                "--eval-family", help="Held-out evaluation contexts (default: as --family)."
+            ),
+        ] = None,
+        eval_seed: Annotated[
+            int | None,
+            typer.Option(
+                "--eval-seed",
+                help="Seed of the held-out family (default: the training family's seed + 1).",
+            ),
+        ] = None,
+        eval_generate: Annotated[
+            str | None,
+            typer.Option(
+                "--eval-generate",
+                help="Generator spec of the held-out family (default: the training one).",
+            ),
+        ] = None,
     ) -> None:
         """Train every player of each mechanism and measure convergence to the predictions."""
         from mechgym.envs.engine.errors import MechgymError
@@ -256,6 +291,12 @@ def add_commands(app: typer.Typer) -> None:
             "mechanisms": tuple(mechanisms) if mechanisms else None,
             "overwrite": overwrite or None,
             "n_envs": n_envs,
+            "init": init,
+            "scheme": scheme,
+            "encoding": encoding,
+            "eval_family": eval_family,
+            "eval_family_seed": eval_seed,
+            "eval_generator": eval_generate,
         }
         try:
             if config is not None:
