@@ -132,3 +132,39 @@ def test_learning_curves_aggregate_seeds_per_round() -> None:
     assert last["ci_low"] <= last["iqm"] <= last["ci_high"]
     # seeded bootstrap: a rerun gives the same interval
     assert learning_curves(rows) == curves
+
+
+def test_learning_from_scratch_study_script(tmp_path, monkeypatch) -> None:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "experiments"))
+    spec = importlib.util.spec_from_file_location(
+        "learning_from_scratch", root / "experiments" / "learning_from_scratch.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "learning_from_scratch", mod)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "study"
+    argv = ["--out", str(out), "--mechanisms", "vcg", "--encodings", "menu", "no_such"]
+    argv += ["--inits", "random", "--schemes", "independent", "--seeds", "2", "--jobs", "1"]
+    argv += ["--budget", "384", "--rounds", "1", "--family", "2"]
+    assert mod.main(argv) == 0
+    with (out / "study.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert [(r["encoding"], r["phase"]) for r in ok] == [("menu", "report")]
+    assert ok[0]["decisions_per_run"] == "384"
+    assert 0.0 <= float(ok[0]["agreement_iqm"]) <= 1.0
+    skipped = [r for r in rows if r["status"] == "skipped"]
+    assert skipped and "no_such" in skipped[0]["reason"]
+    text = (out / "tables.md").read_text()
+    assert "| vcg | menu | random | independent | report |" in text
+    # VCG has neither YES/NO nor bound phases: nothing to plot
+    assert not (out / "study.png").exists()
+    # a rerun with --reuse keeps the finished cell
+    assert mod.main([*argv, "--reuse"]) == 0
+    study = json.loads((out / "study.json").read_text())
+    assert study["vcg/menu-random-independent"]["reused"] is True

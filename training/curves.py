@@ -7,7 +7,8 @@ mechanism, evaluation family, metric and round, the seeds' values into the inter
 interval_estimates`). The curves cover:
 
 * ``agreement[phase]`` for every decision phase (YES/NO phases among them),
-* ``bound_satisfied[phase]`` for bound phases,
+* ``bound_satisfied[phase]`` and ``bound_ratio[phase]`` (achieved / required, e.g. the
+  announced revenue over BB_i) for bound phases,
 * ``revenue_ratio`` (E[REV] / the mechanism's revenue benchmark),
 * ``guarantee_holds`` (share of contexts where the theorem's inequality holds),
 * ``exploitability_max`` (the largest exact gain of a group by deviating; labelled with the
@@ -32,6 +33,7 @@ from .intervals import interval_estimates
 CURVE_METRICS = (
     "agreement",
     "bound_satisfied",
+    "bound_ratio",
     "revenue_ratio",
     "guarantee_holds",
     "exploitability_max",
