@@ -77,7 +77,9 @@ class ConvergeConfig:
     eval_generator: str | None = None
     algo: str = "maskable_ppo"
     encoding: str = "menu"
-    init: str = "predicted"
+    #: what plays a player before it has trained (round-based schemes): ``None`` is
+    #: ``"predicted"`` there and ``"random"`` (random initial weights) for ``simultaneous``
+    init: str | None = None
     scheme: str = "independent"
     jobs: int = 0
     out: str = "results/converge"
@@ -156,13 +158,24 @@ def check_learning_options(cfg: ConvergeConfig) -> None:
     from .multi import SCHEMES
     from .noregret import RULES
 
-    if cfg.scheme not in SCHEMES:
+    schemes = (*SCHEMES, "simultaneous")
+    if cfg.scheme not in schemes:
         raise ParameterError(
-            "--scheme", f"unknown scheme {cfg.scheme!r}; use one of {', '.join(SCHEMES)}"
+            "--scheme", f"unknown scheme {cfg.scheme!r}; use one of {', '.join(schemes)}"
+        )
+    if cfg.scheme == "simultaneous" and cfg.algo in RULES:
+        raise ParameterError(
+            "--scheme", "simultaneous learning runs PPO on the batched path, not a no-regret rule"
         )
     if cfg.encoding not in ENCODINGS:
         raise ParameterError(
             "--encoding", f"unknown encoding {cfg.encoding!r}; use one of {', '.join(ENCODINGS)}"
+        )
+    if cfg.scheme == "simultaneous" and cfg.init not in (None, "random"):
+        raise ParameterError(
+            "--init",
+            "simultaneous learners start from random initial weights; an initial profile "
+            f"({cfg.init!r}) applies to the round-based schemes (independent, ibr, selfplay)",
         )
     if cfg.algo in RULES or not isinstance(cfg.init, str):
         return
@@ -211,6 +224,8 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
 
     if cfg.algo in RULES:
         return _run_no_regret_job(mech, seed, cfg, events)
+    if cfg.scheme == "simultaneous":
+        return _run_simultaneous_job(mech, seed, cfg, events)
     configure_torch(1)
     t0, c0 = time.perf_counter(), time.process_time()
     _, contexts = family_contexts(mech, cfg)
@@ -219,7 +234,7 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         scheme=cfg.scheme,
         algo=cfg.algo,
         encoding=cfg.encoding,
-        init=cfg.init,
+        init=cfg.init or "predicted",
         seed=seed,
         contexts=contexts,
         hyper=cfg.hyper,
@@ -290,6 +305,90 @@ def metric_rows(
         }
         for metric, key, value in met.flat()
     ]
+
+
+#: the learner encodings' names on the batched TorchRL env
+BATCHED_ENCODING = {"raw": "multidiscrete"}
+
+
+def _run_simultaneous_job(
+    mech: str, seed: int, cfg: ConvergeConfig, events: Any = None
+) -> dict[str, Any]:
+    """:func:`run_job` for ``scheme="simultaneous"``: every player learns at once from random
+    initial weights (PPO on the batched path, :mod:`mechgym.training.batched_ppo`), each with
+    ``cfg.steps`` decisions a round as in the other schemes; ``init`` does not apply."""
+    from dataclasses import fields as dc_fields
+
+    import torch
+    from mechgym.envs.pettingzoo.registry import entry
+
+    from mechgym.integrations.torchrl_batched import BatchedMechanismEnv
+
+    from .algos import configure_torch
+    from .batched_ppo import BatchedPPO, BatchedPPOConfig
+    from .encodings import make_encoding
+    from .metrics import evaluate_profile
+
+    configure_torch()
+    t0, c0 = time.perf_counter(), time.process_time()
+    _, contexts = family_contexts(mech, cfg)
+    _, held_out = eval_family_contexts(mech, cfg)
+    known = {f.name for f in dc_fields(BatchedPPOConfig)}
+    ppo_cfg = BatchedPPOConfig(**{k: v for k, v in cfg.hyper.items() if k in known})
+    ppo_cfg.check()
+    env = BatchedMechanismEnv(
+        mech,
+        ppo_cfg.batch_size,
+        contexts=contexts,
+        action_encoding=BATCHED_ENCODING.get(cfg.encoding, cfg.encoding),
+        seed=seed,
+    )
+    agents = entry(mech).load_agents()
+    n = int(contexts[0].n)
+    groups = [(p,) for p in range(n)]
+    # exploitability: the best deviation within the menus (the learners' own space for menu)
+    options = make_encoding("menu", mech, env.api.mech, env.api.spec, agents)
+    rows: list[dict[str, Any]] = []
+    final: dict[str, dict[str, Any]] = {}
+    eval_s, total = 0.0, 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        ppo = BatchedPPO(env, ppo_cfg, share_parameters=False, seed=seed)
+        for r in range(cfg.rounds + 1):
+            if r > 0:
+                res = ppo.train(cfg.steps * n)
+                total += res.decisions
+                _emit(events, mech, seed, "train", cfg.steps * n)
+            te = time.perf_counter()
+            profile = ppo.learned_policy().profile()
+            for fam, ctxs in (("heldout", held_out), ("train", contexts)):
+                met = evaluate_profile(
+                    env.api.mech,
+                    agents,
+                    ctxs,
+                    profile,
+                    groups,
+                    options,
+                    exploitability=cfg.exploitability,
+                )
+                rows += metric_rows(mech, seed, r, total, met, fam)
+                final[fam] = met.to_json()
+            eval_s += time.perf_counter() - te
+            _emit(events, mech, seed, "eval", r)
+    return {
+        "mechanism": mech,
+        "seed": seed,
+        "rows": rows,
+        "final": final["heldout"],
+        "final_train": final["train"],
+        "evaluated_on": "heldout",
+        "groups": [list(g) for g in groups],
+        "wall_seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.process_time() - c0,
+        "eval_seconds": eval_s,
+        "steps": total,
+        "idle": {},
+    }
 
 
 def _run_no_regret_job(
