@@ -88,6 +88,8 @@ def test_converge_from_random_init_reports_held_out_and_train(tmp_path) -> None:
     with (out / "metrics.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert {r["family"] for r in rows} == {"heldout", "train"}
+    # held-out every round; the training family before the first and after the last
+    assert {r["round"] for r in rows if r["family"] == "train"} == {"0", "2"}
     with (out / "curves.csv").open() as fh:
         curves = list(csv.DictReader(fh))
     held = [c for c in curves if c["family"] == "heldout" and c["metric"] == "agreement"]

@@ -256,7 +256,7 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
             if cfg.save_models:
                 trainer.save(Path(cfg.out) / "checkpoints" / mech / f"seed_{seed}")
         te = time.perf_counter()
-        for fam, ctxs in (("heldout", held_out), ("train", contexts)):
+        for fam, ctxs in eval_families(r, cfg.rounds, held_out, contexts):
             met = evaluate_profile(
                 trainer.mech,
                 trainer.agents,
@@ -285,6 +285,17 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         "steps": trainer.total_steps,
         "idle": dict(trainer.idle),
     }
+
+
+def eval_families(
+    rnd: int, rounds: int, held_out: list[Any], train: list[Any]
+) -> list[tuple[str, list[Any]]]:
+    """The families evaluated after round ``rnd``: the held-out one every round (the learning
+    curves), the training one before the first and after the last round (the summary's
+    figures beside the held-out ones), so evaluation does not double the run's cost."""
+    if rnd in (0, rounds):
+        return [("heldout", held_out), ("train", train)]
+    return [("heldout", held_out)]
 
 
 def metric_rows(
@@ -361,7 +372,7 @@ def _run_simultaneous_job(
                 _emit(events, mech, seed, "train", cfg.steps * n)
             te = time.perf_counter()
             profile = ppo.learned_policy().profile()
-            for fam, ctxs in (("heldout", held_out), ("train", contexts)):
+            for fam, ctxs in eval_families(r, cfg.rounds, held_out, contexts):
                 met = evaluate_profile(
                     env.api.mech,
                     agents,
