@@ -275,6 +275,41 @@ def add_commands(app: typer.Typer) -> None:
             int | None,
             typer.Option(help="No-regret rules: iterations over the family per round (default 5)."),
         ] = None,
+        init: Annotated[
+            str | None,
+            typer.Option(
+                help="What plays a player before it has trained: predicted (default), random, "
+                "or a named deviation."
+            ),
+        ] = None,
+        scheme: Annotated[
+            str | None,
+            typer.Option(help="Learning scheme: independent (default), ibr, selfplay."),
+        ] = None,
+        encoding: Annotated[
+            str | None,
+            typer.Option(help="Learners' action encoding (default menu; raw: the full layout)."),
+        ] = None,
+        eval_family: Annotated[
+            int | None,
+            typer.Option(
+                "--eval-family", help="Held-out evaluation contexts (default: as --family)."
+            ),
+        ] = None,
+        eval_seed: Annotated[
+            int | None,
+            typer.Option(
+                "--eval-seed",
+                help="Seed of the held-out family (default: the training family's seed + 1).",
+            ),
+        ] = None,
+        eval_generate: Annotated[
+            str | None,
+            typer.Option(
+                "--eval-generate",
+                help="Generator spec of the held-out family (default: the training one).",
+            ),
+        ] = None,
     ) -> None:
         """Train every player of each mechanism and measure convergence to the predictions."""
         from mechgym.envs.engine.errors import MechgymError
@@ -300,6 +335,12 @@ def add_commands(app: typer.Typer) -> None:
             "overwrite": overwrite or None,
             "n_envs": n_envs,
             "iterations": iterations,
+            "init": init,
+            "scheme": scheme,
+            "encoding": encoding,
+            "eval_family": eval_family,
+            "eval_family_seed": eval_seed,
+            "eval_generator": eval_generate,
         }
         try:
             check_counts(
@@ -310,6 +351,7 @@ def add_commands(app: typer.Typer) -> None:
                 jobs=jobs,
                 n_envs=n_envs,
                 iterations=iterations,
+                eval_family=eval_family,
             )
             if config is not None:
                 from .outputs import load_converge_config

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mechgym.envs.engine.errors import ParameterError
 
 AGREE_MEAN, AGREE_MIN = 0.95, 0.90
 
@@ -69,9 +70,16 @@ class ConvergeConfig:
     family: int = 32
     family_seed: int = 2024
     generator: str | None = None
+    #: held-out evaluation family: size (default: as ``family``), seed (default: the training
+    #: family's seed + 1) and generator (default: the training one)
+    eval_family: int | None = None
+    eval_family_seed: int | None = None
+    eval_generator: str | None = None
     algo: str = "maskable_ppo"
     encoding: str = "menu"
-    init: str = "predicted"
+    #: what plays a player before it has trained (round-based schemes): ``None`` is
+    #: ``"predicted"`` there and ``"random"`` (random initial weights) for ``simultaneous``
+    init: str | None = None
     scheme: str = "independent"
     jobs: int = 0
     out: str = "results/converge"
@@ -95,6 +103,10 @@ class ConvergeConfig:
         for name in ("seeds", "rounds", "steps", "family", "n_envs", "iterations", "jobs"):
             check_count(getattr(self, name), name)
         check_seed(self.family_seed, "family_seed")
+        if self.eval_family is not None:
+            check_count(self.eval_family, "eval_family")
+        if self.eval_family_seed is not None:
+            check_seed(self.eval_family_seed, "eval_family_seed")
 
     @classmethod
     def quick_config(cls, **kwargs: Any) -> ConvergeConfig:
@@ -105,20 +117,94 @@ class ConvergeConfig:
 
 
 def family_contexts(mech: str, cfg: ConvergeConfig) -> tuple[str, list[Any]]:
-    """The fixed family of contexts of a mechanism: (generator description, contexts)."""
+    """The fixed training family of a mechanism: (generator description, contexts)."""
+    return draw_family(mech, cfg.generator, cfg.family, cfg.family_seed)
+
+
+def eval_family_contexts(mech: str, cfg: ConvergeConfig) -> tuple[str, list[Any]]:
+    """The held-out evaluation family: drawn with another seed than the training family (and
+    optionally another generator), so no evaluation context was trained on (up to chance
+    repeats of small contexts, counted in the summary as ``eval_family.overlap``)."""
+    size = cfg.family if cfg.eval_family is None else cfg.eval_family
+    return draw_family(mech, cfg.eval_generator or cfg.generator, size, _eval_seed(cfg))
+
+
+def _eval_seed(cfg: ConvergeConfig) -> int:
+    return cfg.family_seed + 1 if cfg.eval_family_seed is None else cfg.eval_family_seed
+
+
+def draw_family(mech: str, generator: str | None, size: int, seed: int) -> tuple[str, list[Any]]:
+    """``size`` contexts from ``generator`` (default: the mechanism's) with ``seed``."""
     from mechgym.envs.model.generators import make_generator
 
     from .learner_env import make_raw_env
 
-    spec = cfg.generator or DEFAULT_GENERATORS.get(mech)
+    spec = generator or DEFAULT_GENERATORS.get(mech)
     if spec is not None:
         gen = make_generator(spec)
         desc = spec
     else:
         gen = make_raw_env(mech).generator
         desc = gen.spec() if hasattr(gen, "spec") else repr(gen)
-    rng = np.random.default_rng(cfg.family_seed)
-    return desc, [gen.sample(rng) for _ in range(cfg.family)]
+    rng = np.random.default_rng(seed)
+    return desc, [gen.sample(rng) for _ in range(size)]
+
+
+def overlap(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """How many contexts of ``b`` also occur in ``a`` (same values, beliefs and coalitions)."""
+    keys = {_context_key(c) for c in a}
+    return sum(_context_key(c) in keys for c in b)
+
+
+def _context_key(ctx: Any) -> bytes:
+    from mechgym.envs.model.contextfile import context_to_dict
+
+    return json.dumps(context_to_dict(ctx), sort_keys=True, default=str).encode()
+
+
+def check_learning_options(cfg: ConvergeConfig) -> None:
+    """Refuse an unknown scheme, encoding or initial profile before anything runs."""
+    from mechgym.envs.pettingzoo.registry import CATALOGUE
+
+    from .encodings import ENCODINGS
+    from .multi import SCHEMES
+    from .noregret import RULES
+
+    schemes = (*SCHEMES, "simultaneous")
+    if cfg.scheme not in schemes:
+        raise ParameterError(
+            "--scheme", f"unknown scheme {cfg.scheme!r}; use one of {', '.join(schemes)}"
+        )
+    if cfg.scheme == "simultaneous" and cfg.algo in RULES:
+        raise ParameterError(
+            "--scheme", "simultaneous learning runs PPO on the batched path, not a no-regret rule"
+        )
+    if cfg.encoding not in ENCODINGS:
+        raise ParameterError(
+            "--encoding", f"unknown encoding {cfg.encoding!r}; use one of {', '.join(ENCODINGS)}"
+        )
+    if cfg.scheme == "simultaneous" and cfg.init not in (None, "random"):
+        raise ParameterError(
+            "--init",
+            "simultaneous learners start from random initial weights; an initial profile "
+            f"({cfg.init!r}) applies to the round-based schemes (independent, ibr, selfplay)",
+        )
+    if cfg.algo in RULES or not isinstance(cfg.init, str):
+        return
+    if cfg.init.endswith(".zip") or Path(cfg.init).exists():
+        return
+    for mech in cfg.mechanisms:
+        try:
+            deviations = list(CATALOGUE[mech].load_agents().deviations)
+        except (ImportError, KeyError):
+            continue
+        known = ["predicted", "random", *deviations]
+        if cfg.init not in known:
+            raise ParameterError(
+                "--init",
+                f"unknown initial profile {cfg.init!r} for {mech}; use one of {', '.join(known)}"
+                " or a model path",
+            )
 
 
 def skip_reason(mech: str, encoding: str) -> str | None:
@@ -150,6 +236,8 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
 
     if cfg.algo in RULES:
         return _run_no_regret_job(mech, seed, cfg, events)
+    if cfg.scheme == "simultaneous":
+        return _run_simultaneous_job(mech, seed, cfg, events)
     configure_torch(1)
     t0, c0 = time.perf_counter(), time.process_time()
     _, contexts = family_contexts(mech, cfg)
@@ -158,7 +246,7 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         scheme=cfg.scheme,
         algo=cfg.algo,
         encoding=cfg.encoding,
-        init=cfg.init,
+        init=cfg.init or "predicted",
         seed=seed,
         contexts=contexts,
         hyper=cfg.hyper,
@@ -168,9 +256,10 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         else None,
     )
     enc = trainer.envs[trainer.groups[0]].encoding
+    _, held_out = eval_family_contexts(mech, cfg)
     rows: list[dict[str, Any]] = []
     eval_s = 0.0
-    final: dict[str, Any] = {}
+    final: dict[str, dict[str, Any]] = {}
     for r in range(cfg.rounds + 1):
         if r > 0:
             trainer.train_round(
@@ -179,24 +268,27 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
             if cfg.save_models:
                 trainer.save(Path(cfg.out) / "checkpoints" / mech / f"seed_{seed}")
         te = time.perf_counter()
-        met = evaluate_profile(
-            trainer.mech,
-            trainer.agents,
-            contexts,
-            trainer.profile(learned_only=True),
-            trainer.groups,
-            enc,
-            exploitability=cfg.exploitability,
-        )
+        for fam, ctxs in eval_families(r, cfg.rounds, held_out, contexts):
+            met = evaluate_profile(
+                trainer.mech,
+                trainer.agents,
+                ctxs,
+                trainer.profile(learned_only=True),
+                trainer.groups,
+                enc,
+                exploitability=cfg.exploitability,
+            )
+            rows += metric_rows(mech, seed, r, trainer.total_steps, met, fam)
+            final[fam] = met.to_json()
         eval_s += time.perf_counter() - te
-        rows += metric_rows(mech, seed, r, trainer.total_steps, met)
-        final = met.to_json()
         _emit(events, mech, seed, "eval", r)
     return {
         "mechanism": mech,
         "seed": seed,
         "rows": rows,
-        "final": final,
+        "final": final["heldout"],
+        "final_train": final["train"],
+        "evaluated_on": "heldout",
         "groups": [list(g) for g in trainer.groups],
         "wall_seconds": time.perf_counter() - t0,
         # CPU seconds of the job (one torch thread): its wall time on an idle core
@@ -207,20 +299,119 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
     }
 
 
-def metric_rows(mech: str, seed: int, rnd: int, steps: int, met: Any) -> list[dict[str, Any]]:
-    """The ``metrics.csv`` rows of one evaluation (see :func:`write_csv`)."""
+def eval_families(
+    rnd: int, rounds: int, held_out: list[Any], train: list[Any]
+) -> list[tuple[str, list[Any]]]:
+    """The families evaluated after round ``rnd``: the held-out one every round (the learning
+    curves), the training one before the first and after the last round (the summary's
+    figures beside the held-out ones), so evaluation does not double the run's cost."""
+    if rnd in (0, rounds):
+        return [("heldout", held_out), ("train", train)]
+    return [("heldout", held_out)]
+
+
+def metric_rows(
+    mech: str, seed: int, rnd: int, steps: int, met: Any, family: str = "heldout"
+) -> list[dict[str, Any]]:
+    """The ``metrics.csv`` rows of one evaluation on ``family`` (``"heldout"`` or
+    ``"train"``; see :func:`write_csv`)."""
     return [
         {
             "mechanism": mech,
             "seed": seed,
             "round": rnd,
             "steps": steps,
+            "family": family,
             "metric": metric,
             "key": key,
             "value": value,
         }
         for metric, key, value in met.flat()
     ]
+
+
+#: the learner encodings' names on the batched TorchRL env
+BATCHED_ENCODING = {"raw": "multidiscrete"}
+
+
+def _run_simultaneous_job(
+    mech: str, seed: int, cfg: ConvergeConfig, events: Any = None
+) -> dict[str, Any]:
+    """:func:`run_job` for ``scheme="simultaneous"``: every player learns at once from random
+    initial weights (PPO on the batched path, :mod:`mechgym.training.batched_ppo`), each with
+    ``cfg.steps`` decisions a round as in the other schemes; ``init`` does not apply."""
+    from dataclasses import fields as dc_fields
+
+    import torch
+    from mechgym.envs.pettingzoo.registry import entry
+
+    from mechgym.integrations.torchrl_batched import BatchedMechanismEnv
+
+    from .algos import configure_torch
+    from .batched_ppo import BatchedPPO, BatchedPPOConfig
+    from .encodings import make_encoding
+    from .metrics import evaluate_profile
+
+    configure_torch()
+    t0, c0 = time.perf_counter(), time.process_time()
+    _, contexts = family_contexts(mech, cfg)
+    _, held_out = eval_family_contexts(mech, cfg)
+    known = {f.name for f in dc_fields(BatchedPPOConfig)}
+    ppo_cfg = BatchedPPOConfig(**{k: v for k, v in cfg.hyper.items() if k in known})
+    ppo_cfg.check()
+    env = BatchedMechanismEnv(
+        mech,
+        ppo_cfg.batch_size,
+        contexts=contexts,
+        action_encoding=BATCHED_ENCODING.get(cfg.encoding, cfg.encoding),
+        seed=seed,
+    )
+    agents = entry(mech).load_agents()
+    n = int(contexts[0].n)
+    groups = [(p,) for p in range(n)]
+    # exploitability: the best deviation within the menus (the learners' own space for menu)
+    options = make_encoding("menu", mech, env.api.mech, env.api.spec, agents)
+    rows: list[dict[str, Any]] = []
+    final: dict[str, dict[str, Any]] = {}
+    eval_s, total = 0.0, 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        ppo = BatchedPPO(env, ppo_cfg, share_parameters=False, seed=seed)
+        for r in range(cfg.rounds + 1):
+            if r > 0:
+                res = ppo.train(cfg.steps * n)
+                total += res.decisions
+                _emit(events, mech, seed, "train", cfg.steps * n)
+            te = time.perf_counter()
+            profile = ppo.learned_policy().profile()
+            for fam, ctxs in eval_families(r, cfg.rounds, held_out, contexts):
+                met = evaluate_profile(
+                    env.api.mech,
+                    agents,
+                    ctxs,
+                    profile,
+                    groups,
+                    options,
+                    exploitability=cfg.exploitability,
+                )
+                rows += metric_rows(mech, seed, r, total, met, fam)
+                final[fam] = met.to_json()
+            eval_s += time.perf_counter() - te
+            _emit(events, mech, seed, "eval", r)
+    return {
+        "mechanism": mech,
+        "seed": seed,
+        "rows": rows,
+        "final": final["heldout"],
+        "final_train": final["train"],
+        "evaluated_on": "heldout",
+        "groups": [list(g) for g in groups],
+        "wall_seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.process_time() - c0,
+        "eval_seconds": eval_s,
+        "steps": total,
+        "idle": {},
+    }
 
 
 def _run_no_regret_job(
@@ -269,14 +460,17 @@ def _run_no_regret_job(
             exploitability=cfg.exploitability,
         )
         eval_s += time.perf_counter() - te
-        rows += metric_rows(mech, seed, r, learner.rounds * len(contexts), met)
+        rows += metric_rows(mech, seed, r, learner.rounds * len(contexts), met, "train")
         final = met.to_json()
         _emit(events, mech, seed, "eval", r)
     return {
         "mechanism": mech,
         "seed": seed,
         "rows": rows,
+        # tabular strategies are indexed by the contexts they learned: no held-out family
         "final": final,
+        "final_train": final,
+        "evaluated_on": "train",
         "groups": [list(g) for g in groups],
         "wall_seconds": time.perf_counter() - t0,
         "eval_seconds": eval_s,
@@ -458,7 +652,7 @@ def _fmt(s: dict[str, Any]) -> str:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    cols = ["mechanism", "seed", "round", "steps", "metric", "key", "value"]
+    cols = ["mechanism", "seed", "round", "steps", "family", "metric", "key", "value"]
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
@@ -477,6 +671,9 @@ def plot_mechanism(
 
     files = []
     mine = [r for r in rows if r["mechanism"] == mech]
+    # the plots show the family the headline figures are reported on
+    fam = "heldout" if any(r.get("family") == "heldout" for r in mine) else "train"
+    mine = [r for r in mine if r.get("family", fam) == fam]
     seeds = sorted({r["seed"] for r in mine})
     phases = [p for p in reference.get("agreement", {})]
 
@@ -539,12 +736,16 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
 
     from mechgym.progress import progress as progress_bar
 
+    from .curves import exploitability_space, learning_curves, plot_curves, write_curves_csv
     from .outputs import check_mechanism_names, refuse_overwrite
 
     t0 = time.perf_counter()
     # before anything is written: a typo in a name or an earlier run in `out` stops here
     check_mechanism_names(cfg.mechanisms)
-    out = refuse_overwrite(cfg.out, ("summary.json", "metrics.csv", "checkpoints"), cfg.overwrite)
+    check_learning_options(cfg)
+    out = refuse_overwrite(
+        cfg.out, ("summary.json", "metrics.csv", "curves.csv", "checkpoints"), cfg.overwrite
+    )
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"config": asdict(cfg), "mechanisms": {}}
     runnable: list[str] = []
@@ -583,8 +784,10 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
     rows = [r for j in results for r in j["rows"]]
     summary["jobs_ok"], summary["jobs_failed"] = len(results), len(failed)
     summary["mechanisms_skipped"] = len(cfg.mechanisms) - len(runnable)
+    curves = learning_curves(rows)
     if results:  # no metrics.csv when no job produced a row
         write_csv(out / "metrics.csv", rows)
+        write_curves_csv(out / "curves.csv", curves)
     for mech in runnable:
         errors = [j for j in failed if j["mechanism"] == mech]
         if errors:
@@ -596,11 +799,35 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
             continue
         agents = entry(mech).load_agents()
         desc, contexts = family_contexts(mech, cfg)
-        ref = reference_metrics(mech, contexts, cfg.encoding, cfg.exploitability)
+        eval_desc, held_out = eval_family_contexts(mech, cfg)
         mine = sorted((j for j in results if j["mechanism"] == mech), key=lambda j: j["seed"])
+        on = mine[0].get("evaluated_on", "heldout")
+        ref_train = reference_metrics(mech, contexts, cfg.encoding, cfg.exploitability)
+        ref = (
+            reference_metrics(mech, held_out, cfg.encoding, cfg.exploitability)
+            if on == "heldout"
+            else ref_train
+        )
+        # every headline figure on the held-out family; the training family's beside it
         s = summarize(mech, mine, ref, agents)
-        s["contexts"] = {"generator": desc, "family": cfg.family, "family_seed": cfg.family_seed}
+        s["evaluated_on"] = on
+        train = summarize(mech, [{**j, "final": j["final_train"]} for j in mine], ref_train, agents)
+        s["train_family"] = {k: v for k, v in train.items() if k not in ("reference", "verdict")}
+        s["train_family"]["verdict"] = train["verdict"]
+        s["contexts"] = {
+            "generator": desc,
+            "family": cfg.family,
+            "family_seed": cfg.family_seed,
+            "eval_generator": eval_desc if on == "heldout" else None,
+            "eval_family": len(held_out) if on == "heldout" else 0,
+            "eval_family_seed": _eval_seed(cfg) if on == "heldout" else None,
+            "eval_overlap": overlap(contexts, held_out) if on == "heldout" else None,
+        }
         s["plots"] = plot_mechanism(out, mech, rows, ref, agents)
+        curve_png = plot_curves(out, mech, rows, curves, ref, agents.bound_phases, cfg.encoding, on)
+        if curve_png is not None:
+            s["plots"].append(curve_png)
+        s["exploitability_space"] = exploitability_space(cfg.encoding)
         summary["mechanisms"][mech] = s
     summary["wall_seconds"] = time.perf_counter() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")

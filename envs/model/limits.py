@@ -80,6 +80,7 @@ COUNT_LIMITS: dict[str, tuple[int, int]] = {
     "seeds": (1, 100),
     # contexts drawn and held in memory for exact evaluation
     "family": (1, MAX_CONTEXTS),
+    "eval-family": (1, MAX_CONTEXTS),
     "eval-contexts": (1, MAX_CONTEXTS),
     "contexts": (1, MAX_CONTEXTS),
     "episodes": (1, 1 << 40),

@@ -1,0 +1,335 @@
+"""Does learning *find* the predictions? The convergence study without the answer built in.
+
+    python experiments/learning_from_scratch.py [--out results/learning_from_scratch]
+        [--mechanisms best_belief ...] [--encodings menu factored continuous]
+        [--inits predicted random] [--schemes independent simultaneous]
+        [--seeds 5] [--budget 1000000] [--rounds 10] [--reuse] [--quick]
+
+For every mechanism (default: the six of the papers, M1–M6) and every cell of the matrix
+encoding × initial profile × learning scheme, one ``converge`` run (every player learns;
+:mod:`mechgym.training.converge`) with ``--seeds`` seeds at a budget of ``--budget`` learner
+decisions per run (spread over the rounds and players), trained on one family of contexts
+and evaluated, after every round, exactly on a **held-out** family drawn with another seed.
+Nothing is tuned per cell: the same budget, hyper-parameters and thresholds everywhere.
+
+Per cell the final figures on the held-out family, as IQM and 95% stratified-bootstrap
+interval over seeds (rliable): agreement with the YES/NO rule, bound satisfaction and the
+achieved/required ratio of bound phases (e.g. announced revenue / BB_i), agreement of
+proposal phases (M5/M6: seeds that reach the SPE proposal), E[REV]/benchmark, guarantee
+holds, exploitability (with the strategy space it was computed over); the training family's
+figures beside; wall and CPU seconds. A cell whose encoding or scheme a mechanism does not
+offer is listed with the reason.
+
+Outputs in ``--out``: ``machine.json``, ``study.json`` (every cell's converge summary),
+``study.csv`` (one row per cell and phase), ``tables.md`` (the README's tables),
+``study.png`` (final held-out agreement and bound satisfaction per cell) and
+``cells/<mech>/<encoding>-<init>-<scheme>/`` (each converge run's CSV, JSON, curves and
+plots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from speed_and_convergence import LABEL, SIX, YES_NO, cpu_seconds, machine
+
+ENCODINGS = ("menu", "factored", "continuous")
+INITS = ("predicted", "random")
+SCHEMES = ("independent", "simultaneous")
+#: phases whose prediction is a unique proposal (the SPE's, M5 and M6)
+PROPOSALS = ("propose",)
+
+
+def cell_name(encoding: str, init: str, scheme: str) -> str:
+    return f"{encoding}-{init}-{scheme}"
+
+
+def final_points(cell_out: Path, family: str = "heldout") -> dict[tuple[str, str], dict[str, Any]]:
+    """The last round's IQM and interval per (metric, key) from a run's ``curves.csv``."""
+    path = cell_out / "curves.csv"
+    if not path.exists():
+        return {}
+    with path.open(encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["family"] == family]
+    if not rows:
+        return {}
+    last = max(int(r["round"]) for r in rows)
+    return {
+        (r["metric"], r["key"]): {k: float(r[k]) for k in ("iqm", "ci_low", "ci_high", "min")}
+        for r in rows
+        if int(r["round"]) == last
+    }
+
+
+def seeds_reaching(cell_out: Path, phase: str, family: str = "heldout") -> tuple[int, int]:
+    """(seeds whose final agreement in ``phase`` is 1, seeds) from ``metrics.csv``."""
+    path = cell_out / "metrics.csv"
+    if not path.exists():
+        return 0, 0
+    with path.open(encoding="utf-8") as fh:
+        rows = [
+            r
+            for r in csv.DictReader(fh)
+            if r["family"] == family and r["metric"] == "agreement" and r["key"] == phase
+        ]
+    if not rows:
+        return 0, 0
+    last = max(int(r["round"]) for r in rows)
+    final = [float(r["value"]) for r in rows if int(r["round"]) == last and r["value"] != ""]
+    return sum(v >= 1.0 - 1e-12 for v in final), len(final)
+
+
+def run_cell(
+    mech: str, encoding: str, init: str, scheme: str, args: argparse.Namespace, out: Path
+) -> dict[str, Any]:
+    """One converge run of the matrix; its summary plus timings and the study's budget."""
+    from mechgym.envs.engine.errors import MechgymError
+    from mechgym.training.converge import ConvergeConfig, draw_family, run_converge
+
+    cell_out = out / "cells" / mech / cell_name(encoding, init, scheme)
+    if args.reuse and (cell_out / "summary.json").exists():
+        summary = json.loads((cell_out / "summary.json").read_text(encoding="utf-8"))
+        return {**summary["mechanisms"][mech], "cell_out": str(cell_out), "reused": True}
+    _, one = draw_family(mech, None, 1, 0)
+    players = int(one[0].n)
+    steps = max(1, args.budget // (args.rounds * players))
+    base = ConvergeConfig.quick_config() if args.quick else ConvergeConfig()
+    cfg = replace(
+        base,
+        mechanisms=(mech,),
+        seeds=args.seeds,
+        rounds=args.rounds,
+        steps=steps,
+        family=args.family,
+        encoding=encoding,
+        init=init,
+        scheme=scheme,
+        out=str(cell_out),
+        overwrite=True,
+        jobs=args.jobs,
+        save_models=False,
+    )
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    try:
+        summary = run_converge(cfg, progress=False)
+    except MechgymError as exc:
+        return {"status": "skipped", "reason": str(exc), "cell_out": str(cell_out)}
+    s = dict(summary["mechanisms"][mech])
+    s["wall_seconds_total"] = time.perf_counter() - t0
+    s["cpu_seconds_total"] = cpu_seconds() - c0
+    s["decisions_per_run"] = steps * args.rounds * players
+    s["cell_out"] = str(cell_out)
+    return s
+
+
+def cell_rows(
+    mech: str, encoding: str, init: str, scheme: str, s: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """``study.csv`` rows of one cell: one per phase, with the outcome figures repeated."""
+    base = {"mechanism": mech, "encoding": encoding, "init": init, "scheme": scheme}
+    if s.get("status") != "ok":
+        return [{**base, "phase": "-", "status": s.get("status"), "reason": s.get("reason")}]
+    cell_out = Path(s["cell_out"])
+    held, train = final_points(cell_out), final_points(cell_out, "train")
+    rows = []
+    for phase, p in s["phases"].items():
+        a = held.get(("agreement", phase), {})
+        b = held.get(("bound_satisfied", phase), {})
+        r = held.get(("bound_ratio", phase), {})
+        reach, seeds = seeds_reaching(cell_out, phase) if phase in PROPOSALS else (None, None)
+        rows.append(
+            {
+                **base,
+                "phase": phase,
+                "status": "ok",
+                "kind": "yes/no"
+                if phase in YES_NO
+                else "bound"
+                if "bound" in p
+                else "proposal"
+                if phase in PROPOSALS
+                else "other",
+                "agreement_iqm": a.get("iqm"),
+                "agreement_ci_low": a.get("ci_low"),
+                "agreement_ci_high": a.get("ci_high"),
+                "agreement_min": a.get("min"),
+                "agreement_train_iqm": train.get(("agreement", phase), {}).get("iqm"),
+                "bound_satisfied_iqm": b.get("iqm"),
+                "bound_satisfied_ci_low": b.get("ci_low"),
+                "bound_satisfied_ci_high": b.get("ci_high"),
+                "bound_ratio_iqm": r.get("iqm"),
+                "seeds_reaching_prediction": reach,
+                "seeds": seeds if seeds is not None else len(s["seeds"]),
+                "revenue_ratio_iqm": held.get(("revenue_ratio", ""), {}).get("iqm"),
+                "revenue_ratio_reference": s.get("revenue_ratio_reference"),
+                "guarantee_holds_iqm": held.get(("guarantee_holds", ""), {}).get("iqm"),
+                "guarantee_holds_train_iqm": train.get(("guarantee_holds", ""), {}).get("iqm"),
+                "exploitability_iqm": held.get(("exploitability_max", ""), {}).get("iqm"),
+                "exploitability_reference": s.get("exploitability_reference"),
+                "exploitability_space": s.get("exploitability_space"),
+                "decisions_per_run": s.get("decisions_per_run"),
+                "wall_seconds": s.get("wall_seconds_total"),
+                "cpu_seconds": s.get("cpu_seconds_total"),
+            }
+        )
+    return rows
+
+
+def _ci(r: dict[str, Any], key: str) -> str:
+    v = r.get(f"{key}_iqm")
+    if v is None or v == "":
+        return "n/a"
+    lo, hi = r.get(f"{key}_ci_low"), r.get(f"{key}_ci_high")
+    if lo is None or hi is None or lo == "" or hi == "":
+        return f"{float(v):.2f}"
+    return f"{float(v):.2f} [{float(lo):.2f}, {float(hi):.2f}]"
+
+
+def _f(x: Any) -> str:
+    return "n/a" if x is None or x == "" else f"{float(x):.2f}"
+
+
+def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """The README's tables: one line per cell and phase, held-out figures first."""
+    v = info.get("versions", {})
+    lines = [
+        f"Machine: {info.get('cpu')}, {info.get('cores')} cores, {info.get('platform')}; "
+        f"python {info.get('python')}, torch {v.get('torch')}, "
+        f"stable-baselines3 {v.get('stable_baselines3')}; commit {info.get('commit')}.",
+        f"Budget: {args.budget:,} learner decisions per run over {args.rounds} rounds, "
+        f"{args.seeds} seeds, {args.family} training contexts, held-out family of the same "
+        "size drawn with another seed. Figures: IQM [95% CI] over seeds on the held-out "
+        "family (train: the training family's IQM).",
+        "",
+        "| mech | encoding | init | scheme | phase | agreement | (train) | bound met |"
+        " achieved/required | E[REV]/bench (pred.) | guarantee holds | exploitability (pred.) |"
+        " wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        label = LABEL.get(r["mechanism"], r["mechanism"])
+        if r.get("status") != "ok":
+            lines.append(
+                f"| {label} | {r['encoding']} | {r['init']} | {r['scheme']} | - | "
+                f"{r.get('status')}: {r.get('reason')} |  |  |  |  |  |  |  |"
+            )
+            continue
+        agree = _ci(r, "agreement")
+        if r.get("seeds_reaching_prediction") is not None:
+            agree += f" ({r['seeds_reaching_prediction']}/{r['seeds']} seeds exact)"
+        lines.append(
+            f"| {label} | {r['encoding']} | {r['init']} | {r['scheme']} | {r['phase']} | "
+            f"{agree} | {_f(r['agreement_train_iqm'])} | {_ci(r, 'bound_satisfied')} | "
+            f"{_f(r['bound_ratio_iqm'])} | {_f(r['revenue_ratio_iqm'])} "
+            f"({_f(r['revenue_ratio_reference'])}) | {_f(r['guarantee_holds_iqm'])} | "
+            f"{_f(r['exploitability_iqm'])} ({_f(r['exploitability_reference'])}) | "
+            f"{_f(r['wall_seconds'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(out: Path, rows: list[dict[str, Any]]) -> None:
+    """Final held-out YES/NO agreement and bound satisfaction per cell, one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r.get("status") == "ok"]
+    panels = [
+        ("YES/NO agreement", [r for r in ok if r["kind"] == "yes/no"], "agreement"),
+        ("bound met", [r for r in ok if r["kind"] == "bound"], "bound_satisfied"),
+    ]
+    panels = [p for p in panels if p[1]]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    for ax, (title, sub, key) in zip(axes[0], panels, strict=True):
+        labels = [
+            f"{LABEL.get(r['mechanism'], r['mechanism'])} {r['phase']}\n"
+            f"{r['encoding']}/{r['init']}/{r['scheme']}"
+            for r in sub
+        ]
+        y = [float(r[f"{key}_iqm"]) if r[f"{key}_iqm"] is not None else float("nan") for r in sub]
+        lo = [
+            yi - float(r[f"{key}_ci_low"]) if r[f"{key}_ci_low"] is not None else 0.0
+            for yi, r in zip(y, sub, strict=True)
+        ]
+        hi = [
+            float(r[f"{key}_ci_high"]) - yi if r[f"{key}_ci_high"] is not None else 0.0
+            for yi, r in zip(y, sub, strict=True)
+        ]
+        ax.errorbar(range(len(sub)), y, yerr=[lo, hi], fmt="o", capsize=3)
+        ax.axhline(0.95, color="k", ls="--", lw=1, label="target 0.95")
+        ax.set_xticks(range(len(sub)), labels, rotation=90, fontsize=6)
+        ax.set_ylim(-0.03, 1.05)
+        ax.set_title(f"{title} on held-out contexts (IQM, 95% CI)", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "study.png", dpi=110)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="results/learning_from_scratch", type=Path)
+    ap.add_argument("--mechanisms", nargs="*", default=list(SIX))
+    ap.add_argument("--encodings", nargs="*", default=list(ENCODINGS))
+    ap.add_argument("--inits", nargs="*", default=list(INITS))
+    ap.add_argument("--schemes", nargs="*", default=list(SCHEMES))
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--budget", type=int, default=1_000_000, help="Learner decisions per run.")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--family", type=int, default=32, help="Training (and held-out) contexts.")
+    ap.add_argument("--jobs", type=int, default=0, help="Processes per run (0: one per core).")
+    ap.add_argument("--reuse", action="store_true", help="Keep cells already in --out.")
+    ap.add_argument("--quick", action="store_true", help="Tiny budgets (a smoke test).")
+    args = ap.parse_args(argv)
+    for name in ("seeds", "budget", "rounds", "family"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    (out / "machine.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    path = out / "study.json"
+    study: dict[str, Any] = (
+        json.loads(path.read_text(encoding="utf-8")) if args.reuse and path.exists() else {}
+    )
+    rows: list[dict[str, Any]] = []
+    for mech in args.mechanisms:
+        for enc in args.encodings:
+            for init in args.inits:
+                for scheme in args.schemes:
+                    key = f"{mech}/{cell_name(enc, init, scheme)}"
+                    s = run_cell(mech, enc, init, scheme, args, out)
+                    study[key] = s
+                    path.write_text(json.dumps(study, indent=2, default=str), encoding="utf-8")
+                    rows += cell_rows(mech, enc, init, scheme, s)
+                    print(f"{key}: {s.get('status')} ({_f(s.get('wall_seconds_total'))} s)")
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    with (out / "study.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, restval="")
+        w.writeheader()
+        w.writerows(rows)
+    plot(out, rows)
+    text = tables(info, rows, args)
+    (out / "tables.md").write_text(text, encoding="utf-8")
+    print(text)
+    print(f"results written to {out.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

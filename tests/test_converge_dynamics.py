@@ -1,0 +1,213 @@
+"""converge from scratch: initial profile, scheme and encoding options, a held-out evaluation
+family, and learning curves with IQM and 95% intervals."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import typer
+from mechgym.training.algos import configure_torch
+from mechgym.training.commands import add_commands
+from mechgym.training.converge import (
+    ConvergeConfig,
+    eval_family_contexts,
+    family_contexts,
+    overlap,
+)
+from mechgym.training.curves import learning_curves
+from typer.testing import CliRunner
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch() -> None:
+    configure_torch(1)
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    add_commands(app)
+    return app
+
+
+def test_held_out_family_is_drawn_with_another_seed() -> None:
+    cfg = ConvergeConfig(family=16)
+    _, train = family_contexts("best_belief", cfg)
+    _, held = eval_family_contexts("best_belief", cfg)
+    assert len(held) == 16
+    assert overlap(train, held) == 0
+    assert overlap(train, train) == 16
+    # an explicit seed equal to the training one gives the training family back
+    _, same = eval_family_contexts("best_belief", ConvergeConfig(family=16, eval_family_seed=2024))
+    assert overlap(train, same) == 16
+    _, four = eval_family_contexts("best_belief", ConvergeConfig(family=16, eval_family=4))
+    assert len(four) == 4
+
+
+def test_converge_from_random_init_reports_held_out_and_train(tmp_path) -> None:
+    out = tmp_path / "conv"
+    res = CliRunner().invoke(
+        _app(),
+        [
+            "converge",
+            "vcg",
+            "--seeds",
+            "2",
+            "--steps",
+            "64",
+            "--rounds",
+            "2",
+            "--family",
+            "3",
+            "--eval-family",
+            "4",
+            "--init",
+            "random",
+            "--scheme",
+            "ibr",
+            "--n-envs",
+            "4",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--jobs",
+            "1",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["init"] == "random" and summary["config"]["scheme"] == "ibr"
+    s = summary["mechanisms"]["vcg"]
+    assert s["evaluated_on"] == "heldout"
+    assert s["contexts"]["eval_family"] == 4 and s["contexts"]["eval_family_seed"] == 2025
+    assert s["contexts"]["eval_overlap"] == 0
+    assert "train_family" in s and s["train_family"]["phases"]
+    assert s["exploitability_space"].startswith("menu options")
+    with (out / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["family"] for r in rows} == {"heldout", "train"}
+    # held-out every round; the training family before the first and after the last
+    assert {r["round"] for r in rows if r["family"] == "train"} == {"0", "2"}
+    with (out / "curves.csv").open() as fh:
+        curves = list(csv.DictReader(fh))
+    held = [c for c in curves if c["family"] == "heldout" and c["metric"] == "agreement"]
+    assert {c["round"] for c in held} == {"0", "1", "2"}
+    for c in curves:
+        assert float(c["ci_low"]) <= float(c["iqm"]) + 1e-12
+        assert float(c["iqm"]) <= float(c["ci_high"]) + 1e-12
+    assert (out / "vcg_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "vcg_curves.png" in s["plots"]
+
+
+def test_unknown_init_is_one_line(tmp_path) -> None:
+    res = CliRunner().invoke(
+        _app(),
+        ["converge", "--init", "nonsense", "--out", str(tmp_path / "x"), "--no-progress"],
+    )
+    assert res.exit_code == 2
+    assert "nonsense" in res.output and "Traceback" not in res.output
+
+
+def test_learning_curves_aggregate_seeds_per_round() -> None:
+    rows = [
+        {
+            "mechanism": "m",
+            "family": "heldout",
+            "seed": s,
+            "round": r,
+            "steps": 100 * r,
+            "metric": "agreement",
+            "key": "respond",
+            "value": v,
+        }
+        for s, vals in enumerate([[0.0, 0.5], [0.2, 0.7], [0.4, 0.9], [None, 1.0]])
+        for r, v in enumerate(vals)
+    ]
+    rows.append({**rows[0], "metric": "not_a_curve"})
+    curves = learning_curves(rows)
+    assert [(c["round"], c["seeds"]) for c in curves] == [(0, 3), (1, 4)]
+    last = curves[1]
+    assert last["mean"] == pytest.approx(np.mean([0.5, 0.7, 0.9, 1.0]))
+    assert last["min"] == 0.5 and last["max"] == 1.0
+    assert last["ci_low"] <= last["iqm"] <= last["ci_high"]
+    # seeded bootstrap: a rerun gives the same interval
+    assert learning_curves(rows) == curves
+
+
+def test_learning_from_scratch_study_script(tmp_path, monkeypatch) -> None:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "experiments"))
+    spec = importlib.util.spec_from_file_location(
+        "learning_from_scratch", root / "experiments" / "learning_from_scratch.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "learning_from_scratch", mod)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "study"
+    argv = ["--out", str(out), "--mechanisms", "vcg", "--encodings", "menu", "no_such"]
+    argv += ["--inits", "random", "--schemes", "independent", "--seeds", "2", "--jobs", "1"]
+    argv += ["--budget", "384", "--rounds", "1", "--family", "2"]
+    assert mod.main(argv) == 0
+    with (out / "study.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert [(r["encoding"], r["phase"]) for r in ok] == [("menu", "report")]
+    assert ok[0]["decisions_per_run"] == "384"
+    assert 0.0 <= float(ok[0]["agreement_iqm"]) <= 1.0
+    skipped = [r for r in rows if r["status"] == "skipped"]
+    assert skipped and "no_such" in skipped[0]["reason"]
+    text = (out / "tables.md").read_text()
+    assert "| vcg | menu | random | independent | report |" in text
+    # VCG has neither YES/NO nor bound phases: nothing to plot
+    assert not (out / "study.png").exists()
+    # a rerun with --reuse keeps the finished cell
+    assert mod.main([*argv, "--reuse"]) == 0
+    study = json.loads((out / "study.json").read_text())
+    assert study["vcg/menu-random-independent"]["reused"] is True
+
+
+def test_simultaneous_scheme_learns_all_players_at_once_on_held_out(tmp_path) -> None:
+    from mechgym.envs.engine.errors import ParameterError
+    from mechgym.training.converge import run_converge
+
+    cfg = ConvergeConfig(
+        mechanisms=("best_belief",),
+        seeds=2,
+        rounds=2,
+        steps=256,
+        family=3,
+        eval_family=3,
+        scheme="simultaneous",
+        jobs=1,
+        out=str(tmp_path / "sim"),
+        hyper={"batch_size": 64},
+    )
+    summary = run_converge(cfg, progress=False)
+    s = summary["mechanisms"]["best_belief"]
+    assert s["status"] == "ok", s
+    assert s["evaluated_on"] == "heldout" and s["groups"] == [[0], [1], [2]]
+    # every player learned: each round collects at least steps x players decisions
+    assert s["steps_per_seed"] >= 2 * 256 * 3
+    with (tmp_path / "sim" / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["round"] for r in rows} == {"0", "1", "2"}
+    assert {r["family"] for r in rows} == {"heldout", "train"}
+    # same seed, same run: the seeded batched learner reproduces its figures
+    again = run_converge(
+        ConvergeConfig(**{**cfg.__dict__, "out": str(tmp_path / "sim2")}), progress=False
+    )
+    with (tmp_path / "sim2" / "metrics.csv").open() as fh:
+        assert list(csv.DictReader(fh)) == rows
+    assert again["mechanisms"]["best_belief"]["status"] == "ok"
+    with pytest.raises(ParameterError, match="random initial weights"):
+        run_converge(
+            ConvergeConfig(scheme="simultaneous", init="predicted", out=str(tmp_path / "x")),
+            progress=False,
+        )
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,453 @@
+"""PPO on the batched path: TorchRL's clipped PPO and GAE over the native batched env.
+
+:func:`train_batched` trains masked-categorical actors and value critics directly on the
+arrays of :class:`~mechgym.integrations.torchrl_batched.BatchedMechanismEnv` (``B`` episodes
+at once, partial resets of ended slots), with TorchRL's
+:class:`~torchrl.objectives.ClipPPOLoss` and :class:`~torchrl.objectives.value.GAE`::
+
+    from mechgym.training.batched_ppo import train_batched
+
+    result = train_batched("best_belief", encoding="menu", decisions=500_000, seed=0)
+    result.policy.exact()            # an exact policy, for metrics.evaluate_profile
+    result.policy.save("m1.pt")
+
+* **Groups.** Every learning group of the env (a player, or a shared-reward coalition) has
+  one actor and one critic (``share_parameters=False``), shared by the members of a
+  coalition; with ``share_parameters=True`` one actor and one critic play every group. The
+  observation names the player it is for (its own-index one-hot), so a shared network
+  knows whom it plays.
+* **Actions.** A ``Discrete`` menu (or any encoding whose actions are one index under an
+  ``action_mask``) is a :class:`~torchrl.modules.MaskedCategorical`; the
+  ``"multidiscrete"`` layout is one masked categorical per field (:class:`MaskedFields`).
+* **Who acts when.** A step resolves one decision node per episode; an agent that does not
+  act there has only the no-op open. The policy loss and entropy count only the
+  transitions where the agent acts (``(group, "mask")``); advantages run over every step of
+  the agent's own sequence: GAE goes through the steps where it does not act with their
+  true rewards (an episode's reward arrives at its last step, acting or not) and the
+  critic, trained on every step, bootstraps across them. With ``gamma = lmbda = 1`` (the
+  default: one-auction episodes, rewards at the end) an acting step's advantage is the
+  episode's return minus the critic's value, exactly as if the idle steps were compacted
+  away; with ``lmbda < 1`` idle steps add their decay.
+* **Background.** Players outside ``learners`` are scripted through the env's
+  ``background`` (``"predicted"``, ``"random"``, a deviation, or a batched policy such as a
+  :class:`~mechgym.training.batched_policy.BatchedLearnedPolicy`).
+* **Budget.** ``decisions`` counts the learners' decisions (acting agent × step) collected;
+  training stops at the first update that reaches it.
+
+Learners start from random initial weights; everything random comes from ``seed`` (the env's
+generator and a forked torch generator), so the same seed gives the same parameters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from mechgym.envs.engine.errors import ParameterError
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule, TensorDictSequential
+from torch import distributions as D
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.modules import MaskedCategorical, ProbabilisticActor, ValueOperator
+from torchrl.objectives import ClipPPOLoss
+from torchrl.objectives.value import GAE
+
+from .batched_policy import BatchedLearnedPolicy, PolicyNet, field_index, per_field
+
+__all__ = ["BatchedPPOConfig", "BatchedPPOResult", "MaskedFields", "train_batched"]
+
+
+class MaskedFields(D.Independent):
+    """Independent masked categoricals, one per field of a ``MultiDiscrete`` layout, from
+    flat logits and a flat mask (the layout's concatenated fields)."""
+
+    def __init__(
+        self, logits: torch.Tensor, mask: torch.Tensor, index: torch.Tensor, valid: torch.Tensor
+    ) -> None:
+        lg, m = per_field(logits, mask, index, valid)
+        super().__init__(MaskedCategorical(logits=lg, mask=m), 1, validate_args=False)
+
+    @property
+    def deterministic_sample(self) -> torch.Tensor:
+        return self.base_dist.mode
+
+
+@dataclass
+class BatchedPPOConfig:
+    """Hyper-parameters of :func:`train_batched` (defaults suit one-auction episodes)."""
+
+    batch_size: int = 4096
+    rollout_steps: int = 2
+    epochs: int = 2
+    minibatches: int = 2
+    learning_rate: float = 3e-3
+    gamma: float = 1.0
+    lmbda: float = 1.0
+    clip_epsilon: float = 0.2
+    entropy_coef: float = 0.01
+    critic_coef: float = 0.5
+    max_grad_norm: float = 1.0
+    hidden: tuple[int, ...] = (64, 64)
+
+    def check(self) -> None:
+        """Raise a :class:`ParameterError` naming the first bad field."""
+        for name in ("batch_size", "rollout_steps", "epochs", "minibatches"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ParameterError(name, f"must be a positive integer, got {v!r}")
+        for name in ("learning_rate", "clip_epsilon"):
+            if not getattr(self, name) > 0:
+                raise ParameterError(name, f"must be positive, got {getattr(self, name)!r}")
+        for name in ("gamma", "lmbda"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ParameterError(name, f"must be in [0, 1], got {getattr(self, name)!r}")
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ParameterError("hidden", f"needs positive widths, got {self.hidden!r}")
+
+
+@dataclass
+class BatchedPPOResult:
+    """What :func:`train_batched` returns.
+
+    Attributes
+    ----------
+    policy : BatchedLearnedPolicy
+        The learned actors (batched, exact and TorchRL forms; save/load).
+    decisions : int
+        Learner decisions collected (acting agent × step).
+    frames : int
+        Env steps × batch size.
+    seconds : float
+        Wall-clock of the whole run (collection and updates).
+    updates : int
+        PPO iterations (collect, then ``epochs × minibatches`` gradient steps).
+    history : list of dict
+        Per update: ``decisions``, ``seconds``, ``episodes`` ended, ``reward`` (mean episode
+        reward per group over the episodes that ended), ``entropy`` per group.
+    groups : dict of str to list of int
+        The learning groups and their players.
+    """
+
+    policy: BatchedLearnedPolicy
+    decisions: int
+    frames: int
+    seconds: float
+    updates: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    groups: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def decisions_per_second(self) -> float:
+        return self.decisions / self.seconds if self.seconds > 0 else 0.0
+
+
+# -- modules ---------------------------------------------------------------------------------
+class _Nets:
+    """Actor and critic networks per group (one pair shared by all with ``share``)."""
+
+    def __init__(
+        self, groups: Sequence[str], obs: int, out: int, hidden: Sequence[int], share: bool
+    ) -> None:
+        self.actor: dict[str, PolicyNet] = {}
+        self.critic: dict[str, PolicyNet] = {}
+        self.distinct_actors: list[PolicyNet] = []
+        critics: list[PolicyNet] = []
+        for g in groups:
+            if share and self.distinct_actors:
+                self.actor[g], self.critic[g] = self.distinct_actors[0], critics[0]
+                continue
+            a, c = PolicyNet(obs, out, hidden), PolicyNet(obs, 1, hidden)
+            self.distinct_actors.append(a)
+            critics.append(c)
+            self.actor[g], self.critic[g] = a, c
+        self.parameters = [p for m in (*self.distinct_actors, *critics) for p in m.parameters()]
+
+
+def _actor(g: str, net: PolicyNet, fields: tuple[torch.Tensor, torch.Tensor] | None) -> Any:
+    logits = TensorDictModule(net, in_keys=[(g, "observation")], out_keys=[(g, "logits")])
+    if fields is None:
+        dist_cls: Any = MaskedCategorical
+        dist_kwargs: dict[str, Any] = {}
+    else:
+        dist_cls = MaskedFields
+        dist_kwargs = {"index": fields[0], "valid": fields[1]}
+    return ProbabilisticActor(
+        logits,
+        in_keys={"logits": (g, "logits"), "mask": (g, "action_mask")},
+        out_keys=[(g, "action")],
+        distribution_class=dist_cls,
+        distribution_kwargs=dist_kwargs,
+        return_log_prob=True,
+        log_prob_key=(g, "action_log_prob"),
+    )
+
+
+def _critic(g: str, net: PolicyNet) -> ValueOperator:
+    return ValueOperator(net, in_keys=[(g, "observation")], out_keys=[(g, "state_value")])
+
+
+def _loss(g: str, actor: Any, critic: Any, cfg: BatchedPPOConfig) -> ClipPPOLoss:
+    loss = ClipPPOLoss(
+        actor,
+        critic,
+        clip_epsilon=cfg.clip_epsilon,
+        entropy_coeff=cfg.entropy_coef,
+        critic_coeff=0.0,  # the critic's loss is taken over every step, in _run
+        loss_critic_type="l2",
+        log_explained_variance=False,
+        normalize_advantage=False,  # done over the acting steps only, in _advantages
+        functional=False,
+        reduction="none",
+    )
+    loss.loss_mask_key = None  # the acting mask is applied per term below
+    loss.set_keys(
+        reward=(g, "reward"),
+        action=(g, "action"),
+        sample_log_prob=(g, "action_log_prob"),
+        value=(g, "state_value"),
+        advantage=(g, "advantage"),
+        value_target=(g, "value_target"),
+        done=(g, "done"),
+        terminated=(g, "terminated"),
+    )
+    return loss
+
+
+def _gae(g: str, critic: Any, cfg: BatchedPPOConfig) -> GAE:
+    gae = GAE(gamma=cfg.gamma, lmbda=cfg.lmbda, value_network=critic, average_gae=False)
+    gae.set_keys(
+        reward=(g, "reward"),
+        done=(g, "done"),
+        terminated=(g, "terminated"),
+        value=(g, "state_value"),
+        advantage=(g, "advantage"),
+        value_target=(g, "value_target"),
+    )
+    return gae
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    x = x.reshape(mask.shape)
+    return torch.where(mask, x, torch.zeros_like(x)).sum() / mask.sum().clamp_min(1)
+
+
+# -- training --------------------------------------------------------------------------------
+def train_batched(
+    mechanism: str,
+    *,
+    encoding: str = "menu",
+    decisions: int = 200_000,
+    batch_size: int | None = None,
+    seed: int = 0,
+    learners: Sequence[str] | None = None,
+    background: Any = "predicted",
+    share_parameters: bool = False,
+    coalitions: Sequence[Sequence[int]] | None = None,
+    generate: Any = None,
+    context: Any = None,
+    contexts: Sequence[Any] | None = None,
+    config: BatchedPPOConfig | None = None,
+    threads: int | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> BatchedPPOResult:
+    """Train the env's learning groups with PPO on the batched path (module docstring).
+
+    Parameters
+    ----------
+    mechanism : str
+        Catalogue name (``"best_belief"``, ...).
+    encoding : str
+        The TorchRL env's ``action_encoding`` (``"menu"``, ``"multidiscrete"``, ...).
+    decisions : int
+        Budget of learner decisions.
+    batch_size : int, optional
+        Episodes run at once (default :attr:`BatchedPPOConfig.batch_size`).
+    seed : int
+        Seeds the env (contexts, chance, scripted players) and the networks and sampling.
+    learners : sequence of str, optional
+        Groups that learn (default: all, e.g. ``["player_0"]`` or ``["coalition_0_1"]``).
+    background : str, mapping or batched policy
+        Play of the players outside ``learners`` (the env's ``background``).
+    share_parameters : bool
+        One actor and one critic for every learning group.
+    coalitions : sequence of sequences of int, optional
+        Shared-reward coalitions in every context (each one group).
+    generate, context, contexts
+        Where the contexts come from (as the env takes them).
+    config : BatchedPPOConfig, optional
+        Hyper-parameters; keyword ``overrides`` (``epochs=4``, ...) replace its fields.
+    threads : int, optional
+        Torch threads (through :func:`~mechgym.training.algos.configure_torch`).
+    callback : callable, optional
+        Called with each update's history row.
+    env_kwargs : mapping, optional
+        More :class:`BatchedMechanismEnv` arguments (``value_cap``, ``constants``, ...).
+
+    Returns
+    -------
+    BatchedPPOResult
+    """
+    from mechgym.integrations.torchrl_batched import BatchedMechanismEnv
+
+    from .algos import configure_torch
+
+    cfg = BatchedPPOConfig(**{**(config.__dict__ if config else {}), **overrides})
+    if batch_size is not None:
+        cfg.batch_size = batch_size
+    cfg.check()
+    if isinstance(decisions, bool) or not isinstance(decisions, int) or decisions < 1:
+        raise ParameterError("decisions", f"must be a positive integer, got {decisions!r}")
+    if threads is None:
+        configure_torch()
+    else:
+        configure_torch(threads)
+
+    env = BatchedMechanismEnv(
+        mechanism,
+        cfg.batch_size,
+        generate,
+        context=context,
+        contexts=contexts,
+        action_encoding=encoding,
+        coalitions=coalitions,
+        learners=learners,
+        background=background,
+        seed=seed,
+        **dict(env_kwargs or {}),
+    )
+    groups = list(env.learners)
+    fields = None
+    sizes = None
+    if encoding == "multidiscrete":
+        sizes = [int(s) for s in env.layout.sizes]
+        fields = field_index(sizes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        nets = _Nets(groups, env.obs_size, env.K, cfg.hidden, share_parameters)
+        actors = {g: _actor(g, nets.actor[g], fields) for g in groups}
+        critics = {g: _critic(g, nets.critic[g]) for g in groups}
+        losses = {g: _loss(g, actors[g], critics[g], cfg) for g in groups}
+        gaes = {g: _gae(g, critics[g], cfg) for g in groups}
+        policy = TensorDictSequential(*actors.values())
+        optim = torch.optim.Adam(nets.parameters, lr=cfg.learning_rate)
+        perm_gen = torch.Generator().manual_seed(seed)
+        result = _run(
+            env, groups, policy, losses, gaes, optim, nets, cfg, decisions, perm_gen, callback
+        )
+    spec = env.api.spec
+    seats = {}
+    for g in groups:
+        idx = nets.distinct_actors.index(nets.actor[g])
+        for p in env.group_players[g]:
+            seats[p] = idx
+    result.policy = BatchedLearnedPolicy(
+        mechanism,
+        encoding,
+        nets.distinct_actors,
+        seats,
+        env.obs_size,
+        env.K,
+        sizes,
+        spec,
+        (env_kwargs or {}).get("constants"),
+        cfg.hidden,
+        mech=env.api.mech,
+    )
+    result.groups = {g: list(env.group_players[g]) for g in groups}
+    return result
+
+
+def _run(
+    env: Any,
+    groups: list[str],
+    policy: Any,
+    losses: dict[str, ClipPPOLoss],
+    gaes: dict[str, GAE],
+    optim: torch.optim.Optimizer,
+    nets: _Nets,
+    cfg: BatchedPPOConfig,
+    budget: int,
+    perm_gen: torch.Generator,
+    callback: Callable[[dict[str, Any]], None] | None,
+) -> BatchedPPOResult:
+    keys = ["observation", "action_mask", "mask", "action", "action_log_prob"]
+    keep = [(g, k) for g in groups for k in (*keys, "advantage", "value_target")]
+    B, T = cfg.batch_size, cfg.rollout_steps
+    done_decisions = updates = 0
+    history: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    td = env.reset()
+    while done_decisions < budget:
+        frames = []
+        with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
+            for _ in range(T):
+                td = policy(td)
+                step, td = env.step_and_maybe_reset(td)
+                frames.append(step)
+            data = torch.stack(frames, dim=1)  # (B, T)
+            row: dict[str, Any] = {"reward": {}, "entropy": {}}
+            for g in groups:
+                gaes[g](data)
+                _normalise_advantage(data, g)
+                ended = data["next", g, "done"][..., 0, 0]
+                r = data["next", g, "reward"].sum(-2).squeeze(-1)  # the group's members summed
+                row["reward"][g] = float(r[ended].mean()) if ended.any() else None
+                done_decisions += int(data[g, "mask"].sum())
+            row["episodes"] = int(data["next", "done"].sum())
+        flat = data.select(*keep).reshape(B * T)
+        n_mb = min(cfg.minibatches, B * T)
+        for _ in range(cfg.epochs):
+            order = torch.randperm(B * T, generator=perm_gen)
+            for chunk in order.chunk(n_mb):
+                mb = flat[chunk]
+                total = torch.zeros(())
+                for g in groups:
+                    acting = mb[g, "mask"]
+                    critic = losses[g].loss_critic(mb)[0].mean()
+                    total = total + cfg.critic_coef * critic
+                    rows = acting.any(-1)
+                    if not rows.any():
+                        continue
+                    # the actor's terms only where one of the group's agents acts
+                    out = losses[g](mb[rows])
+                    acting = acting[rows]
+                    total = (
+                        total
+                        + _masked_mean(out["loss_objective"], acting)
+                        + _masked_mean(out["loss_entropy"], acting)
+                    )
+                    row["entropy"][g] = float(out["entropy"])
+                optim.zero_grad(set_to_none=True)
+                total.backward()
+                torch.nn.utils.clip_grad_norm_(nets.parameters, cfg.max_grad_norm)
+                optim.step()
+        updates += 1
+        row["decisions"] = done_decisions
+        row["seconds"] = time.perf_counter() - start
+        history.append(row)
+        if callback is not None:
+            callback(row)
+    seconds = time.perf_counter() - start
+    return BatchedPPOResult(
+        policy=None,  # type: ignore[arg-type]  # set by train_batched
+        decisions=done_decisions,
+        frames=updates * B * T,
+        seconds=seconds,
+        updates=updates,
+        history=history,
+    )
+
+
+def _normalise_advantage(data: TensorDictBase, g: str) -> None:
+    """Centre and scale ``g``'s advantages over the steps where its agents act."""
+    adv = data[g, "advantage"]
+    acting = data[g, "mask"].unsqueeze(-1).expand_as(adv)
+    if int(acting.sum()) < 2:
+        return
+    sel = adv[acting]
+    data[g, "advantage"] = (adv - sel.mean()) / (sel.std() + 1e-8)
