@@ -19,6 +19,7 @@ from rich.table import Table
 
 from mechgym.envs.engine.errors import MechgymError, ParameterError
 from mechgym.envs.model.limits import MAX_CONTEXTS, MAX_EPISODES, check_seed
+from mechgym.options import ProgressOpt, TorchThreadsOpt
 
 app = typer.Typer(
     name="mechgym",
@@ -414,16 +415,32 @@ def bench(
     quick: Annotated[
         bool, typer.Option("--quick", help="Every key, measured briefly (no training run).")
     ] = False,
+    torch_threads: TorchThreadsOpt = None,
+    show_progress: ProgressOpt = True,
 ) -> None:
     """Env throughput against PettingZoo's rps_v2, batched rules' decisions per second, DP
     against MILP, env share of training."""
     from mechgym.bench import run_bench
 
-    result = run_guarded(
-        lambda: run_bench(
-            seconds=seconds, training=training, console=None if as_json else err, quick=quick
+    def go() -> Any:
+        threads = None
+        if training and not quick:
+            try:
+                from mechgym.training.algos import torch_threads as resolve_threads
+            except ImportError:  # no 'train' extra: run_bench reports the run as skipped
+                pass
+            else:
+                threads = resolve_threads(torch_threads, "--torch-threads")
+        return run_bench(
+            seconds=seconds,
+            training=training,
+            console=None if as_json else err,
+            quick=quick,
+            progress=show_progress,
+            threads=threads,
         )
-    )
+
+    result = run_guarded(go)
     if as_json:
         print(json.dumps(result, indent=2))
     else:

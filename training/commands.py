@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from mechgym.options import TorchThreadsOpt
+
 
 def _fail(exc: Exception) -> None:
     from rich.console import Console
@@ -95,6 +97,7 @@ def add_commands(app: typer.Typer) -> None:
                 help="Episodes per step on the batched path (1: the exact single-episode env).",
             ),
         ] = 64,
+        torch_threads: TorchThreadsOpt = None,
     ) -> None:
         """Train one player or coalition against fixed opponents and report exact metrics."""
         from mechgym.envs.engine.errors import MechgymError
@@ -126,9 +129,11 @@ def add_commands(app: typer.Typer) -> None:
             )
             from mechgym.envs.model.limits import check_seed
 
+            from .algos import torch_threads as resolve_threads
             from .outputs import check_mechanism_names, refuse_overwrite
             from .policies import trusted_models
 
+            threads = resolve_threads(torch_threads, "--torch-threads")
             check_seed(seed, "--seed")
             check_mechanism_names([mechanism])
             # --resume continues the run in --out; anything else must not replace results
@@ -171,6 +176,7 @@ def add_commands(app: typer.Typer) -> None:
                     resume=resume,
                     console=Console(),
                     n_envs=n_envs,
+                    torch_threads=threads,
                 )
             Console().print(f"results written to {out.resolve()}")
         except MechgymError as exc:
@@ -236,6 +242,7 @@ def add_commands(app: typer.Typer) -> None:
                 help="Episodes per step on the batched path (default 64; 1: the exact env).",
             ),
         ] = None,
+        torch_threads: TorchThreadsOpt = None,
     ) -> None:
         """Train every player of each mechanism and measure convergence to the predictions."""
         from mechgym.envs.engine.errors import MechgymError
@@ -256,8 +263,12 @@ def add_commands(app: typer.Typer) -> None:
             "mechanisms": tuple(mechanisms) if mechanisms else None,
             "overwrite": overwrite or None,
             "n_envs": n_envs,
+            "torch_threads": torch_threads,
         }
         try:
+            from .algos import torch_threads as resolve_threads
+
+            resolve_threads(torch_threads, "--torch-threads")
             if config is not None:
                 from .outputs import load_converge_config
 

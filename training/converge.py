@@ -87,6 +87,8 @@ class ConvergeConfig:
     #: no-regret rules (``algo`` regret_matching / hedge / fictitious_play): iterations over
     #: the family per round, in place of ``steps``
     iterations: int = 5
+    #: torch threads of every learner process (None: ``MECHGYM_TORCH_THREADS``, else 1)
+    torch_threads: int | None = None
 
     @classmethod
     def quick_config(cls, **kwargs: Any) -> ConvergeConfig:
@@ -142,7 +144,7 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
 
     if cfg.algo in RULES:
         return _run_no_regret_job(mech, seed, cfg, events)
-    configure_torch(1)
+    threads = configure_torch(cfg.torch_threads)
     t0, c0 = time.perf_counter(), time.process_time()
     _, contexts = family_contexts(mech, cfg)
     trainer = MultiLearner(
@@ -191,8 +193,9 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         "final": final,
         "groups": [list(g) for g in trainer.groups],
         "wall_seconds": time.perf_counter() - t0,
-        # CPU seconds of the job (one torch thread): its wall time on an idle core
+        # CPU seconds of the job: with one torch thread, its wall time on an idle core
         "cpu_seconds": time.process_time() - c0,
+        "torch_threads": threads,
         "eval_seconds": eval_s,
         "steps": trainer.total_steps,
         "idle": dict(trainer.idle),
@@ -531,11 +534,14 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
 
     from mechgym.progress import progress as progress_bar
 
+    from .algos import torch_threads
     from .outputs import check_mechanism_names, refuse_overwrite
 
     t0 = time.perf_counter()
     # before anything is written: a typo in a name or an earlier run in `out` stops here
     check_mechanism_names(cfg.mechanisms)
+    # resolved once here, so that every worker process trains with the same count
+    cfg = replace(cfg, torch_threads=torch_threads(cfg.torch_threads))
     out = refuse_overwrite(cfg.out, ("summary.json", "metrics.csv", "checkpoints"), cfg.overwrite)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"config": asdict(cfg), "mechanisms": {}}

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from mechgym.options import ProgressOpt, TorchThreadsOpt
+
 
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
@@ -139,6 +141,8 @@ def add_benchmark_commands(app: typer.Typer) -> None:
         as_json: Annotated[
             bool, typer.Option("--json", help="Print the aggregate as JSON.")
         ] = False,
+        torch_threads: TorchThreadsOpt = None,
+        progress: ProgressOpt = True,
     ) -> None:
         """Train the focal learners over seeds; write per-seed and aggregate results."""
         from mechgym.envs.engine.errors import MechgymError
@@ -147,6 +151,9 @@ def add_benchmark_commands(app: typer.Typer) -> None:
         from .tasks import task
 
         try:
+            from mechgym.training.algos import torch_threads as resolve_threads
+
+            threads = resolve_threads(torch_threads, "--torch-threads")
             t = task(task_id)
             folder = out if out is not None else Path("results") / "benchmark" / t.id / algo
             if (folder / "results.json").exists() and not overwrite:
@@ -157,8 +164,9 @@ def add_benchmark_commands(app: typer.Typer) -> None:
                 seeds=seeds,
                 quick=quick,
                 out=folder,
-                progress=False,
+                progress=progress,
                 console=None if as_json else _console(True),
+                torch_threads=threads,
             )
         except MechgymError as exc:
             _fail(str(exc))
