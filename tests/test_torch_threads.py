@@ -7,11 +7,12 @@ import json
 
 import pytest
 import torch
-from mechgym.cli import app
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.training import algos
 from mechgym.training.algos import THREADS_ENV, configure_torch, make_model, torch_threads
 from typer.testing import CliRunner
+
+from mechgym.cli import app
 
 
 @pytest.fixture(autouse=True)
