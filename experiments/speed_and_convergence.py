@@ -245,6 +245,21 @@ def _finish_summary(s: dict[str, Any], mech: str, cfg: Any, metrics_csv: Path) -
         s["tie_share_error"] = f"{type(exc).__name__}: {exc}"
 
 
+def keep_curves(metrics_csv: Path, mech: str, folder: Path) -> Path:
+    """Copy ``mech``'s rows of a converge run's ``metrics.csv`` to ``folder/<mech>.csv``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with metrics_csv.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = [r for r in reader if r["mechanism"] == mech]
+        cols = reader.fieldnames or []
+    path = folder / f"{mech}.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
 def run_convergence(
     out: Path, mechanisms: tuple[str, ...], quick: bool, together: bool = False, jobs: int = 0
 ) -> dict[str, Any]:
@@ -276,7 +291,10 @@ def run_convergence(
             s["load_average"] = [load0, os.getloadavg()[0]]
             s["config"] = summary["config"]
             if s.get("status") == "ok":
-                _finish_summary(s, mech, cfg, Path(cfg.out) / "metrics.csv")
+                # results merge across invocations, but a later --together run replaces
+                # converge/together/: each mechanism keeps its own copy of its curves
+                curves = keep_curves(Path(cfg.out) / "metrics.csv", mech, out / "curves")
+                _finish_summary(s, mech, cfg, curves)
             results[mech] = s
         console.print(
             f"[bold]{', '.join(batch)}[/]: {wall:.0f} s wall, {cpu:.0f} s CPU (load {load0:.1f})"
@@ -354,15 +372,31 @@ def plot_convergence(out: Path, results: dict[str, Any]) -> None:
     plt.close(fig)
     fig, axes = plt.subplots(1, len(ok), figsize=(3.2 * len(ok), 3.0), squeeze=False)
     for ax, (mech, _s) in zip(axes[0], ok.items(), strict=True):
+        ax.set_title(f"{LABEL.get(mech, mech)} ({mech})", fontsize=8)
         path = Path(_s.get("metrics_csv", out / "converge" / mech / "metrics.csv"))
-        if not path.exists():
+        data = []
+        if path.exists():
+            with path.open(encoding="utf-8") as fh:
+                data = [
+                    r
+                    for r in csv.DictReader(fh)
+                    if r["metric"] == "agreement" and r["mechanism"] == mech and r["value"] != ""
+                ]
+        if not data:
+            # say why rather than draw an empty frame
+            why = "file missing" if not path.exists() else "no agreement rows for it"
+            ax.text(
+                0.5,
+                0.5,
+                f"no learning curve:\n{path.name}: {why}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                transform=ax.transAxes,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
             continue
-        with path.open(encoding="utf-8") as fh:
-            data = [
-                r
-                for r in csv.DictReader(fh)
-                if r["metric"] == "agreement" and r["mechanism"] == mech
-            ]
         for key in sorted({r["key"] for r in data}):
             for seed in sorted({r["seed"] for r in data}):
                 pts = sorted(
@@ -381,9 +415,16 @@ def plot_convergence(out: Path, results: dict[str, Any]) -> None:
                     )
         ax.axhline(0.95, color="k", ls="--", lw=0.8)
         ax.set_ylim(-0.03, 1.05)
-        ax.set_title(f"{LABEL.get(mech, mech)} ({mech})", fontsize=8)
         ax.set_xlabel("training steps, thousands (all players)", fontsize=7)
         ax.legend(fontsize=6)
+    cfg = next(iter(ok.values())).get("config") or {}
+    if cfg:
+        fig.suptitle(
+            f"agreement with the prediction per phase over training: {cfg.get('seeds')} seeds × "
+            f"{cfg.get('rounds')} rounds × {cfg.get('steps')} steps per player, "
+            f"{cfg.get('family')} contexts",
+            fontsize=8,
+        )
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=110)
     plt.close(fig)

@@ -304,6 +304,11 @@ def evaluate(
             report["agents"] = agent_names(agents, ctx.n)  # the profile, one name per player
             reports.append(report)
         out = reports[0] if len(reports) == 1 else summarize(reports)
+        if len(reports) > 1 and not exact:
+            from mechgym.batched_eval import pooled_stderr
+
+            for key in ("expected_revenue", "expected_welfare"):
+                out[f"mean_{key}_stderr"] = pooled_stderr(reports, key)
         if as_json:
             print(json.dumps(out, indent=2))
         else:
@@ -321,7 +326,8 @@ def summarize(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "contexts": len(reports),
         "exact": reports[0]["exact"],
         "guarantee_statement": gs[0]["statement"] if gs else None,
-        "guarantee_holds": sum(bool(g["holds"]) for g in gs),
+        "guarantee_holds": bool(gs) and all(bool(g["holds"]) for g in gs),
+        "guarantee_holds_contexts": sum(bool(g["holds"]) for g in gs),
         "guarantee_min_slack": min(slack) if slack else None,
         "mean_expected_revenue": float(np.mean([r["expected_revenue"] for r in reports])),
         "mean_expected_welfare": float(np.mean([r["expected_welfare"] for r in reports])),
@@ -329,30 +335,45 @@ def summarize(reports: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _g(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
 def show_report(out: dict[str, Any]) -> None:
-    """Human-readable report."""
+    """Human-readable report; sampled figures carry their standard errors (± one s.e.)."""
     if "results" in out:
         console.print(
             f"[bold]{out['mechanism']}[/]: {out['contexts']} contexts, guarantee "
-            f"'{escape(str(out['guarantee_statement']))}' holds on {out['guarantee_holds']}, "
-            f"min slack {out['guarantee_min_slack']}"
+            f"'{escape(str(out['guarantee_statement']))}' holds on "
+            f"{out['guarantee_holds_contexts']} of {out['contexts']}, min slack {_g(out['guarantee_min_slack'])}"
         )
+
+        def mean(key: str) -> str:
+            se = out.get(f"mean_{key}_stderr")
+            return f"{out[f'mean_{key}']:.4f}" + ("" if se is None else f" ± {se:.2g}")
+
         console.print(
-            escape(f"mean E[REV] = {out['mean_expected_revenue']:.4f}, ")
-            + escape(f"mean E[SW] = {out['mean_expected_welfare']:.4f}")
+            escape(f"mean E[REV] = {mean('expected_revenue')}, ")
+            + escape(f"mean E[SW] = {mean('expected_welfare')}")
         )
         return
-    table = Table(title=f"{out['mechanism']} ({'exact' if out['exact'] else 'sampled'})")
+    how = "exact" if out["exact"] else f"sampled, {out['episodes']:,} episodes, ± 1 s.e."
+    table = Table(title=f"{out['mechanism']} ({how})")
     table.add_column("quantity")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
 
-    def pm(key: str, err: str) -> str:
-        se = out.get(err)
-        return f"{out[key]:.6g}" + (f" ± {se:.2g}" if se else "")
+    def pm(x: float, se: float | None) -> str:
+        return f"{x:.6g}" + ("" if se is None else f" ± {se:.2g}")
 
-    table.add_row(escape("E[REV]"), pm("expected_revenue", "revenue_stderr"))
-    table.add_row(escape("E[SW]"), pm("expected_welfare", "expected_welfare_stderr"))
-    table.add_row(escape("E[u_i]"), ", ".join(f"{u:.6g}" for u in out["expected_utilities"]))
+    table.add_row(
+        escape("E[REV]"), pm(out["expected_revenue"], out.get("expected_revenue_stderr"))
+    )
+    table.add_row(escape("E[SW]"), pm(out["expected_welfare"], out.get("expected_welfare_stderr")))
+    ses = out.get("expected_utilities_stderr") or [None] * len(out["expected_utilities"])
+    table.add_row(
+        escape("E[u_i]"),
+        ", ".join(pm(u, se) for u, se in zip(out["expected_utilities"], ses, strict=True)),
+    )
     if out.get("agents"):
         table.add_row("agents", escape(", ".join(out["agents"])))
     for k, v in out["benchmarks"].items():
