@@ -345,7 +345,8 @@ def show_report(out: dict[str, Any]) -> None:
         console.print(
             f"[bold]{out['mechanism']}[/]: {out['contexts']} contexts, guarantee "
             f"'{escape(str(out['guarantee_statement']))}' holds on "
-            f"{out['guarantee_holds_contexts']} of {out['contexts']}, min slack {_g(out['guarantee_min_slack'])}"
+            f"{out['guarantee_holds_contexts']} of {out['contexts']}, "
+            f"min slack {_g(out['guarantee_min_slack'])}"
         )
 
         def mean(key: str) -> str:
@@ -365,9 +366,7 @@ def show_report(out: dict[str, Any]) -> None:
     def pm(x: float, se: float | None) -> str:
         return f"{x:.6g}" + ("" if se is None else f" ± {se:.2g}")
 
-    table.add_row(
-        escape("E[REV]"), pm(out["expected_revenue"], out.get("expected_revenue_stderr"))
-    )
+    table.add_row(escape("E[REV]"), pm(out["expected_revenue"], out.get("expected_revenue_stderr")))
     table.add_row(escape("E[SW]"), pm(out["expected_welfare"], out.get("expected_welfare_stderr")))
     ses = out.get("expected_utilities_stderr") or [None] * len(out["expected_utilities"])
     table.add_row(

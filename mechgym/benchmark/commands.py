@@ -10,7 +10,6 @@ import typer
 
 from mechgym.options import ProgressOpt, TorchThreadsOpt
 
-
 #: terminal columns from which ``benchmark list`` shows its wide table
 WIDE = 150
 
