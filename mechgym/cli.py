@@ -231,7 +231,7 @@ def list_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
     console.print(table)
     for r in rows:
         kind = "AEC and parallel envs" if r["parallel"] else "AEC env"
-        console.print(f"[bold]{r['name']}[/] ({kind}): {escape(r['summary'])}", soft_wrap=True)
+        console.print(f"[bold]{r['name']}[/] ({kind}): {escape(r['summary'])}")
     console.print(f"examples: {', '.join(sorted(EXAMPLES))}")
 
 
