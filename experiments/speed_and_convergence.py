@@ -337,6 +337,57 @@ def run_convergence(
     return results
 
 
+def curve_panel(ax: Any, mech: str, path: Path) -> bool:
+    """Draw ``mech``'s agreement per phase and seed from ``path`` (a converge
+    ``metrics.csv``) on ``ax``; without data, say why on the panel. Returns whether any
+    curve was drawn."""
+    ax.set_title(f"{LABEL.get(mech, mech)} ({mech})", fontsize=8)
+    data = []
+    if path.exists():
+        with path.open(encoding="utf-8") as fh:
+            data = [
+                r
+                for r in csv.DictReader(fh)
+                if r["metric"] == "agreement" and r["mechanism"] == mech and r["value"] != ""
+            ]
+    if not data:
+        # say why rather than draw an empty frame
+        why = "file missing" if not path.exists() else "no agreement rows for it"
+        ax.text(
+            0.5,
+            0.5,
+            f"no learning curve:\n{path.name}: {why}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            transform=ax.transAxes,
+        )
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return False
+    for key in sorted({r["key"] for r in data}):
+        for seed in sorted({r["seed"] for r in data}):
+            pts = sorted(
+                (int(r["steps"]), float(r["value"]))
+                for r in data
+                if r["key"] == key and r["seed"] == seed
+            )
+            if pts:
+                pts = [(x / 1000, y) for x, y in pts]
+                ax.plot(
+                    *zip(*pts, strict=True),
+                    lw=1,
+                    alpha=0.8,
+                    ls="-" if key in YES_NO else ":",
+                    label=f"{key}" if seed == "0" else None,
+                )
+    ax.axhline(0.95, color="k", ls="--", lw=0.8)
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_xlabel("training steps, thousands (all players)", fontsize=7)
+    ax.legend(fontsize=6)
+    return True
+
+
 def plot_convergence(out: Path, results: dict[str, Any]) -> None:
     import matplotlib
 
@@ -372,51 +423,8 @@ def plot_convergence(out: Path, results: dict[str, Any]) -> None:
     plt.close(fig)
     fig, axes = plt.subplots(1, len(ok), figsize=(3.2 * len(ok), 3.0), squeeze=False)
     for ax, (mech, _s) in zip(axes[0], ok.items(), strict=True):
-        ax.set_title(f"{LABEL.get(mech, mech)} ({mech})", fontsize=8)
         path = Path(_s.get("metrics_csv", out / "converge" / mech / "metrics.csv"))
-        data = []
-        if path.exists():
-            with path.open(encoding="utf-8") as fh:
-                data = [
-                    r
-                    for r in csv.DictReader(fh)
-                    if r["metric"] == "agreement" and r["mechanism"] == mech and r["value"] != ""
-                ]
-        if not data:
-            # say why rather than draw an empty frame
-            why = "file missing" if not path.exists() else "no agreement rows for it"
-            ax.text(
-                0.5,
-                0.5,
-                f"no learning curve:\n{path.name}: {why}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                transform=ax.transAxes,
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            continue
-        for key in sorted({r["key"] for r in data}):
-            for seed in sorted({r["seed"] for r in data}):
-                pts = sorted(
-                    (int(r["steps"]), float(r["value"]))
-                    for r in data
-                    if r["key"] == key and r["seed"] == seed and r["value"] != ""
-                )
-                if pts:
-                    pts = [(x / 1000, y) for x, y in pts]
-                    ax.plot(
-                        *zip(*pts, strict=True),
-                        lw=1,
-                        alpha=0.8,
-                        ls="-" if key in YES_NO else ":",
-                        label=f"{key}" if seed == "0" else None,
-                    )
-        ax.axhline(0.95, color="k", ls="--", lw=0.8)
-        ax.set_ylim(-0.03, 1.05)
-        ax.set_xlabel("training steps, thousands (all players)", fontsize=7)
-        ax.legend(fontsize=6)
+        curve_panel(ax, mech, path)
     cfg = next(iter(ok.values())).get("config") or {}
     if cfg:
         fig.suptitle(
