@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 from mechgym.training.algos import configure_torch, make_model
@@ -74,3 +75,41 @@ def test_benchmark_run_ticks_every_round(tmp_path, monkeypatch: pytest.MonkeyPat
     run_task(task("vcg-v0"), "hedge", seeds=2, rounds=3, out=tmp_path)
     (bar,) = bars
     assert bar.total == 6 and bar.n == 6
+
+
+def _on_a_terminal(args: list[str]) -> list[str]:
+    """Run ``mechgym ARGS`` on a pseudo-terminal (100 columns); the bar frames it drew."""
+    import os
+    import sys
+
+    pty = pytest.importorskip("pty")
+    import fcntl
+    import struct
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a terminal of known size, then the CLI
+        fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+        os.execv(sys.executable, [sys.executable, "-m", "mechgym.cli", *args])
+    out = bytearray()
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        out.extend(data)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out.decode(errors="replace")[-2000:]
+    frames = out.decode(errors="replace").replace("\r", "\n").splitlines()
+    return [f for f in frames if "%|" in f]
+
+
+def test_train_bar_on_a_terminal_ends_at_its_total(tmp_path) -> None:
+    args = ["train", "best_belief", "--steps", "300", "--n-envs", "8", "--eval-contexts", "1"]
+    bars = _on_a_terminal([*args, "--out", str(tmp_path)])
+    assert bars and all("/?" not in b for b in bars)  # the total is known throughout
+    # it ends where learn ends: one rollout of 128 steps × 8 slots, 1.02k of 1.02k
+    assert re.search(r"100%\|[^|]*\| (\S+)/\1 steps", bars[-1]), bars[-1]
+    assert "1.02k" in bars[-1]
