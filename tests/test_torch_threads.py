@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,15 +28,17 @@ def _fresh_threads(monkeypatch: pytest.MonkeyPatch):
     torch.set_num_threads(before)
 
 
-def test_vec_env_snippet_runs_on_one_thread() -> None:
+def test_readme_vec_env_snippet_runs_as_written_on_one_thread() -> None:
     # the README's VecLearnerEnv + MaskablePPO snippet, with torch's pool at 2 beforehand
-    from mechgym.training.vec_env import VecLearnerEnv
-    from sb3_contrib import MaskablePPO
-
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    training = text.split("\n### Training\n", 1)[1].split("\n## ", 1)[0]
+    (code,) = [
+        c for c in re.findall(r"```python\n(.*?)```", training, re.S) if "VecLearnerEnv(" in c
+    ]
     torch.set_num_threads(2)
-    env = VecLearnerEnv("best_belief", learner=0, n_envs=8, opponents="predicted")
-    assert torch.get_num_threads() == 1
-    MaskablePPO("MlpPolicy", env, n_steps=8, batch_size=32, seed=0).learn(64)
+    scope: dict = {"__name__": "__main__"}
+    exec(compile(code, "README VecLearnerEnv snippet", "exec"), scope)
+    assert scope["model"].num_timesteps >= 16_384
     assert torch.get_num_threads() == 1
 
 
