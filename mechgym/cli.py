@@ -164,7 +164,12 @@ def exact_report(mech: Any, ctx: Any, profile: dict[int, Any]) -> dict[str, Any]
 
 
 def sampled_report(
-    mech: Any, ctx: Any, profile: dict[int, Any], episodes: int, rng: np.random.Generator
+    mech: Any,
+    ctx: Any,
+    profile: dict[int, Any],
+    episodes: int,
+    rng: np.random.Generator,
+    show_progress: bool = True,
 ) -> dict[str, Any]:
     """Sample episodes (chance from ``rng``) with a progress bar; means with standard errors,
     and the guarantee judged with a 95% interval (:mod:`mechgym.sampled`)."""
@@ -173,7 +178,10 @@ def sampled_report(
     from mechgym.sampled import sampled_guarantee, stderr
 
     outcomes = []
-    for _ in progress(range(episodes), desc=f"{mech.name} episodes", unit="ep"):
+    bar = progress(
+        range(episodes), desc=f"{mech.name} episodes", unit="ep", disable=not show_progress
+    )
+    for _ in bar:
         outcome, _ = play(mech, ctx, profile, rng)
         outcomes.append(outcome)
     revs = [float(o.revenue) for o in outcomes]
@@ -256,6 +264,7 @@ def evaluate(
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
     param: ParamOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    show_progress: ProgressOpt = True,
 ) -> None:
     """Expected revenue, welfare and utilities of a profile, against the theorem's guarantee."""
 
@@ -273,7 +282,9 @@ def evaluate(
             from mechgym.batched_eval import batched_reports, pooled_stderr
 
             src = ctx0 if gen is None else gen
-            reports = batched_reports(mech, src, agents, episodes, contexts, rng, batch_size)
+            reports = batched_reports(
+                mech, src, agents, episodes, contexts, rng, batch_size, progress=show_progress
+            )
             for report in reports:
                 report["agents"] = agent_names(agents, int(src.n))
             out = reports[0] if len(reports) == 1 else summarize(reports)
@@ -300,7 +311,7 @@ def evaluate(
             if exact:
                 report = exact_report(mech, ctx, profile)
             else:
-                report = sampled_report(mech, ctx, profile, episodes, rng)
+                report = sampled_report(mech, ctx, profile, episodes, rng, show_progress)
             report["agents"] = agent_names(agents, ctx.n)  # the profile, one name per player
             reports.append(report)
         out = reports[0] if len(reports) == 1 else summarize(reports)
