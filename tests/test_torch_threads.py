@@ -93,6 +93,8 @@ def test_train_option_sets_and_reports_the_count(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     assert json.loads((out / "metrics.json").read_text())["torch_threads"] == 2
     assert torch.get_num_threads() == 2
+    table = [line for line in res.stdout.splitlines() if "│" in line]
+    assert table and max(map(len, table)) <= 80 and "…" not in res.stdout  # 80 columns
 
 
 def test_bench_reports_the_thread_count() -> None:

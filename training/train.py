@@ -348,7 +348,11 @@ def print_report(report: dict[str, Any], console: Any) -> None:
         add(f"E[reward] of {k}", v, r["value"].get(k))
     add(f"E[REV]/{f['revenue_benchmark']}", f["revenue_ratio"], r["revenue_ratio"])
     add("E[SW]/MSW", f["welfare_ratio"], r["welfare_ratio"])
-    add(f"guarantee holds ({f['guarantee_statement']})", f["guarantee_holds"], r["guarantee_holds"])
+    add(
+        f"guarantee holds, share of contexts ({f['guarantee_statement']})",
+        f["guarantee_holds"],
+        r["guarantee_holds"],
+    )
     for k, v in f["exploitability"].items():
         add(f"exploitability of {k}", v, r["exploitability"].get(k))
     console.print(t)
