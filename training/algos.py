@@ -103,9 +103,9 @@ def torch_threads(threads: int | None = None, source: str = "torch_threads") -> 
     to :func:`configure_torch` in this process, else :data:`THREADS_ENV`, else 1.
 
     One thread is the default because mechgym's models are tiny MLPs: on a 2-core machine
-    torch's default pool made a MaskablePPO run 37× slower than one thread. A count outside
-    1..:data:`MAX_THREADS` raises a :class:`ParameterError` naming ``source`` (or the
-    environment variable).
+    torch's default pool made a short MaskablePPO run 10-25× slower than one thread. A
+    count outside 1..:data:`MAX_THREADS` raises a :class:`ParameterError` naming ``source``
+    (or the environment variable).
     """
     import os
 
