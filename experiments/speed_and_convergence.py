@@ -245,6 +245,21 @@ def _finish_summary(s: dict[str, Any], mech: str, cfg: Any, metrics_csv: Path) -
         s["tie_share_error"] = f"{type(exc).__name__}: {exc}"
 
 
+def keep_curves(metrics_csv: Path, mech: str, folder: Path) -> Path:
+    """Copy ``mech``'s rows of a converge run's ``metrics.csv`` to ``folder/<mech>.csv``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with metrics_csv.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = [r for r in reader if r["mechanism"] == mech]
+        cols = reader.fieldnames or []
+    path = folder / f"{mech}.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
 def run_convergence(
     out: Path, mechanisms: tuple[str, ...], quick: bool, together: bool = False, jobs: int = 0
 ) -> dict[str, Any]:
@@ -276,7 +291,10 @@ def run_convergence(
             s["load_average"] = [load0, os.getloadavg()[0]]
             s["config"] = summary["config"]
             if s.get("status") == "ok":
-                _finish_summary(s, mech, cfg, Path(cfg.out) / "metrics.csv")
+                # results merge across invocations, but a later --together run replaces
+                # converge/together/: each mechanism keeps its own copy of its curves
+                curves = keep_curves(Path(cfg.out) / "metrics.csv", mech, out / "curves")
+                _finish_summary(s, mech, cfg, curves)
             results[mech] = s
         console.print(
             f"[bold]{', '.join(batch)}[/]: {wall:.0f} s wall, {cpu:.0f} s CPU (load {load0:.1f})"
@@ -319,6 +337,57 @@ def run_convergence(
     return results
 
 
+def curve_panel(ax: Any, mech: str, path: Path) -> bool:
+    """Draw ``mech``'s agreement per phase and seed from ``path`` (a converge
+    ``metrics.csv``) on ``ax``; without data, say why on the panel. Returns whether any
+    curve was drawn."""
+    ax.set_title(f"{LABEL.get(mech, mech)} ({mech})", fontsize=8)
+    data = []
+    if path.exists():
+        with path.open(encoding="utf-8") as fh:
+            data = [
+                r
+                for r in csv.DictReader(fh)
+                if r["metric"] == "agreement" and r["mechanism"] == mech and r["value"] != ""
+            ]
+    if not data:
+        # say why rather than draw an empty frame
+        why = "file missing" if not path.exists() else "no agreement rows for it"
+        ax.text(
+            0.5,
+            0.5,
+            f"no learning curve:\n{path.name}: {why}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            transform=ax.transAxes,
+        )
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return False
+    for key in sorted({r["key"] for r in data}):
+        for seed in sorted({r["seed"] for r in data}):
+            pts = sorted(
+                (int(r["steps"]), float(r["value"]))
+                for r in data
+                if r["key"] == key and r["seed"] == seed
+            )
+            if pts:
+                pts = [(x / 1000, y) for x, y in pts]
+                ax.plot(
+                    *zip(*pts, strict=True),
+                    lw=1,
+                    alpha=0.8,
+                    ls="-" if key in YES_NO else ":",
+                    label=f"{key}" if seed == "0" else None,
+                )
+    ax.axhline(0.95, color="k", ls="--", lw=0.8)
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_xlabel("training steps, thousands (all players)", fontsize=7)
+    ax.legend(fontsize=6)
+    return True
+
+
 def plot_convergence(out: Path, results: dict[str, Any]) -> None:
     import matplotlib
 
@@ -355,35 +424,15 @@ def plot_convergence(out: Path, results: dict[str, Any]) -> None:
     fig, axes = plt.subplots(1, len(ok), figsize=(3.2 * len(ok), 3.0), squeeze=False)
     for ax, (mech, _s) in zip(axes[0], ok.items(), strict=True):
         path = Path(_s.get("metrics_csv", out / "converge" / mech / "metrics.csv"))
-        if not path.exists():
-            continue
-        with path.open(encoding="utf-8") as fh:
-            data = [
-                r
-                for r in csv.DictReader(fh)
-                if r["metric"] == "agreement" and r["mechanism"] == mech
-            ]
-        for key in sorted({r["key"] for r in data}):
-            for seed in sorted({r["seed"] for r in data}):
-                pts = sorted(
-                    (int(r["steps"]), float(r["value"]))
-                    for r in data
-                    if r["key"] == key and r["seed"] == seed and r["value"] != ""
-                )
-                if pts:
-                    pts = [(x / 1000, y) for x, y in pts]
-                    ax.plot(
-                        *zip(*pts, strict=True),
-                        lw=1,
-                        alpha=0.8,
-                        ls="-" if key in YES_NO else ":",
-                        label=f"{key}" if seed == "0" else None,
-                    )
-        ax.axhline(0.95, color="k", ls="--", lw=0.8)
-        ax.set_ylim(-0.03, 1.05)
-        ax.set_title(f"{LABEL.get(mech, mech)} ({mech})", fontsize=8)
-        ax.set_xlabel("training steps, thousands (all players)", fontsize=7)
-        ax.legend(fontsize=6)
+        curve_panel(ax, mech, path)
+    cfg = next(iter(ok.values())).get("config") or {}
+    if cfg:
+        fig.suptitle(
+            f"agreement with the prediction per phase over training: {cfg.get('seeds')} seeds × "
+            f"{cfg.get('rounds')} rounds × {cfg.get('steps')} steps per player, "
+            f"{cfg.get('family')} contexts",
+            fontsize=8,
+        )
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=110)
     plt.close(fig)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,8 +41,8 @@ def agent_steps_per_second(env: Any, seconds: float, sampler: Any) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def env_throughput(seconds: float) -> dict[str, Any]:
-    """Throughput of each available env and of rps_v2."""
+def env_throughput(seconds: float, tick: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Throughput of each available env and of rps_v2 (``tick()`` after each env)."""
     from mechgym.agents.base import MaskSampler
     from mechgym.envs.pettingzoo.registry import available
 
@@ -67,6 +68,8 @@ def env_throughput(seconds: float) -> dict[str, Any]:
 
         sps = agent_steps_per_second(env, seconds, sampler)
         envs[e.name] = {"steps_per_second": sps, "ratio_to_rps": sps / ref if ref else None}
+        if tick is not None:
+            tick()
     out["envs"] = envs
     return out
 
@@ -93,14 +96,18 @@ def batched_decisions_per_second(
 
 
 def batched_throughput(
-    seconds: float, ref: float | None, batch_size: int = BATCH_SIZE, seed: int = 0
+    seconds: float,
+    ref: float | None,
+    batch_size: int = BATCH_SIZE,
+    seed: int = 0,
+    tick: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Agent-decisions per second of every mechanism's batched rules (and the mixture's).
 
     Each mechanism runs on its env's default sizes and contexts (n = 3, m = 2), the contexts
     drawn by the batched sampler; ``ratio_to_rps`` divides by ``ref`` (rps_v2 agent-steps
     per second in the same run). A mechanism whose batched rules cannot be loaded reports
-    ``{"skipped": reason}``.
+    ``{"skipped": reason}``. ``tick()`` is called after each mechanism.
     """
     from mechgym.envs.engine.batched import batched_rules
     from mechgym.envs.model.batched_generators import BatchGenerator
@@ -118,6 +125,8 @@ def batched_throughput(
             rules = batched_rules(env.mechanism, env.spec)
         except (ImportError, ValueError) as exc:
             out[name] = {"skipped": str(exc)}
+            if tick is not None:
+                tick()
             continue
         sampler = BatchGenerator(env.generator)
         # one small warm-up batch: first calls build lookup tables
@@ -131,6 +140,8 @@ def batched_throughput(
             "n": env.spec.n,
             "m": env.spec.m,
         }
+        if tick is not None:
+            tick()
     return out
 
 
@@ -167,37 +178,61 @@ def solver_speed(
 
 
 def run_bench(
-    seconds: float = 1.5, training: bool = True, console: Any = None, quick: bool = False
+    seconds: float = 1.5,
+    training: bool = True,
+    console: Any = None,
+    quick: bool = False,
+    progress: bool = False,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """All figures of ``mechgym bench``.
 
     ``quick`` keeps every key but measures briefly (a few hundredths of a second per env,
     batches of :data:`QUICK_BATCH_SIZE`, one small solver case, no training run): for tests.
+    ``progress`` draws a bar on stderr (one tick per env, per mechanism, for the solvers and
+    per training run); ``threads`` are the training runs' torch threads (default 1, reported as
+    ``training.torch_threads``).
     """
+    from mechgym.envs.pettingzoo.registry import available
+    from mechgym.progress import progress as progress_bar
+
     if quick:
         seconds, training = min(seconds, 0.02), False
-    if console:
-        console.print("[dim]measuring env throughput ...[/]")
-    result: dict[str, Any] = {"throughput": env_throughput(seconds)}
-    if console:
-        console.print("[dim]measuring batched rules ...[/]")
-    # a third of the env time each: a batch run is steadier than an episode loop
-    result["batched"] = batched_throughput(
-        seconds / 3, result["throughput"]["rps_v2"], QUICK_BATCH_SIZE if quick else BATCH_SIZE
-    )
-    if console:
-        console.print("[dim]timing DP against MILP ...[/]")
-    result["solvers"] = solver_speed(cases=QUICK_SOLVER_CASES if quick else SOLVER_CASES)
-    result["training"] = None
-    if training:
-        try:
-            from mechgym.training.bench import training_speed
-        except ImportError:
-            result["training"] = {"skipped": "install the 'train' extra to time a PPO run"}
-        else:
-            if console:
-                console.print("[dim]timing short PPO runs (single env, vector env) ...[/]")
-            result["training"] = training_speed()
+    cases = QUICK_SOLVER_CASES if quick else SOLVER_CASES
+    n_envs = len(available())
+    total = 2 * n_envs + len(MIXTURE) + 1 + (2 if training else 0)
+    with progress_bar(total=total, desc="bench", unit="runs", disable=not progress) as bar:
+
+        def stage(text: str) -> None:
+            bar.set_description_str(f"bench: {text}")
+            if console and bar.disable:
+                console.print(f"[dim]{text} ...[/]")
+
+        def tick() -> None:
+            bar.update(1)
+
+        stage("env throughput")
+        result: dict[str, Any] = {"throughput": env_throughput(seconds, tick)}
+        stage("batched rules")
+        # a third of the env time each: a batch run is steadier than an episode loop
+        result["batched"] = batched_throughput(
+            seconds / 3,
+            result["throughput"]["rps_v2"],
+            QUICK_BATCH_SIZE if quick else BATCH_SIZE,
+            tick=tick,
+        )
+        stage("DP against MILP")
+        result["solvers"] = solver_speed(cases=cases)
+        tick()
+        result["training"] = None
+        if training:
+            try:
+                from mechgym.training.bench import training_speed
+            except ImportError:
+                result["training"] = {"skipped": "install the 'train' extra to time a PPO run"}
+            else:
+                stage("short PPO runs (single env, vector env)")
+                result["training"] = training_speed(threads=threads, progress=tick)
     return result
 
 
@@ -254,3 +289,8 @@ def show_bench(result: dict[str, Any], console: Any) -> None:
                 )
             if tr.get("speedup"):
                 console.print(f"training: vector / single steps per second = {tr['speedup']:.1f}x")
+            if tr.get("torch_threads") is not None:
+                console.print(
+                    f"training: {tr['torch_threads']} torch thread(s) per process "
+                    "(--torch-threads / MECHGYM_TORCH_THREADS)"
+                )

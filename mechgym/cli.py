@@ -21,6 +21,7 @@ from rich.table import Table
 
 from mechgym.envs.engine.errors import MechgymError, ParameterError
 from mechgym.envs.model.limits import MAX_EPISODES, check_seed
+from mechgym.options import ProgressOpt, TorchThreadsOpt
 
 console = Console()
 err = Console(stderr=True)
@@ -216,7 +217,12 @@ def exact_report(mech: Any, ctx: Any, profile: dict[int, Any]) -> dict[str, Any]
 
 
 def sampled_report(
-    mech: Any, ctx: Any, profile: dict[int, Any], episodes: int, rng: np.random.Generator
+    mech: Any,
+    ctx: Any,
+    profile: dict[int, Any],
+    episodes: int,
+    rng: np.random.Generator,
+    show_progress: bool = True,
 ) -> dict[str, Any]:
     """Sample episodes (chance from ``rng``) with a progress bar; means with standard errors,
     and the guarantee judged with a 95% interval (:mod:`mechgym.sampled`)."""
@@ -225,7 +231,10 @@ def sampled_report(
     from mechgym.sampled import sampled_guarantee, stderr
 
     outcomes = []
-    for _ in progress(range(episodes), desc=f"{mech.name} episodes", unit="ep"):
+    bar = progress(
+        range(episodes), desc=f"{mech.name} episodes", unit="ep", disable=not show_progress
+    )
+    for _ in bar:
         outcome, _ = play(mech, ctx, profile, rng)
         outcomes.append(outcome)
     revs = [float(o.revenue) for o in outcomes]
@@ -283,7 +292,7 @@ def list_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
     console.print(table)
     for r in rows:
         kind = "AEC and parallel envs" if r["parallel"] else "AEC env"
-        console.print(f"[bold]{r['name']}[/] ({kind}): {escape(r['summary'])}", soft_wrap=True)
+        console.print(f"[bold]{r['name']}[/] ({kind}): {escape(r['summary'])}")
     console.print(f"examples: {', '.join(sorted(EXAMPLES))}")
 
 
@@ -309,6 +318,7 @@ def evaluate(
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
     param: ParamOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    show_progress: ProgressOpt = True,
 ) -> None:
     """Expected revenue, welfare and utilities of a profile, against the theorem's guarantee."""
 
@@ -339,7 +349,9 @@ def evaluate(
             from mechgym.batched_eval import batched_reports, pooled_stderr
 
             src = ctx0 if gen is None else gen
-            reports = batched_reports(mech, src, agents, episodes, contexts, rng, batch_size)
+            reports = batched_reports(
+                mech, src, agents, episodes, contexts, rng, batch_size, progress=show_progress
+            )
             for report in reports:
                 report["agents"] = agent_names(agents, int(src.n))
             out = reports[0] if len(reports) == 1 else summarize(reports)
@@ -359,10 +371,15 @@ def evaluate(
             if exact:
                 report = exact_report(mech, ctx, profile)
             else:
-                report = sampled_report(mech, ctx, profile, episodes, rng)
+                report = sampled_report(mech, ctx, profile, episodes, rng, show_progress)
             report["agents"] = agent_names(agents, ctx.n)  # the profile, one name per player
             reports.append(report)
         out = reports[0] if len(reports) == 1 else summarize(reports)
+        if len(reports) > 1 and not exact:
+            from mechgym.batched_eval import pooled_stderr
+
+            for key in ("expected_revenue", "expected_welfare"):
+                out[f"mean_{key}_stderr"] = pooled_stderr(reports, key)
         if as_json:
             print(json.dumps(out, indent=2))
         else:
@@ -380,7 +397,8 @@ def summarize(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "contexts": len(reports),
         "exact": reports[0]["exact"],
         "guarantee_statement": gs[0]["statement"] if gs else None,
-        "guarantee_holds": sum(bool(g["holds"]) for g in gs),
+        "guarantee_holds": bool(gs) and all(bool(g["holds"]) for g in gs),
+        "guarantee_holds_contexts": sum(bool(g["holds"]) for g in gs),
         "guarantee_min_slack": min(slack) if slack else None,
         "mean_expected_revenue": float(np.mean([r["expected_revenue"] for r in reports])),
         "mean_expected_welfare": float(np.mean([r["expected_welfare"] for r in reports])),
@@ -388,30 +406,44 @@ def summarize(reports: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _g(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
 def show_report(out: dict[str, Any]) -> None:
-    """Human-readable report."""
+    """Human-readable report; sampled figures carry their standard errors (± one s.e.)."""
     if "results" in out:
         console.print(
             f"[bold]{out['mechanism']}[/]: {out['contexts']} contexts, guarantee "
-            f"'{escape(str(out['guarantee_statement']))}' holds on {out['guarantee_holds']}, "
-            f"min slack {out['guarantee_min_slack']}"
+            f"'{escape(str(out['guarantee_statement']))}' holds on "
+            f"{out['guarantee_holds_contexts']} of {out['contexts']}, "
+            f"min slack {_g(out['guarantee_min_slack'])}"
         )
+
+        def mean(key: str) -> str:
+            se = out.get(f"mean_{key}_stderr")
+            return f"{out[f'mean_{key}']:.4f}" + ("" if se is None else f" ± {se:.2g}")
+
         console.print(
-            escape(f"mean E[REV] = {out['mean_expected_revenue']:.4f}, ")
-            + escape(f"mean E[SW] = {out['mean_expected_welfare']:.4f}")
+            escape(f"mean E[REV] = {mean('expected_revenue')}, ")
+            + escape(f"mean E[SW] = {mean('expected_welfare')}")
         )
         return
-    table = Table(title=f"{out['mechanism']} ({'exact' if out['exact'] else 'sampled'})")
+    how = "exact" if out["exact"] else f"sampled, {out['episodes']:,} episodes, ± 1 s.e."
+    table = Table(title=f"{out['mechanism']} ({how})")
     table.add_column("quantity")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
 
-    def pm(key: str, err: str) -> str:
-        se = out.get(err)
-        return f"{out[key]:.6g}" + (f" ± {se:.2g}" if se else "")
+    def pm(x: float, se: float | None) -> str:
+        return f"{x:.6g}" + ("" if se is None else f" ± {se:.2g}")
 
-    table.add_row(escape("E[REV]"), pm("expected_revenue", "revenue_stderr"))
-    table.add_row(escape("E[SW]"), pm("expected_welfare", "expected_welfare_stderr"))
-    table.add_row(escape("E[u_i]"), ", ".join(f"{u:.6g}" for u in out["expected_utilities"]))
+    table.add_row(escape("E[REV]"), pm(out["expected_revenue"], out.get("expected_revenue_stderr")))
+    table.add_row(escape("E[SW]"), pm(out["expected_welfare"], out.get("expected_welfare_stderr")))
+    ses = out.get("expected_utilities_stderr") or [None] * len(out["expected_utilities"])
+    table.add_row(
+        escape("E[u_i]"),
+        ", ".join(pm(u, se) for u, se in zip(out["expected_utilities"], ses, strict=True)),
+    )
     if out.get("agents"):
         table.add_row("agents", escape(", ".join(out["agents"])))
     for k, v in out["benchmarks"].items():
@@ -474,6 +506,8 @@ def bench(
     quick: Annotated[
         bool, typer.Option("--quick", help="Every key, measured briefly (no training run).")
     ] = False,
+    torch_threads: TorchThreadsOpt = None,
+    show_progress: ProgressOpt = True,
 ) -> None:
     """Env throughput against PettingZoo's rps_v2, batched rules' decisions per second, DP
     against MILP, env share of training."""
@@ -481,11 +515,26 @@ def bench(
 
     if not 0 < seconds <= MAX_BENCH_SECONDS:  # also refuses NaN
         fail(f"parameter --seconds: must lie in (0, {MAX_BENCH_SECONDS}], got {seconds}")
-    result = run_guarded(
-        lambda: run_bench(
-            seconds=seconds, training=training, console=None if as_json else err, quick=quick
+
+    def go() -> Any:
+        threads = None
+        if training and not quick:
+            try:
+                from mechgym.training.algos import torch_threads as resolve_threads
+            except ImportError:  # no 'train' extra: run_bench reports the run as skipped
+                pass
+            else:
+                threads = resolve_threads(torch_threads, "--torch-threads")
+        return run_bench(
+            seconds=seconds,
+            training=training,
+            console=None if as_json else err,
+            quick=quick,
+            progress=show_progress,
+            threads=threads,
         )
-    )
+
+    result = run_guarded(go)
     if as_json:
         print(json.dumps(result, indent=2))
     else:

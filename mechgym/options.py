@@ -1,4 +1,5 @@
-"""Checks of command-line options that run before a command does anything.
+"""Command-line options shared by several ``mechgym`` commands, and the checks of options
+that run before a command does anything.
 
 Counts and budgets are checked against :data:`mechgym.envs.model.limits.COUNT_LIMITS`; an
 option that has no effect without another one (``evaluate --contexts`` without
@@ -8,12 +9,27 @@ option that has no effect without another one (``evaluate --contexts`` without
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.model.limits import check_count
 
-__all__ = ["check_counts", "given", "refuse_unless"]
+__all__ = ["ProgressOpt", "TorchThreadsOpt", "check_counts", "given", "refuse_unless"]
+
+TorchThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--torch-threads",
+        help="Torch CPU threads per learner process (default: $MECHGYM_TORCH_THREADS, else 1).",
+        show_default=False,
+    ),
+]
+ProgressOpt = Annotated[
+    bool,
+    typer.Option("--progress/--no-progress", help="Show a progress bar (stderr, terminals only)."),
+]
 
 
 def given(ctx: Any, name: str) -> bool:

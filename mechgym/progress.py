@@ -1,6 +1,8 @@
-"""The one progress-bar style of mechgym's commands (evaluate, converge, train, bench).
+"""The one progress-bar style of mechgym's commands (evaluate, converge, train, bench,
+benchmark run).
 
-Bars go to stderr, so ``--json`` output on stdout stays clean, and disappear when done.
+Bars go to stderr, so ``--json`` output on stdout stays clean; they are drawn only when
+stderr is a terminal and disappear when done.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ def progress(
     unit: str = "it",
     disable: bool = False,
 ) -> Any:
-    """A tqdm bar in mechgym's style; iterate it, or call ``update(k)`` and ``close()``."""
+    """A tqdm bar in mechgym's style; iterate it, or call ``update(k)`` and ``close()``.
+
+    ``disable=False`` still draws nothing when stderr is not a terminal (a pipe, a log
+    file, a test's capture).
+    """
     from tqdm import tqdm
 
     return tqdm(
@@ -32,20 +38,50 @@ def progress(
         unit=unit,
         file=sys.stderr,
         leave=False,
-        disable=disable,
+        # None: tqdm's own test, off when stderr is not a TTY
+        disable=True if disable else None,
         bar_format=BAR_FORMAT,
         unit_scale=unit == "steps",
     )
 
 
-def sb3_callback(total: int, desc: str) -> Any:
+def planned_steps(model: Any, steps: int) -> int:
+    """The env steps ``model.learn(steps)`` will actually take: SB3 stops at the first whole
+    rollout (on-policy: ``n_steps × n_envs``; off-policy: ``train_freq × n_envs`` steps) that
+    reaches ``steps``, so a bar with ``steps`` as its total would overshoot."""
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+    n_envs = int(getattr(model, "n_envs", 1) or 1)
+    chunk = n_envs
+    if isinstance(model, OnPolicyAlgorithm):
+        chunk = int(model.n_steps) * n_envs
+    else:
+        freq = getattr(model, "train_freq", None)
+        if getattr(getattr(freq, "unit", None), "value", None) == "step":
+            chunk = int(freq.frequency) * n_envs
+    return -(-steps // chunk) * chunk if steps > 0 else 0
+
+
+def sb3_callback(total: int, desc: str, bar: Any = None) -> Any:
     """An SB3 callback drawing training steps with :func:`progress` (instead of SB3's own
-    ``progress_bar=True``, which has another style)."""
+    ``progress_bar=True``, which has another style).
+
+    The bar's total is :func:`planned_steps` of ``total``; with ``bar`` given, the callback
+    advances that bar (shared by several runs) and leaves it open.
+    """
     from stable_baselines3.common.callbacks import BaseCallback
 
     class _Bar(BaseCallback):
         def _on_training_start(self) -> None:
-            self.bar = progress(total=total, desc=desc, unit="steps")
+            planned = planned_steps(self.model, total)
+            self.own = bar is None
+            if bar is None:
+                self.bar = progress(total=planned, desc=desc, unit="steps")
+            else:
+                # the shared bar counted ``total`` for this run
+                self.bar = bar
+                if bar.total is not None:
+                    bar.total += planned - total
             self.last = self.num_timesteps
 
         def _on_step(self) -> bool:
@@ -54,6 +90,7 @@ def sb3_callback(total: int, desc: str) -> Any:
             return True
 
         def _on_training_end(self) -> None:
-            self.bar.close()
+            if self.own:
+                self.bar.close()
 
     return _Bar()

@@ -136,11 +136,11 @@ def guarantee_from_counts(
 
 
 def guarantee_line(g: dict[str, Any]) -> str:
-    """``statement: value ≥ bound, holds`` (``=`` for an exact statement; ``± stderr`` and the
-    interval's verdict for a sampled one), then the other parts and a non-theorem's kind."""
+    """``statement: value ≥ bound, holds`` (``=`` for an equality; ``± stderr`` and the
+    interval's verdict for a sampled one), then the other parts and a non-theorem's source."""
 
     def one(p: dict[str, Any]) -> str:
-        rel = "=" if p.get("exact") else "≥"
+        rel = "=" if p.get("kind") == "equality" else "≥"
         value = f"{p['value']:.6g}"
         if p.get("stderr"):
             value += f" ± {p['stderr']:.2g}"
@@ -148,6 +148,6 @@ def guarantee_line(g: dict[str, Any]) -> str:
         return f"{p['statement']}: {value} {rel} {p['bound']:.6g}, {verdict}"
 
     text = "; ".join(one(p) for p in [g, *g.get("parts", [])])
-    if g.get("kind", "theorem") != "theorem":
-        text += f" ({g['kind']})"
+    if g.get("source", "theorem") != "theorem":
+        text += f" ({g['source']})"
     return text

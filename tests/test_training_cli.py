@@ -154,7 +154,10 @@ def test_converge_quick_end_to_end(tmp_path) -> None:
     bb = summary["mechanisms"]["best_belief"]
     assert bb["status"] == "ok" and bb["seeds"] == [0, 1]
     for phase in ("announce", "respond"):
-        assert set(bb["phases"][phase]["agreement"]) == {"mean", "std", "min", "max", "n"}
+        assert set(bb["phases"][phase]["agreement"]) == {
+            *("mean", "std", "min", "max", "n"),
+            *("iqm", "ci_low", "ci_high"),
+        }
     assert bb["phases"]["announce"]["bound"] == "BB_i"
     assert bb["reference"]["agreement"]["respond"] == 1.0
     assert bb["exploitability"]["n"] == 2

@@ -79,15 +79,66 @@ def defaults(algo: str, n_envs: int = 1) -> dict[str, Any]:
     return base
 
 
-def configure_torch(threads: int = 1) -> None:
-    """Process-wide torch settings for mechgym's small models: ``threads`` CPU threads and no
-    argument validation in ``torch.distributions`` (it dominates the cost of sampling from a
-    tiny policy). Called by the CLI entry points, not on import."""
+#: environment variable that sets the torch threads of mechgym's learners (default 1)
+THREADS_ENV = "MECHGYM_TORCH_THREADS"
+#: the largest thread count accepted (a typo such as 1000 would only slow things down)
+MAX_THREADS = 256
+_chosen: int | None = None
+
+
+def _check_threads(value: Any, source: str) -> int:
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        n = 0
+    if isinstance(value, bool) or not 1 <= n <= MAX_THREADS:
+        raise ParameterError(
+            source, f"torch threads must be an integer in 1..{MAX_THREADS}, got {value!r}"
+        )
+    return n
+
+
+def torch_threads(threads: int | None = None, source: str = "torch_threads") -> int:
+    """The torch thread count a learner gets: ``threads`` if given, else the last count passed
+    to :func:`configure_torch` in this process, else :data:`THREADS_ENV`, else 1.
+
+    One thread is the default because mechgym's models are tiny MLPs: on a 2-core machine
+    torch's default pool made a short MaskablePPO run 10-25× slower than one thread. A
+    count outside 1..:data:`MAX_THREADS` raises a :class:`ParameterError` naming ``source``
+    (or the environment variable).
+    """
+    import os
+
+    if threads is not None:
+        return _check_threads(threads, source)
+    if _chosen is not None:
+        return _chosen
+    env = os.environ.get(THREADS_ENV)
+    if env is not None and env.strip():
+        return _check_threads(env, THREADS_ENV)
+    return 1
+
+
+def configure_torch(threads: int | None = None) -> int:
+    """Process-wide torch settings for mechgym's small models; returns the thread count set.
+
+    Sets :func:`torch_threads` CPU threads (an explicit ``threads`` is remembered for the
+    rest of the process, so later learners keep it) and turns off argument validation in
+    ``torch.distributions`` (it dominates the cost of sampling from a tiny policy). Called
+    wherever mechgym builds a learner (:func:`make_model`, :func:`load_model`,
+    :class:`~mechgym.training.vec_env.VecLearnerEnv`, the CLI), not on import.
+    """
+    global _chosen
     import torch
     from torch.distributions import Distribution
 
-    torch.set_num_threads(threads)
+    n = torch_threads(threads)
+    if threads is not None:
+        _chosen = n
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
     Distribution.set_default_validate_args(False)
+    return n
 
 
 def make_model(
@@ -97,7 +148,7 @@ def make_model(
     tensorboard_log: str | None = None,
     **overrides: Any,
 ) -> Any:
-    """A fresh SB3 model for ``env``.
+    """A fresh SB3 model for ``env`` (torch set up by :func:`configure_torch` first).
 
     Parameters
     ----------
@@ -115,6 +166,7 @@ def make_model(
         raise ParameterError("algo", f"unknown algorithm {algo!r}; use one of {', '.join(ALGOS)}")
     if algo == "dqn" and not hasattr(env.action_space, "n"):
         raise ParameterError("algo", "dqn needs a Discrete action space: use encoding='menu'")
+    configure_torch()
     params = {**defaults(algo, int(getattr(env, "num_envs", 1))), **overrides}
     cls = algo_class(algo)
     model = cls(
@@ -141,6 +193,7 @@ def load_model(
     (``trust`` overrides it)."""
     from .policies import check_model_file
 
+    configure_torch()
     p = check_model_file(path, trust)
     try:
         model = algo_class(algo).load(str(p), env=env, device="cpu")

@@ -58,6 +58,7 @@ def env_time_share(
     encoding: str = "menu",
     generator: Any = None,
     learner: Any = 0,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Share of wall-clock time spent inside the learner env during a short training run.
 
@@ -73,18 +74,20 @@ def env_time_share(
     generator : generator or spec, optional
         Contexts (default: the env module's default generator).
     learner : int or tuple
+    threads : int, optional
+        Torch threads (:func:`~mechgym.training.algos.configure_torch`; default 1).
 
     Returns
     -------
     dict
         ``mechanism``, ``algo``, ``steps``, ``episodes``, ``env_seconds`` (reset, step and
         mask calls), ``total_seconds`` (the whole ``learn`` call), ``env_share`` (their
-        ratio), ``steps_per_second``.
+        ratio), ``steps_per_second``, ``torch_threads``.
     """
     from .algos import configure_torch, make_model
     from .learner_env import LearnerEnv
 
-    configure_torch(1)
+    threads = configure_torch(threads)
     env = TimedEnv(
         LearnerEnv(mech_name, learner, encoding=encoding, generator=generator, seed=seed)
     )
@@ -103,6 +106,7 @@ def env_time_share(
         "total_seconds": total,
         "env_share": env.seconds / total if total > 0 else 0.0,
         "steps_per_second": model.num_timesteps / total if total > 0 else 0.0,
+        "torch_threads": threads,
     }
 
 
@@ -153,6 +157,7 @@ def vec_env_time_share(
     encoding: str = "menu",
     generator: Any = None,
     learner: Any = 0,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """:func:`env_time_share` on the vectorised env of ``n_envs`` slots.
 
@@ -166,7 +171,7 @@ def vec_env_time_share(
     from .algos import configure_torch, make_model
     from .vec_env import VecLearnerEnv
 
-    configure_torch(1)
+    threads = configure_torch(threads)
     inner = VecLearnerEnv(
         mech_name, learner, n_envs=n_envs, encoding=encoding, generator=generator, seed=seed
     )
@@ -188,6 +193,7 @@ def vec_env_time_share(
         "total_seconds": total,
         "env_share": env.seconds / total if total > 0 else 0.0,
         "steps_per_second": model.num_timesteps / total if total > 0 else 0.0,
+        "torch_threads": threads,
     }
 
 
@@ -196,6 +202,8 @@ def training_speed(
     single_steps: int = 2048,
     vector_steps: int = 131_072,
     n_envs: int = 1024,
+    threads: int | None = None,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """MaskablePPO's steps per second and env share on the exact single env and on the
     vectorised env, measured in the same run: ``{"single": ..., "vector": ..., "speedup"}``.
@@ -203,13 +211,24 @@ def training_speed(
     The vector run uses 1024 slots (a rollout of 2 steps per slot, 2048 samples per update):
     the env's fixed cost per step (Python around numpy calls) is then spread thin enough for
     an env share below a fifth; 64 slots (the default of ``train`` and ``converge``) run at
-    about 0.65 of that speed with an env share near 40%.
+    about 0.65 of that speed with an env share near 40%. ``threads``: torch threads (default
+    1, see :func:`~mechgym.training.algos.configure_torch`); ``progress``: called after each
+    of the two runs.
     """
-    single = {**env_time_share(mech_name, steps=single_steps), "n_envs": 1}
-    vector = vec_env_time_share(mech_name, steps=vector_steps, n_envs=n_envs)
+    single = {**env_time_share(mech_name, steps=single_steps, threads=threads), "n_envs": 1}
+    if progress is not None:
+        progress()
+    vector = vec_env_time_share(mech_name, steps=vector_steps, n_envs=n_envs, threads=threads)
+    if progress is not None:
+        progress()
     speedup = (
         vector["steps_per_second"] / single["steps_per_second"]
         if single["steps_per_second"] > 0
         else None
     )
-    return {"single": single, "vector": vector, "speedup": speedup}
+    return {
+        "single": single,
+        "vector": vector,
+        "speedup": speedup,
+        "torch_threads": vector["torch_threads"],
+    }

@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from mechgym.options import TorchThreadsOpt
+
 
 def _fail(exc: Exception, code: int = 2) -> None:
     # the CLI's one error printer (imported late: the CLI mounts these commands)
@@ -99,6 +101,7 @@ def add_commands(app: typer.Typer) -> None:
                 help="Episodes per step on the batched path (1: the exact single-episode env).",
             ),
         ] = 64,
+        torch_threads: TorchThreadsOpt = None,
     ) -> None:
         """Train one player or coalition against fixed opponents and report exact metrics."""
         from mechgym.envs.engine.errors import MechgymError
@@ -161,9 +164,11 @@ def add_commands(app: typer.Typer) -> None:
             )
             from mechgym.envs.model.limits import check_seed
 
+            from .algos import torch_threads as resolve_threads
             from .outputs import check_mechanism_names, refuse_overwrite
             from .policies import trusted_models
 
+            threads = resolve_threads(torch_threads, "--torch-threads")
             check_seed(seed, "--seed")
             check_mechanism_names([mechanism])
             # --resume continues the run in --out; anything else must not replace results
@@ -206,6 +211,7 @@ def add_commands(app: typer.Typer) -> None:
                     resume=resume,
                     console=Console(),
                     n_envs=n_envs,
+                    torch_threads=threads,
                 )
             Console().print(f"results written to {out.resolve()}")
         except MechgymError as exc:
@@ -310,6 +316,7 @@ def add_commands(app: typer.Typer) -> None:
                 help="Generator spec of the held-out family (default: the training one).",
             ),
         ] = None,
+        torch_threads: TorchThreadsOpt = None,
     ) -> None:
         """Train every player of each mechanism and measure convergence to the predictions."""
         from mechgym.envs.engine.errors import MechgymError
@@ -341,8 +348,12 @@ def add_commands(app: typer.Typer) -> None:
             "eval_family": eval_family,
             "eval_family_seed": eval_seed,
             "eval_generator": eval_generate,
+            "torch_threads": torch_threads,
         }
         try:
+            from .algos import torch_threads as resolve_threads
+
+            resolve_threads(torch_threads, "--torch-threads")
             check_counts(
                 seeds=seeds,
                 steps=steps,

@@ -31,7 +31,11 @@ processes (one per core).
 
 Verdicts are fixed thresholds, not tuned: a phase *converged to the prediction* when its
 final agreement has mean >= 0.95 and min >= 0.90 over seeds; a bound phase *meets the
-bound* when its bound satisfaction has mean >= 0.95 and min >= 0.90.
+bound* when its bound satisfaction has mean >= 0.95 and min >= 0.90. Every learned figure
+in ``summary.json`` also carries its interquartile mean over seeds with a seeded 95%
+stratified-bootstrap interval (``iqm``, ``ci_low``, ``ci_high``), which the printed tables
+show: a rerun elsewhere should land within those intervals, a rerun on the same machine
+with the same versions reproduces every figure bit for bit.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ import numpy as np
 from mechgym.envs.engine.errors import ParameterError
 
 AGREE_MEAN, AGREE_MIN = 0.95, 0.90
+#: bootstrap resamples behind each learned figure's 95% interval (seeded, as in rliable)
+BOOTSTRAP_REPS = 1000
 
 #: context families per mechanism (others: the env module's default generator)
 DEFAULT_GENERATORS = {
@@ -95,6 +101,8 @@ class ConvergeConfig:
     #: no-regret rules (``algo`` regret_matching / hedge / fictitious_play): iterations over
     #: the family per round, in place of ``steps``
     iterations: int = 5
+    #: torch threads of every learner process (None: ``MECHGYM_TORCH_THREADS``, else 1)
+    torch_threads: int | None = None
 
     def __post_init__(self) -> None:
         # every count in its stated range before anything runs or is written (CLI and YAML)
@@ -238,7 +246,7 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         return _run_no_regret_job(mech, seed, cfg, events)
     if cfg.scheme == "simultaneous":
         return _run_simultaneous_job(mech, seed, cfg, events)
-    configure_torch(1)
+    threads = configure_torch(cfg.torch_threads)
     t0, c0 = time.perf_counter(), time.process_time()
     _, contexts = family_contexts(mech, cfg)
     trainer = MultiLearner(
@@ -291,8 +299,9 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         "evaluated_on": "heldout",
         "groups": [list(g) for g in trainer.groups],
         "wall_seconds": time.perf_counter() - t0,
-        # CPU seconds of the job (one torch thread): its wall time on an idle core
+        # CPU seconds of the job: with one torch thread, its wall time on an idle core
         "cpu_seconds": time.process_time() - c0,
+        "torch_threads": threads,
         "eval_seconds": eval_s,
         "steps": trainer.total_steps,
         "idle": dict(trainer.idle),
@@ -352,7 +361,7 @@ def _run_simultaneous_job(
     from .encodings import make_encoding
     from .metrics import evaluate_profile
 
-    configure_torch()
+    threads = configure_torch(cfg.torch_threads)
     t0, c0 = time.perf_counter(), time.process_time()
     _, contexts = family_contexts(mech, cfg)
     _, held_out = eval_family_contexts(mech, cfg)
@@ -411,6 +420,7 @@ def _run_simultaneous_job(
         "eval_seconds": eval_s,
         "steps": total,
         "idle": {},
+        "torch_threads": threads,
     }
 
 
@@ -505,21 +515,40 @@ def _emit(events: Any, mech: str, seed: int, kind: str, amount: int) -> None:
             events.put((mech, seed, kind, amount))
 
 
-def stats(values: Sequence[float | None]) -> dict[str, Any]:
-    """Mean, population std, min, max and count of the non-missing values."""
+def stats(values: Sequence[float | None], intervals: bool = False) -> dict[str, Any]:
+    """Mean, population std, min, max and count of the non-missing values; with
+    ``intervals`` also their interquartile mean (``iqm``) and its 95% stratified-bootstrap
+    interval (``ci_low``, ``ci_high``; rliable, seeded, as ``benchmark run``'s, with
+    :data:`BOOTSTRAP_REPS` resamples)."""
     xs = [
         float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))
     ]
     if not xs:
-        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+        out: dict[str, Any] = {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+        if intervals:
+            out.update(iqm=None, ci_low=None, ci_high=None)
+        return out
     a = np.asarray(xs)
-    return {
+    out = {
         "mean": float(a.mean()),
         "std": float(a.std()),
         "min": float(a.min()),
         "max": float(a.max()),
         "n": len(xs),
     }
+    if intervals:
+        if a.min() == a.max():  # every resample is this value: no bootstrap needed
+            out.update(iqm=float(a[0]), ci_low=float(a[0]), ci_high=float(a[0]))
+        else:
+            from mechgym.benchmark.run import interval_estimates
+
+            out.update(interval_estimates({"x": a}, reps=BOOTSTRAP_REPS)["x"])
+    return out
+
+
+def learned_stats(values: Sequence[float | None]) -> dict[str, Any]:
+    """:func:`stats` with the IQM and its 95% interval: how a learned figure is reported."""
+    return stats(values, intervals=True)
 
 
 def reference_metrics(
@@ -557,12 +586,14 @@ def summarize(
     phases: dict[str, Any] = {}
     verdicts: list[str] = []
     for phase in reference.get("agreement", {}):
-        agree = stats([f["agreement"].get(phase) for f in finals])
+        agree = learned_stats([f["agreement"].get(phase) for f in finals])
         entry: dict[str, Any] = {
             "agreement": agree,
             "agreement_reference": reference["agreement"].get(phase),
             "visit_mass": stats([f["agreement_mass"].get(phase) for f in finals]),
-            "disagreement_loss": stats([f.get("disagreement_loss", {}).get(phase) for f in finals]),
+            "disagreement_loss": learned_stats(
+                [f.get("disagreement_loss", {}).get(phase) for f in finals]
+            ),
         }
         converged = agree["n"] > 0 and agree["mean"] >= AGREE_MEAN and agree["min"] >= AGREE_MIN
         entry["converged"] = bool(converged)
@@ -576,8 +607,8 @@ def summarize(
                 " against the predicted action)"
             )
         if phase in agents.bound_phases:
-            bs = stats([f["bound_satisfied"].get(phase) for f in finals])
-            br = stats([f["bound_ratio"].get(phase) for f in finals])
+            bs = learned_stats([f["bound_satisfied"].get(phase) for f in finals])
+            br = learned_stats([f["bound_ratio"].get(phase) for f in finals])
             entry["bound"] = agents.bound_phases[phase]
             entry["bound_satisfied"] = bs
             entry["bound_ratio"] = br
@@ -591,7 +622,7 @@ def summarize(
             )
         phases[phase] = entry
         verdicts.append(text)
-    expl = stats([f.get("exploitability_max") for f in finals])
+    expl = learned_stats([f.get("exploitability_max") for f in finals])
     out = {
         "status": "ok",
         "seeds": [j["seed"] for j in jobs],
@@ -600,18 +631,18 @@ def summarize(
         "idle_rounds": {str(j["seed"]): j.get("idle", {}) for j in jobs},
         "phases": phases,
         "revenue_benchmark": finals[0].get("revenue_benchmark") if finals else None,
-        "revenue_ratio": stats([f.get("revenue_ratio") for f in finals]),
+        "revenue_ratio": learned_stats([f.get("revenue_ratio") for f in finals]),
         "revenue_ratio_reference": reference.get("revenue_ratio"),
-        "welfare_ratio": stats([f.get("welfare_ratio") for f in finals]),
+        "welfare_ratio": learned_stats([f.get("welfare_ratio") for f in finals]),
         "welfare_ratio_reference": reference.get("welfare_ratio"),
         "guarantee": reference.get("guarantee_statement"),
-        "guarantee_holds": stats([f.get("guarantee_holds") for f in finals]),
+        "guarantee_holds": learned_stats([f.get("guarantee_holds") for f in finals]),
         "guarantee_holds_reference": reference.get("guarantee_holds"),
-        "guarantee_margin": stats([f.get("guarantee_margin") for f in finals]),
+        "guarantee_margin": learned_stats([f.get("guarantee_margin") for f in finals]),
         "exploitability": expl,
         "exploitability_reference": reference.get("exploitability_max"),
         "exploitability_by_group": {
-            k: stats([f["exploitability"].get(k) for f in finals])
+            k: learned_stats([f["exploitability"].get(k) for f in finals])
             for k in (finals[0]["exploitability"] if finals else {})
         },
         "wall_seconds_per_seed": stats([j["wall_seconds"] for j in jobs]),
@@ -641,14 +672,17 @@ def summarize(
     return out
 
 
-def _num(x: Any) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
+def _num(x: Any, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
 
 
 def _fmt(s: dict[str, Any]) -> str:
     if not s or s.get("n", 0) == 0:
         return "n/a"
-    return f"{s['mean']:.3f} ± {s['std']:.3f} [min {s['min']:.3f}, max {s['max']:.3f}]"
+    text = f"{s['mean']:.3f} ± {s['std']:.3f} [min {s['min']:.3f}, max {s['max']:.3f}]"
+    if s.get("iqm") is not None:
+        text = f"IQM {s['iqm']:.3f} (95% CI {s['ci_low']:.3f}–{s['ci_high']:.3f}), mean " + text
+    return text
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -697,9 +731,22 @@ def plot_mechanism(
     if panels:
         fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
         for ax, (metric, key, title) in zip(axes[0], panels, strict=True):
+            drawn = 0
             for s in seeds:
                 x, y = series(metric, key, s)
+                drawn += len(x)
                 ax.plot(x, y, marker="o", ms=3, label=f"seed {s}")
+            if not drawn:
+                # an undefined figure (no decisions of this phase were visited) is not zero
+                ax.text(
+                    0.5,
+                    0.5,
+                    "no data: learned play never\nreached this phase",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    transform=ax.transAxes,
+                )
             ax.axhline(1.0, color="k", ls="--", lw=1, label="prediction")
             ax.set_ylim(-0.03, 1.05)
             ax.set_title(title, fontsize=9)
@@ -736,6 +783,7 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
 
     from mechgym.progress import progress as progress_bar
 
+    from .algos import torch_threads
     from .curves import exploitability_space, learning_curves, plot_curves, write_curves_csv
     from .outputs import check_mechanism_names, refuse_overwrite
 
@@ -743,6 +791,8 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
     # before anything is written: a typo in a name or an earlier run in `out` stops here
     check_mechanism_names(cfg.mechanisms)
     check_learning_options(cfg)
+    # resolved once here, so that every worker process trains with the same count
+    cfg = replace(cfg, torch_threads=torch_threads(cfg.torch_threads))
     out = refuse_overwrite(
         cfg.out, ("summary.json", "metrics.csv", "curves.csv", "checkpoints"), cfg.overwrite
     )
@@ -875,47 +925,63 @@ def _run_parallel(
 
 
 def print_table(summary: dict[str, Any], console: Any) -> None:
-    """The final report as rich tables: per phase, then per mechanism's outcomes."""
+    """The final report as rich tables, one per mechanism (phases, then outcomes), that read
+    at 80 columns: learned figures as IQM [95% CI] over seeds beside the predicted profile's."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title="converge: learned play vs predictions (mean ± std over seeds)")
-    for col in ("mechanism", "phase", "agreement", "loss/disagr.", "bound sat.", "verdict"):
-        t.add_column(col)
-    o = Table(title="outcomes of the learned profile (predicted profile in brackets)")
-    for col in ("mechanism", "E[REV]/bench", "E[SW]/MSW", "guarantee holds", "exploitability"):
-        o.add_column(escape(col))
     for mech, s in summary["mechanisms"].items():
         if s.get("status") != "ok":
-            t.add_row(mech, "-", "-", "-", "-", escape(f"{s.get('status')}: {s.get('reason')}"))
+            why = f"{s.get('status')}: {s.get('reason')}"
+            console.print(f"[bold]{escape(mech)}[/]: {escape(why)}")
             continue
-        first = True
-        for phase, p in s["phases"].items():
-            verdict = "converged" if p["converged"] else "NOT converged"
-            if "meets_bound" in p:
-                verdict += ", meets bound" if p["meets_bound"] else ", bound NOT met"
-            t.add_row(
-                mech if first else "",
-                phase,
-                _short(p["agreement"]),
-                _short(p.get("disagreement_loss")),
-                _short(p.get("bound_satisfied")) if "bound_satisfied" in p else "-",
-                verdict,
-            )
-            first = False
-        o.add_row(
-            escape(f"{mech} ({s['revenue_benchmark']})"),
-            f"{_short(s['revenue_ratio'])} ({_num(s['revenue_ratio_reference'])})",
-            f"{_short(s['welfare_ratio'])} ({_num(s['welfare_ratio_reference'])})",
-            f"{_short(s['guarantee_holds'])} ({_num(s['guarantee_holds_reference'])})",
-            f"{_short(s['exploitability'])} ({_num(s['exploitability_reference'])})",
+        seeds = len(s.get("seeds", []))
+        t = Table(
+            title=escape(f"{mech}: learned play, IQM [95% CI] over {seeds} seeds"),
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
         )
-    console.print(t)
-    console.print(o)
+        t.add_column("figure", overflow="fold")
+        t.add_column("learned", no_wrap=True)
+        t.add_column("predicted", no_wrap=True, justify="right")
+        t.add_column("verdict", overflow="fold")
+        for phase, p in s["phases"].items():
+            t.add_row(
+                escape(f"{phase}: agreement"),
+                _short(p["agreement"]),
+                _num(p.get("agreement_reference"), 2),
+                "converged" if p["converged"] else "NOT converged",
+            )
+            if (p.get("disagreement_loss") or {}).get("n"):
+                t.add_row(
+                    escape(f"{phase}: disagreement cost"),
+                    _short(p["disagreement_loss"]),
+                    "",
+                    "",
+                )
+            if "bound_satisfied" in p:
+                t.add_row(
+                    escape(f"{phase}: bound {p['bound']} met"),
+                    _short(p["bound_satisfied"]),
+                    _num(p.get("bound_satisfied_reference"), 2),
+                    "meets bound" if p["meets_bound"] else "bound NOT met",
+                )
+        rows = (
+            (f"E[REV]/{s['revenue_benchmark']}", "revenue_ratio"),
+            ("E[SW]/MSW", "welfare_ratio"),
+            ("guarantee holds (share)", "guarantee_holds"),
+            ("exploitability", "exploitability"),
+        )
+        for label, key in rows:
+            t.add_row(escape(label), _short(s[key]), _num(s.get(f"{key}_reference"), 2), "")
+        console.print(t)
     console.print(f"wall time {summary['wall_seconds']:.1f} s")
 
 
 def _short(s: dict[str, Any] | None) -> str:
     if not s or s.get("n", 0) == 0:
         return "n/a"
-    return f"{s['mean']:.2f} ± {s['std']:.2f}"
+    if s.get("iqm") is None:
+        return f"{s['mean']:.2f} ± {s['std']:.2f}"
+    return f"{s['iqm']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}]"

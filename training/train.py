@@ -164,12 +164,17 @@ def train_learner(
     hyper: dict[str, Any] | None = None,
     console: Any = None,
     n_envs: int = 64,
+    torch_threads: int | None = None,
+    progress_bar: Any = None,
 ) -> dict[str, Any]:
     """Train one learner and report exact metrics (see the module docstring).
 
     ``n_envs > 1`` trains on the vectorised env of :mod:`mechgym.training.vec_env` (the
     batched path, ``n_envs`` episodes at once); ``n_envs=1`` on the exact single-episode
-    :class:`LearnerEnv`, the reference. Evaluation is exact either way.
+    :class:`LearnerEnv`, the reference. Evaluation is exact either way. ``torch_threads``:
+    see :func:`~mechgym.training.algos.configure_torch` (default 1, or
+    ``MECHGYM_TORCH_THREADS``). ``progress_bar``: an open :func:`mechgym.progress.progress`
+    bar that the training steps advance (shared by several runs) instead of a bar of its own.
 
     Returns
     -------
@@ -180,7 +185,7 @@ def train_learner(
 
     from .algos import configure_torch, load_model, make_model
 
-    configure_torch(1)
+    threads = configure_torch(torch_threads)
     out = Path(out)
     kwargs = {
         "opponents": opponents,
@@ -251,7 +256,7 @@ def train_learner(
         csv_path.unlink()
     from mechgym.progress import sb3_callback
 
-    bar = [sb3_callback(steps, f"train {env.mech_name}")] if progress else []
+    bar = [sb3_callback(steps, f"train {env.mech_name}", progress_bar)] if progress else []
     model.learn(
         steps,
         callback=[_Eval(), *bar],  # mechgym's one progress-bar style, not SB3's own
@@ -277,6 +282,7 @@ def train_learner(
         "learn_phases": list(env.learn_phases),
         "eval_contexts": len(contexts),
         "wall_seconds": time.perf_counter() - t0,
+        "torch_threads": threads,
         "final": final.to_json(),
         "reference": ref.to_json(),
         "history": history,
@@ -347,7 +353,11 @@ def print_report(report: dict[str, Any], console: Any) -> None:
         add(f"E[reward] of {k}", v, r["value"].get(k))
     add(f"E[REV]/{f['revenue_benchmark']}", f["revenue_ratio"], r["revenue_ratio"])
     add("E[SW]/MSW", f["welfare_ratio"], r["welfare_ratio"])
-    add(f"guarantee holds ({f['guarantee_statement']})", f["guarantee_holds"], r["guarantee_holds"])
+    add(
+        f"guarantee holds, share of contexts ({f['guarantee_statement']})",
+        f["guarantee_holds"],
+        r["guarantee_holds"],
+    )
     for k, v in f["exploitability"].items():
         add(f"exploitability of {k}", v, r["exploitability"].get(k))
     console.print(t)

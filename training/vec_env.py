@@ -142,6 +142,10 @@ class VecLearnerEnv(VecEnv):
     ) -> None:
         if isinstance(n_envs, bool) or not isinstance(n_envs, int | np.integer) or n_envs < 1:
             raise ParameterError("n_envs", f"must be an integer >= 1, got {n_envs!r}")
+        from .algos import configure_torch
+
+        # a learner is about to be built on this env: small models run fastest on one thread
+        configure_torch()
         if price_cap is None and encoding == "menu":
             price_cap = menu_price_cap(
                 mechanism, context, generator, contexts, value_cap, constants

@@ -235,6 +235,9 @@ class Guarantee:
         return text
 
     def to_json(self) -> dict[str, Any]:
+        """JSON fields: ``statement``, ``bound``/``value`` (floats, and exact rationals as
+        strings), ``holds`` (bool), ``kind`` (``"inequality"`` or ``"equality"``), ``source``
+        (``"theorem"`` or a property of predicted play) and the other ``parts``."""
         out = {
             "statement": self.statement,
             "bound": float(self.bound),
@@ -242,8 +245,10 @@ class Guarantee:
             "value": float(self.value),
             "value_exact": str(self.value),
             "holds": self.holds,
-            "exact": self.exact,
-            "kind": self.kind,
+            # what the statement is (``value = bound`` or ``value >= bound``) and where it
+            # comes from; not the same thing as a report's "exact" (chance enumerated)
+            "kind": "equality" if self.exact else "inequality",
+            "source": self.kind,
         }
         if self.parts:
             out["parts"] = [p.to_json() for p in self.parts]

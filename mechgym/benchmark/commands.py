@@ -8,6 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
+from mechgym.options import ProgressOpt, TorchThreadsOpt
+
+#: terminal columns from which ``benchmark list`` shows its wide table
+WIDE = 150
+
 
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
@@ -36,6 +41,8 @@ def add_benchmark_commands(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """The tasks, their focal learners, background and reference scores."""
+        from rich import box
+        from rich.markup import escape
         from rich.table import Table
 
         from .scoring import load_reference
@@ -46,22 +53,33 @@ def add_benchmark_commands(app: typer.Typer) -> None:
             rows = [{**t.to_json(), "reference": ref.get(t.id)} for t in TASKS.values()]
             print(json.dumps({"tasks": rows}, indent=2))
             return
-        table = Table(title="mechgym benchmark tasks")
-        for col in ("task", "mechanism", "focal", "background", "random", "predicted"):
+        console = _console()
+        # the wide layout needs about 150 columns; below, the mechanism (the task id's
+        # stem) is left out and the descriptions follow the table, one line each
+        wide = console.width >= WIDE
+        table = Table(title="mechgym benchmark tasks", box=box.SIMPLE_HEAD, pad_edge=False)
+        cols = ["task", "mechanism", "focal", "background"] if wide else ["task", "focal"]
+        if not wide:
+            cols.append("background")
+        for col in cols:
             table.add_column(col, no_wrap=True)
-        table.add_column("about", overflow="ellipsis", no_wrap=True, max_width=60)
+        for col in ("random", "predicted"):
+            table.add_column(col, no_wrap=True, justify="right")
+        if wide:
+            table.add_column("about", overflow="ellipsis", no_wrap=True, max_width=60)
         for t in TASKS.values():
             r = ref.get(t.id, {})
-            table.add_row(
-                t.id,
-                t.mechanism,
-                "+".join(map(str, t.focal)),
-                t.background,
+            cells = [t.id, t.mechanism] if wide else [t.id]
+            cells += ["+".join(map(str, t.focal)), t.background]
+            cells += [
                 f"{r.get('random_float', float('nan')):.3f}",
                 f"{r.get('predicted_float', float('nan')):.3f}",
-                t.description,
-            )
-        _console().print(table)
+            ]
+            table.add_row(*cells, *([t.description] if wide else []))
+        console.print(table)
+        if not wide:
+            for t in TASKS.values():
+                console.print(f"[bold]{t.id}[/] ({t.mechanism}): {escape(t.description)}")
 
     @bench.command("score")
     def score_cmd(
@@ -139,6 +157,8 @@ def add_benchmark_commands(app: typer.Typer) -> None:
         as_json: Annotated[
             bool, typer.Option("--json", help="Print the aggregate as JSON.")
         ] = False,
+        torch_threads: TorchThreadsOpt = None,
+        progress: ProgressOpt = True,
     ) -> None:
         """Train the focal learners over seeds; write per-seed and aggregate results."""
         from mechgym.envs.engine.errors import MechgymError
@@ -149,6 +169,9 @@ def add_benchmark_commands(app: typer.Typer) -> None:
 
         try:
             check_counts(seeds=seeds)
+            from mechgym.training.algos import torch_threads as resolve_threads
+
+            threads = resolve_threads(torch_threads, "--torch-threads")
             t = task(task_id)
             folder = out if out is not None else Path("results") / "benchmark" / t.id / algo
             if (folder / "results.json").exists() and not overwrite:
@@ -159,8 +182,9 @@ def add_benchmark_commands(app: typer.Typer) -> None:
                 seeds=seeds,
                 quick=quick,
                 out=folder,
-                progress=False,
+                progress=progress,
                 console=None if as_json else _console(True),
+                torch_threads=threads,
             )
         except MechgymError as exc:
             _fail(str(exc))

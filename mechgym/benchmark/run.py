@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +49,15 @@ QUICK_ROUNDS = 30
 
 
 def _train_deep(
-    task: Task, s: TaskSetup, algo: str, seed: int, steps: int, out: Path, progress: bool
+    task: Task,
+    s: TaskSetup,
+    algo: str,
+    seed: int,
+    steps: int,
+    out: Path,
+    progress: bool,
+    torch_threads: int | None = None,
+    bar: Any = None,
 ) -> tuple[Any, list[dict[str, Any]]]:
     """Train with stable-baselines3 through ``train_learner``; return the focal policy and
     its evaluation history (``steps``, ``learner_value`` on the trainer's own contexts)."""
@@ -69,6 +78,8 @@ def _train_deep(
         encoding="menu",
         out=out,
         progress=progress,
+        torch_threads=torch_threads,
+        progress_bar=bar,
     )
     try:
         report = train_learner(task.mechanism, **kwargs)
@@ -155,12 +166,14 @@ def run_task(
     steps: int | None = None,
     rounds: int | None = None,
     task_setup: TaskSetup | None = None,
+    torch_threads: int | None = None,
 ) -> dict[str, Any]:
     """Train ``seeds`` independent runs of ``algo`` on ``task`` and write the results.
 
     ``steps`` / ``rounds`` override the budget (the task's own, or the quick one with
     ``quick``); ``task_setup`` reuses a :func:`setup` of the same task (its caches, e.g. the
-    subgame-perfect reference of M5, then serve several calls).
+    subgame-perfect reference of M5, then serve several calls); ``torch_threads`` those of
+    the deep-RL learners (:func:`~mechgym.training.algos.configure_torch`).
 
     Returns
     -------
@@ -181,17 +194,34 @@ def run_task(
         rounds = QUICK_ROUNDS if quick else task.rounds
     if steps < 1 or rounds < 1:
         raise ParameterError("budget", f"steps and rounds must be ≥ 1, got {steps}, {rounds}")
+    from mechgym.progress import progress as progress_bar
+
     per_seed: list[dict[str, Any]] = []
     raw_runs: dict[str, Any] = {}
     t0 = time.perf_counter()
+    deep = algo in DEEP
+    bar = progress_bar(
+        total=seeds * (steps if deep else rounds),
+        desc=f"{task.id} {algo}",
+        unit="steps" if deep else "rounds",
+        disable=not progress,
+    )
     for seed in range(seeds):
         t_seed = time.perf_counter()
-        if algo in NO_REGRET:
-            policy, history = _train_no_regret(s, algo, rounds, seed, None)
+        if not deep:
+            policy, history = _train_no_regret(s, algo, rounds, seed, bar.update)
             budget = rounds
         else:
             policy, history = _train_deep(
-                task, s, algo, seed, steps, out / f"seed_{seed}", progress
+                task,
+                s,
+                algo,
+                seed,
+                steps,
+                out / f"seed_{seed}",
+                progress,
+                torch_threads=torch_threads,
+                bar=bar,
             )
             budget = steps
         figures = evaluate_policy(s, policy)
@@ -215,10 +245,15 @@ def run_task(
         }
         raw_runs[f"seed_{seed}"] = run
         if console is not None:
-            console.print(
+            msg = (
                 f"{task.id} {algo} seed {seed}: normalised {row['normalized']:.3f}, "
                 f"focal return {row['focal_return']:.3f}"
             )
+            if bar.disable:
+                console.print(msg)
+            else:
+                bar.write(msg, file=sys.stderr)  # above the bar, not through it
+    bar.close()
     keys = sorted({k for r in per_seed for k, v in r.items() if isinstance(v, int | float)})
     scalars = [k for k in keys if k not in ("seed", "budget", "seconds")]
     arrays = {
@@ -237,6 +272,7 @@ def run_task(
         "reference": {"random": ref["random_float"], "predicted": ref["predicted_float"]},
         "aggregate": agg,
         "wall_seconds": time.perf_counter() - t0,
+        "torch_threads": _threads_used(deep, torch_threads),
         "machine": machine(),
     }
     (out / "results.json").write_text(
@@ -250,6 +286,15 @@ def run_task(
     )
     _plot(out / "curves.png", raw_runs, task, algo)
     return summary
+
+
+def _threads_used(deep: bool, threads: int | None) -> int | None:
+    """The torch threads of the deep-RL learners (``None``: no torch in a no-regret run)."""
+    if not deep:
+        return None
+    from mechgym.training.algos import torch_threads
+
+    return torch_threads(threads)
 
 
 def machine() -> dict[str, Any]:

@@ -106,7 +106,8 @@ def random_return(s: TaskSetup) -> Fraction:
 
 
 def bound(s: TaskSetup) -> dict[str, Any]:
-    """The theorem's guarantee under predicted play: mean bound and value, share holding."""
+    """The theorem's guarantee under predicted play: mean bound and value, ``holds`` (on
+    every evaluation context) and ``holds_share`` (the share of contexts where it holds)."""
     bounds, values, holds = [], [], []
     statement = None
     for ctx in s.contexts:
@@ -119,12 +120,19 @@ def bound(s: TaskSetup) -> dict[str, Any]:
         values.append(Fraction(g.value))
         holds.append(g.holds)
     if not bounds:
-        return {"statement": None, "bound": None, "value": None, "holds": None}
+        return {
+            "statement": None,
+            "bound": None,
+            "value": None,
+            "holds": None,
+            "holds_share": None,
+        }
     return {
         "statement": statement,
         "bound": str(sum(bounds, Fraction(0)) / len(bounds)),
         "value": str(sum(values, Fraction(0)) / len(values)),
-        "holds": sum(holds) / len(holds),
+        "holds": all(holds),
+        "holds_share": sum(holds) / len(holds),
     }
 
 
