@@ -54,6 +54,18 @@ import numpy as np
 from mechgym.envs.engine.errors import ParameterError
 
 AGREE_MEAN, AGREE_MIN = 0.95, 0.90
+#: summary keys that describe the run rather than a family's figures
+RUN_FACTS = (
+    "reference",
+    "status",
+    "seeds",
+    "groups",
+    "steps_per_seed",
+    "idle_rounds",
+    "wall_seconds_per_seed",
+    "cpu_seconds_per_seed",
+    "eval_seconds_per_seed",
+)
 #: bootstrap resamples behind each learned figure's 95% interval (seeded, as in rliable)
 BOOTSTRAP_REPS = 1000
 
@@ -862,8 +874,8 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
         s = summarize(mech, mine, ref, agents)
         s["evaluated_on"] = on
         train = summarize(mech, [{**j, "final": j["final_train"]} for j in mine], ref_train, agents)
-        s["train_family"] = {k: v for k, v in train.items() if k not in ("reference", "verdict")}
-        s["train_family"]["verdict"] = train["verdict"]
+        # the training family's figures only: run facts and timings are the run's, above
+        s["train_family"] = {k: v for k, v in train.items() if k not in RUN_FACTS}
         s["contexts"] = {
             "generator": desc,
             "family": cfg.family,
