@@ -368,6 +368,14 @@ class BatchedRules(ABC):
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         """``(B, mech.public_size(spec))`` float32: the exact ``public_features`` per episode."""
 
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Who is asked what: ``asked``, ``item``, ``price`` ``(B, n)`` (bool, int64, int64),
+        per episode and player the exact :meth:`Mechanism.pending_offer` (``item``, ``price``
+        read only where ``asked``). Default: a mechanism that asks no questions."""
+        B, n = state.acting.shape
+        zeros = np.zeros((B, n), dtype=np.int64)
+        return np.zeros((B, n), dtype=bool), zeros, zeros.copy()
+
     # -- derived -----------------------------------------------------------------------------
     def utilities(self, ctx: ContextBatch, state: BatchState) -> np.ndarray:
         """``(B, n)`` utilities of the terminal outcomes."""

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 from mechgym.envs.engine.errors import ContextError, ParameterError
@@ -103,6 +103,17 @@ def as_fraction(x: Any, name: str) -> Fraction:
     return q
 
 
+class PendingOffer(NamedTuple):
+    """A take-it-or-leave-it question: ``item`` at ``price`` (YES buys it, NO refuses).
+
+    ``item`` is a bundle bitmask (auctions; in markets the bundle that replaces the player's
+    endowed one) or an abstract state (``states`` contexts); ``price`` an integer.
+    """
+
+    item: int
+    price: int
+
+
 class Mechanism(ABC):
     """Base class of every mechanism: rules, action encoding and public observations."""
 
@@ -176,6 +187,14 @@ class Mechanism(ABC):
     def default_price_cap(self, n: int, value_cap: int) -> int:
         """The price grid an env uses when none is given (prices up to the largest value)."""
         return value_cap
+
+    # -- questions -------------------------------------------------------------------------
+    def pending_offer(self, state: Any, player: int) -> PendingOffer | None:
+        """The offer ``player`` answers YES/NO at ``state``'s decision node, or ``None`` when
+        the node asks it no such question. The one place that says who is asked what: agents,
+        menus and learner features read it here (the batched counterpart is
+        :meth:`~mechgym.envs.engine.batched.BatchedRules.pending_offers`)."""
+        return None
 
     # -- theory ------------------------------------------------------------------------------
     def benchmarks(self, ctx: Any) -> dict[str, Any]:
@@ -262,6 +281,13 @@ class Policy(Protocol):
     def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
         """The (structured) action of ``player`` at ``state``."""
         ...
+
+
+def asked_at(mech: Mechanism, state: Any, player: int, *phases: str) -> bool:
+    """Whether ``state``'s node is a decision of one of ``phases`` at which ``player`` acts
+    (a helper of :meth:`Mechanism.pending_offer`)."""
+    node = mech.node(state)
+    return isinstance(node, Decision) and node.phase in phases and player in node.players
 
 
 def require_kind(mech: Mechanism, source: Any) -> None:

@@ -48,7 +48,14 @@ from mechgym.envs.engine.actions import (
     write_offer_stage,
 )
 from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterError
-from mechgym.envs.engine.game import Decision, EnvSpec, Guarantee, Node, Terminal
+from mechgym.envs.engine.game import (
+    Decision,
+    EnvSpec,
+    Guarantee,
+    Node,
+    PendingOffer,
+    Terminal,
+)
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.offer_rules import (
     COIN,
@@ -200,6 +207,15 @@ class BestBelief(Seed000Mechanism):
         if self.reward_budget == "fraction":
             eps = self.eps * s.leading_offer.revenue / 2  # half the budget ε·R_w each
         return Terminal(tails_outcome(s.n, w, s.leading_offer, answers, s.revenues, eps))
+
+    def pending_offer(self, s: BestBeliefState, player: int) -> PendingOffer | None:
+        """At ``respond``: the leading offer's bundle and price (the seller's reserve where it
+        leads, else the winner's offer)."""
+        if s.announcements is None or s.coin != 1 or s.answers is not None:
+            return None
+        offer = s.leading_offer
+        b = offer.alloc[player]
+        return PendingOffer(int(b), int(offer.prices[player])) if b else None
 
     def validate(self, s: BestBeliefState, player: int, action: Any) -> Any:
         agent = f"player_{player}"

@@ -175,6 +175,11 @@ class BestBeliefBatched(BatchedRules):
             np.where(heads, h_alloc, t_alloc), np.where(heads, h_prices, t_prices)
         )
 
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = state.data
+        asked = (state.phase == RESPOND)[:, None] & state.acting
+        return asked, d["lead_alloc"], d["lead_prices"]
+
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         d = state.data
         spec, n = self.spec, self.spec.n

@@ -57,8 +57,10 @@ from mechgym.envs.engine.game import (
     Guarantee,
     Mechanism,
     Node,
+    PendingOffer,
     Terminal,
     as_fraction,
+    asked_at,
 )
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.model.bundles import format_bundle
@@ -363,6 +365,12 @@ class BudgetBalancedMarket(Mechanism):
         for b in a:
             used |= b
         return Outcome(a, prices, destroyed=((1 << s.m) - 1) & ~used, rule=rule)
+
+    def pending_offer(self, s: MarketState, player: int) -> PendingOffer | None:
+        """At ``respond`` (step 2) and ``confirm`` (step 3): A*_i in place of E_i at P*_i."""
+        if not asked_at(self, s, player, "respond", "confirm"):
+            return None
+        return PendingOffer(int(s.proposal.alloc[player]), int(s.proposal.prices[player]))
 
     def validate(self, s: MarketState, player: int, action: Any) -> Any:
         agent = f"player_{player}"

@@ -499,6 +499,11 @@ class BudgetBalancedMarketBatched(BatchedRules):
     def outcome(self, state: BatchState) -> BatchOutcome:
         return read_outcome(state.data)
 
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = state.data
+        asking = (state.phase == RESPOND) | (state.phase == CONFIRM)
+        return asking[:, None] & state.acting, d["alloc"], d["pstar"]
+
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         """As the exact ``public_features``: [owner+1 of each good in A* | P* | step-a halt,
         (E, 0) | c0 (2) | step-2 answers | c1 (2) | c2 (2) | w one-hot | step-3 answer | own

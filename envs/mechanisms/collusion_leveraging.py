@@ -71,8 +71,10 @@ from mechgym.envs.engine.game import (
     Guarantee,
     Mechanism,
     Node,
+    PendingOffer,
     Terminal,
     as_fraction,
+    asked_at,
 )
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.offer_rules import HALF, AnnouncedOffers
@@ -449,6 +451,13 @@ class CollusionLeveraging(Mechanism):
         for i, r in enumerate(s.revenues):
             prices[i] -= e2 * Fraction(r, 1 + r)
         return Outcome(tuple(alloc), tuple(prices), rule="tails")
+
+    def pending_offer(self, s: CollusionLeveragingState, player: int) -> PendingOffer | None:
+        """At ``respond`` (askers outside C_★ with π^★_i ≥ 1): the star's offer Ω^★ after c1."""
+        if not asked_at(self, s, player, "respond"):
+            return None
+        offer = s.announcements[s.star].offer
+        return PendingOffer(int(offer.alloc[player]), int(offer.prices[player]))
 
     def validate(self, s: CollusionLeveragingState, player: int, action: Any) -> Any:
         agent = f"player_{player}"

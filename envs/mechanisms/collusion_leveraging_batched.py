@@ -228,6 +228,10 @@ class CollusionLeveragingBatched(BatchedRules):
         prices = np.where(aborted, d["fined"], np.where(heads, 0.0, tails_prices))
         return BatchOutcome.of_bundles(alloc, prices)
 
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        alloc, prices = star_offer(state.data)
+        return (state.phase == RESPOND)[:, None] & state.acting, alloc, prices
+
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         d = state.data
         n = self.spec.n

@@ -54,8 +54,10 @@ from mechgym.envs.engine.game import (
     EnvSpec,
     Mechanism,
     Node,
+    PendingOffer,
     Terminal,
     as_fraction,
+    asked_at,
 )
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.budget_balanced_market import MarketProposal, check_proposal
@@ -489,6 +491,12 @@ class _ProposeAndAnswer(_MarketFoil):
 
     def _after_no(self, s: NaiveState) -> Node:
         raise NotImplementedError
+
+    def pending_offer(self, s: NaiveState, player: int) -> PendingOffer | None:
+        """At ``respond``: the proposal's A*_i in place of E_i at P*_i."""
+        if not asked_at(self, s, player, "respond"):
+            return None
+        return PendingOffer(int(s.proposal.alloc[player]), int(s.proposal.prices[player]))
 
     def validate(self, s: NaiveState, player: int, action: Any) -> Any:
         agent = f"player_{player}"

@@ -290,6 +290,10 @@ class _ProposeAndAnswerBatched(_NaiveBatched):
         """Settle the episodes ``some_no`` (drawing and logging their coins)."""
         raise NotImplementedError
 
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = state.data
+        return (state.phase == 1)[:, None] & state.acting, d["alloc"], d["prices"]
+
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         """As the exact ``public_features``: [proposal owners and prices | answers (+1/−1) |
         c1 (2) | c2 (2) | own bundle bits | own price]."""

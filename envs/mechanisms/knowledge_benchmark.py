@@ -58,8 +58,10 @@ from mechgym.envs.engine.game import (
     Guarantee,
     Mechanism,
     Node,
+    PendingOffer,
     Terminal,
     as_fraction,
+    asked_at,
 )
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.offer_rules import COIN, AnnouncedOffers
@@ -221,6 +223,14 @@ class KnowledgeBenchmark(Mechanism):
                 prices[i] += pay
                 prices[star] -= pay
         return Outcome(tuple(alloc), tuple(prices), rule="tails")
+
+    def pending_offer(self, s: KnowledgeBenchmarkState, player: int) -> PendingOffer | None:
+        """At ``respond``: the star's offer Ω_★ (footnote 4 charges π − ε on YES; the
+        question's price is π)."""
+        if not asked_at(self, s, player, "respond"):
+            return None
+        offer = s.star_offer
+        return PendingOffer(int(offer.alloc[player]), int(offer.prices[player]))
 
     def validate(self, s: KnowledgeBenchmarkState, player: int, action: Any) -> Any:
         agent = f"player_{player}"

@@ -168,6 +168,10 @@ class KnowledgeBenchmarkBatched(BatchedRules):
         alloc = np.where(~heads & yes, alloc_s, alloc).astype(np.int64)
         return BatchOutcome.of_bundles(alloc, prices)
 
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        alloc, prices = star_offer(state.data)
+        return (state.phase == RESPOND)[:, None] & state.acting, alloc, prices
+
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         d = state.data
         n = self.spec.n

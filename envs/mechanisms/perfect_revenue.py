@@ -72,8 +72,10 @@ from mechgym.envs.engine.game import (
     Guarantee,
     Mechanism,
     Node,
+    PendingOffer,
     Terminal,
     as_fraction,
+    asked_at,
 )
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.model.outcome import Outcome
@@ -411,6 +413,12 @@ class PerfectRevenue(Mechanism):
     def _coin2(yes: int, nb: int) -> Chance:
         p = Fraction(yes, nb)
         return Chance("c2", ("heads", "tails"), (p, 1 - p))
+
+    def pending_offer(self, s: PRState, player: int) -> PendingOffer | None:
+        """At ``respond``: the proposed state ω* at the player's price P*_i after every raise."""
+        if not asked_at(self, s, player, "respond"):
+            return None
+        return PendingOffer(int(s.proposal.state), int(s.current[player]))
 
     def validate(self, s: PRState, player: int, action: Any) -> Any:
         agent = f"player_{player}"

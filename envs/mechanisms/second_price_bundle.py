@@ -40,6 +40,7 @@ from mechgym.envs.engine.game import (
     Guarantee,
     Mechanism,
     Node,
+    PendingOffer,
     Terminal,
     as_fraction,
 )
@@ -368,6 +369,12 @@ class Mixture(Mechanism):
         if s.branch is None:
             return self.mix_node
         return self.mechs[s.branch].node(s.inner)
+
+    def pending_offer(self, s: MixtureState, player: int) -> PendingOffer | None:
+        """The drawn branch's question (none before the draw)."""
+        if s.branch is None:
+            return None
+        return self.mechs[s.branch].pending_offer(s.inner, player)
 
     def validate(self, s: MixtureState, player: int, action: Any) -> Any:
         mech, inner = self.branch(s)

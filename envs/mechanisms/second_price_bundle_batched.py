@@ -260,6 +260,17 @@ class MixtureBatched(BatchedRules):
             np.where(rev, outs[0].destroyed, outs[1].destroyed),
         )
 
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        branch = state.data["branch"][:, None]
+        asked, item, price = self.inner[0].pending_offers(self.inner_state(state, 0))
+        other = self.inner[1].pending_offers(self.inner_state(state, 1))
+        mine = branch == 0
+        return (
+            np.where(mine, asked, other[0]),
+            np.where(mine, item, other[1]),
+            np.where(mine, price, other[2]),
+        )
+
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         """[branch one-hot | revenue branch's features | auction branch's features]."""
         branch = state.data["branch"]
