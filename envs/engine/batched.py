@@ -332,6 +332,9 @@ class BatchedRules(ABC):
 
     #: the exact mechanism class these rules re-express
     mechanism: type[Mechanism]
+    #: the constructor parameters of ``mechanism`` these rules implement; an instance built
+    #: with any other parameter off its default is refused by :func:`batched_rules`
+    implements: frozenset[str] = frozenset()
 
     def __init__(self, mech: Mechanism, spec: EnvSpec) -> None:
         self.mech = mech
@@ -735,7 +738,24 @@ def batched_rules(mech: Mechanism, spec: EnvSpec) -> BatchedRules:
     importlib.import_module(mod)
     for cls in type(mech).__mro__:
         if cls in _RULES:
-            return _RULES[cls](mech, spec)
+            rules_cls = _RULES[cls]
+            check_implemented(mech, rules_cls)
+            return rules_cls(mech, spec)
     from mechgym.envs.engine.errors import ParameterError
 
     raise ParameterError("mechanism", f"{mech.title} has no batched rules registered in {mod}")
+
+
+def check_implemented(mech: Mechanism, rules_cls: type[BatchedRules]) -> None:
+    """Raise :class:`~mechgym.envs.engine.errors.ParameterError` if ``mech`` was built with a
+    constructor parameter (off its default) that ``rules_cls`` does not implement: the batched
+    path refuses it rather than ignoring it."""
+    missing = [k for k in mech.given_arguments() if k not in rules_cls.implements]
+    if missing:
+        from mechgym.envs.engine.errors import ParameterError
+
+        raise ParameterError(
+            missing[0],
+            f"{mech.name}: the batched path does not implement {', '.join(missing)}; "
+            "use the exact path (evaluate --exact) or leave it at its default",
+        )

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.actions import (
@@ -51,6 +51,7 @@ from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterErro
 from mechgym.envs.engine.game import (
     Decision,
     EnvSpec,
+    Examples,
     Guarantee,
     Node,
     PendingOffer,
@@ -66,6 +67,20 @@ from mechgym.envs.mechanisms.offer_rules import (
 )
 from mechgym.envs.model.bundles import format_bundle
 from mechgym.envs.model.outcome import Outcome
+
+
+def example_reserve(n: int, m: int, price: int = 1) -> Offer:
+    """A seller's reserve for ``n`` players and ``m`` goods: good ``g`` to player ``g mod n``,
+    each bundle at ``price`` (an example value of the ``reserve`` parameter)."""
+    alloc = [0] * n
+    for g in range(m):
+        alloc[g % n] |= 1 << g
+    return Offer(tuple(alloc), tuple(price if b else 0 for b in alloc))
+
+
+def _high_reserve(n: int, m: int) -> Offer:
+    return example_reserve(n, m, 3)
+
 
 REWARD_BUDGETS = ("absolute", "fraction")
 """Section 6.3: rewards from a budget of ε, or of an ε fraction of the revenue collected."""
@@ -125,6 +140,11 @@ class BestBelief(Seed000Mechanism):
     mask_depends_on_state = False
     # only the players offered a bundle answer YES/NO
     every_player_acts = False
+    parameter_examples: ClassVar[Examples] = {
+        "eps": ("1", "1/3", "1/1000"),
+        "reserve": (example_reserve, _high_reserve),
+        "reward_budget": ("fraction",),
+    }
 
     def __init__(
         self, eps: Any = "1/10", reserve: Offer | None = None, reward_budget: str = "absolute"

@@ -52,6 +52,7 @@ class BestBeliefBatched(BatchedRules):
     """Batched rules of :class:`~mechgym.envs.mechanisms.best_belief.BestBelief`."""
 
     mechanism = BestBelief
+    implements = frozenset({"eps", "reserve", "reward_budget"})
     mech: BestBelief
 
     def __init__(self, mech: BestBelief, spec: EnvSpec) -> None:

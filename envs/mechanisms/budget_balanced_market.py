@@ -46,7 +46,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
@@ -54,6 +54,7 @@ from mechgym.envs.engine.game import (
     Chance,
     Decision,
     EnvSpec,
+    Examples,
     Guarantee,
     Mechanism,
     Node,
@@ -222,6 +223,8 @@ class BudgetBalancedMarket(Mechanism):
     mask_depends_on_state = False
     # player 0 proposes alone, players 1..n-1 respond, one player confirms
     every_player_acts = False
+
+    parameter_examples: ClassVar[Examples] = {"eps": ("1/30",), "delta": ("1/1000",)}
 
     def __init__(self, eps: Any = None, delta: Any = None) -> None:
         self._eps = None if eps is None else as_fraction(eps, "eps")

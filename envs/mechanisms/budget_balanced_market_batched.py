@@ -300,6 +300,7 @@ class BudgetBalancedMarketBatched(BatchedRules):
     :class:`~mechgym.envs.mechanisms.budget_balanced_market.BudgetBalancedMarket`."""
 
     mechanism = BudgetBalancedMarket
+    implements = frozenset({"eps", "delta"})
     mech: BudgetBalancedMarket
 
     def __init__(self, mech: BudgetBalancedMarket, spec: EnvSpec) -> None:

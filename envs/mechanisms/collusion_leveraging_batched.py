@@ -68,6 +68,7 @@ class CollusionLeveragingBatched(BatchedRules):
     """M4's rules over a batch (seed 002, Section 4)."""
 
     mechanism = CollusionLeveraging
+    implements = frozenset({"eps", "eps1", "eps2", "n"})
 
     def __init__(self, mech: CollusionLeveraging, spec: EnvSpec) -> None:
         super().__init__(mech, spec)

@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.actions import check_amount, offer_features
@@ -52,6 +52,7 @@ from mechgym.envs.engine.game import (
     Chance,
     Decision,
     EnvSpec,
+    Examples,
     Mechanism,
     Node,
     PendingOffer,
@@ -121,6 +122,8 @@ class HopeForTheBest(Mechanism):
     simultaneous_only = True
     context_kind = "states"
     mask_depends_on_state = False
+
+    parameter_examples: ClassVar[Examples] = {"eps": ("1/3", "1/1000")}
 
     def __init__(self, eps: Any = Fraction(1, 10)) -> None:
         self.eps = _check_eps(eps, Fraction(1))
@@ -362,6 +365,7 @@ class NaiveState:
 class _MarketFoil(Mechanism):
     context_kind = "market"
     mask_depends_on_state = True
+    parameter_examples: ClassVar[Examples] = {"eps": ("1/3", "1/1000")}
 
     def __init__(self, eps: Any = Fraction(1, 10)) -> None:
         self.eps = _check_eps(eps, Fraction(1))
@@ -613,6 +617,8 @@ class NaiveMarket4(_ProposeAndAnswer):
 
     name = "naive_market_4"
     title = "Naive-4 market (seed 004, Sec. 5.1; foil of M6)"
+
+    parameter_examples: ClassVar[Examples] = {"eps": ("1/20",)}
 
     def __init__(self, eps: Any = None) -> None:
         self.eps = None if eps is None else _check_eps(eps, Fraction(1, 6))

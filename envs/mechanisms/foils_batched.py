@@ -157,6 +157,7 @@ class NaiveMarket1Batched(_NaiveBatched):
     simultaneous announcement (phase 0); unanimity implements it, else (E, 0)."""
 
     mechanism = NaiveMarket1
+    implements = frozenset({"eps"})
 
     def _phase_rows(self, k: int) -> list[np.ndarray]:
         return [self.proposal_rows(k)]
@@ -321,6 +322,7 @@ class NaiveMarket2Batched(_ProposeAndAnswerBatched):
     (E, 0)."""
 
     mechanism = NaiveMarket2
+    implements = frozenset({"eps"})
 
     def _after_no(
         self,
@@ -342,6 +344,7 @@ class NaiveMarket3Batched(_ProposeAndAnswerBatched):
     coin c1 (Heads w.p. 1 − εY/n) gives (E, 0), Tails the discounted proposal."""
 
     mechanism = NaiveMarket3
+    implements = frozenset({"eps"})
 
     def __init__(self, mech: NaiveMarket3, spec: EnvSpec) -> None:
         super().__init__(mech, spec)
@@ -376,6 +379,7 @@ class NaiveMarket4Batched(_ProposeAndAnswerBatched):
     the discounted proposal and (E, 0)."""
 
     mechanism = NaiveMarket4
+    implements = frozenset({"eps"})
 
     def __init__(self, mech: NaiveMarket4, spec: EnvSpec) -> None:
         super().__init__(mech, spec)
@@ -436,6 +440,7 @@ class HopeForTheBestBatched(BatchedRules):
     """
 
     mechanism = HopeForTheBest
+    implements = frozenset({"eps"})
     mech: HopeForTheBest
 
     def __init__(self, mech: HopeForTheBest, spec: EnvSpec) -> None:

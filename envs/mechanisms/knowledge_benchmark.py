@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.actions import (
@@ -55,6 +55,7 @@ from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterErro
 from mechgym.envs.engine.game import (
     Decision,
     EnvSpec,
+    Examples,
     Guarantee,
     Mechanism,
     Node,
@@ -151,6 +152,8 @@ class KnowledgeBenchmark(Mechanism):
     mask_depends_on_state = False
     # only the players offered a bundle answer YES/NO
     every_player_acts = False
+
+    parameter_examples: ClassVar[Examples] = {"eps": ("1/5", "1/2"), "positive_prices": (True,)}
 
     def __init__(self, eps: Any = 0, positive_prices: bool = False) -> None:
         e = as_fraction(eps, "eps")

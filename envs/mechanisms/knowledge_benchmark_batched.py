@@ -74,6 +74,7 @@ class KnowledgeBenchmarkBatched(BatchedRules):
     """M3's rules over a batch (seed 001, Section 6; footnote 4's ε included)."""
 
     mechanism = KnowledgeBenchmark
+    implements = frozenset({"eps", "positive_prices"})
 
     def __init__(self, mech: KnowledgeBenchmark, spec: EnvSpec) -> None:
         super().__init__(mech, spec)

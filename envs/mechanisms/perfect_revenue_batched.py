@@ -50,6 +50,7 @@ class PerfectRevenueBatched(BatchedRules):
     """Batched rules of :class:`~mechgym.envs.mechanisms.perfect_revenue.PerfectRevenue`."""
 
     mechanism = PerfectRevenue
+    implements = frozenset({"eps", "eps_raise"})
     mech: PerfectRevenue
 
     def __init__(self, mech: PerfectRevenue, spec: EnvSpec) -> None:

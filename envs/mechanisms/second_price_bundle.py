@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.actions import check_amount, check_bundle
@@ -37,6 +37,7 @@ from mechgym.envs.engine.game import (
     Chance,
     Decision,
     EnvSpec,
+    Examples,
     Guarantee,
     Mechanism,
     Node,
@@ -45,6 +46,9 @@ from mechgym.envs.engine.game import (
     as_fraction,
 )
 from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.mechanisms.best_belief import BestBelief
+from mechgym.envs.mechanisms.collusion_leveraging import CollusionLeveraging
+from mechgym.envs.mechanisms.knowledge_benchmark import KnowledgeBenchmark
 from mechgym.envs.mechanisms.offer_rules import winner_of
 from mechgym.envs.model.bundles import format_bundle
 from mechgym.envs.model.outcome import Outcome
@@ -126,6 +130,13 @@ def revenue_mechanism(name: Any, **constants: Any) -> Mechanism:
         ) from None
 
 
+def _same_c(c: Any) -> bool:
+    try:
+        return as_fraction(c, "c") == Fraction(1, 2)
+    except ParameterError:
+        return False
+
+
 class SecondPriceBundle(Mechanism):
     """The second-price bundle auction A' (seed 002): the baseline of the mixture M'.
 
@@ -145,10 +156,20 @@ class SecondPriceBundle(Mechanism):
     phases = ("bid",)
     mask_depends_on_state = False
 
+    parameter_examples: ClassVar[Examples] = {
+        "mixture": ("best_belief", "knowledge_benchmark", "collusion_leveraging"),
+        "c": ("1/3", "2"),
+        "constants": ({"eps": "1/5"},),
+    }
+
     def __new__(cls, mixture: Any = None, c: Any = "1/2", **constants: Any) -> Any:
         if mixture is None:
             if constants:
-                raise TypeError(f"unexpected constants {sorted(constants)} (only with mixture=...)")
+                raise ParameterError(
+                    ", ".join(sorted(constants)), "a constant of A' goes with mixture=... only"
+                )
+            if not _same_c(c):
+                raise ParameterError("c", "the mixture's constant goes with mixture=... only")
             return super().__new__(cls)
         mix = Mixture(revenue_mechanism(mixture, **constants), c)
         mix.name = cls.name
@@ -280,6 +301,12 @@ class Mixture(Mechanism):
     name = "mixture"
     title = "Mixture M' of a revenue mechanism and A' (seed 002, Sec. 1.2)"
     phases: tuple[str, ...] = ()
+    # mechanism classes: an instance with its own declared parameters drawn in turn
+    parameter_examples: ClassVar[Examples] = {
+        "revenue": (BestBelief, KnowledgeBenchmark, CollusionLeveraging),
+        "c": ("1/3", "2"),
+        "auction": (SecondPriceBundle,),
+    }
 
     def __init__(
         self, revenue: Mechanism, c: Any = "1/2", auction: Mechanism | None = None

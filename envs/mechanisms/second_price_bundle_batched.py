@@ -116,6 +116,7 @@ class MixtureBatched(BatchedRules):
     from the batched rules of its revenue branch (0) and its auction branch (1)."""
 
     mechanism = Mixture
+    implements = frozenset({"revenue", "c", "auction"})
     mech: Mixture
 
     def __init__(self, mech: Mixture, spec: EnvSpec) -> None:
