@@ -186,14 +186,13 @@ def batched_agents(mechanism_name: str) -> BatchedAgents:
     import importlib
 
     if mechanism_name not in BATCHED_AGENTS:
-        module = {
-            "normal_form": "best_belief",
-            "mixture": "second_price_bundle",
-            "hope_for_the_best": "foils",
-            "naive_market_1": "foils",
-            "naive_market_2": "foils",
-            "naive_market_3": "foils",
-            "naive_market_4": "foils",
-        }.get(mechanism_name, mechanism_name)
-        importlib.import_module(f"mechgym.agents.{module}_batched")
+        from mechgym.envs.mechanisms.catalogue import SPECS
+
+        spec = SPECS.get(mechanism_name)
+        module = (
+            spec.batched_agents_module
+            if spec is not None
+            else f"mechgym.agents.{mechanism_name}_batched"
+        )
+        importlib.import_module(module)
     return BATCHED_AGENTS[mechanism_name]

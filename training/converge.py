@@ -47,15 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mechgym.envs.mechanisms.catalogue import SPECS
 
 AGREE_MEAN, AGREE_MIN = 0.95, 0.90
 
 #: context families per mechanism (others: the env module's default generator)
-DEFAULT_GENERATORS = {
-    "best_belief": "uniform:n=3,m=2,cap=10,belief=noisy",
-    "normal_form": "uniform:n=3,m=2,cap=10,belief=noisy",
-    "vcg": "uniform:n=3,m=2,cap=10,belief=noisy",
-}
+DEFAULT_GENERATORS = {s.name: s.generator for s in SPECS.values() if s.generator is not None}
 
 
 @dataclass

@@ -32,6 +32,7 @@ from mechgym.envs.engine.game import (
     step_decision,
 )
 from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.mechanisms.catalogue import SPECS
 
 TERMINAL = -1
 """``state.phase`` of an episode that has ended."""
@@ -699,22 +700,7 @@ def _compare(
 
 
 # -- catalogue -------------------------------------------------------------------------------
-BATCHED_MODULES: dict[str, str] = {
-    "best_belief": "mechgym.envs.mechanisms.best_belief_batched",
-    "normal_form": "mechgym.envs.mechanisms.normal_form_batched",
-    "vcg": "mechgym.envs.mechanisms.vcg_batched",
-    "knowledge_benchmark": "mechgym.envs.mechanisms.knowledge_benchmark_batched",
-    "collusion_leveraging": "mechgym.envs.mechanisms.collusion_leveraging_batched",
-    "second_price_bundle": "mechgym.envs.mechanisms.second_price_bundle_batched",
-    "mixture": "mechgym.envs.mechanisms.second_price_bundle_batched",
-    "perfect_revenue": "mechgym.envs.mechanisms.perfect_revenue_batched",
-    "budget_balanced_market": "mechgym.envs.mechanisms.budget_balanced_market_batched",
-    "hope_for_the_best": "mechgym.envs.mechanisms.foils_batched",
-    "naive_market_1": "mechgym.envs.mechanisms.foils_batched",
-    "naive_market_2": "mechgym.envs.mechanisms.foils_batched",
-    "naive_market_3": "mechgym.envs.mechanisms.foils_batched",
-    "naive_market_4": "mechgym.envs.mechanisms.foils_batched",
-}
+BATCHED_MODULES: dict[str, str] = {s.name: s.batched_module for s in SPECS.values()}
 """Where each mechanism's batched rules live (imported on first use)."""
 
 _RULES: dict[type, type[BatchedRules]] = {}

@@ -47,6 +47,7 @@ from mechgym.envs.engine.game import (
 )
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.best_belief import BestBelief
+from mechgym.envs.mechanisms.catalogue import mixable
 from mechgym.envs.mechanisms.collusion_leveraging import CollusionLeveraging
 from mechgym.envs.mechanisms.knowledge_benchmark import KnowledgeBenchmark
 from mechgym.envs.mechanisms.offer_rules import winner_of
@@ -96,15 +97,6 @@ def second_price_outcome(bids: tuple[BundleBid, ...]) -> Outcome:
     return Outcome(tuple(alloc), tuple(prices), rule="second_price")
 
 
-_MIXABLE = {
-    "knowledge_benchmark": ("knowledge_benchmark", "KnowledgeBenchmark"),
-    "m3": ("knowledge_benchmark", "KnowledgeBenchmark"),
-    "collusion_leveraging": ("collusion_leveraging", "CollusionLeveraging"),
-    "m4": ("collusion_leveraging", "CollusionLeveraging"),
-    "best_belief": ("best_belief", "BestBelief"),
-}
-
-
 def revenue_mechanism(name: Any, **constants: Any) -> Mechanism:
     """Build the revenue mechanism of a mixture from its name (or pass an instance through)."""
     if isinstance(name, Mechanism):
@@ -114,14 +106,15 @@ def revenue_mechanism(name: Any, **constants: Any) -> Mechanism:
             )
         return name
     key = str(name).lower()
-    if key not in _MIXABLE:
+    names = mixable()
+    if key not in names:
         raise ParameterError(
-            "mixture", f"unknown revenue mechanism {name!r}; use one of {', '.join(_MIXABLE)}"
+            "mixture", f"unknown revenue mechanism {name!r}; use one of {', '.join(names)}"
         )
     import importlib
 
-    mod, cls = _MIXABLE[key]
-    mech_cls = getattr(importlib.import_module(f"{__package__}.{mod}"), cls)
+    mod, cls = names[key].mechanism.split(":")
+    mech_cls = getattr(importlib.import_module(mod), cls)
     try:
         return mech_cls(**constants)
     except TypeError as exc:
