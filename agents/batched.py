@@ -94,8 +94,9 @@ class AnnounceThenAnswer:
         """``(len(idx), n, L)`` announcements of every player of episodes ``idx``."""
         raise NotImplementedError
 
-    def own_answers(self, ctx: ContextBatch, state: BatchState) -> np.ndarray:
-        """``(B, n)`` bool: YES by the agent's own rule."""
+    def own_answers(self, rules: BatchedRules, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+        """``(B, n)`` bool: YES by the agent's own rule (to the offers of
+        :meth:`~mechgym.envs.engine.batched.BatchedRules.pending_offers`)."""
         raise NotImplementedError
 
     def act(
@@ -115,12 +116,18 @@ class AnnounceThenAnswer:
         respond = (state.phase == 1)[:, None] & mine
         if respond.any():
             if self.answer == self.own_rule:
-                yes = self.own_answers(ctx, state)
+                yes = self.own_answers(rules, ctx, state)
             else:
                 yes = np.full((B, n), self.answer == "yes")
             acts[:, :, rules.layout.index["answer"]] = np.where(respond, yes, 0)
         acts[~mine] = 0
         return acts
+
+
+def offered_values(ctx: ContextBatch, item: np.ndarray) -> np.ndarray:
+    """``(B, n)`` θ_i(item_i) of auction bundles ``item`` ``(B, n)`` (as from
+    :meth:`~mechgym.envs.engine.batched.BatchedRules.pending_offers`)."""
+    return np.take_along_axis(ctx.values, item[:, :, None], axis=2)[:, :, 0]
 
 
 def answer_entries(
@@ -179,14 +186,13 @@ def batched_agents(mechanism_name: str) -> BatchedAgents:
     import importlib
 
     if mechanism_name not in BATCHED_AGENTS:
-        module = {
-            "normal_form": "best_belief",
-            "mixture": "second_price_bundle",
-            "hope_for_the_best": "foils",
-            "naive_market_1": "foils",
-            "naive_market_2": "foils",
-            "naive_market_3": "foils",
-            "naive_market_4": "foils",
-        }.get(mechanism_name, mechanism_name)
-        importlib.import_module(f"mechgym.agents.{module}_batched")
+        from mechgym.envs.mechanisms.catalogue import SPECS
+
+        spec = SPECS.get(mechanism_name)
+        module = (
+            spec.batched_agents_module
+            if spec is not None
+            else f"mechgym.agents.{mechanism_name}_batched"
+        )
+        importlib.import_module(module)
     return BATCHED_AGENTS[mechanism_name]

@@ -43,14 +43,15 @@ class _ContextCache:
         return self._offers[i]
 
 
-def truthful_answer(ctx: Any, state: Any, player: int) -> bool:
-    """M1's answer: YES iff θ_i(α_i) ≥ π_i for the leading offer (the winner's, or the seller's
-    reserve), or always YES when the winner is in i's shared-reward coalition."""
+def truthful_answer(mech: Mechanism, ctx: Any, state: Any, player: int) -> bool:
+    """M1's answer: YES iff θ_i(α_i) ≥ π_i for the pending offer (the leading one: the
+    winner's, or the seller's reserve), or always YES when the winner is in i's shared-reward
+    coalition."""
     w = state.leader
     if w is not None and ctx.shared_reward and w in ctx.coalition_of(player):
         return True
-    offer = state.leading_offer
-    return accepts(ctx.values[player, offer.alloc[player]], offer.prices[player])
+    q = mech.pending_offer(state, player)
+    return q is not None and accepts(ctx.values[player, q.item], q.price)
 
 
 class PredictedSeed000:
@@ -77,7 +78,7 @@ class PredictedSeed000:
             return True
         if self.answer == "no":
             return False
-        return truthful_answer(ctx, state, player)
+        return truthful_answer(mech, ctx, state, player)
 
 
 def bb_bound(mech: Mechanism, ctx: Any, state: Any, player: int, action: Any) -> tuple[int, int]:

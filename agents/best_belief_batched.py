@@ -28,6 +28,7 @@ from .batched import (
     ByPhase,
     RandomBatched,
     answer_entries,
+    offered_values,
     register_batched_agents,
 )
 from .offers import MENU_FACTORS
@@ -87,17 +88,17 @@ def write_announcements(
     return out
 
 
-def truthful_answers(ctx: ContextBatch, state: BatchState) -> np.ndarray:
-    """``(B, n)`` M1's answers: YES iff θ_i(α_i) ≥ π_i for the leading offer, or YES when the
-    winner (not the seller) is in the player's shared-reward coalition."""
+def truthful_answers(rules: BatchedRules, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+    """``(B, n)`` M1's answers: YES iff θ_i(α_i) ≥ π_i for the pending offer (the leading
+    one), or YES when the winner (not the seller) is in the player's shared-reward coalition."""
     d = state.data
-    alloc, prices = d["lead_alloc"], d["lead_prices"]
-    value = np.take_along_axis(ctx.values, alloc[:, :, None], axis=2)[:, :, 0]
-    rows = np.arange(len(alloc))
+    _, item, price = rules.pending_offers(state)
+    value = offered_values(ctx, item)
+    rows = np.arange(len(item))
     ally = (ctx.coalition == ctx.coalition[rows, d["winner"]][:, None]) & (
         ctx.shared_reward & ~d["seller_leads"]
     )[:, None]
-    return ally | (value >= prices)
+    return ally | (value >= price)
 
 
 class BatchedSeed000(AnnounceThenAnswer):
@@ -116,8 +117,8 @@ class BatchedSeed000(AnnounceThenAnswer):
             alloc, prices = scale_offers(alloc, prices, self.factor)
         return write_announcements(rules, ctx, idx, alloc, prices)
 
-    def own_answers(self, ctx: ContextBatch, state: BatchState) -> np.ndarray:
-        return truthful_answers(ctx, state)
+    def own_answers(self, rules: BatchedRules, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+        return truthful_answers(rules, ctx, state)
 
 
 MENU_ANNOUNCE = 2 * len(MENU_FACTORS)

@@ -93,13 +93,13 @@ def predicted_announcement(
     return CLAnnouncement(coalition, know.ba(coalition), offer)
 
 
-def m4_answer(ctx: Any, state: Any, player: int) -> bool:
-    """Lemmas 2–3: YES inside the star's agent, else YES iff TV_i(α^★_i) ≥ π^★_i."""
-    star = state.star
-    if star in acting_coalition_of(ctx, player):
+def m4_answer(mech: Mechanism, ctx: Any, state: Any, player: int) -> bool:
+    """Lemmas 2–3: YES inside the star's agent, else YES iff TV_i(α^★_i) ≥ π^★_i (the
+    pending offer)."""
+    if state.star in acting_coalition_of(ctx, player):
         return True
-    offer = state.announcements[star].offer
-    return accepts(ctx.values[player, offer.alloc[player]], offer.prices[player])
+    q = mech.pending_offer(state, player)
+    return q is not None and accepts(ctx.values[player, q.item], q.price)
 
 
 class PredictedM4:
@@ -149,7 +149,7 @@ class PredictedM4:
             return True
         if self.answer == "no":
             return False
-        return m4_answer(ctx, state, player)
+        return m4_answer(mech, ctx, state, player)
 
 
 # -- A' and the mixture ------------------------------------------------------------------------

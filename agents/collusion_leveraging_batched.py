@@ -20,7 +20,6 @@ from fractions import Fraction
 
 import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
-from mechgym.envs.mechanisms.knowledge_benchmark_batched import star_offer
 from mechgym.envs.solvers.batched import pack_batch
 
 from .batched import (
@@ -29,6 +28,7 @@ from .batched import (
     ByPhase,
     RandomBatched,
     answer_entries,
+    offered_values,
     register_batched_agents,
 )
 from .offers import MENU_FACTORS
@@ -105,14 +105,15 @@ def write_announcements(
     return out
 
 
-def predicted_answers(ctx: ContextBatch, state: BatchState) -> np.ndarray:
-    """``(B, n)`` Lemmas 2–3: YES inside ★'s agent, else YES iff θ_i(α^★_i) ≥ π^★_i."""
+def predicted_answers(rules: BatchedRules, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+    """``(B, n)`` Lemmas 2–3: YES inside ★'s agent, else YES iff θ_i(α^★_i) ≥ π^★_i (the
+    pending offer)."""
     d = state.data
-    alloc, prices = star_offer(d)
-    value = np.take_along_axis(ctx.values, alloc[:, :, None], axis=2)[:, :, 0]
-    rows = np.arange(len(alloc))
+    _, item, price = rules.pending_offers(state)
+    value = offered_values(ctx, item)
+    rows = np.arange(len(item))
     inside = acting_members(ctx)[rows, :, d["star"]]
-    return inside | (value >= prices)
+    return inside | (value >= price)
 
 
 class BatchedM4(AnnounceThenAnswer):
@@ -152,8 +153,8 @@ class BatchedM4(AnnounceThenAnswer):
             ally[:, 0, 1] = True
         return write_announcements(rules, ally, ba, rk, prices)
 
-    def own_answers(self, ctx: ContextBatch, state: BatchState) -> np.ndarray:
-        return predicted_answers(ctx, state)
+    def own_answers(self, rules: BatchedRules, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+        return predicted_answers(rules, ctx, state)
 
 
 def menu(

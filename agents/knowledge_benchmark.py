@@ -39,13 +39,14 @@ def miew_offer(ctx: Any, i: int) -> Offer:
     return Offer(tuple(b.alloc), tuple(b.prices))
 
 
-def star_coalition_answer(ctx: Any, state: Any, player: int) -> bool:
-    """The predicted answer of ``player`` to Ω_★ in M3 (see the module docstring)."""
+def star_coalition_answer(mech: Mechanism, ctx: Any, state: Any, player: int) -> bool:
+    """The predicted answer of ``player`` to its pending offer (from Ω_★) in M3 (see the
+    module docstring)."""
     star = state.star
     if ctx.shared_reward and star in ctx.coalition_of(player):
         return True
-    offer = state.star_offer
-    return accepts(ctx.values[player, offer.alloc[player]], offer.prices[player])
+    q = mech.pending_offer(state, player)
+    return q is not None and accepts(ctx.values[player, q.item], q.price)
 
 
 class PredictedM3:
@@ -80,7 +81,7 @@ class PredictedM3:
             return True
         if self.answer == "no":
             return False
-        return star_coalition_answer(ctx, state, player)
+        return star_coalition_answer(mech, ctx, state, player)
 
 
 def menu_size(phase: str, spec: EnvSpec) -> int:

@@ -17,7 +17,6 @@ from fractions import Fraction
 
 import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
-from mechgym.envs.mechanisms.knowledge_benchmark_batched import star_offer
 from mechgym.envs.mechanisms.offer_rules_batched import encode_offers
 from mechgym.envs.solvers.batched import pack_batch
 
@@ -27,6 +26,7 @@ from .batched import (
     ByPhase,
     RandomBatched,
     answer_entries,
+    offered_values,
     register_batched_agents,
 )
 from .best_belief_batched import bb_offers, scale_offers
@@ -72,15 +72,15 @@ def write_announcements(
     return out
 
 
-def predicted_answers(ctx: ContextBatch, state: BatchState) -> np.ndarray:
-    """``(B, n)`` Claims 1–3: YES iff TV_i(α^★_i) ≥ π^★_i, always YES in ★'s shared-reward
-    coalition."""
+def predicted_answers(rules: BatchedRules, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+    """``(B, n)`` Claims 1–3: YES iff TV_i(α^★_i) ≥ π^★_i (the pending offer), always YES in
+    ★'s shared-reward coalition."""
     d = state.data
-    alloc, prices = star_offer(d)
-    value = np.take_along_axis(ctx.values, alloc[:, :, None], axis=2)[:, :, 0]
-    rows = np.arange(len(alloc))
+    _, item, price = rules.pending_offers(state)
+    value = offered_values(ctx, item)
+    rows = np.arange(len(item))
     ally = (ctx.coalition == ctx.coalition[rows, d["star"]][:, None]) & ctx.shared_reward[:, None]
-    return ally | (value >= prices)
+    return ally | (value >= price)
 
 
 class BatchedM3(AnnounceThenAnswer):
@@ -98,8 +98,8 @@ class BatchedM3(AnnounceThenAnswer):
         favourite = ranked(ctx.values[idx])[:, :, 0]
         return write_announcements(rules, favourite, alloc, prices)
 
-    def own_answers(self, ctx: ContextBatch, state: BatchState) -> np.ndarray:
-        return predicted_answers(ctx, state)
+    def own_answers(self, rules: BatchedRules, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+        return predicted_answers(rules, ctx, state)
 
 
 def menu(

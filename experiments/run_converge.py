@@ -12,8 +12,7 @@ import argparse
 from pathlib import Path
 
 from mechgym.envs.engine.errors import MechgymError
-from mechgym.training.converge import run_converge
-from mechgym.training.outputs import load_converge_config
+from mechgym.training.converge import load_converge_config, run_converge
 from rich.console import Console
 
 

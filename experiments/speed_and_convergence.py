@@ -36,6 +36,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from mechgym.envs.mechanisms.catalogue import SPECS
+
 SIX = (
     "best_belief",
     "knowledge_benchmark",
@@ -44,14 +46,7 @@ SIX = (
     "budget_balanced_market",
     "normal_form",
 )
-LABEL = {
-    "best_belief": "M1",
-    "normal_form": "M2",
-    "knowledge_benchmark": "M3",
-    "collusion_leveraging": "M4",
-    "perfect_revenue": "M5",
-    "budget_balanced_market": "M6",
-}
+LABEL = {name: SPECS[name].label for name in SIX}
 #: phases whose prediction is the YES/NO rule
 YES_NO = ("respond", "confirm")
 

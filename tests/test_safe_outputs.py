@@ -12,8 +12,9 @@ import typer
 from mechgym.envs.engine.errors import ContextFileError, MechgymError, ParameterError
 from mechgym.envs.model.generators import make_generator
 from mechgym.training.commands import add_commands
+from mechgym.training.converge import load_converge_config
 from mechgym.training.multi import MultiLearner
-from mechgym.training.outputs import check_mechanism_names, load_converge_config
+from mechgym.training.outputs import check_mechanism_names
 from mechgym.training.policies import (
     check_model_file,
     file_sha256,

@@ -10,11 +10,12 @@ other way round. ``tests/test_vec_env.py`` checks the agreement state by state a
 exact builder for every mechanism with batched rules.
 
 The derived features follow :func:`mechgym.training.encodings.default_summary` and
-:func:`~mechgym.training.encodings.pending_question`; what they read of a structured action
-(its bundle, its offer's revenue, a reported valuation, a YES to the pending question) is
-read here from the array layout, per mechanism, in :data:`BATCHED_QUESTIONS` and
-:data:`BATCHED_SUMMARIES`. Menu entries that the batched menu marks invalid (an entry whose
-prices leave the layout's grid) get zero summaries, as masked entries do.
+:func:`~mechgym.training.encodings.pending_question`: the pending question is the batched
+rules' own :meth:`~mechgym.envs.engine.batched.BatchedRules.pending_offers`; what the
+summaries read of a structured action (its bundle, its offer's revenue, a reported
+valuation, a YES to the pending question) is read here from the array layout, per
+mechanism, in :data:`BATCHED_SUMMARIES`. Menu entries that the batched menu marks invalid
+(an entry whose prices leave the layout's grid) get zero summaries, as masked entries do.
 
 Batched policies (:func:`resolve_batched`) are the batched agents of
 :mod:`mechgym.agents.batched` (predicted, named deviations, random) and trained models
@@ -37,33 +38,33 @@ from mechgym.envs.mechanisms.offer_rules_batched import decode_offers
 from .encodings import QUESTION_SIZE, SUMMARY_SIZE, ObservationBuilder, symlog
 from .policies import LearnedPolicy, SharedPolicy
 
-#: ``(asked (B,) bool, bundle (B,) int, price (B,) int)`` of the offer ``player`` answers
+#: ``(asked (B,) bool, item (B,) int, price (B,) int)`` of the offer ``player`` answers
 Question = tuple[np.ndarray, np.ndarray, np.ndarray]
-QuestionFn = Callable[[BatchedRules, ContextBatch, BatchState, int], Question | None]
 #: ``fn(rules, ctx, state, player, actions (B, K, L), question) -> (B, K, 4)`` float64
 SummaryFn = Callable[
     [BatchedRules, ContextBatch, BatchState, int, np.ndarray, Question | None], np.ndarray
 ]
 
-BATCHED_QUESTIONS: dict[str, QuestionFn] = {}
 BATCHED_SUMMARIES: dict[str, SummaryFn] = {}
 
 
 # -- per-mechanism features -------------------------------------------------------------------
-def _leader_question(key: str) -> QuestionFn:
-    """The offer of announcer ``data[key]`` (M1: the winner, M3/M4: the star) that the
-    player answers at ``respond`` (exact: :func:`~mechgym.training.encodings.pending_question`
-    and :func:`~mechgym.training.encodings.star_question`)."""
+def pending_question(rules: BatchedRules, state: BatchState, player: int) -> Question:
+    """``player``'s column of :meth:`BatchedRules.pending_offers` (batched
+    :func:`~mechgym.training.encodings.pending_question`)."""
+    asked, item, price = rules.pending_offers(state)
+    return asked[:, player], item[:, player], price[:, player]
 
-    def fn(rules: BatchedRules, ctx: ContextBatch, state: BatchState, player: int) -> Question:
-        d = state.data
-        rows = np.arange(len(state.phase))
-        bundle = d["alloc"][rows, d[key], player]
-        price = d["prices"][rows, d[key], player]
-        asked = _phase_is(rules, state, "respond") & state.acting[:, player] & (bundle != 0)
-        return asked, bundle, price
 
-    return fn
+def offer_values(ctx: ContextBatch, player: int, item: np.ndarray) -> np.ndarray:
+    """``(B,)`` batched :func:`~mechgym.training.encodings.offer_value` of ``item`` ``(B,)``."""
+    rows = np.arange(ctx.B)
+    vals = ctx.values[:, player]
+    value = vals[rows, np.clip(item, 0, vals.shape[1] - 1)]
+    if ctx.kind == "market":
+        assert ctx.endowment is not None
+        value = value - vals[rows, ctx.endowment[:, player]]
+    return value
 
 
 def _phase_is(rules: BatchedRules, state: BatchState, name: str) -> np.ndarray:
@@ -92,9 +93,9 @@ def _yes_summary(
 ) -> None:
     if question is None or "answer" not in rules.layout.index:
         return
-    asked, bundle, price = question
+    asked, item, price = question
     yes = acts[:, :, rules.layout.index["answer"]] == 1
-    v = _own_values(ctx, player, bundle[:, None])[:, 0]
+    v = offer_values(ctx, player, item)
     gain = np.where(asked, v - price, 0).astype(np.float64)
     out[:, :, 3] = np.where(yes & asked[:, None], gain[:, None], 0.0)
 
@@ -190,6 +191,20 @@ def zero_summary(
     return np.zeros((*acts.shape[:2], SUMMARY_SIZE), dtype=np.float64)
 
 
+def answer_summary(
+    rules: BatchedRules,
+    ctx: ContextBatch,
+    state: BatchState,
+    player: int,
+    acts: np.ndarray,
+    question: Question | None,
+) -> np.ndarray:
+    """Mechanisms whose menus summarise only a YES to the pending question."""
+    out = zero_summary(rules, ctx, state, player, acts, question)
+    _yes_summary(out, rules, ctx, state, player, acts, question)
+    return out
+
+
 def _bundle_bid_summary(
     rules: BatchedRules,
     ctx: ContextBatch,
@@ -203,12 +218,10 @@ def _bundle_bid_summary(
     out = np.zeros((B, K, SUMMARY_SIZE), dtype=np.float64)
     bundle = acts[:, :, rules.layout.index["bid_bundle"]]
     out[:, :, 0] = ctx.values[np.arange(B)[:, None], player, bundle]
+    _yes_summary(out, rules, ctx, state, player, acts, question)
     return out
 
 
-BATCHED_QUESTIONS["best_belief"] = _leader_question("winner")
-BATCHED_QUESTIONS["knowledge_benchmark"] = _leader_question("star")
-BATCHED_QUESTIONS["collusion_leveraging"] = _leader_question("star")
 BATCHED_SUMMARIES["best_belief"] = _bundle_offer_summary(lambda r: 1)
 BATCHED_SUMMARIES["knowledge_benchmark"] = _bundle_offer_summary(
     lambda r: int(getattr(r.mech, "min_price", 1))
@@ -218,9 +231,9 @@ BATCHED_SUMMARIES["vcg"] = _vcg_summary
 BATCHED_SUMMARIES["collusion_leveraging"] = _collusion_summary
 BATCHED_SUMMARIES["second_price_bundle"] = _bundle_bid_summary
 for _name in ("perfect_revenue", "budget_balanced_market", "hope_for_the_best"):
-    BATCHED_SUMMARIES[_name] = zero_summary
+    BATCHED_SUMMARIES[_name] = answer_summary
 for _k in range(1, 5):
-    BATCHED_SUMMARIES[f"naive_market_{_k}"] = zero_summary
+    BATCHED_SUMMARIES[f"naive_market_{_k}"] = answer_summary
 
 
 # -- observations ---------------------------------------------------------------------------------
@@ -243,7 +256,6 @@ class BatchedObservationBuilder:
         self.bound = exact.bound
         self.encoding = exact.encoding
         name = exact.encoding.mech_name
-        self.question_fn = BATCHED_QUESTIONS.get(name)
         self.summary_fn = BATCHED_SUMMARIES.get(name)
         if exact.features and exact.encoding.summary_size and self.summary_fn is None:
             raise ParameterError(
@@ -274,20 +286,15 @@ class BatchedObservationBuilder:
             pos[:, self.members.index(player)] = 1.0
             parts.append(pos)
         if self.exact.features:
-            q = (
-                None
-                if self.question_fn is None
-                else self.question_fn(self.rules, ctx, state, player)
-            )
+            q = pending_question(self.rules, state, player)
+            asked, item, price = q
             qv = np.zeros((B, QUESTION_SIZE), dtype=np.float32)
-            if q is not None:
-                asked, bundle, price = q
-                v = _own_values(ctx, player, bundle[:, None])[:, 0]
+            if asked.any():
+                v = offer_values(ctx, player, item)
                 trio = np.stack([v, price, v - price], axis=1).astype(np.float32)
                 qv[:, 0] = 1.0
                 qv[:, 1:] = symlog(trio)
                 qv[~asked] = 0.0
-                q = (asked, bundle, price)
             parts.append(qv)
             if self.encoding.summary_size:
                 assert menu is not None and self.summary_fn is not None

@@ -365,7 +365,7 @@ def add_commands(app: typer.Typer) -> None:
                 eval_family=eval_family,
             )
             if config is not None:
-                from .outputs import load_converge_config
+                from .converge import load_converge_config
 
                 # options given on the command line win over the file
                 given = {k: v for k, v in opts.items() if v is not None}

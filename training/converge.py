@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 from mechgym.envs.engine.errors import ParameterError
+from mechgym.envs.mechanisms.catalogue import SPECS
 
 AGREE_MEAN, AGREE_MIN = 0.95, 0.90
 #: summary keys that describe the run rather than a family's figures
@@ -70,11 +71,7 @@ RUN_FACTS = (
 BOOTSTRAP_REPS = 1000
 
 #: context families per mechanism (others: the env module's default generator)
-DEFAULT_GENERATORS = {
-    "best_belief": "uniform:n=3,m=2,cap=10,belief=noisy",
-    "normal_form": "uniform:n=3,m=2,cap=10,belief=noisy",
-    "vcg": "uniform:n=3,m=2,cap=10,belief=noisy",
-}
+DEFAULT_GENERATORS = {s.name: s.generator for s in SPECS.values() if s.generator is not None}
 
 
 @dataclass
@@ -787,6 +784,45 @@ def plot_mechanism(
     plt.close(fig)
     files.append(f.name)
     return files
+
+
+def load_converge_config(path: str | Path, **overrides: Any) -> ConvergeConfig:
+    """A :class:`ConvergeConfig` from a YAML file (keys are its
+    fields, e.g. ``experiments/configs/converge_quick.yaml``); ``overrides`` that are not
+    ``None`` replace the file's values."""
+    from dataclasses import fields
+
+    import yaml
+    from mechgym.envs.engine.errors import ContextFileError
+    from mechgym.envs.model.limits import read_small_file
+
+    source = str(path)
+    try:
+        text = read_small_file(path, "config file").decode("utf-8")
+    except FileNotFoundError:
+        raise ContextFileError(source, "file", "no such file") from None
+    except (OSError, ValueError) as exc:
+        raise ContextFileError(source, "file", str(exc)) from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ContextFileError(source, "yaml", f"invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ContextFileError(source, "(top level)", "must be a mapping of settings")
+    known = {f.name for f in fields(ConvergeConfig)}
+    unknown = sorted(set(map(str, data)) - known)
+    if unknown:
+        raise ContextFileError(
+            source, ", ".join(unknown), f"unknown keys; allowed: {', '.join(sorted(known))}"
+        )
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if "mechanisms" in data:
+        mechs = data["mechanisms"]
+        data["mechanisms"] = (mechs,) if isinstance(mechs, str) else tuple(mechs)
+    try:
+        return ConvergeConfig(**data)
+    except TypeError as exc:
+        raise ContextFileError(source, "(settings)", str(exc)) from None
 
 
 def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True) -> dict[str, Any]:

@@ -26,12 +26,11 @@ Observation (:class:`ObservationBuilder`), a float32 vector, in this order:
 
    * *pending question* (4 numbers, both encodings): whether the player faces a
      take-it-or-leave-it offer at this node (0/1), then its own value θ_i(α_i) of the
-     offered bundle, the price π_i, and θ_i(α_i) − π_i, each through ``symlog`` (so a
-     surplus of 0 and of −1 lie 0.69 apart whatever the value scale); zeros when there is
-     no question. The question is read by :data:`QUESTIONS` (per mechanism), by default
-     duck-typed from ``state.announcements[state.winner].offer`` (M1, M2 and mechanisms
-     that keep the same state shape); M3 and M4 register the star announcer's offer
-     (:func:`star_question`);
+     offered item (:func:`offer_value`: a bundle; in markets less the endowed bundle's
+     value; a state in ``states`` contexts), the price π_i, and θ_i(α_i) − π_i, each
+     through ``symlog`` (so a surplus of 0 and of −1 lie 0.69 apart whatever the value
+     scale); zeros when there is no question. The question is the mechanism's own
+     :meth:`~mechgym.envs.engine.game.Mechanism.pending_offer`;
    * *menu summaries* (menu encoding only; 4 numbers per entry, ``K`` entries, zeros on
      masked entries): for entry ``k`` with structured action ``a``: θ_i(a.bundle) if the
      action names a favourite bundle, the announced revenue REV(a.offer) (or REV(a) for a
@@ -40,8 +39,8 @@ Observation (:class:`ObservationBuilder`), a float32 vector, in this order:
      answer to the pending question (0 for NO); each through ``symlog``.
 
    Mechanisms with other action types can register their own summaries in
-   :data:`MENU_SUMMARIES` and questions in :data:`QUESTIONS`; unknown action types give
-   zeros (the learner then relies on the AEC vector alone).
+   :data:`MENU_SUMMARIES`; unknown action types give zeros (the learner then relies on the
+   AEC vector alone).
 """
 
 from __future__ import annotations
@@ -62,8 +61,6 @@ NORMALIZATIONS = ("symlog", "none")
 QUESTION_SIZE = 4
 SUMMARY_SIZE = 4
 
-#: mechanism name -> fn(mech, ctx, state, player) -> (bundle, price) or None
-QUESTIONS: dict[str, Callable[[Mechanism, Any, Any, int], tuple[int, int] | None]] = {}
 #: mechanism name -> fn(mech, ctx, state, player, action, question) -> SUMMARY_SIZE floats
 MENU_SUMMARIES: dict[str, Callable[..., Sequence[float]]] = {}
 
@@ -96,21 +93,20 @@ def aec_observation(
 
 
 def pending_question(mech: Mechanism, ctx: Any, state: Any, player: int) -> tuple[int, int] | None:
-    """The take-it-or-leave-it offer ``(bundle, price)`` that ``player`` answers at ``state``."""
-    fn = QUESTIONS.get(mech.name)
-    if fn is not None:
-        return fn(mech, ctx, state, player)
-    node = mech.node(state)
-    if not isinstance(node, Decision) or player not in node.players:
-        return None
-    anns = getattr(state, "announcements", None)
-    if anns is None or not hasattr(state, "winner"):
-        return None
-    offer = getattr(anns[state.winner], "offer", None)
-    if offer is None or not hasattr(offer, "alloc"):
-        return None
-    b = int(offer.alloc[player])
-    return (b, int(offer.prices[player])) if b else None
+    """The take-it-or-leave-it offer ``(item, price)`` that ``player`` answers at ``state``:
+    the mechanism's :meth:`~mechgym.envs.engine.game.Mechanism.pending_offer`."""
+    return mech.pending_offer(state, player)
+
+
+def offer_value(ctx: Any, player: int, item: int) -> float:
+    """What YES to an offer of ``item`` is worth to ``player`` before the price: θ_i(item)
+    for a bundle, θ_i(item) − θ_i(E_i) in markets, θ_i(ω) for a state."""
+    if ctx.kind == "states":
+        return float(ctx.value(player, item))
+    value = float(ctx.values[player][item])
+    if ctx.kind == "market":
+        value -= float(ctx.endowed_value(player))
+    return value
 
 
 def _own_value(ctx: Any, player: int, bundle: int) -> float:
@@ -147,7 +143,7 @@ def default_summary(
     ):
         out[2] = float(sum(report) - int(np.sum(values[player])))
     if isinstance(action, bool | np.bool_) and action and question is not None:
-        out[3] = _own_value(ctx, player, question[0]) - question[1]
+        out[3] = offer_value(ctx, player, question[0]) - question[1]
     return out
 
 
@@ -373,7 +369,7 @@ class ObservationBuilder:
             q = pending_question(enc.mech, ctx, state, player)
             qv = np.zeros(QUESTION_SIZE, dtype=np.float32)
             if q is not None:
-                v = _own_value(ctx, player, q[0])
+                v = offer_value(ctx, player, q[0])
                 qv[:] = (1.0, *symlog(np.array([v, q[1], v - q[1]], dtype=np.float32)))
             parts.append(qv)
             parts.append(enc.summaries(ctx, state, player, q))
@@ -388,21 +384,3 @@ class ObservationBuilder:
             "members": list(self.members),
             "size": self.size,
         }
-
-
-def star_question(mech: Mechanism, ctx: Any, state: Any, player: int) -> tuple[int, int] | None:
-    """M3 and M4: the star announcer's offer Ω_★ that ``player`` answers at ``respond``.
-
-    Without it a learner must decode its bundle bits and look its value up to learn the
-    dominant rule θ_i(α_i) ≥ π_i, which M1's learners are spared by the default question.
-    """
-    node = mech.node(state)
-    if not isinstance(node, Decision) or node.phase != "respond" or player not in node.players:
-        return None
-    offer = state.announcements[state.star].offer
-    b = int(offer.alloc[player])
-    return (b, int(offer.prices[player])) if b else None
-
-
-QUESTIONS["knowledge_benchmark"] = star_question
-QUESTIONS["collusion_leveraging"] = star_question

@@ -1,14 +1,13 @@
-"""No lost results: output folders, mechanism names and experiment configs checked before a
-command writes anything."""
+"""No lost results: output folders and mechanism names checked before a command writes
+anything (experiment configs are read by :func:`mechgym.training.converge.load_converge_config`)."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
-from mechgym.envs.engine.errors import ContextFileError, ParameterError
+from mechgym.envs.engine.errors import ParameterError
 
 
 def check_mechanism_names(names: Iterable[str]) -> None:
@@ -42,43 +41,3 @@ def refuse_overwrite(out: str | Path, names: Sequence[str], overwrite: bool) -> 
                 "them or choose another --out",
             )
     return p
-
-
-def load_converge_config(path: str | Path, **overrides: Any) -> Any:
-    """A :class:`~mechgym.training.converge.ConvergeConfig` from a YAML file (keys are its
-    fields, e.g. ``experiments/configs/converge_quick.yaml``); ``overrides`` that are not
-    ``None`` replace the file's values."""
-    from dataclasses import fields
-
-    import yaml
-    from mechgym.envs.model.limits import read_small_file
-
-    from .converge import ConvergeConfig
-
-    source = str(path)
-    try:
-        text = read_small_file(path, "config file").decode("utf-8")
-    except FileNotFoundError:
-        raise ContextFileError(source, "file", "no such file") from None
-    except (OSError, ValueError) as exc:
-        raise ContextFileError(source, "file", str(exc)) from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ContextFileError(source, "yaml", f"invalid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ContextFileError(source, "(top level)", "must be a mapping of settings")
-    known = {f.name for f in fields(ConvergeConfig)}
-    unknown = sorted(set(map(str, data)) - known)
-    if unknown:
-        raise ContextFileError(
-            source, ", ".join(unknown), f"unknown keys; allowed: {', '.join(sorted(known))}"
-        )
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if "mechanisms" in data:
-        mechs = data["mechanisms"]
-        data["mechanisms"] = (mechs,) if isinstance(mechs, str) else tuple(mechs)
-    try:
-        return ConvergeConfig(**data)
-    except TypeError as exc:
-        raise ContextFileError(source, "(settings)", str(exc)) from None

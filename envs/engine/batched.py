@@ -32,6 +32,7 @@ from mechgym.envs.engine.game import (
     step_decision,
 )
 from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.mechanisms.catalogue import SPECS
 
 TERMINAL = -1
 """``state.phase`` of an episode that has ended."""
@@ -332,6 +333,9 @@ class BatchedRules(ABC):
 
     #: the exact mechanism class these rules re-express
     mechanism: type[Mechanism]
+    #: the constructor parameters of ``mechanism`` these rules implement; an instance built
+    #: with any other parameter off its default is refused by :func:`batched_rules`
+    implements: frozenset[str] = frozenset()
 
     def __init__(self, mech: Mechanism, spec: EnvSpec) -> None:
         self.mech = mech
@@ -367,6 +371,14 @@ class BatchedRules(ABC):
     @abstractmethod
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         """``(B, mech.public_size(spec))`` float32: the exact ``public_features`` per episode."""
+
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Who is asked what: ``asked``, ``item``, ``price`` ``(B, n)`` (bool, int64, int64),
+        per episode and player the exact :meth:`Mechanism.pending_offer` (``item``, ``price``
+        read only where ``asked``). Default: a mechanism that asks no questions."""
+        B, n = state.acting.shape
+        zeros = np.zeros((B, n), dtype=np.int64)
+        return np.zeros((B, n), dtype=bool), zeros, zeros.copy()
 
     # -- derived -----------------------------------------------------------------------------
     def utilities(self, ctx: ContextBatch, state: BatchState) -> np.ndarray:
@@ -688,22 +700,7 @@ def _compare(
 
 
 # -- catalogue -------------------------------------------------------------------------------
-BATCHED_MODULES: dict[str, str] = {
-    "best_belief": "mechgym.envs.mechanisms.best_belief_batched",
-    "normal_form": "mechgym.envs.mechanisms.normal_form_batched",
-    "vcg": "mechgym.envs.mechanisms.vcg_batched",
-    "knowledge_benchmark": "mechgym.envs.mechanisms.knowledge_benchmark_batched",
-    "collusion_leveraging": "mechgym.envs.mechanisms.collusion_leveraging_batched",
-    "second_price_bundle": "mechgym.envs.mechanisms.second_price_bundle_batched",
-    "mixture": "mechgym.envs.mechanisms.second_price_bundle_batched",
-    "perfect_revenue": "mechgym.envs.mechanisms.perfect_revenue_batched",
-    "budget_balanced_market": "mechgym.envs.mechanisms.budget_balanced_market_batched",
-    "hope_for_the_best": "mechgym.envs.mechanisms.foils_batched",
-    "naive_market_1": "mechgym.envs.mechanisms.foils_batched",
-    "naive_market_2": "mechgym.envs.mechanisms.foils_batched",
-    "naive_market_3": "mechgym.envs.mechanisms.foils_batched",
-    "naive_market_4": "mechgym.envs.mechanisms.foils_batched",
-}
+BATCHED_MODULES: dict[str, str] = {s.name: s.batched_module for s in SPECS.values()}
 """Where each mechanism's batched rules live (imported on first use)."""
 
 _RULES: dict[type, type[BatchedRules]] = {}
@@ -727,7 +724,24 @@ def batched_rules(mech: Mechanism, spec: EnvSpec) -> BatchedRules:
     importlib.import_module(mod)
     for cls in type(mech).__mro__:
         if cls in _RULES:
-            return _RULES[cls](mech, spec)
+            rules_cls = _RULES[cls]
+            check_implemented(mech, rules_cls)
+            return rules_cls(mech, spec)
     from mechgym.envs.engine.errors import ParameterError
 
     raise ParameterError("mechanism", f"{mech.title} has no batched rules registered in {mod}")
+
+
+def check_implemented(mech: Mechanism, rules_cls: type[BatchedRules]) -> None:
+    """Raise :class:`~mechgym.envs.engine.errors.ParameterError` if ``mech`` was built with a
+    constructor parameter (off its default) that ``rules_cls`` does not implement: the batched
+    path refuses it rather than ignoring it."""
+    missing = [k for k in mech.given_arguments() if k not in rules_cls.implements]
+    if missing:
+        from mechgym.envs.engine.errors import ParameterError
+
+        raise ParameterError(
+            missing[0],
+            f"{mech.name}: the batched path does not implement {', '.join(missing)}; "
+            "use the exact path (evaluate --exact) or leave it at its default",
+        )

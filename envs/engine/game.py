@@ -18,11 +18,13 @@ that the rules for what a phase reads live next to the rules of the phase.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 from mechgym.envs.engine.errors import ContextError, ParameterError
@@ -103,6 +105,80 @@ def as_fraction(x: Any, name: str) -> Fraction:
     return q
 
 
+Examples = Mapping[str, tuple[Any, ...]]
+"""A mechanism's declaration of example values per constructor parameter."""
+
+REQUIRED = inspect.Parameter.empty
+"""The default of a constructor parameter that has none."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One constructor parameter of a mechanism, as it declares it.
+
+    Attributes
+    ----------
+    name : str
+        The keyword of ``__init__``.
+    default : Any
+        ``__init__``'s default (:data:`REQUIRED` when there is none).
+    examples : tuple
+        Values other than the default that the differential tests play; an entry may be a
+        callable ``(n, m) -> value`` for values that depend on the sizes (a reserve offer),
+        or a mechanism class (an instance with its own declared parameters, e.g. the
+        mixture's revenue mechanism).
+    splat : bool
+        ``**kwargs``: a value is a dict of keywords.
+    """
+
+    name: str
+    default: Any
+    examples: tuple[Any, ...]
+    splat: bool = False
+
+    def example_values(self, n: int, m: int) -> list[Any]:
+        """The examples for ``n`` players and ``m`` goods (or states); a class stays a class
+        (a mechanism class stands for an instance with its own parameters)."""
+        return [x(n, m) if callable(x) and not isinstance(x, type) else x for x in self.examples]
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a is b or a == b)
+    except (TypeError, ValueError):  # e.g. arrays
+        return False
+
+
+def _recording(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``__init__`` so that the outermost call records its arguments in ``_arguments``
+    (see :meth:`Mechanism.given_arguments`)."""
+    sig = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> None:
+        if "_arguments" not in self.__dict__:
+            try:
+                bound = sig.bind(self, *args, **kwargs).arguments
+            except TypeError:  # init raises its own error below
+                bound = {}
+            self.__dict__["_arguments"] = {k: v for k, v in bound.items() if k != "self"}
+        init(self, *args, **kwargs)
+
+    wrapped.__dict__["_records_arguments"] = True
+    return wrapped
+
+
+class PendingOffer(NamedTuple):
+    """A take-it-or-leave-it question: ``item`` at ``price`` (YES buys it, NO refuses).
+
+    ``item`` is a bundle bitmask (auctions; in markets the bundle that replaces the player's
+    endowed one) or an abstract state (``states`` contexts); ``price`` an integer.
+    """
+
+    item: int
+    price: int
+
+
 class Mechanism(ABC):
     """Base class of every mechanism: rules, action encoding and public observations."""
 
@@ -120,6 +196,45 @@ class Mechanism(ABC):
     context_kind: ClassVar[str] = "auction"
     #: whether action masks depend on more than (phase, player); if not, envs cache them
     mask_depends_on_state: ClassVar[bool] = True
+    #: per ``__init__`` parameter, the values other than the default that the differential
+    #: tests play (see :class:`Parameter`); every parameter must be declared
+    parameter_examples: ClassVar[Examples] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_records_arguments", False):
+            cls.__init__ = _recording(init)  # type: ignore[method-assign]
+
+    # -- parameters --------------------------------------------------------------------------
+    @classmethod
+    def parameters(cls) -> tuple[Parameter, ...]:
+        """The constructor's parameters (from ``__init__``'s signature) with their declared
+        examples; a parameter without a declaration has none (a test requires one)."""
+        if cls.__init__ is object.__init__:
+            return ()
+        out = []
+        for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+            if p.kind is inspect.Parameter.VAR_POSITIONAL:
+                continue
+            splat = p.kind is inspect.Parameter.VAR_KEYWORD
+            default = {} if splat else p.default
+            examples = tuple(cls.parameter_examples.get(p.name, ()))
+            out.append(Parameter(p.name, default, examples, splat))
+        return tuple(out)
+
+    def given_arguments(self) -> dict[str, Any]:
+        """The constructor arguments this instance was built with that differ from their
+        defaults (``**kwargs`` entries by their own keywords)."""
+        declared = {p.name: p for p in self.parameters()}
+        out: dict[str, Any] = {}
+        for k, v in self.__dict__.get("_arguments", {}).items():
+            p = declared.get(k)
+            if p is not None and p.splat:
+                out.update(v)
+            elif p is None or not _same(v, p.default):
+                out[k] = v
+        return out
 
     # -- rules -----------------------------------------------------------------------------
     @abstractmethod
@@ -176,6 +291,14 @@ class Mechanism(ABC):
     def default_price_cap(self, n: int, value_cap: int) -> int:
         """The price grid an env uses when none is given (prices up to the largest value)."""
         return value_cap
+
+    # -- questions -------------------------------------------------------------------------
+    def pending_offer(self, state: Any, player: int) -> PendingOffer | None:
+        """The offer ``player`` answers YES/NO at ``state``'s decision node, or ``None`` when
+        the node asks it no such question. The one place that says who is asked what: agents,
+        menus and learner features read it here (the batched counterpart is
+        :meth:`~mechgym.envs.engine.batched.BatchedRules.pending_offers`)."""
+        return None
 
     # -- theory ------------------------------------------------------------------------------
     def benchmarks(self, ctx: Any) -> dict[str, Any]:
@@ -267,6 +390,13 @@ class Policy(Protocol):
     def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
         """The (structured) action of ``player`` at ``state``."""
         ...
+
+
+def asked_at(mech: Mechanism, state: Any, player: int, *phases: str) -> bool:
+    """Whether ``state``'s node is a decision of one of ``phases`` at which ``player`` acts
+    (a helper of :meth:`Mechanism.pending_offer`)."""
+    node = mech.node(state)
+    return isinstance(node, Decision) and node.phase in phases and player in node.players
 
 
 def require_kind(mech: Mechanism, source: Any) -> None:

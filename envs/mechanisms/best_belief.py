@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.actions import (
@@ -48,7 +48,15 @@ from mechgym.envs.engine.actions import (
     write_offer_stage,
 )
 from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterError
-from mechgym.envs.engine.game import Decision, EnvSpec, Guarantee, Node, Terminal
+from mechgym.envs.engine.game import (
+    Decision,
+    EnvSpec,
+    Examples,
+    Guarantee,
+    Node,
+    PendingOffer,
+    Terminal,
+)
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.offer_rules import (
     COIN,
@@ -59,6 +67,20 @@ from mechgym.envs.mechanisms.offer_rules import (
 )
 from mechgym.envs.model.bundles import format_bundle
 from mechgym.envs.model.outcome import Outcome
+
+
+def example_reserve(n: int, m: int, price: int = 1) -> Offer:
+    """A seller's reserve for ``n`` players and ``m`` goods: good ``g`` to player ``g mod n``,
+    each bundle at ``price`` (an example value of the ``reserve`` parameter)."""
+    alloc = [0] * n
+    for g in range(m):
+        alloc[g % n] |= 1 << g
+    return Offer(tuple(alloc), tuple(price if b else 0 for b in alloc))
+
+
+def _high_reserve(n: int, m: int) -> Offer:
+    return example_reserve(n, m, 3)
+
 
 REWARD_BUDGETS = ("absolute", "fraction")
 """Section 6.3: rewards from a budget of ε, or of an ε fraction of the revenue collected."""
@@ -118,6 +140,11 @@ class BestBelief(Seed000Mechanism):
     mask_depends_on_state = False
     # only the players offered a bundle answer YES/NO
     every_player_acts = False
+    parameter_examples: ClassVar[Examples] = {
+        "eps": ("1", "1/3", "1/1000"),
+        "reserve": (example_reserve, _high_reserve),
+        "reward_budget": ("fraction",),
+    }
 
     def __init__(
         self, eps: Any = "1/10", reserve: Offer | None = None, reward_budget: str = "absolute"
@@ -200,6 +227,15 @@ class BestBelief(Seed000Mechanism):
         if self.reward_budget == "fraction":
             eps = self.eps * s.leading_offer.revenue / 2  # half the budget ε·R_w each
         return Terminal(tails_outcome(s.n, w, s.leading_offer, answers, s.revenues, eps))
+
+    def pending_offer(self, s: BestBeliefState, player: int) -> PendingOffer | None:
+        """At ``respond``: the leading offer's bundle and price (the seller's reserve where it
+        leads, else the winner's offer)."""
+        if s.announcements is None or s.coin != 1 or s.answers is not None:
+            return None
+        offer = s.leading_offer
+        b = offer.alloc[player]
+        return PendingOffer(int(b), int(offer.prices[player])) if b else None
 
     def validate(self, s: BestBeliefState, player: int, action: Any) -> Any:
         agent = f"player_{player}"

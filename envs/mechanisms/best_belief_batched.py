@@ -1,5 +1,6 @@
 """M1 (best-belief mechanism M_BB, seed 000 §6) over a batch: the batched twin of
-:mod:`mechgym.envs.mechanisms.best_belief`, seller-reserve variant included.
+:mod:`mechgym.envs.mechanisms.best_belief`, the seller-reserve and ε-fraction reward-budget
+variants (Section 6.3) included.
 
 Phase ``announce`` (index 0): every player announces ξ_i and an offer; the winner, the
 leading offer (the winner's, or the seller's reserve where it leads) and the coin are settled
@@ -14,6 +15,8 @@ in the same step. Heads ends the episode; tails moves the players offered a bund
 """
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import numpy as np
 from mechgym.envs.engine.actions import check_offer
@@ -49,6 +52,7 @@ class BestBeliefBatched(BatchedRules):
     """Batched rules of :class:`~mechgym.envs.mechanisms.best_belief.BestBelief`."""
 
     mechanism = BestBelief
+    implements = frozenset({"eps", "reserve", "reward_budget"})
     mech: BestBelief
 
     def __init__(self, mech: BestBelief, spec: EnvSpec) -> None:
@@ -155,18 +159,27 @@ class BestBeliefBatched(BatchedRules):
         # the player whose offer is sold; −1 where the seller's reserve leads
         leader = np.where(d["seller_leads"], -1, d["winner"])
         h_alloc, h_prices = heads_outcome(leader, d["bundle"][rows, d["winner"]], n)
+        eps: Fraction | np.ndarray = self.mech.eps
+        if self.mech.reward_budget == "fraction":
+            # as the exact rule: half of the budget ε·R_w to the acceptance bonus, half to δ
+            eps = float(self.mech.eps) * d["lead_prices"].sum(axis=1) / 2
         t_alloc, t_prices = tails_outcome(
             leader,
             d["lead_alloc"],
             d["lead_prices"],
             d["answers"] == 1,
             d["revenues"],
-            self.mech.eps,
+            eps,
         )
         heads = (d["coin"] == 0)[:, None]
         return BatchOutcome.of_bundles(
             np.where(heads, h_alloc, t_alloc), np.where(heads, h_prices, t_prices)
         )
+
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = state.data
+        asked = (state.phase == RESPOND)[:, None] & state.acting
+        return asked, d["lead_alloc"], d["lead_prices"]
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         d = state.data

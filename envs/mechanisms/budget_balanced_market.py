@@ -46,7 +46,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
@@ -54,11 +54,14 @@ from mechgym.envs.engine.game import (
     Chance,
     Decision,
     EnvSpec,
+    Examples,
     Guarantee,
     Mechanism,
     Node,
+    PendingOffer,
     Terminal,
     as_fraction,
+    asked_at,
 )
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.model.bundles import format_bundle
@@ -221,6 +224,8 @@ class BudgetBalancedMarket(Mechanism):
     # player 0 proposes alone, players 1..n-1 respond, one player confirms
     every_player_acts = False
 
+    parameter_examples: ClassVar[Examples] = {"eps": ("1/30",), "delta": ("1/1000",)}
+
     def __init__(self, eps: Any = None, delta: Any = None) -> None:
         self._eps = None if eps is None else as_fraction(eps, "eps")
         self._delta = None if delta is None else as_fraction(delta, "delta")
@@ -363,6 +368,12 @@ class BudgetBalancedMarket(Mechanism):
         for b in a:
             used |= b
         return Outcome(a, prices, destroyed=((1 << s.m) - 1) & ~used, rule=rule)
+
+    def pending_offer(self, s: MarketState, player: int) -> PendingOffer | None:
+        """At ``respond`` (step 2) and ``confirm`` (step 3): A*_i in place of E_i at P*_i."""
+        if not asked_at(self, s, player, "respond", "confirm"):
+            return None
+        return PendingOffer(int(s.proposal.alloc[player]), int(s.proposal.prices[player]))
 
     def validate(self, s: MarketState, player: int, action: Any) -> Any:
         agent = f"player_{player}"

@@ -300,6 +300,7 @@ class BudgetBalancedMarketBatched(BatchedRules):
     :class:`~mechgym.envs.mechanisms.budget_balanced_market.BudgetBalancedMarket`."""
 
     mechanism = BudgetBalancedMarket
+    implements = frozenset({"eps", "delta"})
     mech: BudgetBalancedMarket
 
     def __init__(self, mech: BudgetBalancedMarket, spec: EnvSpec) -> None:
@@ -498,6 +499,11 @@ class BudgetBalancedMarketBatched(BatchedRules):
 
     def outcome(self, state: BatchState) -> BatchOutcome:
         return read_outcome(state.data)
+
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = state.data
+        asking = (state.phase == RESPOND) | (state.phase == CONFIRM)
+        return asking[:, None] & state.acting, d["alloc"], d["pstar"]
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         """As the exact ``public_features``: [owner+1 of each good in A* | P* | step-a halt,

@@ -52,7 +52,7 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.actions import (
@@ -68,11 +68,14 @@ from mechgym.envs.engine.game import (
     Chance,
     Decision,
     EnvSpec,
+    Examples,
     Guarantee,
     Mechanism,
     Node,
+    PendingOffer,
     Terminal,
     as_fraction,
+    asked_at,
 )
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.offer_rules import HALF, AnnouncedOffers
@@ -301,6 +304,10 @@ def _unit_constant(x: Any, name: str) -> Fraction:
     return e
 
 
+def _players(n: int, m: int) -> int:
+    return n
+
+
 class CollusionLeveraging(Mechanism):
     """M4: E[REV] + E[SW] ≥ (1 − ε)·MKW/6 − ε1 in every rational play (Theorem 1).
 
@@ -323,6 +330,14 @@ class CollusionLeveraging(Mechanism):
     mask_depends_on_state = False
     # only the players offered a bundle answer YES/NO
     every_player_acts = False
+
+    # eps2 = 1/100 keeps 2·n·eps2 < eps1 = 1/10 up to n = 4
+    parameter_examples: ClassVar[Examples] = {
+        "eps": ("1/3", "1/100"),
+        "eps1": ("1/2",),
+        "eps2": ("1/100",),
+        "n": (_players,),
+    }
 
     def __init__(
         self, eps: Any = "1/10", eps1: Any = "1/10", eps2: Any = "1/1000", n: int | None = None
@@ -449,6 +464,13 @@ class CollusionLeveraging(Mechanism):
         for i, r in enumerate(s.revenues):
             prices[i] -= e2 * Fraction(r, 1 + r)
         return Outcome(tuple(alloc), tuple(prices), rule="tails")
+
+    def pending_offer(self, s: CollusionLeveragingState, player: int) -> PendingOffer | None:
+        """At ``respond`` (askers outside C_★ with π^★_i ≥ 1): the star's offer Ω^★ after c1."""
+        if not asked_at(self, s, player, "respond"):
+            return None
+        offer = s.announcements[s.star].offer
+        return PendingOffer(int(offer.alloc[player]), int(offer.prices[player]))
 
     def validate(self, s: CollusionLeveragingState, player: int, action: Any) -> Any:
         agent = f"player_{player}"

@@ -68,6 +68,7 @@ class CollusionLeveragingBatched(BatchedRules):
     """M4's rules over a batch (seed 002, Section 4)."""
 
     mechanism = CollusionLeveraging
+    implements = frozenset({"eps", "eps1", "eps2", "n"})
 
     def __init__(self, mech: CollusionLeveraging, spec: EnvSpec) -> None:
         super().__init__(mech, spec)
@@ -227,6 +228,10 @@ class CollusionLeveragingBatched(BatchedRules):
         alloc = np.where(aborted, 0, alloc).astype(np.int64)
         prices = np.where(aborted, d["fined"], np.where(heads, 0.0, tails_prices))
         return BatchOutcome.of_bundles(alloc, prices)
+
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        alloc, prices = star_offer(state.data)
+        return (state.phase == RESPOND)[:, None] & state.acting, alloc, prices
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         d = state.data

@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.actions import check_amount, offer_features
@@ -52,10 +52,13 @@ from mechgym.envs.engine.game import (
     Chance,
     Decision,
     EnvSpec,
+    Examples,
     Mechanism,
     Node,
+    PendingOffer,
     Terminal,
     as_fraction,
+    asked_at,
 )
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.budget_balanced_market import MarketProposal, check_proposal
@@ -119,6 +122,8 @@ class HopeForTheBest(Mechanism):
     simultaneous_only = True
     context_kind = "states"
     mask_depends_on_state = False
+
+    parameter_examples: ClassVar[Examples] = {"eps": ("1/3", "1/1000")}
 
     def __init__(self, eps: Any = Fraction(1, 10)) -> None:
         self.eps = _check_eps(eps, Fraction(1))
@@ -360,6 +365,7 @@ class NaiveState:
 class _MarketFoil(Mechanism):
     context_kind = "market"
     mask_depends_on_state = True
+    parameter_examples: ClassVar[Examples] = {"eps": ("1/3", "1/1000")}
 
     def __init__(self, eps: Any = Fraction(1, 10)) -> None:
         self.eps = _check_eps(eps, Fraction(1))
@@ -490,6 +496,12 @@ class _ProposeAndAnswer(_MarketFoil):
     def _after_no(self, s: NaiveState) -> Node:
         raise NotImplementedError
 
+    def pending_offer(self, s: NaiveState, player: int) -> PendingOffer | None:
+        """At ``respond``: the proposal's A*_i in place of E_i at P*_i."""
+        if not asked_at(self, s, player, "respond"):
+            return None
+        return PendingOffer(int(s.proposal.alloc[player]), int(s.proposal.prices[player]))
+
     def validate(self, s: NaiveState, player: int, action: Any) -> Any:
         agent = f"player_{player}"
         if s.proposal is None:
@@ -605,6 +617,8 @@ class NaiveMarket4(_ProposeAndAnswer):
 
     name = "naive_market_4"
     title = "Naive-4 market (seed 004, Sec. 5.1; foil of M6)"
+
+    parameter_examples: ClassVar[Examples] = {"eps": ("1/20",)}
 
     def __init__(self, eps: Any = None) -> None:
         self.eps = None if eps is None else _check_eps(eps, Fraction(1, 6))

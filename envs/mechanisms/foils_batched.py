@@ -157,6 +157,7 @@ class NaiveMarket1Batched(_NaiveBatched):
     simultaneous announcement (phase 0); unanimity implements it, else (E, 0)."""
 
     mechanism = NaiveMarket1
+    implements = frozenset({"eps"})
 
     def _phase_rows(self, k: int) -> list[np.ndarray]:
         return [self.proposal_rows(k)]
@@ -290,6 +291,10 @@ class _ProposeAndAnswerBatched(_NaiveBatched):
         """Settle the episodes ``some_no`` (drawing and logging their coins)."""
         raise NotImplementedError
 
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = state.data
+        return (state.phase == 1)[:, None] & state.acting, d["alloc"], d["prices"]
+
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         """As the exact ``public_features``: [proposal owners and prices | answers (+1/−1) |
         c1 (2) | c2 (2) | own bundle bits | own price]."""
@@ -317,6 +322,7 @@ class NaiveMarket2Batched(_ProposeAndAnswerBatched):
     (E, 0)."""
 
     mechanism = NaiveMarket2
+    implements = frozenset({"eps"})
 
     def _after_no(
         self,
@@ -338,6 +344,7 @@ class NaiveMarket3Batched(_ProposeAndAnswerBatched):
     coin c1 (Heads w.p. 1 − εY/n) gives (E, 0), Tails the discounted proposal."""
 
     mechanism = NaiveMarket3
+    implements = frozenset({"eps"})
 
     def __init__(self, mech: NaiveMarket3, spec: EnvSpec) -> None:
         super().__init__(mech, spec)
@@ -372,6 +379,7 @@ class NaiveMarket4Batched(_ProposeAndAnswerBatched):
     the discounted proposal and (E, 0)."""
 
     mechanism = NaiveMarket4
+    implements = frozenset({"eps"})
 
     def __init__(self, mech: NaiveMarket4, spec: EnvSpec) -> None:
         super().__init__(mech, spec)
@@ -432,6 +440,7 @@ class HopeForTheBestBatched(BatchedRules):
     """
 
     mechanism = HopeForTheBest
+    implements = frozenset({"eps"})
     mech: HopeForTheBest
 
     def __init__(self, mech: HopeForTheBest, spec: EnvSpec) -> None:

@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.actions import (
@@ -55,11 +55,14 @@ from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterErro
 from mechgym.envs.engine.game import (
     Decision,
     EnvSpec,
+    Examples,
     Guarantee,
     Mechanism,
     Node,
+    PendingOffer,
     Terminal,
     as_fraction,
+    asked_at,
 )
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.offer_rules import COIN, AnnouncedOffers
@@ -150,6 +153,8 @@ class KnowledgeBenchmark(Mechanism):
     # only the players offered a bundle answer YES/NO
     every_player_acts = False
 
+    parameter_examples: ClassVar[Examples] = {"eps": ("1/5", "1/2"), "positive_prices": (True,)}
+
     def __init__(self, eps: Any = 0, positive_prices: bool = False) -> None:
         e = as_fraction(eps, "eps")
         if not 0 <= e < 1:
@@ -221,6 +226,14 @@ class KnowledgeBenchmark(Mechanism):
                 prices[i] += pay
                 prices[star] -= pay
         return Outcome(tuple(alloc), tuple(prices), rule="tails")
+
+    def pending_offer(self, s: KnowledgeBenchmarkState, player: int) -> PendingOffer | None:
+        """At ``respond``: the star's offer Ω_★ (footnote 4 charges π − ε on YES; the
+        question's price is π)."""
+        if not asked_at(self, s, player, "respond"):
+            return None
+        offer = s.star_offer
+        return PendingOffer(int(offer.alloc[player]), int(offer.prices[player]))
 
     def validate(self, s: KnowledgeBenchmarkState, player: int, action: Any) -> Any:
         agent = f"player_{player}"

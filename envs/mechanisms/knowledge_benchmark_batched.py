@@ -74,6 +74,7 @@ class KnowledgeBenchmarkBatched(BatchedRules):
     """M3's rules over a batch (seed 001, Section 6; footnote 4's ε included)."""
 
     mechanism = KnowledgeBenchmark
+    implements = frozenset({"eps", "positive_prices"})
 
     def __init__(self, mech: KnowledgeBenchmark, spec: EnvSpec) -> None:
         super().__init__(mech, spec)
@@ -167,6 +168,10 @@ class KnowledgeBenchmarkBatched(BatchedRules):
         alloc = np.where(heads, star * d["bundle"][rows, d["star"]][:, None], 0)
         alloc = np.where(~heads & yes, alloc_s, alloc).astype(np.int64)
         return BatchOutcome.of_bundles(alloc, prices)
+
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        alloc, prices = star_offer(state.data)
+        return (state.phase == RESPOND)[:, None] & state.acting, alloc, prices
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         d = state.data

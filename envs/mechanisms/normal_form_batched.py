@@ -53,6 +53,7 @@ class NormalFormBatched(BatchedRules):
     """Batched rules of :class:`~mechgym.envs.mechanisms.normal_form.NormalForm`."""
 
     mechanism = NormalForm
+    implements = frozenset({"eps"})
     mech: NormalForm
 
     def __init__(self, mech: NormalForm, spec: EnvSpec) -> None:

@@ -7,11 +7,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from fractions import Fraction
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from mechgym.envs.engine.actions import Offer
 from mechgym.envs.engine.errors import ParameterError
-from mechgym.envs.engine.game import Chance, Guarantee, Mechanism, as_fraction
+from mechgym.envs.engine.game import Chance, Examples, Guarantee, Mechanism, as_fraction
 from mechgym.envs.model.outcome import Outcome
 from mechgym.envs.solvers.packing import best_beliefs, msw
 
@@ -125,6 +125,8 @@ def check_eps(eps: Any, hi: Fraction = Fraction(1), name: str = "eps") -> Fracti
 
 class Seed000Mechanism(Mechanism):
     """What M1 and M2 share: the constant ε, the fair coin, the benchmarks and Theorems 1–2."""
+
+    parameter_examples: ClassVar[Examples] = {"eps": ("1", "1/3", "1/1000")}
 
     def __init__(self, eps: Any = "1/10") -> None:
         self.eps = check_eps(eps)

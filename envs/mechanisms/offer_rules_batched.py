@@ -59,10 +59,18 @@ def draw_coin(rng: np.random.Generator, live: np.ndarray) -> np.ndarray:
     return draw(rng, COIN.probs, live)
 
 
-def delta_rewards(eps: Fraction, n: int, revenues: np.ndarray) -> np.ndarray:
-    """δ_i = (ε/n)·R_i/(1+R_i), float64 (as :func:`offer_rules.reward`)."""
+def _per_row(eps: Fraction | np.ndarray) -> float | np.ndarray:
+    """ε as a float, or a ``(B,)`` array of per-episode ε as a ``(B, 1)`` column."""
+    if isinstance(eps, np.ndarray):
+        return eps.astype(np.float64)[:, None]
+    return float(eps)
+
+
+def delta_rewards(eps: Fraction | np.ndarray, n: int, revenues: np.ndarray) -> np.ndarray:
+    """δ_i = (ε/n)·R_i/(1+R_i), float64 (as :func:`offer_rules.reward`); ``eps`` is one
+    constant or ``(B,)`` per episode (the ε-fraction reward budget of M1)."""
     r = revenues.astype(np.float64)
-    return float(eps) / n * (r / (1.0 + r))
+    return _per_row(eps) / n * (r / (1.0 + r))
 
 
 # -- the take-it-or-leave-it stage -----------------------------------------------------------
@@ -86,20 +94,21 @@ def tails_outcome(
     prices: np.ndarray,
     accepted: np.ndarray,
     revenues: np.ndarray,
-    eps: Fraction,
+    eps: Fraction | np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Tails: sell the leading offer (``alloc``, ``prices`` ``(B, n)``), then pay every δ_i.
 
     A player accepting (``accepted`` ``(B, n)`` bool, read where offered a bundle) buys its
     bundle at ``π − ε/n``; a refusal charges ``π`` to ``winner`` ``(B,)`` (to nobody where
     ``winner < 0``: the seller's reserve leads). As
-    :func:`mechgym.envs.mechanisms.offer_rules.tails_outcome`.
+    :func:`mechgym.envs.mechanisms.offer_rules.tails_outcome`; ``eps`` is one constant or
+    ``(B,)`` per episode.
     """
     n = alloc.shape[1]
     offered = alloc != 0
     yes = offered & accepted
     no = offered & ~accepted
-    bonus = float(eps) / n
+    bonus = _per_row(eps) / n
     pay = np.where(yes, prices - bonus, 0.0)
     refused = np.where(no, prices, 0).sum(axis=1).astype(np.float64)
     charge = (np.arange(n)[None, :] == winner[:, None]) * refused[:, None]

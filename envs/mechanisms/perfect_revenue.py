@@ -60,7 +60,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.actions import check_amount, check_entries
@@ -69,11 +69,14 @@ from mechgym.envs.engine.game import (
     Chance,
     Decision,
     EnvSpec,
+    Examples,
     Guarantee,
     Mechanism,
     Node,
+    PendingOffer,
     Terminal,
     as_fraction,
+    asked_at,
 )
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.model.outcome import Outcome
@@ -259,6 +262,11 @@ def raise_reward(consts: PRConstants, d: int, amounts: Sequence[int]) -> Fractio
     return sum((row[j] * x for j, x in enumerate(amounts) if x), ZERO)
 
 
+def _example_eps_raise(n: int, m: int) -> list[list[str]]:
+    """Raise constants ε^d_j = 1/(3000·3^((d−1)n+j)): decreasing, below any ε ≥ 1/1000."""
+    return [[f"1/{3000 * 3 ** ((d - 1) * n + j)}" for j in range(n)] for d in range(1, n)]
+
+
 class PerfectRevenue(Mechanism):
     """M5: unique SPE θ̄ with SW = MSW and REV ≥ (1 − 3εn)·MSW (seed 003, Theorems 1–2).
 
@@ -281,6 +289,11 @@ class PerfectRevenue(Mechanism):
     def default_price_cap(self, n: int, value_cap: int) -> int:
         """Collusive proposals put a coalition's total price on its lowest member."""
         return n * value_cap
+
+    parameter_examples: ClassVar[Examples] = {
+        "eps": ("1/30", "1/1000"),
+        "eps_raise": (_example_eps_raise,),
+    }
 
     def __init__(self, eps: Any = None, eps_raise: Any = None) -> None:
         self._eps = None if eps is None else as_fraction(eps, "eps")
@@ -411,6 +424,12 @@ class PerfectRevenue(Mechanism):
     def _coin2(yes: int, nb: int) -> Chance:
         p = Fraction(yes, nb)
         return Chance("c2", ("heads", "tails"), (p, 1 - p))
+
+    def pending_offer(self, s: PRState, player: int) -> PendingOffer | None:
+        """At ``respond``: the proposed state ω* at the player's price P*_i after every raise."""
+        if not asked_at(self, s, player, "respond"):
+            return None
+        return PendingOffer(int(s.proposal.state), int(s.current[player]))
 
     def validate(self, s: PRState, player: int, action: Any) -> Any:
         agent = f"player_{player}"

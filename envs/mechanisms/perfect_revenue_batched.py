@@ -50,6 +50,7 @@ class PerfectRevenueBatched(BatchedRules):
     """Batched rules of :class:`~mechgym.envs.mechanisms.perfect_revenue.PerfectRevenue`."""
 
     mechanism = PerfectRevenue
+    implements = frozenset({"eps", "eps_raise"})
     mech: PerfectRevenue
 
     def __init__(self, mech: PerfectRevenue, spec: EnvSpec) -> None:
@@ -268,6 +269,12 @@ class PerfectRevenueBatched(BatchedRules):
         prices = np.where(halted[:, None], 0.0, prices)
         st = np.where(accepted, d["state"], -1)
         return BatchOutcome.of_state(st, prices)
+
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = state.data
+        asked = (state.phase == RESPOND)[:, None] & state.acting
+        item = np.broadcast_to(d["state"][:, None], asked.shape)
+        return asked, item, d["current"]
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         """[state one-hot | K | raises (n×n) | P* | bip+1 | answers | c1 | c2 | own price]."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.actions import check_amount, check_bundle
@@ -37,13 +37,19 @@ from mechgym.envs.engine.game import (
     Chance,
     Decision,
     EnvSpec,
+    Examples,
     Guarantee,
     Mechanism,
     Node,
+    PendingOffer,
     Terminal,
     as_fraction,
 )
 from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.mechanisms.best_belief import BestBelief
+from mechgym.envs.mechanisms.catalogue import mixable
+from mechgym.envs.mechanisms.collusion_leveraging import CollusionLeveraging
+from mechgym.envs.mechanisms.knowledge_benchmark import KnowledgeBenchmark
 from mechgym.envs.mechanisms.offer_rules import winner_of
 from mechgym.envs.model.bundles import format_bundle
 from mechgym.envs.model.outcome import Outcome
@@ -91,15 +97,6 @@ def second_price_outcome(bids: tuple[BundleBid, ...]) -> Outcome:
     return Outcome(tuple(alloc), tuple(prices), rule="second_price")
 
 
-_MIXABLE = {
-    "knowledge_benchmark": ("knowledge_benchmark", "KnowledgeBenchmark"),
-    "m3": ("knowledge_benchmark", "KnowledgeBenchmark"),
-    "collusion_leveraging": ("collusion_leveraging", "CollusionLeveraging"),
-    "m4": ("collusion_leveraging", "CollusionLeveraging"),
-    "best_belief": ("best_belief", "BestBelief"),
-}
-
-
 def revenue_mechanism(name: Any, **constants: Any) -> Mechanism:
     """Build the revenue mechanism of a mixture from its name (or pass an instance through)."""
     if isinstance(name, Mechanism):
@@ -109,20 +106,28 @@ def revenue_mechanism(name: Any, **constants: Any) -> Mechanism:
             )
         return name
     key = str(name).lower()
-    if key not in _MIXABLE:
+    names = mixable()
+    if key not in names:
         raise ParameterError(
-            "mixture", f"unknown revenue mechanism {name!r}; use one of {', '.join(_MIXABLE)}"
+            "mixture", f"unknown revenue mechanism {name!r}; use one of {', '.join(names)}"
         )
     import importlib
 
-    mod, cls = _MIXABLE[key]
-    mech_cls = getattr(importlib.import_module(f"{__package__}.{mod}"), cls)
+    mod, cls = names[key].mechanism.split(":")
+    mech_cls = getattr(importlib.import_module(mod), cls)
     try:
         return mech_cls(**constants)
     except TypeError as exc:
         raise ParameterError(
             ", ".join(constants) or "-", f"{cls} does not take it ({exc})"
         ) from None
+
+
+def _same_c(c: Any) -> bool:
+    try:
+        return as_fraction(c, "c") == Fraction(1, 2)
+    except ParameterError:
+        return False
 
 
 class SecondPriceBundle(Mechanism):
@@ -144,10 +149,20 @@ class SecondPriceBundle(Mechanism):
     phases = ("bid",)
     mask_depends_on_state = False
 
+    parameter_examples: ClassVar[Examples] = {
+        "mixture": ("best_belief", "knowledge_benchmark", "collusion_leveraging"),
+        "c": ("1/3", "2"),
+        "constants": ({"eps": "1/5"},),
+    }
+
     def __new__(cls, mixture: Any = None, c: Any = "1/2", **constants: Any) -> Any:
         if mixture is None:
             if constants:
-                raise TypeError(f"unexpected constants {sorted(constants)} (only with mixture=...)")
+                raise ParameterError(
+                    ", ".join(sorted(constants)), "a constant of A' goes with mixture=... only"
+                )
+            if not _same_c(c):
+                raise ParameterError("c", "the mixture's constant goes with mixture=... only")
             return super().__new__(cls)
         mix = Mixture(revenue_mechanism(mixture, **constants), c)
         mix.name = cls.name
@@ -279,6 +294,12 @@ class Mixture(Mechanism):
     name = "mixture"
     title = "Mixture M' of a revenue mechanism and A' (seed 002, Sec. 1.2)"
     phases: tuple[str, ...] = ()
+    # mechanism classes: an instance with its own declared parameters drawn in turn
+    parameter_examples: ClassVar[Examples] = {
+        "revenue": (BestBelief, KnowledgeBenchmark, CollusionLeveraging),
+        "c": ("1/3", "2"),
+        "auction": (SecondPriceBundle,),
+    }
 
     def __init__(
         self, revenue: Mechanism, c: Any = "1/2", auction: Mechanism | None = None
@@ -368,6 +389,12 @@ class Mixture(Mechanism):
         if s.branch is None:
             return self.mix_node
         return self.mechs[s.branch].node(s.inner)
+
+    def pending_offer(self, s: MixtureState, player: int) -> PendingOffer | None:
+        """The drawn branch's question (none before the draw)."""
+        if s.branch is None:
+            return None
+        return self.mechs[s.branch].pending_offer(s.inner, player)
 
     def validate(self, s: MixtureState, player: int, action: Any) -> Any:
         mech, inner = self.branch(s)

@@ -116,6 +116,7 @@ class MixtureBatched(BatchedRules):
     from the batched rules of its revenue branch (0) and its auction branch (1)."""
 
     mechanism = Mixture
+    implements = frozenset({"revenue", "c", "auction"})
     mech: Mixture
 
     def __init__(self, mech: Mixture, spec: EnvSpec) -> None:
@@ -258,6 +259,17 @@ class MixtureBatched(BatchedRules):
             np.where(rev[:, None], outs[0].prices, outs[1].prices),
             np.where(rev, outs[0].state, outs[1].state),
             np.where(rev, outs[0].destroyed, outs[1].destroyed),
+        )
+
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        branch = state.data["branch"][:, None]
+        asked, item, price = self.inner[0].pending_offers(self.inner_state(state, 0))
+        other = self.inner[1].pending_offers(self.inner_state(state, 1))
+        mine = branch == 0
+        return (
+            np.where(mine, asked, other[0]),
+            np.where(mine, item, other[1]),
+            np.where(mine, price, other[2]),
         )
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:

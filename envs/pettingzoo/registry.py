@@ -1,4 +1,5 @@
-"""The catalogue of mechanisms: names, env ids, modules; registration with PettingZoo.
+"""The catalogue of mechanisms (built from :mod:`mechgym.envs.mechanisms.catalogue`): names,
+env ids, modules; registration with PettingZoo.
 
 Entries name their modules by string so that importing :mod:`mechgym` stays light and a
 mechanism's code is loaded only when used.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mechgym.envs.engine.errors import ParameterError
+from mechgym.envs.mechanisms.catalogue import SPECS, MechanismSpec
 
 
 @dataclass(frozen=True)
@@ -48,116 +50,17 @@ class MechanismEntry:
         return AGENTS[self.name]
 
 
-_E = MechanismEntry
+def _entry_of(spec: MechanismSpec) -> MechanismEntry:
+    assert spec.env_id is not None
+    return MechanismEntry(
+        spec.name, spec.env_id, spec.mechanism, spec.agents_module, spec.paper, spec.summary
+    )
+
+
 CATALOGUE: dict[str, MechanismEntry] = {
-    e.name: e
-    for e in [
-        _E(
-            "best_belief",
-            "mechgym/BestBelief-v0",
-            "mechgym.envs.mechanisms.best_belief:BestBelief",
-            "mechgym.agents.best_belief",
-            "000 Sec. 6",
-            "M1: extensive form; E[REV] >= BB/2 - eps",
-        ),
-        _E(
-            "normal_form",
-            "mechgym/NormalForm-v0",
-            "mechgym.envs.mechanisms.normal_form:NormalForm",
-            "mechgym.agents.best_belief",
-            "000 Sec. 4",
-            "M2: one simultaneous move; E[REV] >= BB/2 - eps",
-        ),
-        _E(
-            "vcg",
-            "mechgym/VCG-v0",
-            "mechgym.envs.mechanisms.vcg:VCG",
-            "mechgym.agents.vcg",
-            "baseline",
-            "VCG with Clarke payments; SW = MSW, revenue unguaranteed",
-        ),
-        _E(
-            "knowledge_benchmark",
-            "mechgym/KnowledgeBenchmark-v0",
-            "mechgym.envs.mechanisms.knowledge_benchmark:KnowledgeBenchmark",
-            "mechgym.agents.knowledge_benchmark",
-            "001 Sec. 6",
-            "M3: E[SW] + E[REV] >= MIEW/2",
-        ),
-        _E(
-            "collusion_leveraging",
-            "mechgym/CollusionLeveraging-v0",
-            "mechgym.envs.mechanisms.collusion_leveraging:CollusionLeveraging",
-            "mechgym.agents.collusion_leveraging",
-            "002 Sec. 4",
-            "M4: E[REV] + E[SW] >= (1-eps) MKW/6 - eps1",
-        ),
-        _E(
-            "second_price_bundle",
-            "mechgym/SecondPriceBundle-v0",
-            "mechgym.envs.mechanisms.second_price_bundle:SecondPriceBundle",
-            "mechgym.agents.collusion_leveraging",
-            "002 baseline",
-            "second-price bundle auction A'",
-        ),
-        _E(
-            "perfect_revenue",
-            "mechgym/PerfectRevenue-v0",
-            "mechgym.envs.mechanisms.perfect_revenue:PerfectRevenue",
-            "mechgym.agents.perfect_revenue",
-            "003 Sec. 3",
-            "M5: unique SPE; SW = MSW, REV >= (1-3 eps n) MSW",
-        ),
-        _E(
-            "budget_balanced_market",
-            "mechgym/BudgetBalancedMarket-v0",
-            "mechgym.envs.mechanisms.budget_balanced_market:BudgetBalancedMarket",
-            "mechgym.agents.budget_balanced_market",
-            "004 Sec. 5.2",
-            "M6: efficient, budget balanced, private w.p. >= 1 - delta",
-        ),
-        _E(
-            "hope_for_the_best",
-            "mechgym/HopeForTheBest-v0",
-            "mechgym.envs.mechanisms.foils:HopeForTheBest",
-            "mechgym.agents.foils",
-            "003 fn. 3",
-            "foil of M5: truthful is an equilibrium, so is every scaled-down report",
-        ),
-        _E(
-            "naive_market_1",
-            "mechgym/NaiveMarket1-v0",
-            "mechgym.envs.mechanisms.foils:NaiveMarket1",
-            "mechgym.agents.foils",
-            "004 Sec. 5.1",
-            "foil of M6: any individually rational unanimous outcome is an equilibrium",
-        ),
-        _E(
-            "naive_market_2",
-            "mechgym/NaiveMarket2-v0",
-            "mechgym.envs.mechanisms.foils:NaiveMarket2",
-            "mechgym.agents.foils",
-            "004 Sec. 5.1",
-            "foil of M6: belief mismatch (YES expecting another's NO)",
-        ),
-        _E(
-            "naive_market_3",
-            "mechgym/NaiveMarket3-v0",
-            "mechgym.envs.mechanisms.foils:NaiveMarket3",
-            "mechgym.agents.foils",
-            "004 Sec. 5.1",
-            "foil of M6: player 1 profits from a non-truthful proposal",
-        ),
-        _E(
-            "naive_market_4",
-            "mechgym/NaiveMarket4-v0",
-            "mechgym.envs.mechanisms.foils:NaiveMarket4",
-            "mechgym.agents.foils",
-            "004 Sec. 5.1",
-            "foil of M6: price shifts relying on believed collusion lose welfare",
-        ),
-    ]
+    s.name: _entry_of(s) for s in SPECS.values() if s.env_id is not None
 }
+"""Every mechanism with a PettingZoo env, from :data:`~mechgym.envs.mechanisms.catalogue.SPECS`."""
 
 
 def register_mechanism(entry: MechanismEntry) -> None:
