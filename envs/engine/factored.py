@@ -134,6 +134,17 @@ def field_value(x: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     return snap(np.minimum(v, hi), allowed)
 
 
+def entry_of(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The entry a fraction ``x`` in ``[0, 1]`` picks among a sub-decision's legal entries:
+    the ``floor(x * c)``-th of the ``c`` entries ``valid`` ``(R, D)`` allows (the last one for
+    ``x = 1``). Learners whose actions are all numbers (a ``Box``) pick entries this way."""
+    count = valid.sum(axis=1)
+    x = np.clip(np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0), 0.0, 1.0)
+    r = np.minimum((x * count).astype(np.int64), np.maximum(count - 1, 0))
+    run = np.cumsum(valid, axis=1)
+    return (run > r[:, None]).argmax(axis=1)
+
+
 def snap(v: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """``v`` ``(R, ...)`` moved to the next allowed value at or above it (else the last
     allowed below)."""
