@@ -261,10 +261,12 @@ class BatchedObservationBuilder:
         state: BatchState,
         player: int,
         menu: tuple[np.ndarray, np.ndarray] | None = None,
+        prefix: np.ndarray | None = None,
     ) -> np.ndarray:
         """``(B, size)`` observations of ``player`` (a member) acting in every episode;
         ``menu`` is the batched menu ``(actions (B, K, L), valid (B, K))`` of the menu
-        encoding. Rows of episodes where the player does not act are meaningless."""
+        encoding, ``prefix`` ``(B, prefix_size)`` the moves so far of a factored encoding.
+        Rows of episodes where the player does not act are meaningless."""
         B = ctx.B
         ones = np.ones(B, dtype=bool)
         base = observation_vectors(self.rules, ctx, state, player, acting=ones)
@@ -295,6 +297,9 @@ class BatchedObservationBuilder:
                 raw = self.summary_fn(self.rules, ctx, state, player, acts, q)
                 raw = np.where(valid[:, :, None], raw, 0.0).astype(np.float32)
                 parts.append(symlog(raw.reshape(B, -1)))
+        if self.exact.prefix_size:
+            tail = np.zeros((B, self.exact.prefix_size), np.float32) if prefix is None else prefix
+            parts.append(self._scale(tail))
         obs = np.concatenate(parts, axis=1).astype(np.float32, copy=False)
         np.clip(obs, -self.bound, self.bound, out=obs)
         return obs
