@@ -623,6 +623,9 @@ def make_plan(
                 rules = factored_rules(sub.name)
                 break
     offset = getattr(mech, "min_price", None)
+    for sub in inner or ():
+        if offset is None:
+            offset = getattr(sub, "min_price", None)
     if isinstance(offset, int) and not isinstance(offset, bool):
         rules = FactoredRules(rules.prices_need_goods, offset)
     return FactoredPlan(layout, n, m, rules, encoding, price_levels, price_grid)
