@@ -410,3 +410,32 @@ def test_plan_of_every_mechanism_is_built_from_the_layout_alone() -> None:
         plan = make_plan(env.mechanism, env.layout, env.spec.n, m, "factored")
         comp = Composer(plan, 1)
         assert plan.S >= 1 and plan.D >= 2 and comp.composing.sum() == 0
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("name", ["best_belief", "collusion_leveraging", "perfect_revenue"])
+def test_vector_and_exact_learner_envs_observe_the_same_move(name: str, encoding: str) -> None:
+    from mechgym.training.learner_env import LearnerEnv
+    from mechgym.training.vec_env import VecLearnerEnv
+
+    gen = entry(name).load_env_module().raw_env(seed=0).generator
+    ctx = gen.sample(np.random.default_rng(3))
+    exact = LearnerEnv(name, 0, encoding=encoding, opponents="random", context=ctx, seed=0)
+    vec = VecLearnerEnv(name, 0, n_envs=2, encoding=encoding, opponents="random", context=ctx)
+    obs, _ = exact.reset(seed=0)
+    vobs = vec.reset()
+    rng = np.random.default_rng(0)
+    node = exact.raw.node
+    while exact.raw.node is node:  # the learner's first move, sub-decision by sub-decision
+        np.testing.assert_allclose(vobs[0], obs, atol=1e-6)
+        assert np.array_equal(vec.action_masks()[0], exact.action_masks())
+        if encoding == "factored":
+            a = int(rng.choice(np.flatnonzero(exact.action_masks())))
+            va = np.array([a, a])
+        else:
+            a = rng.random(2).astype(np.float32)
+            va = np.stack([a, a])
+        obs, *_ = exact.step(a)
+        vobs, *_ = vec.step(va)
+        if exact.raw._buffer.get(0) is not None:
+            break
