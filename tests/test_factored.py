@@ -276,6 +276,9 @@ def guarded(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_encodings_never_call_a_solver_or_a_predicted_agent(guarded: None, encoding: str) -> None:
     from mechgym.training.learner_env import LearnerEnv
+    from torchrl.envs.utils import MarlGroupMapType
+
+    from mechgym.integrations.torchrl_batched import BatchedMechanismEnv
 
     rng = np.random.default_rng(0)
     for e in ENTRIES:
@@ -305,6 +308,22 @@ def test_encodings_never_call_a_solver_or_a_predicted_agent(guarded: None, encod
                 c = (rng.random(m.shape) * m).argmax(axis=1)
                 acts[a] = c if encoding == "factored" else (c, rng.random(8))
             obs, *_ = b.step(acts)
+        _Armed.on = False
+        tr = BatchedMechanismEnv(
+            name,
+            4,
+            group_map=MarlGroupMapType.ONE_GROUP_PER_AGENT,
+            action_encoding=encoding,
+            seed=0,
+        )
+        for meth in ("step", "reset"):
+            setattr(tr.rules, meth, _rules_only(getattr(tr.rules, meth)))
+        _Armed.on = True
+        td = tr.reset()
+        for _ in range(10):
+            td = tr.step(tr.rand_action(td))["next"]
+            if td["done"].all():
+                td = tr.reset()
         _Armed.on = False
         learner = LearnerEnv(
             name, 0, encoding=encoding, opponents="random", scripted="random", seed=0
