@@ -458,3 +458,21 @@ def test_vector_and_exact_learner_envs_observe_the_same_move(name: str, encoding
         vobs, *_ = vec.step(va)
         if exact.raw._buffer.get(0) is not None:
             break
+
+
+def test_a_move_under_way_takes_only_sub_decisions() -> None:
+    from mechgym.envs.engine.actions import Offer
+    from mechgym.envs.mechanisms.best_belief import BBAnnouncement
+
+    env = entry("best_belief").load_env_module().raw_env(seed=0, action_encoding="factored")
+    env.reset(seed=0)
+    move = BBAnnouncement(1, Offer((0, 1, 0), (0, 3, 0)))
+    env.step(move)  # a whole structured move at the start of a move
+    assert env._buffer[0] == move and env.agent_selection == "player_1"
+    env.step(0)
+    with pytest.raises(OutOfSpaceError, match="a move under way takes sub-decisions"):
+        env.step(move)
+    with pytest.raises(OutOfSpaceError, match="outside"):
+        env.step(env.composer.plan.D)
+    with pytest.raises(OutOfSpaceError, match="takes sub-decisions"):
+        env.step(True)  # a bool is an answer, not an entry

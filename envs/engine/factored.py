@@ -257,6 +257,13 @@ class FactoredPlan:
             done.add(name)
         return steps
 
+    def _full_grid(self, size: int) -> np.ndarray:
+        grids = self.__dict__.setdefault("_grids", {})
+        if size not in grids:
+            full = np.ones((1, size), dtype=bool)
+            grids[size] = field_value(self._fractions[None], full)[0]
+        return grids[size]
+
     def _amount_size(self, size: int) -> int:
         if self.grid == "own-lower-bounds":
             return max(min(size, self.levels), 1 << self.m)
@@ -338,7 +345,11 @@ class FactoredPlan:
             valid[:, :w] = allowed.any(axis=1)[:, None]
             valid[:, 1:w] &= v[:, 1:] != v[:, :-1]
         else:
-            v = field_value(np.broadcast_to(self._fractions, (R, self.levels)), allowed)
+            if allowed.all():
+                # every value open (the common case): the grid of the whole range, once
+                v = np.broadcast_to(self._full_grid(size), (R, self.levels))
+            else:
+                v = field_value(np.broadcast_to(self._fractions, (R, self.levels)), allowed)
             value[:, : self.levels] = v
             valid[:, : self.levels] = allowed.any(axis=1)[:, None]
             valid[:, 1 : self.levels] &= v[:, 1:] != v[:, :-1]
