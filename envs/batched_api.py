@@ -23,6 +23,12 @@ mechanism at once, and every call takes and returns dicts ``{agent: (B, ...) arr
   :class:`~mechgym.envs.engine.errors.OutOfSpaceError` or
   :class:`~mechgym.envs.engine.errors.IllegalActionError` naming the episode, agent, phase
   and field, and the env is left as it was.
+* ``action_encoding="factored"`` / ``"continuous"`` (see :mod:`mechgym.envs.engine.factored`):
+  every step takes one sub-decision ``(B,)`` (and in ``continuous`` a box value ``(B,)``:
+  pass ``(entries, x)``) of every agent still composing its move; ``info["acting"]`` says who
+  composes, the masks are ``(B, D)``, each agent's observation ends with its own move so far,
+  and a node resolves on the batched rules once every acting agent's move is complete
+  (:class:`FactoredDriver`).
 * Rewards arrive when an episode ends: utilities, or coalition totals for members of a
   shared-reward coalition (float64). ``terminated[agent][b]`` is true at that step.
 * ``auto_reset=True`` (default) starts a fresh episode in every slot that ended, with a
@@ -244,6 +250,10 @@ class BatchedEnv:
         Sizes of the array layout (as the PettingZoo env's).
     seed : int, optional
         Seeds the env's generator; :meth:`reset` with a seed reseeds it.
+    action_encoding : {"multidiscrete", "factored", "continuous"}
+        Layout rows, or sub-decisions (module docstring).
+    price_levels, price_grid : int, str
+        Amount grids of the factored encodings.
     constants : mechanism constants (``eps="1/10"``, ...).
     """
 
