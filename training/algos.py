@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gymnasium import spaces
 from mechgym.envs.engine.errors import ParameterError
 
 from .policies import ALGOS, algo_class
@@ -167,6 +168,11 @@ def make_model(
     if algo == "dqn" and not hasattr(env.action_space, "n"):
         raise ParameterError("algo", "dqn needs a Discrete action space: use encoding='menu'")
     configure_torch()
+    if algo == "maskable_ppo" and isinstance(env.action_space, spaces.Box):
+        raise ParameterError(
+            "algo",
+            "maskable_ppo needs discrete actions; the continuous encoding trains with ppo or a2c",
+        )
     params = {**defaults(algo, int(getattr(env, "num_envs", 1))), **overrides}
     cls = algo_class(algo)
     model = cls(

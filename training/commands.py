@@ -52,7 +52,12 @@ def add_commands(app: typer.Typer) -> None:
             str, typer.Option(help="predicted, random, a deviation name, or a MODEL_PATH (.zip).")
         ] = "predicted",
         encoding: Annotated[
-            str, typer.Option(help="menu (Discrete menus) or raw (MultiDiscrete layout).")
+            str,
+            typer.Option(
+                help="menu (Discrete menus around the prediction), raw (MultiDiscrete layout), "
+                "factored (Discrete sub-decisions, prediction-free) or continuous (factored, "
+                "amounts as a Box)."
+            ),
         ] = "menu",
         context: Annotated[
             Path | None, typer.Option("--context", help="Context file (JSON/YAML).")
@@ -294,7 +299,10 @@ def add_commands(app: typer.Typer) -> None:
         ] = None,
         encoding: Annotated[
             str | None,
-            typer.Option(help="Learners' action encoding (default menu; raw: the full layout)."),
+            typer.Option(
+                "--encoding",
+                help="menu (default), raw, factored or continuous (see train --help).",
+            ),
         ] = None,
         eval_family: Annotated[
             int | None,

@@ -48,6 +48,7 @@ from mechgym.envs.engine.actions import (
     write_offer_stage,
 )
 from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterError
+from mechgym.envs.engine.factored import register_factored
 from mechgym.envs.engine.game import (
     Decision,
     EnvSpec,
@@ -316,3 +317,7 @@ def describe_offer(offer: Offer) -> str:
         if b
     ]
     return "offer: " + (", ".join(parts) if parts else "nothing") + f" (REV {offer.revenue})"
+
+
+# offers carry positive prices: field value k is price k + 1
+register_factored("best_belief", price_offset=1)

@@ -159,6 +159,13 @@ def add_benchmark_commands(app: typer.Typer) -> None:
         ] = False,
         torch_threads: TorchThreadsOpt = None,
         progress: ProgressOpt = True,
+        encoding: Annotated[
+            str,
+            typer.Option(
+                help="Deep learners' encoding: menu, raw, factored or continuous "
+                "(no-regret rules play the menu)."
+            ),
+        ] = "menu",
     ) -> None:
         """Train the focal learners over seeds; write per-seed and aggregate results."""
         from mechgym.envs.engine.errors import MechgymError
@@ -185,6 +192,7 @@ def add_benchmark_commands(app: typer.Typer) -> None:
                 progress=progress,
                 console=None if as_json else _console(True),
                 torch_threads=threads,
+                encoding=encoding,
             )
         except MechgymError as exc:
             _fail(str(exc))

@@ -58,6 +58,7 @@ def _train_deep(
     progress: bool,
     torch_threads: int | None = None,
     bar: Any = None,
+    encoding: str = "menu",
 ) -> tuple[Any, list[dict[str, Any]]]:
     """Train with stable-baselines3 through ``train_learner``; return the focal policy and
     its evaluation history (``steps``, ``learner_value`` on the trainer's own contexts)."""
@@ -75,7 +76,7 @@ def _train_deep(
         steps=steps,
         seed=seed,
         opponents=task.background,
-        encoding="menu",
+        encoding=encoding,
         out=out,
         progress=progress,
         torch_threads=torch_threads,
@@ -167,8 +168,12 @@ def run_task(
     rounds: int | None = None,
     task_setup: TaskSetup | None = None,
     torch_threads: int | None = None,
+    encoding: str = "menu",
 ) -> dict[str, Any]:
     """Train ``seeds`` independent runs of ``algo`` on ``task`` and write the results.
+
+    ``encoding`` is the deep learners' action encoding (``menu``, ``raw``, ``factored``,
+    ``continuous``); no-regret rules play the menu and take only ``menu``.
 
     ``steps`` / ``rounds`` override the budget (the task's own, or the quick one with
     ``quick``); ``task_setup`` reuses a :func:`setup` of the same task (its caches, e.g. the
@@ -183,6 +188,14 @@ def run_task(
     if algo not in ALGOS:
         raise ParameterError("algo", f"unknown algorithm {algo!r}; use one of {', '.join(ALGOS)}")
     check_count(seeds, "seeds")
+    from mechgym.training.encodings import ENCODINGS
+
+    if encoding not in ENCODINGS:
+        raise ParameterError(
+            "encoding", f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}"
+        )
+    if algo in NO_REGRET and encoding != "menu":
+        raise ParameterError("encoding", f"{algo} plays the menu; use --encoding menu")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = setup(task) if task_setup is None else task_setup
@@ -222,6 +235,7 @@ def run_task(
                 progress,
                 torch_threads=torch_threads,
                 bar=bar,
+                encoding=encoding,
             )
             budget = steps
         figures = evaluate_policy(s, policy)
