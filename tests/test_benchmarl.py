@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shlex
 import subprocess
 import sys
 from fractions import Fraction
@@ -17,7 +19,7 @@ import pytest
 pytest.importorskip("benchmarl")
 
 import torch
-from benchmarl.algorithms import IppoConfig, MappoConfig
+from benchmarl.algorithms import IppoConfig, MappoConfig, MasacConfig, QmixConfig
 from benchmarl.environments import task_config_registry
 from benchmarl.experiment import Experiment, ExperimentConfig
 from benchmarl.models.mlp import MlpConfig
@@ -41,7 +43,7 @@ from mechgym.integrations.benchmarl import (
 )
 from mechgym.integrations.torchrl_batched import BatchedMechanismEnv
 
-ALGOS = {"ippo": IppoConfig, "mappo": MappoConfig}
+ALGOS = {"ippo": IppoConfig, "mappo": MappoConfig, "qmix": QmixConfig, "masac": MasacConfig}
 TINY = {
     "on_policy_collected_frames_per_batch": 200,
     "on_policy_n_envs_per_worker": 20,
@@ -134,7 +136,7 @@ def test_horizon_follows_the_mechanism() -> None:
 
 
 # -- experiments --------------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=list(ALGOS))
+@pytest.fixture(scope="module", params=["ippo", "mappo"])
 def tiny_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     folder = tmp_path_factory.mktemp(request.param)
     return run_experiment("BEST_BELIEF_V0", request.param, folder)
@@ -211,6 +213,24 @@ def test_exact_policy_plays_what_the_experiment_plays(tmp_path: Path) -> None:
     assert checked >= B
 
 
+@pytest.mark.parametrize("algo", ["qmix", "masac"])
+def test_off_policy_algorithms_run(algo: str, tmp_path: Path) -> None:
+    """Value decomposition over the global state (QMIX) and discrete SAC train, and the
+    score callback writes its figures."""
+    exp, score = run_experiment(
+        "BEST_BELIEF_COALITION_V0",
+        algo,
+        tmp_path,
+        iters=1,
+        off_policy_collected_frames_per_batch=200,
+        off_policy_n_envs_per_worker=20,
+        off_policy_n_optimizer_steps=5,
+        off_policy_train_batch_size=64,
+    )
+    assert len(score.history) == 1 and math.isfinite(score.history[0]["normalized"])
+    assert "mechgym_normalized" in marl_eval_run(exp)["step_1"]
+
+
 def test_hydra_entry_point(tmp_path: Path) -> None:
     """The documented command: BenchMARL's hydra configs, a mechgym task, the score file."""
     overrides = [f"experiment.{k}={v}" for k, v in TINY.items()]
@@ -238,6 +258,26 @@ def test_hydra_entry_point(tmp_path: Path) -> None:
         [*cmd[:4], "task=mechgym/nope"], cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert bad.returncode != 0 and "mechgym/nope" in bad.stderr
+
+
+def test_readme_command_composes(tmp_path: Path) -> None:
+    """The README's command, as written, is a valid hydra config (``--cfg job`` composes it
+    without training; the run itself is the slow test's budget)."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (cmd,) = [
+        b for b in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL) if "benchmarl.run" in b
+    ]
+    args = shlex.split(cmd.replace("\\\n", " "))
+    assert args[:3] == ["python", "-m", "mechgym.integrations.benchmarl.run"]
+    done = subprocess.run(
+        [sys.executable, *args[1:], "--cfg", "job"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "max_n_frames: 24000" in done.stdout and "state: true" in done.stdout
 
 
 # -- learning -----------------------------------------------------------------------------------
