@@ -33,12 +33,14 @@ from mechgym.benchmark.scoring import load_reference, setup
 from mechgym.benchmark.tasks import TASKS
 from mechgym.integrations.benchmarl import (
     SCORE_FILE,
+    ExperimentPolicy,
     MechgymScore,
     MechgymTask,
     episode_horizon,
     experiment_policy,
     focal_group,
     hydra_name,
+    make_env,
     mechgym_task,
 )
 from mechgym.integrations.torchrl_batched import BatchedMechanismEnv
@@ -173,44 +175,100 @@ def test_experiment_writes_score_beside_returns(tiny_run: Any) -> None:
     assert (scalars / "eval_player_0_reward_episode_reward_mean.csv").is_file()
 
 
-def test_exact_policy_plays_what_the_experiment_plays(tmp_path: Path) -> None:
-    """On the evaluation contexts, the batched env's first observation and mask equal the
-    exact path's, and the policy mechgym scores picks the entry BenchMARL's policy picks."""
-    tid = "best-belief-coalition-v0"
-    exp, _ = run_experiment("BEST_BELIEF_COALITION_V0", "ippo", tmp_path, iters=1)
+def focal_nodes_agree(tid: str, module: Any, B: int = 32, seed: int = 3) -> int:
+    """Play ``module`` (deterministic) in the batched env on the task's evaluation contexts,
+    replay each episode on the exact engine with the logged actions and chance draws, and
+    check at every focal decision node that the observation and menu mask the env gave equal
+    the exact path's and that the policy mechgym scores picks the entry the env got.
+    Returns the number of focal decisions checked."""
+    from mechgym.envs.engine.game import Chance, Decision, Terminal, step_decision
+
     task = TASKS[tid]
     s = setup(task)
     group = focal_group(task)
-    B = 64
+    trained = make_env(task, 1, seed=0, state=False).api.spec  # the spec BenchMARL trains in
     env = BatchedMechanismEnv(
         task.mechanism,
         B,
         contexts=s.contexts,
         learners=[group],
         background=task.background,
-        seed=3,
+        record=True,
+        seed=seed,
+        value_cap=trained.value_cap,
+        price_cap=trained.price_cap,
+        constants=task.constants,
     )
+    assert env.api.spec == trained
+    policy = ExperimentPolicy(module, group, env.group_players[group], s, trained)
+    players = env.group_players[group]
+    steps = []
     td = env.reset()
     with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-        td = exp.group_policies[group](td)
-    policy = experiment_policy(exp, s)
-    ctxs = env.api.ctx.contexts
-    assert ctxs is not None
+        for _ in range(episode_horizon(tid)):
+            td = module(td)
+            steps.append(td.clone())
+            td = env.step(td)["next"]
+    assert bool(td["done"].all())
+    ro = env.recording()
+    rules = env.api.rules
+    mech, spec, layout = rules.mech, rules.spec, rules.layout
     checked = 0
     for b in range(B):
-        ctx = ctxs[b]
-        state = s.mech.start(ctx)
-        for j, p in enumerate(env.group_players[group]):
-            if not bool(td[group, "mask"][b, j]):
+        ctx = ro.ctx.context(b)
+        draws = [int(c[b]) for c in ro.final.chance if c[b] >= 0]
+        st, t = mech.start(ctx), 0
+        while not isinstance(node := mech.node(st), Terminal):
+            if isinstance(node, Chance):
+                st = mech.chance(st, draws.pop(0))
                 continue
-            obs = aec_observation(s.mech, ctx, state, p, s.spec)
-            np.testing.assert_array_equal(td[group, "observation"][b, j].numpy(), obs)
-            np.testing.assert_array_equal(
-                td[group, "action_mask"][b, j].numpy(), s.encoding.mask(ctx, state, p)
-            )
-            assert policy.menu_index(ctx, state, p) == int(td[group, "action"][b, j])
-            checked += 1
-    assert checked >= B
+            assert isinstance(node, Decision)
+            while not ro.acting[t][b].any():
+                t += 1
+            for j, p in enumerate(players):
+                if p not in node.players:
+                    continue
+                obs = aec_observation(s.mech, ctx, st, p, trained)
+                np.testing.assert_array_equal(steps[t][group, "observation"][b, j].numpy(), obs)
+                np.testing.assert_array_equal(
+                    steps[t][group, "action_mask"][b, j].numpy(), policy.encoding.mask(ctx, st, p)
+                )
+                assert policy.menu_index(ctx, st, p) == int(steps[t][group, "action"][b, j])
+                checked += 1
+            acts = {p: mech.decode(st, p, ro.actions[t][b, p], spec, layout) for p in node.players}
+            st = step_decision(mech, st, node, acts)
+            t += 1
+    return checked
+
+
+@pytest.mark.parametrize("tid", list(TASKS))
+def test_exact_policy_plays_what_the_batched_env_plays(tid: str) -> None:
+    """A masked actor over every task: what mechgym scores exactly is what the env played."""
+    from tensordict.nn import TensorDictModule
+    from torchrl.modules import MaskedCategorical, ProbabilisticActor
+
+    group = focal_group(TASKS[tid])
+    probe = MechgymTask[tid.replace("-", "_").upper()].get_from_yaml()
+    env = probe.get_env_fun(num_envs=1, continuous_actions=False, seed=0, device="cpu")()
+    torch.manual_seed(0)
+    net = TensorDictModule(
+        torch.nn.Linear(env.obs_size, env.K), [(group, "observation")], [(group, "logits")]
+    )
+    actor = ProbabilisticActor(
+        net,
+        in_keys={"logits": (group, "logits"), "mask": (group, "action_mask")},
+        out_keys=[(group, "action")],
+        distribution_class=MaskedCategorical,
+    )
+    assert focal_nodes_agree(tid, actor) >= 32
+
+
+def test_exact_policy_plays_what_the_experiment_plays(tmp_path: Path) -> None:
+    """The same with the policy a BenchMARL experiment trained (a coalition group)."""
+    exp, _ = run_experiment("BEST_BELIEF_COALITION_V0", "ippo", tmp_path, iters=1)
+    group = focal_group(TASKS["best-belief-coalition-v0"])
+    assert experiment_policy(exp).module is exp.group_policies[group]
+    assert focal_nodes_agree("best-belief-coalition-v0", exp.group_policies[group]) >= 32
 
 
 @pytest.mark.parametrize("algo", ["qmix", "masac"])

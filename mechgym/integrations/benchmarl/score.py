@@ -38,6 +38,10 @@ SCORE_FILE = "mechgym_score.json"
 class ExperimentPolicy:
     """A BenchMARL group policy as a deterministic mechgym policy over engine states.
 
+    The observation is the AEC vector and the mask that of the menus, both under the spec of
+    the env the policy was trained in (its price grid is wider than the task's default, as
+    for every menu learner), so the policy sees on the exact path what it saw in the env.
+
     Parameters
     ----------
     module : TensorDictModule
@@ -48,15 +52,22 @@ class ExperimentPolicy:
     players : list of int
         The group's players, in the order of its agent axis.
     s : TaskSetup
-        The task's scoring setup (mechanism, spec, menu encoding).
+        The task's scoring setup (mechanism and menu agents).
+    spec : EnvSpec
+        The training env's spec (``env.api.spec``).
     """
 
-    def __init__(self, module: Any, group: str, players: list[int], s: TaskSetup) -> None:
+    def __init__(
+        self, module: Any, group: str, players: list[int], s: TaskSetup, spec: Any
+    ) -> None:
+        from mechgym.training.encodings import make_encoding
+
         self.module = module
         self.group = group
         self.players = list(players)
-        self.s = s
-        self.encoding = s.encoding
+        self.mech = s.mech
+        self.spec = spec
+        self.encoding = make_encoding("menu", s.task.mechanism, s.mech, spec, s.agents)
         self._cache: dict[bytes, int] = {}
 
     def menu_index(self, ctx: Any, state: Any, player: int) -> int:
@@ -65,7 +76,7 @@ class ExperimentPolicy:
             raise ParameterError(
                 "policy", f"this BenchMARL policy plays for players {self.players}, not {player}"
             )
-        obs = aec_observation(self.s.mech, ctx, state, player, self.s.spec)
+        obs = aec_observation(self.mech, ctx, state, player, self.spec)
         mask = np.asarray(self.encoding.mask(ctx, state, player), dtype=bool)
         key = bytes([player]) + obs.tobytes() + mask.tobytes()
         hit = self._cache.get(key)
@@ -90,6 +101,14 @@ class ExperimentPolicy:
         return self.encoding.decode(ctx, state, player, self.menu_index(ctx, state, player))
 
 
+def task_env(experiment: Any) -> Any:
+    """The :class:`BatchedMechanismEnv` under BenchMARL's transforms of an experiment."""
+    env = experiment.test_env
+    while hasattr(env, "base_env"):
+        env = env.base_env
+    return env
+
+
 def experiment_policy(experiment: Any, s: TaskSetup | None = None) -> ExperimentPolicy:
     """The focal group's policy of a BenchMARL experiment on a mechgym task."""
     task = experiment.task
@@ -97,14 +116,16 @@ def experiment_policy(experiment: Any, s: TaskSetup | None = None) -> Experiment
         raise ParameterError("experiment", f"runs {task!r}, not a mechgym task")
     s = setup(task.bench_task) if s is None else s
     group = focal_group(task.bench_task)
-    env = experiment.test_env
-    while hasattr(env, "base_env"):  # BenchMARL's transforms around the task's env
-        env = env.base_env
-    if env.K != s.encoding.K:
+    env = task_env(experiment)
+    policy = ExperimentPolicy(
+        experiment.group_policies[group], group, env.group_players[group], s, env.api.spec
+    )
+    if policy.encoding.K != env.K:
         raise ParameterError(
-            "experiment", f"the env's menus have {env.K} entries, the task's {s.encoding.K}"
+            "experiment",
+            f"the env's menus have {env.K} entries, the exact ones {policy.encoding.K}",
         )
-    return ExperimentPolicy(experiment.group_policies[group], group, env.group_players[group], s)
+    return policy
 
 
 def score_experiment(experiment: Any, s: TaskSetup | None = None) -> dict[str, Any]:
