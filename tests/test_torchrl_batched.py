@@ -133,7 +133,6 @@ def test_collector_with_masked_policies_and_state() -> None:
         TensorDictSequential(*actors),
         frames_per_batch=B * T,
         total_frames=2 * B * T,
-        auto_register_policy_transforms=False,
     )
     batches = list(collector)
     collector.shutdown()
