@@ -585,10 +585,15 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-    if address is not None or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=address, **kw)
-    else:
-        ray.init(num_cpus=num_cpus, **kw)
+    where = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if where:
+            ray.init(address=where, **kw)
+        else:
+            ray.init(num_cpus=num_cpus, **kw)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ParameterError("address", f"cannot reach a Ray cluster at {where}: {first}") from None
 
 
 def cluster_cpus() -> int:
@@ -827,7 +832,7 @@ class ModulePolicy:
         module = self.modules[self.policy_of[player]]
         batch = {
             Columns.OBS: {
-                "observations": torch.from_numpy(obs[None]),
+                "observations": torch.from_numpy(obs[None].copy()),
                 "action_mask": torch.from_numpy(mask[None].astype(np.float32)),
             }
         }
