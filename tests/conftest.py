@@ -17,8 +17,10 @@ import pytest
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
     outcome = yield
     report = outcome.get_result()
-    if os.environ.get("MECHGYM_NO_SKIP") == "1" and report.skipped and not hasattr(
-        report, "wasxfail"
+    if (
+        os.environ.get("MECHGYM_NO_SKIP") == "1"
+        and report.skipped
+        and not hasattr(report, "wasxfail")
     ):
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"

@@ -100,6 +100,7 @@ def train_rllib(
     (player,) = env.group
     pid = agent_name(player)
     contexts = evaluation_contexts(env, eval_contexts)
+    every = int(eval_every or max(steps // 5, 1))
     rllib.connect(address)
     config = rllib.ppo_config(
         mechanism,
@@ -107,7 +108,7 @@ def train_rllib(
         example=context,
         seed=seed,
         num_env_runners=num_env_runners,
-        train_batch_size=max(min(1024, steps), 32),
+        train_batch_size=max(min(1024, every), 32),  # an iteration ends near each evaluation
         batched=n_envs > 1,
         num_envs_per_env_runner=n_envs if n_envs > 1 else None,
         learners=[player],
@@ -117,7 +118,6 @@ def train_rllib(
     csv_path = out / "metrics.csv"
     if csv_path.exists():
         csv_path.unlink()
-    every = int(eval_every or max(steps // 5, 1))
     history: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     algo = config.build_algo()
