@@ -70,6 +70,7 @@ __all__ = [
     "observation_vectors",
     "private_features",
     "put_state",
+    "static_partition",
     "take_state",
 ]
 
@@ -144,6 +145,29 @@ def context_source(
         return BatchGenerator(gen)
     except ContextError:
         return ExactSampler(gen)
+
+
+def static_partition(source: ContextSource, n: int) -> tuple[tuple[int, ...], ...] | None:
+    """The coalitions every context of ``source`` has, or ``None`` when they vary.
+
+    Fixed families are read context by context; generators by their ``coalitions`` mode
+    (``"random"`` varies).
+    """
+    imposed = getattr(source, "partition", None)
+    if imposed is not None:
+        return imposed  # coalitions imposed on every context
+    if isinstance(source, FixedContexts):
+        parts = {source.batch.coalitions_of(b) for b in range(source.batch.B)}
+        return parts.pop() if len(parts) == 1 else None
+    gen = getattr(source, "base", None) or getattr(source, "generator", None)
+    mode = getattr(gen, "coalitions", None)
+    if mode == "independent":
+        return tuple((i,) for i in range(n))
+    if mode == "pair":
+        return ((0, 1), *((i,) for i in range(2, n)))
+    if mode == "grand":
+        return (tuple(range(n)),)
+    return None
 
 
 # -- batch states ---------------------------------------------------------------------------------

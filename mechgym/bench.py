@@ -233,7 +233,30 @@ def run_bench(
             else:
                 stage("short PPO runs (single env, vector env)")
                 result["training"] = training_speed(threads=threads, progress=tick)
+        stage("RLlib sampling (exact env, vectorised env)")
+        result["rllib"] = rllib_speed(quick)
     return result
+
+
+def rllib_speed(quick: bool = False) -> dict[str, Any]:
+    """Sampling speed of one RLlib env runner on best_belief (masked PPO modules exploring),
+    one exact episode at a time (``"single"``) and on the vectorised env over the batched path
+    (``"vector"``, 64 episodes per env step), with their ratio; ``{"installed": False, ...}``
+    without Ray."""
+    try:
+        from mechgym.integrations.rllib import sampling_throughput
+    except ImportError as exc:
+        return {"installed": False, "skipped": str(exc)}
+    steps = 64 if quick else 512
+    single = sampling_throughput("best_belief", batched=False, agent_steps=steps)
+    vector = sampling_throughput("best_belief", batched=True, num_envs=64, agent_steps=4 * steps)
+    return {
+        "installed": True,
+        "mechanism": "best_belief",
+        "single": single,
+        "vector": vector,
+        "speedup": vector["agent_steps_per_second"] / single["agent_steps_per_second"],
+    }
 
 
 def show_bench(result: dict[str, Any], console: Any) -> None:
@@ -294,3 +317,16 @@ def show_bench(result: dict[str, Any], console: Any) -> None:
                     f"training: {tr['torch_threads']} torch thread(s) per process "
                     "(--torch-threads / MECHGYM_TORCH_THREADS)"
                 )
+    rl = result.get("rllib")
+    if rl:
+        if not rl.get("installed"):
+            console.print("rllib: not installed (the rllib extra)")
+        else:
+            for kind in ("single", "vector"):
+                r = rl[kind]
+                console.print(
+                    f"rllib sampling ({kind}, {r['num_envs']} episodes per env step): "
+                    f"{r['agent_steps_per_second']:,.0f} agent steps/s, "
+                    f"{r['episodes_per_second']:,.0f} episodes/s per env runner"
+                )
+            console.print(f"rllib: vector / single agent steps per second = {rl['speedup']:.1f}x")

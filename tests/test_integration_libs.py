@@ -1,11 +1,11 @@
-"""The envs inside SuperSuit + SB3, TorchRL, Tianshou and RLlib (the ``integrations`` extra).
+"""The envs inside SuperSuit + SB3, TorchRL and Tianshou (the ``integrations`` extra; RLlib
+has its own virtualenv and tests, ``tests/test_rllib*.py``).
 
 Each test runs the real library and skips when it is not installed.
 """
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 import warnings
@@ -130,42 +130,3 @@ def test_tianshou_masked_policies_play_full_episodes(module) -> None:
     assert res.n_collected_episodes == 6
     assert res.returns.shape == (6, len(env.agents))
     assert np.isfinite(res.returns).all()
-
-
-def test_rllib_new_api_stack_without_deprecation_warnings() -> None:
-    pytest.importorskip("ray.rllib")
-    import ray
-    from mechgym.training.rllib import MechanismMultiAgentEnv, ppo_config
-
-    env = MechanismMultiAgentEnv({"mechanism": "best_belief", "example": "chen-micali-2016"})
-    obs, _ = env.reset(seed=0)
-    (agent,) = obs
-    assert obs[agent]["action_mask"].sum() == env.encoding.table.sizes["announce"]
-
-    class Recorder(logging.Handler):
-        def __init__(self) -> None:
-            super().__init__()
-            self.messages: list[str] = []
-
-        def emit(self, record: logging.LogRecord) -> None:
-            self.messages.append(record.getMessage())
-
-    # RLlib logs its deprecations (they "will raise an error in the future") through loggers
-    recorder = Recorder()
-    logging.getLogger("ray").addHandler(recorder)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", DeprecationWarning)
-            ray.init(num_cpus=1, include_dashboard=False, ignore_reinit_error=True)
-            config = ppo_config("best_belief", example="chen-micali-2016", train_batch_size=64)
-            assert config.enable_rl_module_and_learner
-            assert config.enable_env_runner_and_connector_v2
-            algo = config.build_algo()
-            algo.train()
-            algo.stop()
-    finally:
-        ray.shutdown()
-        logging.getLogger("ray").removeHandler(recorder)
-    deprecations = [m for m in recorder.messages if "Deprecat" in m]
-    # Ray 2.60's RLModule.__init__ builds its own deprecated RLModuleConfig for every module
-    assert [m for m in deprecations if "RLModuleConfig object" not in m] == []

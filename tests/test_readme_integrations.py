@@ -12,7 +12,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # the library each snippet needs, in the order of the section
-NEEDS = ["pettingzoo", "sb3_contrib", "torchrl", "benchmarl", "tianshou", "pyspiel"]
+NEEDS = ["pettingzoo", "sb3_contrib", "torchrl", "benchmarl", "tianshou", "pyspiel", "ray.rllib"]
 
 
 def snippets() -> list[str]:

@@ -107,9 +107,28 @@ def add_commands(app: typer.Typer) -> None:
             ),
         ] = 64,
         torch_threads: TorchThreadsOpt = None,
+        backend: Annotated[
+            str,
+            typer.Option(
+                "--backend",
+                help="sb3 (stable-baselines3) or rllib (Ray RLlib, the rllib extra).",
+            ),
+        ] = "sb3",
+        num_env_runners: Annotated[
+            int | None,
+            typer.Option(
+                "--num-env-runners",
+                min=0,
+                help="rllib: sampling processes (default: sized to the Ray cluster's CPUs).",
+            ),
+        ] = None,
+        address: Annotated[
+            str | None,
+            typer.Option("--address", help="rllib: an existing Ray cluster, e.g. 127.0.0.1:6379."),
+        ] = None,
     ) -> None:
         """Train one player or coalition against fixed opponents and report exact metrics."""
-        from mechgym.envs.engine.errors import MechgymError
+        from mechgym.envs.engine.errors import MechgymError, ParameterError
         from rich.console import Console
 
         from mechgym.options import check_counts, refuse_unless
@@ -179,6 +198,49 @@ def add_commands(app: typer.Typer) -> None:
             # --resume continues the run in --out; anything else must not replace results
             results = ("model.zip", "metrics.csv", "metrics.json")
             refuse_overwrite(out, results, overwrite or resume is not None)
+            if backend not in ("sb3", "rllib"):
+                raise ParameterError("backend", f"{backend!r} is not one of sb3, rllib")
+            if backend == "sb3" and (num_env_runners is not None or address is not None):
+                raise ParameterError(
+                    "backend", "--num-env-runners and --address need --backend rllib"
+                )
+            if backend == "rllib":
+                from .rllib_jobs import load_rllib, train_rllib
+
+                rllib = load_rllib()
+                if algo != "maskable_ppo" or encoding != "menu":
+                    raise ParameterError(
+                        "backend",
+                        f"--backend rllib trains masked PPO on menus, not --algo {algo} "
+                        f"--encoding {encoding}",
+                    )
+                for name, value in (("--learn-phases", learn_phases), ("--resume", resume)):
+                    if value is not None:
+                        raise ParameterError(
+                            "backend", f"{name} is not offered with --backend rllib"
+                        )
+                rllib.connect(address)
+                rllib.size_env_runners(num_env_runners)
+                with trusted_models(trust_model):
+                    train_rllib(
+                        mechanism,
+                        learner=learner,
+                        steps=steps,
+                        seed=seed,
+                        opponents=opponents,
+                        context=ctx,
+                        generator=gen,
+                        out=out,
+                        eval_every=eval_every,
+                        eval_contexts=eval_contexts,
+                        progress=progress,
+                        console=Console(),
+                        n_envs=n_envs,
+                        num_env_runners=num_env_runners,
+                        address=address,
+                    )
+                Console().print(f"results written to {out.resolve()}")
+                return
             if algo in NO_REGRET_RULES:
                 with trusted_models(trust_model):
                     train_no_regret(
@@ -325,6 +387,25 @@ def add_commands(app: typer.Typer) -> None:
             ),
         ] = None,
         torch_threads: TorchThreadsOpt = None,
+        backend: Annotated[
+            str,
+            typer.Option(
+                "--backend",
+                help="sb3 (stable-baselines3) or rllib (Ray RLlib, the rllib extra).",
+            ),
+        ] = "sb3",
+        num_env_runners: Annotated[
+            int | None,
+            typer.Option(
+                "--num-env-runners",
+                min=0,
+                help="rllib: sampling processes (default: sized to the Ray cluster's CPUs).",
+            ),
+        ] = None,
+        address: Annotated[
+            str | None,
+            typer.Option("--address", help="rllib: an existing Ray cluster, e.g. 127.0.0.1:6379."),
+        ] = None,
     ) -> None:
         """Train every player of each mechanism and measure convergence to the predictions."""
         from mechgym.envs.engine.errors import MechgymError
@@ -357,6 +438,9 @@ def add_commands(app: typer.Typer) -> None:
             "eval_family_seed": eval_seed,
             "eval_generator": eval_generate,
             "torch_threads": torch_threads,
+            "backend": backend if backend != "sb3" else None,
+            "num_env_runners": num_env_runners,
+            "address": address,
         }
         try:
             from .algos import torch_threads as resolve_threads

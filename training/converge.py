@@ -69,6 +69,7 @@ RUN_FACTS = (
 )
 #: bootstrap resamples behind each learned figure's 95% interval (seeded, as in rliable)
 BOOTSTRAP_REPS = 1000
+BACKENDS = ("sb3", "rllib")
 
 #: context families per mechanism (others: the env module's default generator)
 DEFAULT_GENERATORS = {s.name: s.generator for s in SPECS.values() if s.generator is not None}
@@ -110,6 +111,13 @@ class ConvergeConfig:
     #: no-regret rules (``algo`` regret_matching / hedge / fictitious_play): iterations over
     #: the family per round, in place of ``steps``
     iterations: int = 5
+    #: who trains: ``"sb3"`` (players in alternation) or ``"rllib"`` (every player at once,
+    #: sampling on Ray env runners; see :mod:`mechgym.training.rllib_jobs`)
+    backend: str = "sb3"
+    #: RLlib env runners (``None``: sized to the cluster)
+    num_env_runners: int | None = None
+    #: address of an existing Ray cluster (``None``: ``RAY_ADDRESS`` or a local one)
+    address: str | None = None
     #: torch threads of every learner process (None: ``MECHGYM_TORCH_THREADS``, else 1)
     torch_threads: int | None = None
 
@@ -253,6 +261,10 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
 
     if cfg.algo in RULES:
         return _run_no_regret_job(mech, seed, cfg, events)
+    if cfg.backend == "rllib":
+        from .rllib_jobs import run_rllib_job
+
+        return run_rllib_job(mech, seed, cfg, events)
     if cfg.scheme == "simultaneous":
         return _run_simultaneous_job(mech, seed, cfg, events)
     threads = configure_torch(cfg.torch_threads)
@@ -839,6 +851,7 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
     # before anything is written: a typo in a name or an earlier run in `out` stops here
     check_mechanism_names(cfg.mechanisms)
     check_learning_options(cfg)
+    check_backend(cfg)
     # resolved once here, so that every worker process trains with the same count
     cfg = replace(cfg, torch_threads=torch_threads(cfg.torch_threads))
     out = refuse_overwrite(
@@ -855,6 +868,8 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
             runnable.append(mech)
     jobs = [(m, s) for m in runnable for s in range(cfg.seeds)]
     n_jobs = cfg.jobs or min(len(jobs), os.cpu_count() or 1) or 1
+    if cfg.backend == "rllib":
+        n_jobs = 1  # RLlib spreads each job over its env runners; jobs take turns
     cfg = replace(cfg, jobs=n_jobs)
     summary["config"] = asdict(cfg)
     cfg_dict = asdict(cfg)
@@ -933,6 +948,28 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
         print_table(summary, console)
         console.print(f"results written to {out.resolve()} (summary.json, metrics.csv, plots)")
     return summary
+
+
+def check_backend(cfg: ConvergeConfig) -> None:
+    """Refuse, before anything is written, a backend that is unknown, not installed, or asked
+    for more env runners than its Ray cluster has."""
+    from mechgym.envs.engine.errors import ParameterError
+
+    if cfg.backend not in BACKENDS:
+        raise ParameterError("backend", f"{cfg.backend!r} is not one of {', '.join(BACKENDS)}")
+    if cfg.backend == "sb3":
+        if cfg.num_env_runners is not None or cfg.address is not None:
+            raise ParameterError("backend", "--num-env-runners and --address need --backend rllib")
+        return
+    from .rllib_jobs import load_rllib
+
+    rllib = load_rllib()
+    if cfg.algo != "maskable_ppo" or cfg.encoding != "menu":
+        raise ParameterError(
+            "backend", f"--backend rllib trains masked PPO on menus, not --algo {cfg.algo}"
+        )
+    rllib.connect(cfg.address)
+    rllib.size_env_runners(cfg.num_env_runners)
 
 
 def _players(mech: str, cfg: ConvergeConfig) -> int:

@@ -104,8 +104,15 @@ def evaluate_learner(
     env: LearnerEnv, model: Any, contexts: Sequence[Any], exploitability: bool = True
 ) -> ProfileMetrics:
     """Exact metrics of the learner's deterministic policy against the env's opponents."""
+    return evaluate_policy(env, LearnedPolicy(model, env.builder), contexts, exploitability)
+
+
+def evaluate_policy(
+    env: LearnerEnv, pol: Any, contexts: Sequence[Any], exploitability: bool = True
+) -> ProfileMetrics:
+    """Exact metrics of a deterministic policy of the learner (any backend's) against the
+    env's opponents."""
     ctxs = [_aligned(env, c) for c in contexts]
-    pol = LearnedPolicy(model, env.builder)
     return evaluate_profile(
         env.mech,
         env.agents,

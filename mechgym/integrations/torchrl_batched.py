@@ -69,10 +69,10 @@ from mechgym.agents.batched import batched_agents
 from mechgym.envs.batched_api import (
     BatchedEnv,
     ContextSource,
-    FixedContexts,
     observation_vectors,
     private_features,
     put_state,
+    static_partition,
     take_state,
 )
 from mechgym.envs.engine.batched import (
@@ -143,28 +143,6 @@ def _as_partition(coalitions: Sequence[Sequence[int]], n: int) -> Partition:
         blocks.append(block)
     blocks += [(i,) for i in range(n) if i not in seen]
     return tuple(sorted(blocks))
-
-
-def static_partition(source: ContextSource, n: int) -> Partition | None:
-    """The coalitions every context of ``source`` has, or ``None`` when they vary.
-
-    Fixed families are read context by context; generators by their ``coalitions`` mode
-    (``"random"`` varies).
-    """
-    if isinstance(source, PartitionSource):
-        return source.partition
-    if isinstance(source, FixedContexts):
-        parts = {source.batch.coalitions_of(b) for b in range(source.batch.B)}
-        return parts.pop() if len(parts) == 1 else None
-    gen = getattr(source, "base", None) or getattr(source, "generator", None)
-    mode = getattr(gen, "coalitions", None)
-    if mode == "independent":
-        return tuple((i,) for i in range(n))
-    if mode == "pair":
-        return ((0, 1), *((i,) for i in range(2, n)))
-    if mode == "grand":
-        return (tuple(range(n)),)
-    return None
 
 
 def _group_name(block: tuple[int, ...]) -> str:
