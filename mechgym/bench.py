@@ -7,7 +7,7 @@
   against the same ``rps_v2`` figure;
 * the exact subset DP against the HiGHS MILP on random packing instances (ratio = MILP / DP);
 * the share of wall-clock spent inside the env during a short PPO run (needs the ``train``
-  extra).
+  extra), and the batched PPO learner's decisions per second against the vector env's.
 """
 
 from __future__ import annotations
@@ -196,7 +196,9 @@ def run_bench(
             result["training"] = {"skipped": "install the 'train' extra to time a PPO run"}
         else:
             if console:
-                console.print("[dim]timing short PPO runs (single env, vector env) ...[/]")
+                console.print(
+                    "[dim]timing short PPO runs (single env, vector env, batched learner) ...[/]"
+                )
             result["training"] = training_speed()
     return result
 
@@ -254,3 +256,14 @@ def show_bench(result: dict[str, Any], console: Any) -> None:
                 )
             if tr.get("speedup"):
                 console.print(f"training: vector / single steps per second = {tr['speedup']:.1f}x")
+            b = tr.get("batched")
+            if b:
+                ratio = (
+                    f", {b['ratio_to_vector']:.1f}x the vector env" if b["ratio_to_vector"] else ""
+                )
+                console.print(
+                    f"training (batched, B={b['batch_size']}): {b['algo']} on {b['mechanism']} "
+                    f"({b['encoding']} encoding, {b['learners']} learners), {b['decisions']} "
+                    f"decisions in {b['total_seconds']:.2f} s: "
+                    f"{b['decisions_per_second']:,.0f} decisions/s{ratio}"
+                )
