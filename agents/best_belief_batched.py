@@ -20,7 +20,7 @@ import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
 from mechgym.envs.mechanisms.best_belief import BestBelief
 from mechgym.envs.mechanisms.offer_rules_batched import encode_offers, offer_on_grid
-from mechgym.envs.solvers.batched import best_belief_batch
+from mechgym.envs.solvers.batched import best_belief_batch, pack_batch
 
 from .batched import (
     AnnounceThenAnswer,
@@ -56,6 +56,17 @@ def bb_offers(ctx: ContextBatch, idx: np.ndarray) -> tuple[np.ndarray, np.ndarra
     )
     bb = best_belief_batch(sub)
     return bb.alloc, bb.prices
+
+
+def bb_offer_of(ctx: ContextBatch, idx: np.ndarray, player: int) -> tuple[np.ndarray, np.ndarray]:
+    """``player``'s row of :func:`bb_offers` (its BB_i-optimal offer, ``(len(idx), n)``),
+    solving only that player's packing."""
+    assert ctx.lower is not None
+    W = ctx.lower[idx, player].copy()
+    W[:, player] = 0
+    _, alloc = pack_batch(W)
+    prices = np.take_along_axis(W, alloc[:, :, None], axis=2)[:, :, 0]
+    return alloc, prices
 
 
 def write_announcements(
@@ -141,21 +152,30 @@ def menu(
     acting = state.acting[:, player]
     idx = np.flatnonzero((state.phase == ANNOUNCE) & acting)
     if len(idx):
-        base_alloc, base_prices = bb_offers(ctx, idx)
-        base_alloc, base_prices = base_alloc[:, player], base_prices[:, player]
+        # only this player's announcements: its own BB_i offer, its own rows of the layout
+        base_alloc, base_prices = bb_offer_of(ctx, idx, player)
+        values = ctx.values[idx, player]
+        m1 = isinstance(rules.mech, BestBelief)
+        if m1:
+            order = np.argsort(-values, axis=1, kind="stable")  # lowest bundle first on ties
+        else:
+            first = layout.index["value_1"]
         j = 0
         for r in (0, 1):
             for f in MENU_FACTORS:
                 alloc, prices = scale_offers(base_alloc, base_prices, f)
-                full_a = np.zeros((len(idx), spec.n, spec.n), dtype=np.int64)
-                full_p = np.zeros_like(full_a)
-                full_a[:, player], full_p[:, player] = alloc, prices
-                ann = write_announcements(rules, ctx, idx, full_a, full_p, r == 1, r)
-                acts[idx, j] = ann[:, player]
+                ann = np.zeros((len(idx), L), dtype=np.int64)
+                encode_offers(alloc, np.minimum(prices, spec.price_cap), ann, spec, layout)
                 valid[idx, j] = offer_on_grid(alloc, prices, spec)
-                if not isinstance(rules.mech, BestBelief):
-                    report = ctx.values[idx, player] // (2 if r else 1)
+                if m1:
+                    ann[:, layout.index["bundle"]] = order[:, r]
+                else:
+                    report = values // (2 if r else 1)
+                    ann[:, first : first + values.shape[1] - 1] = np.minimum(
+                        report[:, 1:], spec.value_cap
+                    )
                     valid[idx, j] &= (report <= spec.value_cap).all(axis=1)
+                acts[idx, j] = ann
                 j += 1
     if len(rules.phases) > 1:
         resp = np.flatnonzero((state.phase == RESPOND) & acting)

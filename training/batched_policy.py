@@ -45,7 +45,7 @@ def symlog(x: torch.Tensor) -> torch.Tensor:
 
 
 class PolicyNet(nn.Module):
-    """``symlog`` then an MLP with tanh activations: logits (actor) or a value (critic).
+    """``symlog`` then an MLP with ReLU activations: logits (actor) or a value (critic).
 
     Parameters
     ----------
@@ -58,7 +58,7 @@ class PolicyNet(nn.Module):
         layers: list[nn.Module] = []
         width = inputs
         for h in hidden:
-            layers += [nn.Linear(width, int(h)), nn.Tanh()]
+            layers += [nn.Linear(width, int(h)), nn.ReLU()]
             width = int(h)
         layers.append(nn.Linear(width, outputs))
         self.net = nn.Sequential(*layers)

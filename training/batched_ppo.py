@@ -225,7 +225,10 @@ def _loss(g: str, actor: Any, critic: Any, cfg: BatchedPPOConfig) -> ClipPPOLoss
 
 
 def _gae(g: str, critic: Any, cfg: BatchedPPOConfig) -> GAE:
-    gae = GAE(gamma=cfg.gamma, lmbda=cfg.lmbda, value_network=critic, average_gae=False)
+    # shifted: one critic call over the T + 1 observations of a rollout, not 2T
+    gae = GAE(
+        gamma=cfg.gamma, lmbda=cfg.lmbda, value_network=critic, average_gae=False, shifted=True
+    )
     gae.set_keys(
         reward=(g, "reward"),
         done=(g, "done"),
@@ -383,7 +386,9 @@ class BatchedPPO:
                 step, td = env.step_and_maybe_reset(td)
                 frames.append(step)
         self._td = td
-        return torch.stack(frames, dim=1)
+        data = torch.stack(frames, dim=1)
+        data.names = [None, "time"]  # the axis GAE runs along
+        return data
 
     @torch.no_grad()
     def advantages(self, data: TensorDictBase) -> None:
@@ -401,10 +406,15 @@ class BatchedPPO:
         N = data.numel()
         flat = data.select(*keep).reshape(N)
         entropy = None if row is None else row.setdefault("entropy", {})
+        n_mb = min(cfg.minibatches, N)
         for _ in range(cfg.epochs):
-            order = torch.randperm(N, generator=self.perm_gen)
-            for chunk in order.chunk(min(cfg.minibatches, N)):
-                total = ppo_loss(self.losses, flat[chunk], cfg.critic_coef, entropy)
+            if n_mb == 1:  # the whole batch: its order does not matter
+                chunks = [flat]
+            else:
+                order = torch.randperm(N, generator=self.perm_gen)
+                chunks = [flat[c] for c in order.chunk(n_mb)]
+            for mb in chunks:
+                total = ppo_loss(self.losses, mb, cfg.critic_coef, entropy)
                 self.optim.zero_grad(set_to_none=True)
                 total.backward()
                 torch.nn.utils.clip_grad_norm_(self.nets.parameters, cfg.max_grad_norm)
