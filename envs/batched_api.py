@@ -259,9 +259,16 @@ class BatchedEnv:
         value_cap: int | None = None,
         price_cap: int | None = None,
         seed: int | None = None,
+        action_encoding: str = "multidiscrete",
+        price_levels: int = 16,
+        price_grid: str = "linear",
         **constants: Any,
     ) -> None:
+        from mechgym.envs.engine.factored import FACTORED_ENCODINGS, check_encoding_options
         from mechgym.envs.pettingzoo.registry import entry
+
+        if action_encoding != "multidiscrete":
+            check_encoding_options(action_encoding, price_levels, price_grid)
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
             raise ParameterError("batch_size", f"must be an integer, got {batch_size!r}")
@@ -306,22 +313,27 @@ class BatchedEnv:
         self.possible_agents = [agent_name(i) for i in range(n)]
         self.agents = list(self.possible_agents)
         obs_size = int(raw.observation_space(self.agents[0])["observation"].shape[0])
+        self.action_encoding = action_encoding
+        self.factored: FactoredDriver | None = None
+        mask_size = self.layout.mask_size
+        if action_encoding in FACTORED_ENCODINGS:
+            self.factored = FactoredDriver(
+                self.rules, int(batch_size), action_encoding, price_levels, price_grid
+            )
+            obs_size += self.factored.plan.feature_size
+            mask_size = self.factored.plan.D
         self.observation_spaces = {
             a: spaces.Dict(
                 {
                     "observation": spaces.Box(
                         -OBS_BOUND, OBS_BOUND, shape=(self.B, obs_size), dtype=np.float32
                     ),
-                    "action_mask": spaces.Box(
-                        0, 1, shape=(self.B, self.layout.mask_size), dtype=np.int8
-                    ),
+                    "action_mask": spaces.Box(0, 1, shape=(self.B, mask_size), dtype=np.int8),
                 }
             )
             for a in self.agents
         }
-        self.action_spaces = {
-            a: spaces.MultiDiscrete(np.tile(self.layout.sizes, (self.B, 1))) for a in self.agents
-        }
+        self.action_spaces = {a: self._space() for a in self.agents}
         self.rng = np.random.default_rng(seed)
         self.ctx: ContextBatch | None = None
         self.state: BatchState | None = None
@@ -332,8 +344,18 @@ class BatchedEnv:
         return self.observation_spaces[agent]
 
     def action_space(self, agent: str) -> spaces.Space:
-        """``MultiDiscrete`` of shape ``(B, L)``: one layout row per episode."""
+        """``MultiDiscrete`` of shape ``(B, L)``: one layout row per episode; ``factored``:
+        ``MultiDiscrete`` ``(B,)`` of ``D`` entries (one sub-decision per episode);
+        ``continuous``: ``Tuple`` of that and a ``Box`` ``(B,)`` in ``[0, 1]``."""
         return self.action_spaces[agent]
+
+    def _space(self) -> spaces.Space:
+        if self.factored is None:
+            return spaces.MultiDiscrete(np.tile(self.layout.sizes, (self.B, 1)))
+        choice = spaces.MultiDiscrete(np.full(self.B, self.factored.plan.D))
+        if self.action_encoding == "factored":
+            return choice
+        return spaces.Tuple((choice, spaces.Box(0.0, 1.0, shape=(self.B,), dtype=np.float32)))
 
     # -- API -----------------------------------------------------------------------------------
     def reset(
@@ -357,6 +379,8 @@ class BatchedEnv:
         else:
             self.ctx = self.source.sample(self.B, self.rng)
         self.state = self.rules.reset(self.ctx, self.rng)
+        if self.factored is not None:
+            self.factored.begin(self.ctx, self.state)
         return self._observe(), self._info()
 
     def step(
@@ -371,6 +395,8 @@ class BatchedEnv:
         """Resolve every live episode's pending decision with ``actions`` (module docstring)."""
         if self.state is None or self.ctx is None:
             raise OutOfSpaceError("batch", "-", "call reset() before step()")
+        if self.factored is not None:
+            return self._factored_step(actions)
         B, n, L = self.B, self.spec.n, len(self.layout)
         acts = np.zeros((B, n, L), dtype=np.int64)
         for i, a in enumerate(self.possible_agents):
@@ -394,6 +420,12 @@ class BatchedEnv:
         self.state = self.rules.step(self.ctx, self.state, acts, self.rng)
         self.state.chance = []  # the log serves replay only; it would grow without bound
         ended = was_live & self.state.done
+        return self._finish_step(ended)
+
+    def _finish_step(self, ended: np.ndarray) -> tuple[Any, ...]:
+        """Rewards of the episodes that ended, auto-reset, observations and info."""
+        assert self.state is not None and self.ctx is not None
+        B, n = self.B, self.spec.n
         rewards = np.zeros((B, n), dtype=np.float64)
         info: dict[str, Any] = {}
         if ended.any():
@@ -409,12 +441,50 @@ class BatchedEnv:
             fresh = self.source.sample(len(idx), self.rng)
             self.ctx.put(idx, fresh)
             put_state(self.state, idx, self.rules.reset(fresh, self.rng))
+            if self.factored is not None:
+                self.factored.begin(self.ctx, self.state, idx)
         obs = self._observe()
         rew = {a: rewards[:, i] for i, a in enumerate(self.possible_agents)}
         term = {a: ended.copy() for a in self.possible_agents}
         trunc = {a: np.zeros(B, dtype=bool) for a in self.possible_agents}
         info.update(self._info())
         return obs, rew, term, trunc, info
+
+    def _factored_step(self, actions: Mapping[str, Any]) -> tuple[Any, ...]:
+        """One sub-decision of every composing (episode, player); nodes whose moves are all
+        composed resolve on the batched rules."""
+        assert self.state is not None and self.ctx is not None and self.factored is not None
+        fd = self.factored
+        B, n = self.B, self.spec.n
+        unknown = set(actions) - set(self.possible_agents)
+        if unknown:
+            raise OutOfSpaceError(sorted(unknown)[0], "-", "not an agent of this env")
+        choices = np.zeros((B, n), dtype=np.int64)
+        box = np.zeros((B, n), dtype=np.float64)
+        comp = fd.composing()
+        for i, a in enumerate(self.possible_agents):
+            if a not in actions:
+                if comp[:, i].any():
+                    raise OutOfSpaceError(a, self._phase_name(i), "no actions given for an agent")
+                continue
+            c, x = _split_choice(actions[a], self.action_encoding, B, a, self._phase_name(i))
+            choices[:, i] = np.where(comp[:, i], c, 0)
+            if x is not None:
+                box[:, i] = np.where(comp[:, i], x, 0.0)
+        fd.check(self.state, choices, box, range(n))
+        fd.apply(choices, box)
+        ready = fd.ready(self.state)
+        was_live = ~self.state.done
+        if len(ready):
+            sub = take_state(self.state, ready)
+            acts = fd.actions(ready)
+            names = np.array([*self.phases, "done"], dtype=object)[sub.phase]
+            check_actions(self.layout, self.rules.masks(sub), acts, sub.acting, names)
+            new = self.rules.step(self.ctx.take(ready), sub, acts, self.rng)
+            put_state(self.state, ready, new)
+            fd.begin(self.ctx, self.state, ready)
+        self.state.chance = []
+        return self._finish_step(was_live & self.state.done)
 
     def outcome(self) -> BatchOutcome:
         """Terminal outcomes of the current episodes (meaningful where they ended)."""
@@ -435,6 +505,23 @@ class BatchedEnv:
 
     def _observe(self) -> dict[str, dict[str, np.ndarray]]:
         assert self.state is not None and self.ctx is not None
+        fd = self.factored
+        if fd is not None:
+            comp = fd.composing()
+            fmasks = fd.action_masks()
+            return {
+                a: {
+                    "observation": np.concatenate(
+                        [
+                            observation_vectors(self.rules, self.ctx, self.state, i, comp[:, i]),
+                            fd.features(i),
+                        ],
+                        axis=1,
+                    ),
+                    "action_mask": fmasks[:, i],
+                }
+                for i, a in enumerate(self.possible_agents)
+            }
         masks = self.rules.masks(self.state)
         return {
             a: {
@@ -446,12 +533,161 @@ class BatchedEnv:
 
     def _info(self) -> dict[str, Any]:
         assert self.state is not None
-        return {
+        acting = self.state.acting if self.factored is None else self.factored.composing()
+        info = {
             "phase": self.state.phase.copy(),
-            "acting": {a: self.state.acting[:, i].copy() for i, a in enumerate(self.agents)},
+            "acting": {a: acting[:, i].copy() for i, a in enumerate(self.agents)},
             "done": self.state.done.copy(),
         }
+        if self.factored is not None and self.factored.plan.continuous:
+            box = self.factored.reads_box()
+            info["reads_box"] = {a: box[:, i].copy() for i, a in enumerate(self.agents)}
+        return info
+
+
+def _split_choice(
+    action: Any, encoding: str, B: int, agent: str, phase: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(choices (B,), box (B,) or None)`` of one agent's factored or continuous actions."""
+    x = None
+    if encoding == "continuous":
+        if isinstance(action, Mapping):
+            action = (action.get("choice"), action.get("x"))
+        if not isinstance(action, tuple | list) or len(action) != 2:
+            raise OutOfSpaceError(agent, phase, "continuous actions are a pair (choices, box)")
+        action, x = action
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        if x.shape != (B,):
+            raise OutOfSpaceError(agent, phase, f"box values must have shape {(B,)}")
+    c = np.asarray(action)
+    if c.shape != (B,) or not (
+        np.issubdtype(c.dtype, np.integer) or (c.dtype.kind == "f" and np.all(c == np.round(c)))
+    ):
+        raise OutOfSpaceError(agent, phase, f"sub-decisions must be integers of shape {(B,)}")
+    return c.astype(np.int64), x
 
 
 def _take_outcome(out: BatchOutcome, idx: np.ndarray) -> BatchOutcome:
     return BatchOutcome(out.alloc[idx], out.prices[idx], out.state[idx], out.destroyed[idx])
+
+
+# -- factored moves ------------------------------------------------------------------------------
+class FactoredDriver:
+    """Factored moves of a batch: one :class:`~mechgym.envs.engine.factored.Composer` row per
+    (episode, player), row ``b * n + i``.
+
+    A node's acting players (those in ``players``) each make their move as a sequence of
+    sub-decisions; every :meth:`apply` takes one sub-decision from each row still composing.
+    An episode whose acting players have all finished is :meth:`ready`; its composed layout
+    actions (:meth:`actions`) then resolve the node on the batched rules, and :meth:`begin`
+    starts the next node.
+
+    Parameters
+    ----------
+    rules : BatchedRules
+    B : int
+    encoding : {"factored", "continuous"}
+    price_levels, price_grid : see :class:`~mechgym.envs.engine.factored.FactoredPlan`
+    players : sequence of int, optional
+        The players who compose (default all; scripted players act with whole actions).
+    """
+
+    def __init__(
+        self,
+        rules: BatchedRules,
+        B: int,
+        encoding: str,
+        price_levels: int = 16,
+        price_grid: str = "linear",
+        players: Sequence[int] | None = None,
+    ) -> None:
+        from mechgym.envs.engine.factored import Composer, make_plan
+
+        spec = rules.spec
+        m = spec.m if rules.mech.context_kind != "states" else 0
+        self.rules = rules
+        self.B, self.n = int(B), spec.n
+        self.plan = make_plan(
+            rules.mech, rules.layout, spec.n, m, encoding, price_levels, price_grid
+        )
+        self.composer = Composer(self.plan, self.B * self.n)
+        self.players = np.zeros(self.n, dtype=bool)
+        self.players[list(range(self.n)) if players is None else list(players)] = True
+
+    def begin(self, ctx: ContextBatch, state: BatchState, idx: np.ndarray | None = None) -> None:
+        """Start the pending node of episodes ``idx`` (default all)."""
+        n = self.n
+        if idx is None:
+            idx = np.arange(self.B)
+            sub, sctx = state, ctx
+        else:
+            idx = np.asarray(idx, dtype=np.int64)
+            if not len(idx):
+                return
+            sub, sctx = take_state(state, idx), ctx.take(idx)
+        masks = self.rules.masks(sub)
+        rows = idx[:, None] * n + np.arange(n)[None, :]
+        acting = sub.acting & self.players[None, :]
+        lower = None
+        if sctx.lower is not None:
+            b, i = np.nonzero(acting)
+            lower = sctx.lower[b, i]  # each acting player's own lower bounds
+        self.composer.begin(rows[acting], masks[acting], lower)
+        self.composer.stop(rows[~acting])
+
+    def composing(self) -> np.ndarray:
+        """``(B, n)`` rows with a sub-decision pending."""
+        return self.composer.composing.reshape(self.B, self.n)
+
+    def action_masks(self) -> np.ndarray:
+        """``(B, n, D)`` int8 sub-decision masks (entry 0 only where nothing is pending)."""
+        return self.composer.action_masks().reshape(self.B, self.n, self.plan.D)
+
+    def reads_box(self) -> np.ndarray:
+        """``(B, n)`` rows whose pending sub-decision reads the box (``continuous``)."""
+        return self.composer.reads_box().reshape(self.B, self.n)
+
+    def features(self, player: int) -> np.ndarray:
+        """``(B, feature_size)`` float32: ``player``'s own move so far (hidden from others)."""
+        return self.composer.features(np.arange(self.B) * self.n + player)
+
+    def check(
+        self, state: BatchState, choices: np.ndarray, x: np.ndarray | None, players: Sequence[int]
+    ) -> None:
+        """Raise a typed error (episode, agent, phase, sub-decision) unless every composing
+        row of ``players`` has a legal choice in ``choices`` ``(B, n)`` (and ``x`` ``(B, n)``
+        where the box is read); nothing changes."""
+        comp = self.composing()
+        names = np.array([*self.rules.phases, "done"], dtype=object)[state.phase]
+        for i in players:
+            b = np.flatnonzero(comp[:, i])
+            if not len(b):
+                continue
+            rows = b * self.n + i
+            agents = [f"player_{i}"] * len(b)
+            phases = [f"{names[e]} (episode {e})" for e in b.tolist()]
+            self.composer.check(rows, choices[b, i], agents, phases, None if x is None else x[b, i])
+
+    def apply(self, choices: np.ndarray, x: np.ndarray | None = None) -> None:
+        """Take one (checked) sub-decision from every composing row."""
+        comp = self.composing().reshape(-1)
+        rows = np.flatnonzero(comp)
+        c = np.asarray(choices, dtype=np.int64).reshape(-1)[rows]
+        xs = None if x is None else np.asarray(x, dtype=np.float64).reshape(-1)[rows]
+        self.composer.choose(rows, c, xs)
+
+    def ready(self, state: BatchState) -> np.ndarray:
+        """Live episodes none of whose rows is still composing."""
+        return np.flatnonzero(~state.done & ~self.composing().any(axis=1))
+
+    def actions(self, idx: np.ndarray) -> np.ndarray:
+        """``(len(idx), n, L)`` composed layout actions of episodes ``idx``."""
+        rows = np.asarray(idx, dtype=np.int64)[:, None] * self.n + np.arange(self.n)[None, :]
+        return self.composer.act[rows]
+
+    def copy(self) -> FactoredDriver:
+        """An independent copy (to restore after a failed step)."""
+        out = FactoredDriver.__new__(FactoredDriver)
+        out.__dict__.update(self.__dict__)
+        out.composer = self.composer.copy()
+        return out

@@ -1,4 +1,4 @@
-"""PettingZoo contracts of every registered env, in both action encodings."""
+"""PettingZoo contracts of every registered env, in every action encoding."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from pettingzoo.utils.conversions import aec_to_parallel
 import mechgym  # registers the envs
 
 ENTRIES = available()
-ENCODINGS = ("multidiscrete", "menu")
+ENCODINGS = ("multidiscrete", "menu", "factored", "continuous")
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gymnasium import spaces
 from mechgym.envs.engine.errors import ParameterError
 
 from .policies import ALGOS, algo_class
@@ -115,6 +116,11 @@ def make_model(
         raise ParameterError("algo", f"unknown algorithm {algo!r}; use one of {', '.join(ALGOS)}")
     if algo == "dqn" and not hasattr(env.action_space, "n"):
         raise ParameterError("algo", "dqn needs a Discrete action space: use encoding='menu'")
+    if algo == "maskable_ppo" and isinstance(env.action_space, spaces.Box):
+        raise ParameterError(
+            "algo",
+            "maskable_ppo needs discrete actions; the continuous encoding trains with ppo or a2c",
+        )
     params = {**defaults(algo, int(getattr(env, "num_envs", 1))), **overrides}
     cls = algo_class(algo)
     model = cls(

@@ -261,10 +261,12 @@ class BatchedObservationBuilder:
         state: BatchState,
         player: int,
         menu: tuple[np.ndarray, np.ndarray] | None = None,
+        prefix: np.ndarray | None = None,
     ) -> np.ndarray:
         """``(B, size)`` observations of ``player`` (a member) acting in every episode;
         ``menu`` is the batched menu ``(actions (B, K, L), valid (B, K))`` of the menu
-        encoding. Rows of episodes where the player does not act are meaningless."""
+        encoding, ``prefix`` ``(B, prefix_size)`` the moves so far of a factored encoding.
+        Rows of episodes where the player does not act are meaningless."""
         B = ctx.B
         ones = np.ones(B, dtype=bool)
         base = observation_vectors(self.rules, ctx, state, player, acting=ones)
@@ -295,6 +297,9 @@ class BatchedObservationBuilder:
                 raw = self.summary_fn(self.rules, ctx, state, player, acts, q)
                 raw = np.where(valid[:, :, None], raw, 0.0).astype(np.float32)
                 parts.append(symlog(raw.reshape(B, -1)))
+        if self.exact.prefix_size:
+            tail = np.zeros((B, self.exact.prefix_size), np.float32) if prefix is None else prefix
+            parts.append(self._scale(tail))
         obs = np.concatenate(parts, axis=1).astype(np.float32, copy=False)
         np.clip(obs, -self.bound, self.bound, out=obs)
         return obs
@@ -355,6 +360,55 @@ def masked_argmax_batch(
     return out
 
 
+def compose_moves(
+    model: Any,
+    plan: Any,
+    masks: np.ndarray,
+    lower: np.ndarray | None,
+    observe: Any,
+) -> np.ndarray:
+    """``(R, L)`` layout actions a trained model composes sub-decision by sub-decision.
+
+    ``masks`` ``(R, mask_size)`` are the rows' node masks, ``lower`` their players' own lower
+    bounds (or ``None``), ``observe(prefix, rows)`` the observations ``(r, size)`` of rows
+    ``rows`` with their moves so far ``prefix``. Each sub-decision is the masked argmax of the
+    model's scores (``factored``) or its deterministic ``Box`` action (``continuous``: the
+    legal entry by :func:`~mechgym.envs.engine.factored.entry_of`, and the amount).
+    """
+    from mechgym.envs.engine.factored import Composer, entry_of
+
+    R = masks.shape[0]
+    comp = Composer(plan, R)
+    comp.begin(np.arange(R), masks, lower)
+    while comp.composing.any():
+        rows = np.flatnonzero(comp.composing)
+        obs = observe(comp.features(rows), rows)
+        valid = comp.action_masks()[rows].astype(bool)
+        x = None
+        if plan.continuous:
+            a, _ = model.predict(obs, deterministic=True)
+            a = np.asarray(a, dtype=np.float64).reshape(len(rows), 2)
+            entry = entry_of(a[:, 0], valid)
+            x = np.clip(np.nan_to_num(a[:, 1]), 0.0, 1.0)
+        else:
+            entry = masked_argmax_batch(batched_scores(model, obs), valid, None)
+        comp.choose(rows, np.asarray(entry, dtype=np.int64), x)
+    return comp.act
+
+
+def _with_prefix(builder: BatchedObservationBuilder, obs: np.ndarray) -> Any:
+    """``observe(prefix, rows)`` for :func:`compose_moves`: ``obs`` rows with their moves so
+    far in the last ``prefix_size`` entries."""
+    P = builder.exact.prefix_size
+
+    def observe(prefix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        out = obs[rows].copy()
+        out[:, -P:] = np.clip(builder._scale(prefix), -builder.bound, builder.bound)
+        return out
+
+    return observe
+
+
 class BatchedLearned:
     """A trained model (a :class:`LearnedPolicy` or :class:`SharedPolicy`) playing a batch:
     the argmax of its scores under the mask, per episode, as the exact policy plays."""
@@ -408,6 +462,16 @@ class BatchedLearned:
         for p in players:
             rows = np.flatnonzero(state.acting[:, p])
             if not len(rows):
+                continue
+            plan = getattr(enc, "plan", None)
+            if plan is not None:
+                masks = rules.masks(state) if masks is None else masks
+                builder = self._builder(rules, p)
+                observe = _with_prefix(builder, builder.build(ctx, state, p)[rows])
+                lower = None if ctx.lower is None else ctx.lower[rows, p]
+                acts[rows, p] = compose_moves(
+                    self.policy.model, plan, masks[rows, p], lower, observe
+                )
                 continue
             menu = None
             if enc.name == "menu":

@@ -45,7 +45,12 @@ def add_commands(app: typer.Typer) -> None:
             str, typer.Option(help="predicted, random, a deviation name, or a MODEL_PATH (.zip).")
         ] = "predicted",
         encoding: Annotated[
-            str, typer.Option(help="menu (Discrete menus) or raw (MultiDiscrete layout).")
+            str,
+            typer.Option(
+                help="menu (Discrete menus around the prediction), raw (MultiDiscrete layout), "
+                "factored (Discrete sub-decisions, prediction-free) or continuous (factored, "
+                "amounts as a Box)."
+            ),
         ] = "menu",
         context: Annotated[
             Path | None, typer.Option("--context", help="Context file (JSON/YAML).")
@@ -236,6 +241,13 @@ def add_commands(app: typer.Typer) -> None:
                 help="Episodes per step on the batched path (default 64; 1: the exact env).",
             ),
         ] = None,
+        encoding: Annotated[
+            str | None,
+            typer.Option(
+                "--encoding",
+                help="menu (default), raw, factored or continuous (see train --help).",
+            ),
+        ] = None,
     ) -> None:
         """Train every player of each mechanism and measure convergence to the predictions."""
         from mechgym.envs.engine.errors import MechgymError
@@ -256,6 +268,7 @@ def add_commands(app: typer.Typer) -> None:
             "mechanisms": tuple(mechanisms) if mechanisms else None,
             "overwrite": overwrite or None,
             "n_envs": n_envs,
+            "encoding": encoding,
         }
         try:
             if config is not None:

@@ -1,6 +1,6 @@
 """Action encodings and observations of a learner.
 
-Two encodings of a player's decisions (both generic over every registered mechanism):
+Four encodings of a player's decisions (all generic over every registered mechanism):
 
 ``raw`` (:class:`RawEncoding`)
     The mechanism's own ``MultiDiscrete`` layout (:meth:`Mechanism.layout`) with its flat
@@ -12,6 +12,15 @@ Two encodings of a player's decisions (both generic over every registered mechan
     ``AGENTS[name].menu(mech, ctx, state, player)``; entries beyond the phase's menu are
     masked. The predicted action is one of the entries (:meth:`MenuEncoding.encode` finds it
     by equality).
+``factored`` / ``continuous`` (:class:`FactoredEncoding`)
+    A move as a sequence of sub-decisions (:mod:`mechgym.envs.engine.factored`):
+    ``Discrete(D)`` each, with exact masks (MaskablePPO reads them). ``continuous`` is a
+    ``Box(0, 1, (2,))`` here, the form SB3's Gaussian policies take: entry 0 picks the
+    ``floor(x0 * c)``-th of the ``c`` legal entries of a discrete sub-decision
+    (:func:`~mechgym.envs.engine.factored.entry_of`), entry 1 is the amount an amount
+    sub-decision reads (the PettingZoo env's ``Tuple(Discrete(D), Box)`` pair, which this
+    encoding hands it). Nothing in them comes from the solvers or the scripted agents. The
+    learner's observation ends with its own move so far.
 
 Observation (:class:`ObservationBuilder`), a float32 vector, in this order:
 
@@ -57,7 +66,7 @@ from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError, Para
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
 from mechgym.envs.pettingzoo.aec import OBS_BOUND
 
-ENCODINGS = ("menu", "raw")
+ENCODINGS = ("menu", "raw", "factored", "continuous")
 NORMALIZATIONS = ("symlog", "none")
 QUESTION_SIZE = 4
 SUMMARY_SIZE = 4
@@ -273,14 +282,116 @@ class RawEncoding(Encoding):
         return self._menu.options(ctx, state, player) if self._menu is not None else []
 
 
+class FactoredEncoding(Encoding):
+    """Sub-decisions of the ``factored`` or ``continuous`` encoding (module docstring).
+
+    A move under way lives in the AEC env (``action_encoding="factored"``), which the
+    encoding reads masks from once :meth:`bind` gave it the env.
+    """
+
+    def __init__(
+        self,
+        mech_name: str,
+        mech: Mechanism,
+        spec: EnvSpec,
+        agents: Any = None,
+        kind: str = "factored",
+        price_levels: int = 16,
+        price_grid: str = "linear",
+    ) -> None:
+        from mechgym.envs.engine.factored import make_plan
+
+        super().__init__(mech_name, mech, spec)
+        self.name = kind
+        m = spec.m if mech.context_kind != "states" else 0
+        self.plan = make_plan(mech, self.layout, spec.n, m, kind, price_levels, price_grid)
+        self.price_levels = int(price_levels)
+        self.price_grid = price_grid
+        D = self.plan.D
+        if kind == "factored":
+            self.action_space: spaces.Space = spaces.Discrete(D)
+        else:
+            self.action_space = spaces.Box(0.0, 1.0, shape=(2,), dtype=np.float32)
+        self.prefix_size = self.plan.feature_size
+        self.agents = agents
+        self.raw: Any = None
+        self._menu: MenuEncoding | None = None
+
+    def bind(self, raw: Any) -> None:
+        """Read masks and moves under way from the AEC env ``raw`` (same encoding)."""
+        if getattr(raw, "action_encoding", None) != self.name:
+            raise ParameterError(
+                "encoding", f"the env's action_encoding must be '{self.name}' for this encoding"
+            )
+        self.raw = raw
+
+    def mask(self, ctx: Any, state: Any, player: int) -> np.ndarray:
+        return self._env().current_mask(f"player_{player}").astype(bool)
+
+    def decode(self, ctx: Any, state: Any, player: int, action: Any) -> Any:
+        """The env's sub-decision of a learner action, checked against the mask: an entry
+        (``factored``), or ``(entry, amount)`` from a ``Box`` pair (``continuous``)."""
+        from mechgym.envs.engine.errors import OutOfSpaceError
+        from mechgym.envs.engine.factored import entry_of
+
+        raw = self._env()
+        if isinstance(action, np.ndarray) and action.shape == (1,):
+            action = action.reshape(())
+        if self.name == "continuous":
+            arr = np.asarray(action, dtype=np.float64).reshape(-1)
+            if arr.shape != (2,) or not np.isfinite(arr).all():
+                phase = getattr(raw.node, "phase", "-")
+                raise OutOfSpaceError(
+                    f"player_{player}", phase, f"expected two numbers in [0, 1], got {action!r}"
+                )
+            valid = raw.current_mask(f"player_{player}")[None].astype(bool)
+            entry = int(entry_of(arr[:1], valid)[0])
+            action = (entry, np.array([np.clip(arr[1], 0.0, 1.0)], dtype=np.float32))
+        raw.check_action(player, action)
+        return action
+
+    def encode(self, ctx: Any, state: Any, player: int, structured: Any) -> None:
+        """``None``: a whole move is not one sub-decision."""
+        return None
+
+    def options(self, ctx: Any, state: Any, player: int) -> list[Any]:
+        """The menu's actions, for exploitability measured over them (a lower bound, as for
+        ``raw``); built only when asked, never for the learner's space."""
+        if self.agents is None or not self.agents.menu:
+            return []
+        if self._menu is None:
+            self._menu = MenuEncoding(self.mech_name, self.mech, self.spec, self.agents)
+        return self._menu.options(ctx, state, player)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "encoding": self.name,
+            "price_levels": self.price_levels,
+            "price_grid": self.price_grid,
+        }
+
+    def _env(self) -> Any:
+        if self.raw is None:
+            raise ParameterError("encoding", f"the {self.name} encoding is not bound to an env")
+        return self.raw
+
+
 def make_encoding(
-    kind: str, mech_name: str, mech: Mechanism, spec: EnvSpec, agents: Any
+    kind: str,
+    mech_name: str,
+    mech: Mechanism,
+    spec: EnvSpec,
+    agents: Any,
+    price_levels: int = 16,
+    price_grid: str = "linear",
 ) -> Encoding:
-    """``"menu"`` or ``"raw"`` for a mechanism."""
+    """``"menu"``, ``"raw"``, ``"factored"`` or ``"continuous"`` for a mechanism."""
     if kind == "menu":
         return MenuEncoding(mech_name, mech, spec, agents)
     if kind == "raw":
         return RawEncoding(mech_name, mech, spec, agents)
+    if kind in ("factored", "continuous"):
+        return FactoredEncoding(mech_name, mech, spec, agents, kind, price_levels, price_grid)
     raise ParameterError(
         "encoding", f"unknown encoding {kind!r}; use one of {', '.join(ENCODINGS)}"
     )
@@ -323,21 +434,39 @@ class ObservationBuilder:
         self.base_size = len(mech.phases) + 1 + spec.n + private + mech.public_size(spec)
         self.member_size = len(self.members) if len(self.members) > 1 else 0
         self.feature_size = (QUESTION_SIZE + encoding.summary_size) if self.features else 0
-        self.size = self.base_size + self.member_size + self.feature_size
+        # factored encodings: the learner's own move so far, last
+        self.prefix_size = int(getattr(encoding, "prefix_size", 0))
+        self.size = self.base_size + self.member_size + self.feature_size + self.prefix_size
         bound = float(symlog(np.array([OBS_BOUND]))[0]) if normalize == "symlog" else OBS_BOUND
         self.space = spaces.Box(-bound, bound, shape=(self.size,), dtype=np.float32)
         self.bound = bound
         self._cache: OrderedDict[tuple[int, Any, int], tuple[Any, np.ndarray]] = OrderedDict()
 
     def build(
-        self, ctx: Any, state: Any, player: int, base: np.ndarray | None = None
+        self,
+        ctx: Any,
+        state: Any,
+        player: int,
+        base: np.ndarray | None = None,
+        prefix: np.ndarray | None = None,
     ) -> np.ndarray:
         """Observation of ``player`` (a member) acting at ``state``; ``base`` is the AEC
-        vector if the caller has it (else it is recomputed from the state).
+        vector if the caller has it (else it is recomputed from the state); ``prefix`` the
+        move so far of a factored encoding (appended, normalised as the rest).
 
-        The result is memoised per (context identity, state, player) when the state is
-        hashable: observations are pure functions of them.
+        The part before ``prefix`` is memoised per (context identity, state, player) when the
+        state is hashable: it is a pure function of them.
         """
+        if self.prefix_size:
+            if base is not None:
+                base = base[: self.base_size]
+            core = self._core(ctx, state, player, base)
+            tail = np.zeros(self.prefix_size, dtype=np.float32) if prefix is None else prefix
+            tail = symlog(tail) if self.normalize == "symlog" else np.asarray(tail, np.float32)
+            return np.concatenate([core, np.clip(tail, -self.bound, self.bound)])
+        return self._core(ctx, state, player, base)
+
+    def _core(self, ctx: Any, state: Any, player: int, base: np.ndarray | None) -> np.ndarray:
         try:
             key = (id(ctx), state, player)
             hit = self._cache.get(key)
@@ -356,6 +485,7 @@ class ObservationBuilder:
     def terminal(self, base: np.ndarray) -> np.ndarray:
         """Observation after the game ended: the (normalised) AEC vector, features zero."""
         out = np.zeros(self.size, dtype=np.float32)
+        base = base[: self.base_size]
         scaled = symlog(base) if self.normalize == "symlog" else np.asarray(base, dtype=np.float32)
         out[: self.base_size] = np.clip(scaled, -self.bound, self.bound)
         return out

@@ -159,6 +159,9 @@ def make_raw_env(
     value_cap: int | None = None,
     price_cap: int | None = None,
     constants: Mapping[str, Any] | None = None,
+    action_encoding: str = "multidiscrete",
+    price_levels: int = 16,
+    price_grid: str = "linear",
 ) -> MechanismEnv:
     """The mechanism's raw AEC env over a context, a generator (or spec) or a family."""
     from mechgym.envs.pettingzoo.registry import entry
@@ -174,6 +177,9 @@ def make_raw_env(
         seed=seed,
         value_cap=value_cap,
         price_cap=price_cap,
+        action_encoding=action_encoding,
+        price_levels=price_levels,
+        price_grid=price_grid,
         **dict(constants or {}),
     )
 
@@ -189,7 +195,12 @@ class LearnerEnv(gym.Env):
         The learning player, or coalition (``(1, 2)`` or ``"1,2"``).
     opponents : str, policy, callable or mapping, default "predicted"
         Who plays the other players (see :mod:`mechgym.training.policies`).
-    encoding : {"menu", "raw"}
+    encoding : {"menu", "raw", "factored", "continuous"}
+        ``factored``/``continuous``: every Gymnasium step is one sub-decision of the
+        learner's move (:mod:`mechgym.envs.engine.factored`); the observation ends with its
+        move so far.
+    price_levels, price_grid : int, str
+        Amount grids of the factored encodings (see :mod:`mechgym.envs.engine.factored`).
     learn_phases : sequence of str, optional
         Phases the learner decides (default all); elsewhere it plays ``scripted``.
     scripted : policy description, default "predicted"
@@ -230,10 +241,13 @@ class LearnerEnv(gym.Env):
         value_cap: int | None = None,
         price_cap: int | None = None,
         render_mode: str | None = None,
+        price_levels: int = 16,
+        price_grid: str = "linear",
     ) -> None:
         from mechgym.envs.pettingzoo.registry import entry
 
         super().__init__()
+        factored = encoding in ("factored", "continuous")
         if isinstance(mechanism, MechanismEnv):
             if context is not None or generator is not None or contexts is not None:
                 raise ParameterError(
@@ -242,7 +256,17 @@ class LearnerEnv(gym.Env):
             self.raw = mechanism
         else:
             self.raw = make_raw_env(
-                mechanism, context, generator, contexts, seed, value_cap, price_cap, constants
+                mechanism,
+                context,
+                generator,
+                contexts,
+                seed,
+                value_cap,
+                price_cap,
+                constants,
+                action_encoding=encoding if factored else "multidiscrete",
+                price_levels=price_levels,
+                price_grid=price_grid,
             )
         self.mech = self.raw.mechanism
         self.mech_name = self.mech.name
@@ -278,8 +302,16 @@ class LearnerEnv(gym.Env):
             raise ParameterError("max_skips", "must be at least 1")
         self.max_skips = int(max_skips)
         self.encoding: Encoding = make_encoding(
-            encoding, self.mech_name, self.mech, self.env_spec, self.agents
+            encoding,
+            self.mech_name,
+            self.mech,
+            self.env_spec,
+            self.agents,
+            price_levels=price_levels,
+            price_grid=price_grid,
         )
+        if factored:
+            self.encoding.bind(self.raw)  # type: ignore[attr-defined]
         self.normalize = normalize
         self.features = features
         self.builders = {
@@ -322,6 +354,7 @@ class LearnerEnv(gym.Env):
             "mechanism": self.mech_name,
             "constants": self.constants,
             "encoding": self.encoding.name,
+            **{k: v for k, v in self.encoding.describe().items() if k != "encoding"},
             "members": list(self.group),
             "learn_phases": list(self.learn_phases),
             "normalize": self.normalize,
@@ -383,11 +416,13 @@ class LearnerEnv(gym.Env):
     def action_masks(self) -> np.ndarray:
         """Legal values of the learner's current decision (MaskablePPO reads this)."""
         if self.acting is None:
-            size = (
-                int(np.sum(self.action_space.nvec))
-                if hasattr(self.action_space, "nvec")
-                else self.action_space.n
-            )
+            plan = getattr(self.encoding, "plan", None)
+            if plan is not None:
+                size = plan.D
+            elif hasattr(self.action_space, "nvec"):
+                size = int(np.sum(self.action_space.nvec))
+            else:
+                size = self.action_space.n
             return np.ones(size, dtype=bool)
         return self.encoding.mask(self.ctx, self.raw.game_state, self.acting)
 
@@ -449,7 +484,8 @@ class LearnerEnv(gym.Env):
     def _observe(self) -> np.ndarray:
         p = self.acting
         base = self.raw.observe(self.raw.possible_agents[p])["observation"]
-        return self.builder.build(self.ctx, self.raw.game_state, p, base=base)
+        prefix = base[self.builder.base_size :] if self.builder.prefix_size else None
+        return self.builder.build(self.ctx, self.raw.game_state, p, base=base, prefix=prefix)
 
     def _terminal_obs(self, p: int) -> np.ndarray:
         return self.builder.terminal(self.raw.observe(self.raw.possible_agents[p])["observation"])

@@ -28,7 +28,7 @@ import numpy as np
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.engine.game import EnvSpec, Mechanism
 
-from .encodings import Encoding, ObservationBuilder
+from .encodings import Encoding, ObservationBuilder, symlog
 
 PolicySource = Callable[[Any, np.random.Generator], Any]
 
@@ -209,9 +209,34 @@ class LearnedPolicy:
             # a single-player model can sit in any seat: its observation names the player
             self.builder = self._seat(player)
         try:
+            if getattr(self.encoding, "plan", None) is not None:
+                return self._compose(mech, ctx, state, player)
             return self.encoding.decode(ctx, state, player, self.encoded_action(ctx, state, player))
         finally:
             self.builder = builder
+
+    def _compose(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
+        """A factored encoding's move: the model's sub-decisions, composed and decoded."""
+        from .batched_obs import compose_moves
+
+        enc, b = self.encoding, self.builder
+        spec, layout = enc.spec, enc.layout
+        mask = mech.action_mask(state, player, spec, layout)
+        core = b.build(ctx, state, player)
+        P = b.prefix_size
+
+        def observe(prefix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            out = np.repeat(core[None], len(rows), axis=0)
+            tail = symlog(prefix) if b.normalize == "symlog" else prefix.astype(np.float32)
+            out[:, -P:] = np.clip(tail, -b.bound, b.bound)
+            return out
+
+        lower = getattr(ctx, "lower", None)
+        own = None if lower is None else np.asarray(lower, dtype=np.int64)[player][None]
+        arr = compose_moves(self.model, enc.plan, mask[None], own, observe)[0]  # type: ignore[attr-defined]
+        phase = mech.node(state).phase
+        arr = layout.check(arr, mask, f"player_{player}", phase)
+        return mech.validate(state, player, mech.decode(state, player, arr, spec, layout))
 
     def _seat(self, player: int) -> ObservationBuilder:
         seats = self.__dict__.setdefault("_seats", {})
@@ -244,6 +269,9 @@ class SharedPolicy(LearnedPolicy):
                 "policy",
                 f"this shared model plays for players {sorted(self.by_player)}, not {player}",
             )
+        if getattr(self.encoding, "plan", None) is not None:
+            self.builder = self.by_player[player]
+            return self._compose(mech, ctx, state, player)
         return self.encoding.decode(ctx, state, player, self.encoded_action(ctx, state, player))
 
 
@@ -384,7 +412,15 @@ def _load_policy(p: Path, meta: dict[str, Any]) -> LearnedPolicy:
     spec = EnvSpec(n=s["n"], m=s["m"], value_cap=s["value_cap"], price_cap=s["price_cap"])
     from .encodings import make_encoding
 
-    enc = make_encoding(meta["encoding"], e.name, mech, spec, e.load_agents())
+    enc = make_encoding(
+        meta["encoding"],
+        e.name,
+        mech,
+        spec,
+        e.load_agents(),
+        price_levels=int(meta.get("price_levels", 16)),
+        price_grid=str(meta.get("price_grid", "linear")),
+    )
     if meta.get("shared"):
         builders = {
             tuple(g): ObservationBuilder(

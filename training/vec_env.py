@@ -19,7 +19,10 @@ learner, opponents, encodings, observations and rewards, for ``n_envs`` episodes
   Outside ``learn_phases`` the learner's members play ``scripted``.
 * **Encodings.** ``menu``: ``Discrete(K)`` over the batched menus (entry ``k`` is the exact
   menu's ``k``-th action; invalid entries masked); ``raw``: the ``MultiDiscrete`` layout with
-  its flat masks. :meth:`VecLearnerEnv.action_masks` gives ``(n_envs, mask)`` booleans, and
+  its flat masks; ``factored`` / ``continuous``: one sub-decision of the learner's move per
+  step (:mod:`mechgym.envs.engine.factored`), as the exact env's encoding, the observation
+  ending with the move so far. :meth:`VecLearnerEnv.action_masks` gives ``(n_envs, mask)``
+  booleans, and
   ``env_method("action_masks")`` its rows, which is how sb3-contrib's MaskablePPO reads
   masks from a ``VecEnv`` (``get_action_masks``).
 * **Observations** are the exact builder's (see :mod:`mechgym.training.batched_obs`), so a
@@ -51,6 +54,7 @@ from mechgym.envs.batched_api import (
 )
 from mechgym.envs.engine.batched import BatchState, ContextBatch, batched_rules
 from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.factored import Composer, entry_of
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from .batched_obs import BatchedObservationBuilder, padded_menu, resolve_batched_players
@@ -139,6 +143,8 @@ class VecLearnerEnv(VecEnv):
         constants: Mapping[str, Any] | None = None,
         value_cap: int | None = None,
         price_cap: int | None = None,
+        price_levels: int = 16,
+        price_grid: str = "linear",
     ) -> None:
         if isinstance(n_envs, bool) or not isinstance(n_envs, int | np.integer) or n_envs < 1:
             raise ParameterError("n_envs", f"must be an integer >= 1, got {n_envs!r}")
@@ -167,6 +173,8 @@ class VecLearnerEnv(VecEnv):
             constants=constants,
             value_cap=value_cap,
             price_cap=price_cap,
+            price_levels=price_levels,
+            price_grid=price_grid,
         )
         ex = self.exact
         self.raw = ex.raw
@@ -227,8 +235,12 @@ class VecLearnerEnv(VecEnv):
         self.ctx: ContextBatch | None = None
         self.state: BatchState | None = None
         self.episodes = 0
-        if self.encoding.name == "menu":
-            action_space: spaces.Space = spaces.Discrete(self.encoding.K)
+        self.composer: Composer | None = None
+        if self.encoding.name in ("factored", "continuous"):
+            self.composer = Composer(self.encoding.plan, int(n_envs))  # type: ignore[attr-defined]
+            action_space: spaces.Space = self.encoding.action_space
+        elif self.encoding.name == "menu":
+            action_space = spaces.Discrete(self.encoding.K)
         else:
             action_space = spaces.MultiDiscrete(self.rules.layout.sizes)
         self.render_mode = None
@@ -299,6 +311,12 @@ class VecLearnerEnv(VecEnv):
         if len(bad) and self.illegal == "raise":
             b = int(bad[0])
             raise why[b][0](f"player_{int(p[b])}", self._phase_name(b), why[b][1])
+        if self.composer is not None:
+            # a move under way: the slot waits for the learner's next sub-decision
+            x = None if self._x is None else self._x[legal]
+            self.composer.choose(np.flatnonzero(legal), self._entry[legal], x)
+            legal = legal & ~self.composer.composing
+            arrays = self.composer.act
         good = np.flatnonzero(legal)
         self.buffer[good, p[good]] = arrays[good]
         self.pending[good, p[good]] = False
@@ -314,6 +332,7 @@ class VecLearnerEnv(VecEnv):
         more = self.pending[rows, :].any(axis=1) & legal
         nxt = np.flatnonzero(more)
         self.turn[nxt] = np.argmax(self.pending[nxt], axis=1)
+        self._begin_moves(nxt)
         resolve = np.flatnonzero(legal & ~more)
         if len(resolve):
             self._play(resolve)
@@ -358,6 +377,8 @@ class VecLearnerEnv(VecEnv):
         """Layout arrays of the learner's actions, legality, and why (error class, text)."""
         B = self.num_envs
         why: list[Any] = [None] * B
+        if self.composer is not None:
+            return self._decode_sub(acts)
         if self.encoding.name == "menu":
             a = acts.reshape(B).astype(np.int64) if acts.size == B else None
             if a is None:
@@ -393,6 +414,51 @@ class VecLearnerEnv(VecEnv):
                     f"field '{lay.names[k]}' = {int(arr[b, k])} is not allowed here",
                 )
         return arr, legal, why
+
+    def _decode_sub(self, acts: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+        """Legality of the learner's sub-decisions (the composer takes them in step_wait)."""
+        assert self.composer is not None
+        B = self.num_envs
+        why: list[Any] = [None] * B
+        D = self.composer.plan.D
+        valid = self._masks
+        self._x: np.ndarray | None = None
+        if self.encoding.name == "continuous":
+            arr = np.asarray(acts, dtype=np.float64)
+            if arr.size != 2 * B:
+                raise OutOfSpaceError("learner", "-", f"expected {B} pairs, got {arr.shape}")
+            arr = arr.reshape(B, 2)
+            inside = np.isfinite(arr).all(axis=1)
+            entry = entry_of(np.where(inside, arr[:, 0], 0.0), valid)
+            self._x = np.clip(np.nan_to_num(arr[:, 1]), 0.0, 1.0)
+            self._entry = entry
+            for b in np.flatnonzero(~inside):
+                why[b] = (OutOfSpaceError, f"action {arr[b].tolist()} is not two numbers")
+            return self.composer.act, inside, why
+        if acts.size != B:
+            raise OutOfSpaceError("learner", "-", f"expected {B} sub-decisions, got {acts.shape}")
+        a = acts.reshape(B).astype(np.int64)
+        inside = (a >= 0) & (a < D)
+        legal = inside & valid[np.arange(B), np.clip(a, 0, D - 1)]
+        self._entry = a
+        for b in np.flatnonzero(~legal):
+            if not inside[b]:
+                why[b] = (OutOfSpaceError, f"sub-decision {int(a[b])} is outside 0..{D - 1}")
+            else:
+                label = self.composer.label(int(b))
+                why[b] = (IllegalActionError, f"{label}: entry {int(a[b])} is masked here")
+        return self.composer.act, legal, why
+
+    def _begin_moves(self, idx: np.ndarray) -> None:
+        """Start the learner's factored moves in slots ``idx`` (for the members at turn)."""
+        if self.composer is None or not len(idx):
+            return
+        assert self.ctx is not None and self.state is not None
+        sub = take_state(self.state, idx)
+        turn = self.turn[idx]
+        masks = self.rules.masks(sub)[np.arange(len(idx)), turn]
+        lower = None if self.ctx.lower is None else self.ctx.lower[idx, turn]
+        self.composer.begin(idx, masks, lower)
 
     def _new_episodes(self, idx: np.ndarray) -> None:
         """Fresh contexts and initial states for slots ``idx`` (learner drawn for self-play)."""
@@ -495,6 +561,7 @@ class VecLearnerEnv(VecEnv):
                 self.mine[r] = pend[ready]
                 self.turn[r] = np.argmax(pend[ready], axis=1)
                 self.skips[r] = 0
+                self._begin_moves(r)
             idx = idx[~ready]
             if len(idx):
                 self.mine[idx] = False
@@ -552,7 +619,11 @@ class VecLearnerEnv(VecEnv):
         B = self.num_envs
         obs = np.zeros((B, *self.observation_space.shape), dtype=np.float32)
         menu_mode = self.encoding.name == "menu"
-        if menu_mode:
+        prefix = None
+        if self.composer is not None:
+            self._masks = self.composer.action_masks().astype(bool)
+            prefix = self.composer.features()
+        elif menu_mode:
             K = self.encoding.K
             self._menu_acts = np.zeros((B, K, self.L), dtype=np.int64)
             self._masks = np.zeros((B, K), dtype=bool)
@@ -566,7 +637,7 @@ class VecLearnerEnv(VecEnv):
                 menu = padded_menu(self.batched.menu, self.rules, self.ctx, self.state, int(p), K)
                 self._menu_acts[rows] = menu[0][rows]
                 self._masks[rows] = menu[1][rows]
-            built = self.obs_builders[int(p)].build(self.ctx, self.state, int(p), menu)
+            built = self.obs_builders[int(p)].build(self.ctx, self.state, int(p), menu, prefix)
             obs[rows] = built[rows]
         return obs
 

@@ -178,3 +178,24 @@ def _ranges(idx: np.ndarray) -> str:
     if start is not None:
         parts.append(f"{start}" if start == prev else f"{start}..{prev}")
     return ", ".join(parts) if parts else "none"
+
+
+class MaskedChoiceBox(spaces.Tuple):
+    """``Tuple(Discrete(D), Box(0, 1, (1,)))``: a sub-decision of the ``continuous`` encoding
+    (the entry, and the number read where the node reads the box). :meth:`sample` takes the
+    flat length-``D`` mask of the entry (or uses ``mask_fn``, see :class:`MaskedMultiDiscrete`).
+    """
+
+    mask_fn: Callable[[], np.ndarray] | None = None
+
+    def __init__(self, D: int, seed: Any = None) -> None:
+        super().__init__(
+            (MaskedDiscrete(D), spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)), seed=seed
+        )
+
+    def sample(self, mask: Any = None, probability: Any = None) -> tuple[Any, ...]:
+        if mask is None and probability is None and self.mask_fn is not None:
+            mask = self.mask_fn()
+        if mask is not None and not isinstance(mask, tuple):
+            mask = (np.asarray(mask, dtype=np.int8), None)
+        return super().sample(mask=mask, probability=probability)

@@ -48,6 +48,7 @@ from mechgym.envs.engine.actions import (
     write_offer_stage,
 )
 from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterError
+from mechgym.envs.engine.factored import register_factored
 from mechgym.envs.engine.game import Decision, EnvSpec, Guarantee, Node, Terminal
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.offer_rules import (
@@ -280,3 +281,7 @@ def describe_offer(offer: Offer) -> str:
         if b
     ]
     return "offer: " + (", ".join(parts) if parts else "nothing") + f" (REV {offer.revenue})"
+
+
+# offers carry positive prices: field value k is price k + 1
+register_factored("best_belief", price_offset=1)

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.factored import register_factored
 from mechgym.envs.engine.game import (
     Chance,
     Decision,
@@ -513,3 +514,7 @@ class BudgetBalancedMarket(Mechanism):
             ]
             return "propose " + ", ".join(parts)
         return "YES" if action else "NO"
+
+
+# every player's transfer P*_j stands, with goods or without
+register_factored("budget_balanced_market", prices_need_goods=False)

@@ -64,6 +64,7 @@ from mechgym.envs.engine.actions import (
     write_offer_stage,
 )
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.factored import register_factored
 from mechgym.envs.engine.game import (
     Chance,
     Decision,
@@ -612,3 +613,7 @@ class CollusionLeveraging(Mechanism):
                 f"offer: {', '.join(o_parts) or 'nothing'} (REV {action.offer.revenue})"
             )
         return "YES" if action else "NO"
+
+
+# reasonable offers price every player; a factored offer prices only non-empty bundles
+register_factored("collusion_leveraging", price_offset=0)

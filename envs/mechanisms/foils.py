@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 from mechgym.envs.engine.actions import check_amount, offer_features
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.factored import register_factored
 from mechgym.envs.engine.game import (
     Chance,
     Decision,
@@ -642,3 +643,7 @@ FOILS: dict[str, type[Mechanism]] = {
     for cls in (HopeForTheBest, NaiveMarket1, NaiveMarket2, NaiveMarket3, NaiveMarket4)
 }
 """Foil name -> mechanism class."""
+
+
+for _name in ("naive_market_1", "naive_market_2", "naive_market_3", "naive_market_4"):
+    register_factored(_name, prices_need_goods=False)  # every transfer stands

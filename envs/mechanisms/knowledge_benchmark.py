@@ -52,6 +52,7 @@ from mechgym.envs.engine.actions import (
     write_offer_stage,
 )
 from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterError
+from mechgym.envs.engine.factored import register_factored
 from mechgym.envs.engine.game import (
     Decision,
     EnvSpec,
@@ -321,3 +322,7 @@ def describe_offer(offer: Offer) -> str:
         if b
     ]
     return "offer: " + (", ".join(parts) if parts else "nothing") + f" (REV {offer.revenue})"
+
+
+# value k = price k + min_price (read from the instance by make_plan)
+register_factored("knowledge_benchmark")

@@ -29,6 +29,7 @@ from mechgym.envs.engine.actions import (
     valuation_fields,
 )
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError
+from mechgym.envs.engine.factored import register_factored
 from mechgym.envs.engine.game import Decision, EnvSpec, Guarantee, Node, Terminal
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.best_belief import describe_offer
@@ -181,3 +182,7 @@ def encode_valuation(
                 agent, phase, f"value {x} of bundle {b} is outside the grid 0..{spec.value_cap}"
             )
         vec[layout.index[f"value_{b}"]] = x
+
+
+# offers carry positive prices: field value k is price k + 1
+register_factored("normal_form", price_offset=1)

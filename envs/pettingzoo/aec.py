@@ -12,9 +12,13 @@ public history and pending question]`` (the last part is the mechanism's
 :meth:`~mechgym.envs.engine.game.Mechanism.public_features`). Actions are arrays of the
 agent's ``MultiDiscrete`` action space (``action_encoding="multidiscrete"``, see the mechanism's
 layout; fields the node does not read are ignored), menu entries of a ``Discrete`` space
-(``action_encoding="menu"``, see :mod:`mechgym.agents.menus`), or in both encodings the
-mechanism's structured actions (e.g. :class:`~mechgym.envs.engine.actions.Offer`,
-``True``/``False``). ``state()`` is a global state vector for centralised critics.
+(``action_encoding="menu"``, see :mod:`mechgym.agents.menus`), sub-decisions
+(``action_encoding="factored"`` or ``"continuous"``, see :mod:`mechgym.envs.engine.factored`:
+the acting agent is selected once per sub-decision, and its move so far, at the end of its
+own observation, stays hidden from the others until the node resolves), or in every encoding
+(at the start of a factored move) the mechanism's structured actions (e.g.
+:class:`~mechgym.envs.engine.actions.Offer`, ``True``/``False``). ``state()`` is a global state
+vector for centralised critics.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from mechgym.envs.engine.errors import (
     OutOfSpaceError,
     ParameterError,
 )
+from mechgym.envs.engine.factored import FACTORED_ENCODINGS, Composer, make_plan
 from mechgym.envs.engine.game import (
     Chance,
     Decision,
@@ -42,13 +47,13 @@ from mechgym.envs.engine.game import (
     require_kind,
     sample_chance,
 )
-from mechgym.envs.engine.spaces import MaskedDiscrete
+from mechgym.envs.engine.spaces import MaskedChoiceBox, MaskedDiscrete
 from mechgym.envs.model.limits import check_cap, check_seed
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils import wrappers
 
 OBS_BOUND = float(2**24)
-ACTION_ENCODINGS = ("multidiscrete", "menu")
+ACTION_ENCODINGS = ("multidiscrete", "menu", "factored", "continuous")
 
 
 def agent_name(i: int) -> str:
@@ -77,12 +82,19 @@ class MechanismEnv(AECEnv):
     render_mode : {"ansi", "human"}, optional
         ``"ansi"``: :meth:`render` returns the transcript so far; ``"human"``: each step
         prints the transcript lines that are new. Without one, :meth:`render` warns.
-    action_encoding : {"multidiscrete", "menu"}
+    action_encoding : {"multidiscrete", "menu", "factored", "continuous"}
         ``"multidiscrete"`` (default): the full strategy space, a ``MultiDiscrete`` of named
         fields with a flat mask (fields a node does not read are ignored). ``"menu"``: a
         ``Discrete(K)`` per agent whose entries are the mechanism's menu at the node (see
         :mod:`mechgym.agents.menus`), with a length-``K`` mask. Structured actions are
-        accepted in both.
+        accepted in both. ``"factored"``: a move is a sequence of ``Discrete(D)``
+        sub-decisions with exact masks, the observation ending with the agent's own move so
+        far. ``"continuous"``: the same with ``Tuple(Discrete(D), Box(0, 1, (1,)))``
+        sub-decisions; amount sub-decisions read the box (see
+        :mod:`mechgym.envs.engine.factored`).
+    price_levels, price_grid : int, str
+        Amount grids of the factored encodings (default 16 levels, ``"linear"``; also
+        ``"geometric"`` and ``"own-lower-bounds"``).
 
     Attributes
     ----------
@@ -106,6 +118,8 @@ class MechanismEnv(AECEnv):
         price_cap: int | None = None,
         render_mode: str | None = None,
         action_encoding: str = "multidiscrete",
+        price_levels: int = 16,
+        price_grid: str = "linear",
     ) -> None:
         super().__init__()
         if action_encoding not in ACTION_ENCODINGS:
@@ -142,8 +156,10 @@ class MechanismEnv(AECEnv):
         self.metadata = {
             **self.metadata,
             "name": f"{mechanism.name}_v0",
-            # aec_to_parallel needs every agent to act at every node
-            "is_parallelizable": mechanism.simultaneous_only and mechanism.every_player_acts,
+            # aec_to_parallel needs every agent to act once at every node
+            "is_parallelizable": mechanism.simultaneous_only
+            and mechanism.every_player_acts
+            and action_encoding in ("multidiscrete", "menu"),
         }
         n = self.spec.n
         self.possible_agents = [agent_name(i) for i in range(n)]
@@ -154,8 +170,19 @@ class MechanismEnv(AECEnv):
         size = self._static_size + n + self._private_size + mechanism.public_size(self.spec)
         self.action_encoding = action_encoding
         self.menus: Any = None
+        self.composer: Any = None
         self._zero_mask = self.layout.mask({})
-        if action_encoding == "menu":
+        if action_encoding in FACTORED_ENCODINGS:
+            m = self.spec.m if mechanism.context_kind != "states" else 0
+            plan = make_plan(
+                mechanism, self.layout, n, m, action_encoding, price_levels, price_grid
+            )
+            self.composer = Composer(plan, n)
+            size += plan.feature_size
+            self._idle_mask = np.zeros(plan.D, dtype=np.int8)
+            self._idle_mask[0] = 1
+            self._idle_mask.setflags(write=False)
+        elif action_encoding == "menu":
             from mechgym.agents.menus import menu_table
 
             self.menus = menu_table(mechanism, self.spec)
@@ -189,6 +216,7 @@ class MechanismEnv(AECEnv):
         self.game_state: Any = None
         self._node: Any = None
         self._buffer: dict[int, Any] = {}
+        self._subs = np.zeros(n, dtype=np.int64)
         self.agents: list[str] = []
         self.outcome = None
         self.history: list[tuple[str, Any]] = []
@@ -203,6 +231,9 @@ class MechanismEnv(AECEnv):
     def _new_action_space(self, agent: str) -> spaces.Space:
         if self.menus is not None:
             space: Any = MaskedDiscrete(self.menus.K)
+        elif self.composer is not None:
+            D = self.composer.plan.D
+            space = MaskedDiscrete(D) if self.action_encoding == "factored" else MaskedChoiceBox(D)
         else:
             space = type(self.layout.space)(self.layout.sizes)
         space.mask_fn = partial(self.current_mask, agent)
@@ -217,6 +248,11 @@ class MechanismEnv(AECEnv):
         if i not in node.players or i in self._buffer:
             return self._idle_mask
         return self._action_mask(i)
+
+    @property
+    def price_grid(self) -> str | None:
+        """The amount grid of a factored encoding (``None`` otherwise)."""
+        return None if self.composer is None else self.composer.plan.grid
 
     def state(self) -> np.ndarray:
         """Global state for centralised critics: ``[phase one-hot | acting flag per player |
@@ -289,13 +325,19 @@ class MechanismEnv(AECEnv):
         # structured actions may announce prices beyond the grid; keep the vector in its Box
         np.minimum(public, OBS_BOUND, out=public)
         np.maximum(public, -OBS_BOUND, out=public)
-        obs = np.concatenate([head, self._static[i], public])
+        parts = [head, self._static[i], public]
+        if self.composer is not None:
+            # the agent's own move so far: never part of another agent's view
+            parts.append(self.composer.features(np.array([i]))[0])
+        obs = np.concatenate(parts)
         mask = self._action_mask(i) if acting else self._idle_mask
         return {"observation": obs, "action_mask": mask}
 
     def _action_mask(self, player: int) -> np.ndarray:
         if self.menus is not None:
             return self.menus.mask(self.context, self.game_state, player)
+        if self.composer is not None:
+            return self.composer.action_masks()[player]
         return self._mask(player)
 
     def _mask(self, player: int) -> np.ndarray:
@@ -319,27 +361,54 @@ class MechanismEnv(AECEnv):
             self._was_dead_step(action)
             return
         player = self._index[agent]
-        structured = self.check_action(player, action)
+        checked = self.check_action(player, action)
         # Resolving may still fail (a solver's limit); then the env is put back as it was.
         saved = self._save()
         try:
             self._cumulative_rewards[agent] = 0.0
             self._clear_rewards()
-            self._buffer[player] = structured
+            if self._take(player, checked):
+                self.agent_selection = agent
+                return
             node = self._node
             waiting = [p for p in node.players if p not in self._buffer]
             if waiting:
                 self.agent_selection = agent_name(waiting[0])
                 return
-            actions, self._buffer = self._buffer, {}
-            self.history.append(("decision", (node.phase, dict(actions), self.game_state)))
-            self.game_state = self.mechanism.resolve(self.game_state, actions)
-            self._advance()
+            self._resolve()
         except BaseException:
             self._load(saved)
             raise
         if self.render_mode == "human":
             self.render()
+
+    def _take(self, player: int, checked: Any) -> bool:
+        """Apply a checked action: buffer a whole move, or take a sub-decision (buffering the
+        move it completes). Whether ``player`` still has sub-decisions to make."""
+        if isinstance(checked, _Sub) and self.composer.composing[player]:
+            rows = np.array([player])
+            x = None if checked.x is None else np.array([checked.x])
+            self.composer.choose(rows, np.array([checked.choice]), x)
+            self._subs[player] += 1
+            if self.composer.composing[player]:
+                return True
+        if isinstance(checked, _Sub):
+            agent, phase = agent_name(player), self._node.phase
+            arr = self.layout.check(self.composer.act[player], self._mask(player), agent, phase)
+            move = self.mechanism.decode(self.game_state, player, arr, self.spec, self.layout)
+            checked = self.mechanism.validate(self.game_state, player, move)
+        self._buffer[player] = checked
+        if self.composer is not None:
+            self.composer.stop(np.array([player]))
+        return False
+
+    def _resolve(self) -> None:
+        """Every acting player has moved: resolve the node and walk on."""
+        node = self._node
+        actions, self._buffer = self._buffer, {}
+        self.history.append(("decision", (node.phase, dict(actions), self.game_state)))
+        self.game_state = self.mechanism.resolve(self.game_state, actions)
+        self._advance()
 
     def render(self) -> str | None:
         if self.render_mode is None:
@@ -374,13 +443,46 @@ class MechanismEnv(AECEnv):
             raise NotActingError(agent, node.phase, "this agent has already acted at this node")
         if action is None:
             raise NotActingError(agent, node.phase, "an acting agent must pass an action, not None")
-        if self.menus is not None:
+        if self.composer is not None:
+            sub = self._sub_choice(action)
+            if sub is not None:
+                self.composer.check(
+                    np.array([player]),
+                    np.array([sub.choice]),
+                    [agent],
+                    [node.phase],
+                    None if sub.x is None else np.array([sub.x]),
+                )
+                return sub
+            if self._subs[player]:
+                raise OutOfSpaceError(
+                    agent,
+                    node.phase,
+                    f"{self.composer.label(player)}: a move under way takes sub-decisions "
+                    f"(entries 0..{self.composer.plan.D - 1}), got {action!r}",
+                )
+        elif self.menus is not None:
             if _is_index(action):
                 action = self.menus.decode(self.context, self.game_state, player, action)
         elif isinstance(action, np.ndarray):
             arr = self.layout.check(action, self._mask(player), agent, node.phase)
             action = self.mechanism.decode(self.game_state, player, arr, self.spec, self.layout)
         return self.mechanism.validate(self.game_state, player, action)
+
+    def _sub_choice(self, action: Any) -> _Sub | None:
+        """A sub-decision read from ``action`` (an entry; in ``continuous`` an entry and a
+        number), or ``None`` for anything else (a structured action)."""
+        if self.action_encoding == "factored":
+            if _is_index(action) and np.ndim(action) == 0:
+                return _Sub(int(action), None)
+            return None
+        if isinstance(action, tuple) and len(action) == 2 and _is_index(action[0]):
+            x = action[1]
+            if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.size == 1:
+                return _Sub(int(action[0]), float(x.reshape(-1)[0]))
+            if isinstance(x, float | np.floating):
+                return _Sub(int(action[0]), float(x))
+        return None
 
     def check_idle(self, agent: str, action: Any) -> None:
         """Check the action a non-acting agent passes to the parallel env: ``None`` or any
@@ -390,6 +492,9 @@ class MechanismEnv(AECEnv):
         phase = self._node.phase if isinstance(self._node, Decision) else "done"
         if self.menus is not None:
             self.menus.index(action, agent, phase)
+        elif self.composer is not None:
+            if not self.action_space(agent).contains(action):
+                raise OutOfSpaceError(agent, phase, f"{action!r} is not in the action space")
         else:
             self.layout.check(action, self._zero_mask, agent, phase)
 
@@ -412,6 +517,7 @@ class MechanismEnv(AECEnv):
             dict(self.truncations),
             self.agent_selection,
             self._rng.bit_generator.state,
+            None if self.composer is None else (self.composer.copy(), self._subs.copy()),
         )
 
     def _load(self, saved: tuple[Any, ...]) -> None:
@@ -427,7 +533,10 @@ class MechanismEnv(AECEnv):
             self.truncations,
             self.agent_selection,
             rng_state,
+            composing,
         ) = saved
+        if composing is not None:
+            self.composer, self._subs = composing[0].copy(), composing[1].copy()
         del self.history[length:]
         self._rng.bit_generator.state = rng_state
 
@@ -441,6 +550,8 @@ class MechanismEnv(AECEnv):
                 continue
             break
         self._node = node
+        if self.composer is not None:
+            self._begin_moves(node)
         if isinstance(node, Decision):
             self.agent_selection = agent_name(node.players[0])
             return
@@ -453,6 +564,19 @@ class MechanismEnv(AECEnv):
             self.terminations[a] = True
         self._accumulate_rewards()
         self.agent_selection = self.agents[0]
+
+    def _begin_moves(self, node: Any) -> None:
+        """Start the acting players' factored moves at a new node (all rows idle else)."""
+        n = self.spec.n
+        self.composer.stop(np.arange(n))
+        self._subs = np.zeros(n, dtype=np.int64)
+        if not isinstance(node, Decision):
+            return
+        players = np.array(node.players, dtype=np.int64)
+        masks = np.stack([self._mask(int(p)) for p in players])
+        lower = getattr(self.context, "lower", None)
+        own = None if lower is None else np.asarray(lower, dtype=np.int64)[players]
+        self.composer.begin(players, masks, own)
 
     def exact_rewards(self) -> tuple[Fraction, ...] | None:
         """Exact rewards of the finished episode (``None`` while it runs)."""
@@ -477,6 +601,16 @@ class MechanismEnv(AECEnv):
             else:
                 lines.append(f"[outcome {data.rule}] {describe_outcome(data)}")
         return lines
+
+
+class _Sub:
+    """A checked sub-decision: the entry, and the box value (``continuous``)."""
+
+    __slots__ = ("choice", "x")
+
+    def __init__(self, choice: int, x: float | None) -> None:
+        self.choice = choice
+        self.x = x
 
 
 def _is_index(action: Any) -> bool:
@@ -544,18 +678,30 @@ class MechanismParallelEnv(ParallelEnv):
             raise OutOfSpaceError(
                 "-", node.phase, f"a parallel step takes a dict agent -> action, got {actions!r}"
             )
-        acting = [agent_name(p) for p in node.players]
+        acting = [agent_name(p) for p in node.players if p not in aec._buffer]
+        checked = {}
         for a in self.agents:
             if a in acting:
                 if a not in actions:
                     raise NotActingError(a, node.phase, "no action given for an acting agent")
-                aec.check_action(aec._index[a], actions[a])
+                checked[a] = aec.check_action(aec._index[a], actions[a])
             else:
                 aec.check_idle(a, actions.get(a))
         saved = aec._save()
         try:
-            for a in acting:
-                aec.step(actions[a])
+            if aec.composer is None:
+                for a in acting:
+                    aec.step(actions[a])
+            else:
+                # one sub-decision of every acting agent per parallel step
+                aec._clear_rewards()
+                for a in acting:
+                    aec._take(aec._index[a], checked[a])
+                waiting = [p for p in node.players if p not in aec._buffer]
+                if waiting:
+                    aec.agent_selection = agent_name(waiting[0])
+                else:
+                    aec._resolve()
         except BaseException:
             aec._load(saved)  # no half-buffered node after a failed resolve
             raise

@@ -28,7 +28,8 @@ def env_module(
     """Return ``(raw_env, env, parallel_env)`` for a mechanism class.
 
     ``raw_env(context=None, generator=None, seed=None, value_cap=None, price_cap=None,
-    render_mode=None, action_encoding="multidiscrete", **constants)``: with neither a context
+    render_mode=None, action_encoding="multidiscrete", price_levels=16, price_grid="linear",
+    **constants)``: with neither a context
     nor a generator, contexts are drawn from ``default_generator()``; ``context`` may also be
     the name of a built-in example.
     """
@@ -45,6 +46,8 @@ def env_module(
             price_cap: int | None = None,
             render_mode: str | None = None,
             action_encoding: str = "multidiscrete",
+            price_levels: int = 16,
+            price_grid: str = "linear",
             **constants: Any,
         ) -> None:
             if isinstance(context, str):
@@ -66,6 +69,8 @@ def env_module(
                 price_cap=price_cap,
                 render_mode=render_mode,
                 action_encoding=action_encoding,
+                price_levels=price_levels,
+                price_grid=price_grid,
             )
 
     raw_env.__name__ = raw_env.__qualname__ = "raw_env"

@@ -139,6 +139,13 @@ def add_benchmark_commands(app: typer.Typer) -> None:
         as_json: Annotated[
             bool, typer.Option("--json", help="Print the aggregate as JSON.")
         ] = False,
+        encoding: Annotated[
+            str,
+            typer.Option(
+                help="Deep learners' encoding: menu, raw, factored or continuous "
+                "(no-regret rules play the menu)."
+            ),
+        ] = "menu",
     ) -> None:
         """Train the focal learners over seeds; write per-seed and aggregate results."""
         from mechgym.envs.engine.errors import MechgymError
@@ -159,6 +166,7 @@ def add_benchmark_commands(app: typer.Typer) -> None:
                 out=folder,
                 progress=False,
                 console=None if as_json else _console(True),
+                encoding=encoding,
             )
         except MechgymError as exc:
             _fail(str(exc))

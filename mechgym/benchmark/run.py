@@ -104,7 +104,14 @@ def _seeded_bootstrap_class() -> type:
 
 
 def _train_deep(
-    task: Task, s: TaskSetup, algo: str, seed: int, steps: int, out: Path, progress: bool
+    task: Task,
+    s: TaskSetup,
+    algo: str,
+    seed: int,
+    steps: int,
+    out: Path,
+    progress: bool,
+    encoding: str = "menu",
 ) -> tuple[Any, list[dict[str, Any]]]:
     """Train with stable-baselines3 through ``train_learner``; return the focal policy and
     its evaluation history (``steps``, ``learner_value`` on the trainer's own contexts)."""
@@ -122,7 +129,7 @@ def _train_deep(
         steps=steps,
         seed=seed,
         opponents=task.background,
-        encoding="menu",
+        encoding=encoding,
         out=out,
         progress=progress,
     )
@@ -211,8 +218,12 @@ def run_task(
     steps: int | None = None,
     rounds: int | None = None,
     task_setup: TaskSetup | None = None,
+    encoding: str = "menu",
 ) -> dict[str, Any]:
     """Train ``seeds`` independent runs of ``algo`` on ``task`` and write the results.
+
+    ``encoding`` is the deep learners' action encoding (``menu``, ``raw``, ``factored``,
+    ``continuous``); no-regret rules play the menu and take only ``menu``.
 
     ``steps`` / ``rounds`` override the budget (the task's own, or the quick one with
     ``quick``); ``task_setup`` reuses a :func:`setup` of the same task (its caches, e.g. the
@@ -227,6 +238,14 @@ def run_task(
         raise ParameterError("algo", f"unknown algorithm {algo!r}; use one of {', '.join(ALGOS)}")
     if not 1 <= seeds <= 100:
         raise ParameterError("seeds", f"must lie in 1..100, got {seeds}")
+    from mechgym.training.encodings import ENCODINGS
+
+    if encoding not in ENCODINGS:
+        raise ParameterError(
+            "encoding", f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}"
+        )
+    if algo in NO_REGRET and encoding != "menu":
+        raise ParameterError("encoding", f"{algo} plays the menu; use --encoding menu")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = setup(task) if task_setup is None else task_setup
@@ -248,7 +267,7 @@ def run_task(
             budget = rounds
         else:
             policy, history = _train_deep(
-                task, s, algo, seed, steps, out / f"seed_{seed}", progress
+                task, s, algo, seed, steps, out / f"seed_{seed}", progress, encoding
             )
             budget = steps
         figures = evaluate_policy(s, policy)

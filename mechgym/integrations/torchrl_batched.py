@@ -32,7 +32,13 @@ the same rules, context sources, seeded generator, observation vectors and actio
 * **Actions** (``action_encoding``). ``"menu"`` (default): ``Categorical(K)`` per agent over
   the mechanism's batched menus, entry ``k`` being the ``k``-th entry of the exact menu (the
   PettingZoo ``action_encoding="menu"``). ``"multidiscrete"``: the array layout as a
-  ``MultiCategorical`` with the flat mask over its fields. Illegal actions of acting agents
+  ``MultiCategorical`` with the flat mask over its fields. ``"factored"``: a move is a
+  sequence of sub-decisions (:mod:`mechgym.envs.engine.factored`), one per :meth:`step`, each
+  a ``Categorical(D)`` with its exact mask; an agent's observation ends with its own move so
+  far, and ``(group, "mask")`` is true while it has a sub-decision pending; the node resolves
+  once every acting agent's move is complete. ``"continuous"``: as ``"factored"``, plus
+  ``(group, "box")`` ``(B, g, 1)`` in ``[0, 1]``, read instead of the entry where
+  ``(group, "reads_box")`` is true (amount sub-decisions). Illegal actions of acting agents
   raise the typed :class:`~mechgym.envs.engine.errors.OutOfSpaceError` or
   :class:`~mechgym.envs.engine.errors.IllegalActionError`, and the env is left as it was.
 * **Rewards** ``(group, "reward")`` ``(B, g, 1)`` float32 arrive at the step an episode ends:
@@ -85,7 +91,7 @@ from mechgym.envs.pettingzoo.aec import OBS_BOUND
 
 __all__ = ["ACTION_ENCODINGS", "BatchedMechanismEnv", "PartitionSource", "static_partition"]
 
-ACTION_ENCODINGS = ("menu", "multidiscrete")
+ACTION_ENCODINGS = ("menu", "multidiscrete", "factored", "continuous")
 """The action encodings, named as the PettingZoo envs' ``action_encoding``."""
 
 Partition = tuple[tuple[int, ...], ...]
@@ -213,6 +219,8 @@ class BatchedMechanismEnv(EnvBase):
         Where the tensors live (the rules run on the CPU).
     constants : mapping, optional
         Mechanism constants (``{"eps": "1/10"}``, ...).
+    price_levels, price_grid : int, str
+        Amount grids of ``"factored"`` (see :mod:`mechgym.envs.engine.factored`).
 
     Attributes
     ----------
@@ -253,6 +261,8 @@ class BatchedMechanismEnv(EnvBase):
         seed: int | None = None,
         device: torch.device | str = "cpu",
         constants: Mapping[str, Any] | None = None,
+        price_levels: int = 16,
+        price_grid: str = "linear",
     ) -> None:
         if action_encoding not in ACTION_ENCODINGS:
             raise ParameterError(
@@ -323,7 +333,15 @@ class BatchedMechanismEnv(EnvBase):
         # menus
         self.menus: Any = None
         self._menu_fn: Any = None
-        if action_encoding == "menu":
+        self.factored: Any = None
+        if action_encoding in ("factored", "continuous"):
+            from mechgym.envs.batched_api import FactoredDriver
+
+            self.factored = FactoredDriver(
+                self.rules, B, action_encoding, price_levels, price_grid, learning
+            )
+            self.K = int(self.factored.plan.D)
+        elif action_encoding == "menu":
             from mechgym.agents.menus import menu_table
 
             self.menus = menu_table(api.mech, api.spec)
@@ -341,6 +359,8 @@ class BatchedMechanismEnv(EnvBase):
         self.state_size += n * int(api.context_class.private_size(n, api.spec.m))
         self.state_size += n * int(api.mech.public_size(api.spec))
         self.obs_size = int(api.observation_spaces[api.possible_agents[0]]["observation"].shape[1])
+        if self.factored is not None:
+            self.obs_size += self.factored.plan.feature_size
         self._make_specs()
 
         self.record = bool(record)
@@ -387,8 +407,13 @@ class BatchedMechanismEnv(EnvBase):
         for g in self.learners:
             k = len(self.group_players[g])
             shape = (B, k)
-            if self.menus is not None:
+            extra: dict[str, Any] = {}
+            if self.menus is not None or self.factored is not None:
                 action: Any = Categorical(self.K, shape=shape, dtype=torch.int64, device=dev)
+                if self.action_encoding == "continuous":
+                    extra["box"] = Bounded(
+                        0.0, 1.0, shape=(B, k, 1), dtype=torch.float32, device=dev
+                    )
             else:
                 action = MultiCategorical(
                     torch.as_tensor(self.layout.sizes, dtype=torch.int64),
@@ -396,7 +421,7 @@ class BatchedMechanismEnv(EnvBase):
                     dtype=torch.int64,
                     device=dev,
                 )
-            act[g] = Composite({"action": action}, shape=shape)
+            act[g] = Composite({"action": action, **extra}, shape=shape)
             obs[g] = Composite(
                 {
                     "observation": Bounded(
@@ -410,6 +435,11 @@ class BatchedMechanismEnv(EnvBase):
                         2, shape=(B, k, self.K), dtype=torch.bool, device=dev
                     ),
                     "mask": Categorical(2, shape=shape, dtype=torch.bool, device=dev),
+                    **(
+                        {"reads_box": Categorical(2, shape=shape, dtype=torch.bool, device=dev)}
+                        if self.action_encoding == "continuous"
+                        else {}
+                    ),
                 },
                 shape=shape,
             )
@@ -444,6 +474,8 @@ class BatchedMechanismEnv(EnvBase):
         if api.state is None or api.ctx is None or reset is None or reset.all():
             api.ctx = api.source.sample(B, api.rng)
             api.state = api.rules.reset(api.ctx, api.rng)
+            if self.factored is not None:
+                self.factored.begin(api.ctx, api.state)
             if self.record:
                 self._log = {
                     "ctx": api.ctx.take(np.arange(B)),
@@ -458,6 +490,8 @@ class BatchedMechanismEnv(EnvBase):
                 fresh = api.source.sample(len(idx), api.rng)
                 api.ctx.put(idx, fresh)
                 put_state(api.state, idx, api.rules.reset(fresh, api.rng))
+                if self.factored is not None:
+                    self.factored.begin(api.ctx, api.state, idx)
                 self._log = None
                 self._observe(idx)
         return self._output(rewards=None, ended=api.state.done)
@@ -467,6 +501,8 @@ class BatchedMechanismEnv(EnvBase):
         if api.state is None or api.ctx is None:
             raise OutOfSpaceError("batch", "-", "call reset() before step()")
         ctx, state = api.ctx, api.state
+        if self.factored is not None:
+            return self._factored_step(tensordict)
         acts = self._decode(tensordict, state)
         scripted_acting = state.acting[:, self.scripted_players] if self.scripted_players else None
         if scripted_acting is not None and scripted_acting.any():
@@ -492,6 +528,77 @@ class BatchedMechanismEnv(EnvBase):
             rewards[ended] = api.rules.rewards(ctx, new)[ended]
         self._observe(None)
         return self._output(rewards=rewards, ended=new.done)
+
+    def _factored_step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """One sub-decision of every composing learner; complete nodes resolve (with the
+        scripted players' actions) on the batched rules."""
+        api, fd = self.api, self.factored
+        ctx, state = api.ctx, api.state
+        assert ctx is not None and state is not None
+        B, n = api.B, self.n
+        choices = np.zeros((B, n), dtype=np.int64)
+        box = np.zeros((B, n), dtype=np.float64)
+        comp = fd.composing()
+        for g in self.learners:
+            players = self.group_players[g]
+            a = tensordict.get((g, "action"), None)
+            if a is None:
+                if comp[:, players].any():
+                    raise OutOfSpaceError(g, self._phase_name(state), "no actions given")
+                continue
+            a = a.detach().cpu().numpy()
+            if a.shape != (B, len(players)):
+                raise OutOfSpaceError(
+                    g, self._phase_name(state), f"actions must have shape {(B, len(players))}"
+                )
+            choices[:, players] = a
+            if self.action_encoding == "continuous":
+                x = tensordict.get((g, "box"), None)
+                if x is not None:
+                    box[:, players] = x.detach().cpu().numpy().reshape(B, len(players))
+        choices = np.where(comp, choices, 0)
+        fd.check(state, choices, box, self.learning_players)
+        fd.apply(choices, box)
+        ready = fd.ready(state)
+        was_live = ~state.done
+        if len(ready):
+            sub, sctx = take_state(state, ready), ctx.take(ready)
+            acts = fd.actions(ready)
+            acts[~sub.acting] = 0
+            if self.scripted_players and sub.acting[:, self.scripted_players].any():
+                by_policy: dict[int, list[int]] = {}
+                for p in self.scripted_players:
+                    by_policy.setdefault(id(self.background[p]), []).append(p)
+                for players in by_policy.values():
+                    out = self.background[players[0]].act(api.rules, sctx, sub, players, api.rng)
+                    acts[:, players] = out[:, players]
+            masks = api.rules.masks(sub)
+            names = np.array([*self.rules.phases, "done"], dtype=object)[sub.phase]
+            check_actions(self.layout, masks, acts, sub.acting, names)
+            if self._log is not None:
+                full = np.zeros((B, n, len(self.layout)), dtype=np.int64)
+                full[ready] = acts
+                acting = np.zeros((B, n), dtype=bool)
+                acting[ready] = sub.acting
+                fmasks = np.zeros((B, n, self.layout.mask_size), dtype=np.int8)
+                fmasks[ready] = masks
+                self._log["actions"].append(full)
+                self._log["acting"].append(acting)
+                self._log["masks"].append(fmasks)
+            new = api.rules.step(sctx, sub, acts, api.rng)
+            if self._log is not None:
+                for c in new.chance:
+                    draw = np.full(B, -1, dtype=np.int64)
+                    draw[ready] = c
+                    state.chance.append(draw)
+            put_state(state, ready, new)
+            fd.begin(ctx, state, ready)
+        ended = was_live & state.done
+        rewards = np.zeros((B, n), dtype=np.float64)
+        if ended.any():
+            rewards[ended] = api.rules.rewards(ctx, state)[ended]
+        self._observe(None)
+        return self._output(rewards=rewards, ended=state.done)
 
     # -- helpers -----------------------------------------------------------------------------
     def _reset_mask(self, tensordict: TensorDictBase | None) -> np.ndarray | None:
@@ -580,10 +687,20 @@ class BatchedMechanismEnv(EnvBase):
         else:
             ctx, state = api.ctx.take(idx), take_state(api.state, idx)
             rows = idx
-        for p in self.learning_players:
-            self._obs[rows, p] = observation_vectors(api.rules, ctx, state, p)
+        fd = self.factored
+        if fd is not None:
+            comp = fd.composing()[rows]
+            for p in self.learning_players:
+                base = observation_vectors(api.rules, ctx, state, p, comp[:, p])
+                self._obs[rows, p] = np.concatenate([base, fd.features(p)[rows]], axis=1)
+        else:
+            for p in self.learning_players:
+                self._obs[rows, p] = observation_vectors(api.rules, ctx, state, p)
         if self.return_state:
             self._state[rows] = self._state_vectors(ctx, state)
+        if fd is not None:
+            self._amask[rows] = fd.action_masks()[rows] != 0
+            return
         if self.menus is not None:
             self._refresh_menus(ctx, state, rows)
             return
@@ -659,14 +776,18 @@ class BatchedMechanismEnv(EnvBase):
             k = len(ps)
             mask = torch.from_numpy(self._amask[:, ps].copy()).to(dev)
             gdone = done.unsqueeze(1).expand(B, k, 1).clone()
+            acting = api.state.acting if self.factored is None else self.factored.composing()
             sub: dict[str, Any] = {
                 "observation": torch.from_numpy(self._obs[:, ps].copy()).to(dev),
                 "action_mask": mask,
-                "mask": torch.from_numpy(api.state.acting[:, ps].copy()).to(dev),
+                "mask": torch.from_numpy(acting[:, ps].copy()).to(dev),
                 "done": gdone,
                 "terminated": gdone.clone(),
                 "truncated": torch.zeros_like(gdone),
             }
+            if self.action_encoding == "continuous":
+                box = self.factored.reads_box()[:, ps].copy()
+                sub["reads_box"] = torch.from_numpy(box).to(dev)
             if rewards is not None:
                 r = rewards[:, ps].astype(np.float32).reshape(B, k, 1)
                 sub["reward"] = torch.from_numpy(r).to(dev)
