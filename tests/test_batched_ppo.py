@@ -103,6 +103,27 @@ def test_multidiscrete_learner_finds_the_predicted_answers() -> None:
     assert learned > random_answers_agreement(contexts) + 0.2
 
 
+@pytest.fixture(scope="module")
+def factored_run():
+    return train_batched(
+        "best_belief",
+        encoding="factored",
+        decisions=50_000,
+        batch_size=1024,
+        seed=0,
+        learners=["player_0"],
+    )
+
+
+def test_factored_learner_finds_the_predicted_answers(factored_run) -> None:
+    """Sub-decisions (one env step each, the move so far in the observation): the learned
+    YES/NO agrees with the prediction on held-out contexts."""
+    contexts = held_out()
+    learned = agreement(factored_run.policy, contexts)
+    assert learned >= 0.9
+    assert learned > random_answers_agreement(contexts) + 0.2
+
+
 def test_coalition_is_one_learning_group_and_improves() -> None:
     run = train_batched(
         "best_belief",
@@ -229,8 +250,9 @@ def test_loss_ignores_transitions_where_the_agent_does_not_act() -> None:
 
 
 # -- the learned policy --------------------------------------------------------------------
-def test_batched_and_exact_forms_play_the_same_actions(menu_run) -> None:
-    policy = menu_run.policy
+@pytest.mark.parametrize("run", ["menu_run", "factored_run"])
+def test_batched_and_exact_forms_play_the_same_actions(run: str, request) -> None:
+    policy = request.getfixturevalue(run).policy
     mech, spec = policy.exact_mechanism(), policy.spec
     rules = batched_rules(mech, spec)
     contexts = held_out(12, seed=99)

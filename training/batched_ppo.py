@@ -474,7 +474,14 @@ class BatchedPPO:
             constants,
             self.cfg.hidden,
             mech=env.api.mech,
+            **self._plan_options(),
         )
+
+    def _plan_options(self) -> dict[str, Any]:
+        plan = getattr(self.env.factored, "plan", None)
+        if plan is None:
+            return {}
+        return {"price_levels": plan.levels, "price_grid": plan.grid}
 
 
 def ppo_loss(
