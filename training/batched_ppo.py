@@ -225,10 +225,9 @@ def _loss(g: str, actor: Any, critic: Any, cfg: BatchedPPOConfig) -> ClipPPOLoss
 
 
 def _gae(g: str, critic: Any, cfg: BatchedPPOConfig) -> GAE:
-    # shifted: one critic call over the T + 1 observations of a rollout, not 2T
-    gae = GAE(
-        gamma=cfg.gamma, lmbda=cfg.lmbda, value_network=critic, average_gae=False, shifted=True
-    )
+    # not shifted: with partial resets TorchRL's shifted call checks and scatters the
+    # observations, which costs more than a second critic pass over them
+    gae = GAE(gamma=cfg.gamma, lmbda=cfg.lmbda, value_network=critic, average_gae=False)
     gae.set_keys(
         reward=(g, "reward"),
         done=(g, "done"),
