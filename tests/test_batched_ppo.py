@@ -181,6 +181,10 @@ def test_bad_settings_raise_typed_errors() -> None:
         train_batched("best_belief", decisions=10, epochs=0)
     with pytest.raises(ParameterError, match="lmbda"):
         train_batched("best_belief", decisions=10, lmbda=1.5)
+    with pytest.raises(ParameterError, match="epoch"):
+        train_batched("best_belief", decisions=10, epoch=3)  # a typo of epochs
+    with pytest.raises(ParameterError, match="continuous"):
+        train_batched("best_belief", decisions=10, encoding="continuous")
 
 
 # -- the acting mask -----------------------------------------------------------------------

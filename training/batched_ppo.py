@@ -306,6 +306,16 @@ def train_batched(
 
     from .algos import configure_torch
 
+    known = set(BatchedPPOConfig.__dataclass_fields__)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ParameterError(
+            unknown[0], f"not a setting of the batched learner; use one of {', '.join(known)}"
+        )
+    if encoding == "continuous":
+        raise ParameterError(
+            "encoding", "the batched learner has no continuous (Box) head yet; use 'factored'"
+        )
     cfg = BatchedPPOConfig(**{**(config.__dict__ if config else {}), **overrides})
     if batch_size is not None:
         cfg.batch_size = batch_size
