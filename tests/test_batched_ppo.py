@@ -201,6 +201,9 @@ def test_gae_bootstraps_across_steps_where_the_agent_does_not_act() -> None:
     acting = data[g, "mask"][..., 0]
     idle = ~acting
     assert idle.any() and acting.any()  # M1: an agent not asked sits out the respond step
+    ended = data["next", "done"][..., 0]
+    # episodes of different lengths: at one step some slots end (and restart), others go on
+    assert (ended.any(0) & ~ended.all(0)).any()
     with torch.no_grad():
         ppo.gaes[g](data)
     adv = data[g, "advantage"][..., 0, 0]
