@@ -509,8 +509,8 @@ def ppo_loss(
         rows = acting.any(-1)
         if not rows.any():
             continue
-        # the actor's terms only where one of the group's agents acts
-        out = loss(mb[rows])
+        # the actor's terms only where one of the group's agents acts (its keys only)
+        out = loss(mb.select(g)[rows])
         acting = acting[rows]
         total = (
             total
