@@ -6,7 +6,7 @@ logits under the mask, in every form mechgym evaluates:
 
 * a **batched policy** (:class:`~mechgym.agents.batched.BatchedPolicy`:
   ``act(rules, ctx, state, players, rng) -> (B, n, L)``), so it can be a background player of
-  the TorchRL env, of the vectorised learner env or of :func:`mechgym.batched_eval.batched_reports`;
+  the TorchRL env or of the vectorised learner env;
 * an **exact policy** (:meth:`BatchedLearnedPolicy.exact`: ``act(mech, ctx, state, player)``)
   for :func:`~mechgym.training.metrics.evaluate_profile`, which computes agreement, bounds,
   guarantees and exploitability with chance enumerated;
