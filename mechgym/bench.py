@@ -257,7 +257,9 @@ def show_bench(result: dict[str, Any], console: Any) -> None:
             if tr.get("speedup"):
                 console.print(f"training: vector / single steps per second = {tr['speedup']:.1f}x")
             b = tr.get("batched")
-            if b:
+            if b and "skipped" in b:
+                console.print(f"training (batched): {b['skipped']}")
+            elif b:
                 ratio = (
                     f", {b['ratio_to_vector']:.1f}x the vector env" if b["ratio_to_vector"] else ""
                 )

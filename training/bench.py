@@ -244,7 +244,8 @@ def training_speed(
     vectorised env, and the batched learner's decisions per second, measured in the same
     run: ``{"single": ..., "vector": ..., "batched": ..., "speedup"}``. ``batched`` carries
     ``ratio_to_vector`` (its decisions per second over the vector run's steps per second:
-    one step of the vector env is one learner decision).
+    one step of the vector env is one learner decision), or ``{"skipped": reason}`` without
+    TorchRL.
 
     The vector run uses 1024 slots (a rollout of 2 steps per slot, 2048 samples per update):
     the env's fixed cost per step (Python around numpy calls) is then spread thin enough for
@@ -260,7 +261,11 @@ def training_speed(
     )
     out: dict[str, Any] = {"single": single, "vector": vector, "speedup": speedup}
     if batched:
-        b = batched_training_speed(mech_name, batched_decisions, batch_size)
+        try:
+            b = batched_training_speed(mech_name, batched_decisions, batch_size)
+        except ImportError:  # the batched learner runs on TorchRL (the 'integrations' extra)
+            out["batched"] = {"skipped": "install torchrl to time the batched learner"}
+            return out
         vps = vector["steps_per_second"]
         b["ratio_to_vector"] = b["decisions_per_second"] / vps if vps > 0 else None
         out["batched"] = b
