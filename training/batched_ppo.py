@@ -43,7 +43,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from mechgym.envs.engine.errors import ParameterError
@@ -55,7 +55,7 @@ from torchrl.modules import MaskedCategorical, ProbabilisticActor, ValueOperator
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
 
-from .batched_policy import BatchedLearnedPolicy, PolicyNet, field_index, per_field
+from .batched_policy import BatchedLearnedPolicy, PolicyNet
 
 __all__ = [
     "BatchedPPO",
@@ -67,19 +67,62 @@ __all__ = [
 ]
 
 
-class MaskedFields(D.Independent):
+class MaskedFields(D.Distribution):
     """Independent masked categoricals, one per field of a ``MultiDiscrete`` layout, from
-    flat logits and a flat mask (the layout's concatenated fields)."""
+    flat logits and a flat mask (the layout's concatenated fields). Fields of one size share
+    one :class:`~torchrl.modules.MaskedCategorical`, so no field is padded."""
+
+    arg_constraints: ClassVar[dict[str, Any]] = {}
 
     def __init__(
-        self, logits: torch.Tensor, mask: torch.Tensor, index: torch.Tensor, valid: torch.Tensor
+        self, logits: torch.Tensor, mask: torch.Tensor, groups: Sequence[Any], fields: int
     ) -> None:
-        lg, m = per_field(logits, mask, index, valid)
-        super().__init__(MaskedCategorical(logits=lg, mask=m), 1, validate_args=False)
+        self._parts = []
+        for which, index in groups:
+            m = mask[..., index]
+            m[..., 0] |= ~m.any(-1)  # a field that allows nothing (unread here) allows 0
+            self._parts.append((which, MaskedCategorical(logits=logits[..., index], mask=m)))
+        self._fields = fields
+        super().__init__(logits.shape[:-1], torch.Size([fields]), validate_args=False)
+
+    def _gather(self, draw: Any) -> torch.Tensor:
+        out = torch.empty((*self.batch_shape, self._fields), dtype=torch.long)
+        for which, dist in self._parts:
+            out[..., which] = draw(dist)
+        return out
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008
+        if sample_shape != torch.Size():
+            raise ValueError("MaskedFields draws one sample per row")
+        return self._gather(lambda d: d.sample())
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self._gather(lambda d: d.mode)
 
     @property
     def deterministic_sample(self) -> torch.Tensor:
-        return self.base_dist.mode
+        return self.mode
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return sum(d.log_prob(value[..., which]).sum(-1) for which, d in self._parts)
+
+    def entropy(self) -> torch.Tensor:
+        return sum(d.entropy().sum(-1) for _, d in self._parts)
+
+
+def field_groups(sizes: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per field size: the fields of that size and ``(fields, size)`` positions of their
+    values in the flat layout mask."""
+    offsets = [0]
+    for s in sizes:
+        offsets.append(offsets[-1] + int(s))
+    out = []
+    for size in sorted({int(s) for s in sizes}):
+        which = [k for k, s in enumerate(sizes) if int(s) == size]
+        index = torch.tensor([[offsets[k] + v for v in range(size)] for k in which])
+        out.append((torch.tensor(which), index))
+    return out
 
 
 @dataclass
@@ -174,14 +217,14 @@ class _Nets:
         self.parameters = [p for m in (*self.distinct_actors, *critics) for p in m.parameters()]
 
 
-def _actor(g: str, net: PolicyNet, fields: tuple[torch.Tensor, torch.Tensor] | None) -> Any:
+def _actor(g: str, net: PolicyNet, sizes: Sequence[int] | None) -> Any:
     logits = TensorDictModule(net, in_keys=[(g, "observation")], out_keys=[(g, "logits")])
-    if fields is None:
+    if sizes is None:
         dist_cls: Any = MaskedCategorical
         dist_kwargs: dict[str, Any] = {}
     else:
         dist_cls = MaskedFields
-        dist_kwargs = {"index": fields[0], "valid": fields[1]}
+        dist_kwargs = {"groups": field_groups(sizes), "fields": len(sizes)}
     return ProbabilisticActor(
         logits,
         in_keys={"logits": (g, "logits"), "mask": (g, "action_mask")},
@@ -366,13 +409,11 @@ class BatchedPPO:
         self.env, self.cfg = env, cfg
         self.groups = list(env.learners)
         self.sizes = None
-        fields = None
         if env.action_encoding == "multidiscrete":
             self.sizes = [int(s) for s in env.layout.sizes]
-            fields = field_index(self.sizes)
         nets = _Nets(self.groups, env.obs_size, env.K, cfg.hidden, share_parameters)
         self.nets = nets
-        actors = {g: _actor(g, nets.actor[g], fields) for g in self.groups}
+        actors = {g: _actor(g, nets.actor[g], self.sizes) for g in self.groups}
         critics = {g: _critic(g, nets.critic[g]) for g in self.groups}
         self.losses = {g: _loss(g, actors[g], critics[g], cfg) for g in self.groups}
         self.gaes = {g: _gae(g, critics[g], cfg) for g in self.groups}
