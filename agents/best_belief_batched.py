@@ -152,31 +152,34 @@ def menu(
     acting = state.acting[:, player]
     idx = np.flatnonzero((state.phase == ANNOUNCE) & acting)
     if len(idx):
-        # only this player's announcements: its own BB_i offer, its own rows of the layout
+        # only this player's announcements: its own BB_i offer, its own rows of the layout;
+        # the offers of the price factors are encoded once and shared by both ranks/reports
         base_alloc, base_prices = bb_offer_of(ctx, idx, player)
+        N, F = len(idx), len(MENU_FACTORS)
+        alloc = np.empty((N, F, spec.n), dtype=np.int64)
+        prices = np.empty_like(alloc)
+        for j, f in enumerate(MENU_FACTORS):
+            alloc[:, j], prices[:, j] = scale_offers(base_alloc, base_prices, f)
+        offers = np.zeros((N, F, L), dtype=np.int64)
+        encode_offers(alloc, np.minimum(prices, spec.price_cap), offers, spec, layout)
+        on_grid = offer_on_grid(alloc, prices, spec)  # (N, F)
+        ann = np.concatenate([offers, offers], axis=1)  # entries: rank/report 0, then 1
+        ok = np.concatenate([on_grid, on_grid], axis=1)
         values = ctx.values[idx, player]
-        m1 = isinstance(rules.mech, BestBelief)
-        if m1:
+        if isinstance(rules.mech, BestBelief):
             order = np.argsort(-values, axis=1, kind="stable")  # lowest bundle first on ties
+            ann[:, :F, layout.index["bundle"]] = order[:, 0:1]
+            ann[:, F:, layout.index["bundle"]] = order[:, 1:2]
         else:
             first = layout.index["value_1"]
-        j = 0
-        for r in (0, 1):
-            for f in MENU_FACTORS:
-                alloc, prices = scale_offers(base_alloc, base_prices, f)
-                ann = np.zeros((len(idx), L), dtype=np.int64)
-                encode_offers(alloc, np.minimum(prices, spec.price_cap), ann, spec, layout)
-                valid[idx, j] = offer_on_grid(alloc, prices, spec)
-                if m1:
-                    ann[:, layout.index["bundle"]] = order[:, r]
-                else:
-                    report = values // (2 if r else 1)
-                    ann[:, first : first + values.shape[1] - 1] = np.minimum(
-                        report[:, 1:], spec.value_cap
-                    )
-                    valid[idx, j] &= (report <= spec.value_cap).all(axis=1)
-                acts[idx, j] = ann
-                j += 1
+            for r in (0, 1):
+                report = values // (2 if r else 1)
+                ann[:, r * F : (r + 1) * F, first : first + values.shape[1] - 1] = np.minimum(
+                    report[:, None, 1:], spec.value_cap
+                )
+                ok[:, r * F : (r + 1) * F] &= (report <= spec.value_cap).all(axis=1)[:, None]
+        acts[idx] = ann
+        valid[idx] = ok
     if len(rules.phases) > 1:
         resp = np.flatnonzero((state.phase == RESPOND) & acting)
         answer_entries(rules, acts, valid, resp)
