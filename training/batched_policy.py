@@ -41,7 +41,7 @@ FORMAT = "mechgym-batched-policy/1"
 
 def symlog(x: torch.Tensor) -> torch.Tensor:
     """``sign(x) * log1p(|x|)``: money on a log scale, 0/1 flags kept apart."""
-    return torch.sign(x) * torch.log1p(torch.abs(x))
+    return torch.log1p(x.abs()).copysign(x)
 
 
 class PolicyNet(nn.Module):
