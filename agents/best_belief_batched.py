@@ -20,7 +20,7 @@ import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
 from mechgym.envs.mechanisms.best_belief import BestBelief
 from mechgym.envs.mechanisms.offer_rules_batched import encode_offers, offer_on_grid
-from mechgym.envs.solvers.batched import best_belief_batch
+from mechgym.envs.solvers.batched import best_belief_batch, pack_batch
 
 from .batched import (
     AnnounceThenAnswer,
@@ -57,6 +57,17 @@ def bb_offers(ctx: ContextBatch, idx: np.ndarray) -> tuple[np.ndarray, np.ndarra
     )
     bb = best_belief_batch(sub)
     return bb.alloc, bb.prices
+
+
+def bb_offer_of(ctx: ContextBatch, idx: np.ndarray, player: int) -> tuple[np.ndarray, np.ndarray]:
+    """``player``'s row of :func:`bb_offers` (its BB_i-optimal offer, ``(len(idx), n)``),
+    solving only that player's packing."""
+    assert ctx.lower is not None
+    W = ctx.lower[idx, player].copy()
+    W[:, player] = 0
+    _, alloc = pack_batch(W)
+    prices = np.take_along_axis(W, alloc[:, :, None], axis=2)[:, :, 0]
+    return alloc, prices
 
 
 def write_announcements(
@@ -142,22 +153,34 @@ def menu(
     acting = state.acting[:, player]
     idx = np.flatnonzero((state.phase == ANNOUNCE) & acting)
     if len(idx):
-        base_alloc, base_prices = bb_offers(ctx, idx)
-        base_alloc, base_prices = base_alloc[:, player], base_prices[:, player]
-        j = 0
-        for r in (0, 1):
-            for f in MENU_FACTORS:
-                alloc, prices = scale_offers(base_alloc, base_prices, f)
-                full_a = np.zeros((len(idx), spec.n, spec.n), dtype=np.int64)
-                full_p = np.zeros_like(full_a)
-                full_a[:, player], full_p[:, player] = alloc, prices
-                ann = write_announcements(rules, ctx, idx, full_a, full_p, r == 1, r)
-                acts[idx, j] = ann[:, player]
-                valid[idx, j] = offer_on_grid(alloc, prices, spec)
-                if not isinstance(rules.mech, BestBelief):
-                    report = ctx.values[idx, player] // (2 if r else 1)
-                    valid[idx, j] &= (report <= spec.value_cap).all(axis=1)
-                j += 1
+        # only this player's announcements: its own BB_i offer, its own rows of the layout;
+        # the offers of the price factors are encoded once and shared by both ranks/reports
+        base_alloc, base_prices = bb_offer_of(ctx, idx, player)
+        N, F = len(idx), len(MENU_FACTORS)
+        alloc = np.empty((N, F, spec.n), dtype=np.int64)
+        prices = np.empty_like(alloc)
+        for j, f in enumerate(MENU_FACTORS):
+            alloc[:, j], prices[:, j] = scale_offers(base_alloc, base_prices, f)
+        offers = np.zeros((N, F, L), dtype=np.int64)
+        encode_offers(alloc, np.minimum(prices, spec.price_cap), offers, spec, layout)
+        on_grid = offer_on_grid(alloc, prices, spec)  # (N, F)
+        ann = np.concatenate([offers, offers], axis=1)  # entries: rank/report 0, then 1
+        ok = np.concatenate([on_grid, on_grid], axis=1)
+        values = ctx.values[idx, player]
+        if isinstance(rules.mech, BestBelief):
+            order = np.argsort(-values, axis=1, kind="stable")  # lowest bundle first on ties
+            ann[:, :F, layout.index["bundle"]] = order[:, 0:1]
+            ann[:, F:, layout.index["bundle"]] = order[:, 1:2]
+        else:
+            first = layout.index["value_1"]
+            for r in (0, 1):
+                report = values // (2 if r else 1)
+                ann[:, r * F : (r + 1) * F, first : first + values.shape[1] - 1] = np.minimum(
+                    report[:, None, 1:], spec.value_cap
+                )
+                ok[:, r * F : (r + 1) * F] &= (report <= spec.value_cap).all(axis=1)[:, None]
+        acts[idx] = ann
+        valid[idx] = ok
     if len(rules.phases) > 1:
         resp = np.flatnonzero((state.phase == RESPOND) & acting)
         answer_entries(rules, acts, valid, resp)

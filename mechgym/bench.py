@@ -7,7 +7,7 @@
   against the same ``rps_v2`` figure;
 * the exact subset DP against the HiGHS MILP on random packing instances (ratio = MILP / DP);
 * the share of wall-clock spent inside the env during a short PPO run (needs the ``train``
-  extra).
+  extra), and the batched PPO learner's decisions per second against the vector env's.
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def run_bench(
         seconds, training = min(seconds, 0.02), False
     cases = QUICK_SOLVER_CASES if quick else SOLVER_CASES
     n_envs = len(available())
-    total = 2 * n_envs + len(MIXTURE) + 1 + (2 if training else 0)
+    total = 2 * n_envs + len(MIXTURE) + 1 + (3 if training else 0)
     with progress_bar(total=total, desc="bench", unit="runs", disable=not progress) as bar:
 
         def stage(text: str) -> None:
@@ -231,7 +231,7 @@ def run_bench(
             except ImportError:
                 result["training"] = {"skipped": "install the 'train' extra to time a PPO run"}
             else:
-                stage("short PPO runs (single env, vector env)")
+                stage("short PPO runs (single env, vector env, batched learner)")
                 result["training"] = training_speed(threads=threads, progress=tick)
         stage("RLlib sampling (exact env, vectorised env)")
         result["rllib"] = rllib_speed(quick)
@@ -316,6 +316,19 @@ def show_bench(result: dict[str, Any], console: Any) -> None:
                 console.print(
                     f"training: {tr['torch_threads']} torch thread(s) per process "
                     "(--torch-threads / MECHGYM_TORCH_THREADS)"
+                )
+            b = tr.get("batched")
+            if b and "skipped" in b:
+                console.print(f"training (batched): {b['skipped']}")
+            elif b:
+                ratio = (
+                    f", {b['ratio_to_vector']:.1f}x the vector env" if b["ratio_to_vector"] else ""
+                )
+                console.print(
+                    f"training (batched, B={b['batch_size']}): {b['algo']} on {b['mechanism']} "
+                    f"({b['encoding']} encoding, {b['learners']} learners), {b['decisions']} "
+                    f"decisions in {b['total_seconds']:.2f} s: "
+                    f"{b['decisions_per_second']:,.0f} decisions/s{ratio}"
                 )
     rl = result.get("rllib")
     if rl:

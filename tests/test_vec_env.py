@@ -383,14 +383,20 @@ def test_multilearner_schemes_on_the_vector_env(scheme: str, tmp_path: Path) -> 
     assert again.round == 2
 
 
-def test_bench_training_reports_single_and_vector() -> None:
+def test_bench_training_reports_single_vector_and_batched() -> None:
     from mechgym.training.bench import training_speed
 
-    res = training_speed(single_steps=64, vector_steps=256, n_envs=16)
+    res = training_speed(
+        single_steps=64, vector_steps=256, n_envs=16, batched_decisions=512, batch_size=64
+    )
     for kind, n in (("single", 1), ("vector", 16)):
         r = res[kind]
         assert r["n_envs"] == n and r["steps_per_second"] > 0 and 0 < r["env_share"] < 1
     assert res["speedup"] > 0
+    b = res["batched"]
+    assert b["batch_size"] == 64 and b["learners"] == 3 and b["decisions"] >= 512
+    assert b["decisions_per_second"] > 0
+    assert b["ratio_to_vector"] == b["decisions_per_second"] / res["vector"]["steps_per_second"]
 
 
 def test_sb3_vec_wrappers_keep_masks_and_episodes() -> None:

@@ -17,5 +17,9 @@ Modules (heavy dependencies — torch, stable-baselines3 — load only when mode
   exploitability of a profile.
 - :mod:`~mechgym.training.train` / :mod:`~mechgym.training.converge` — the ``mechgym train``
   and ``mechgym converge`` jobs; :mod:`~mechgym.training.commands` registers them on the CLI.
-- :mod:`~mechgym.training.bench` — share of training time spent inside the env.
+- :mod:`~mechgym.training.batched_ppo` — PPO (TorchRL's ``ClipPPOLoss`` and ``GAE``) trained
+  directly on the TorchRL batched env, every learning group at once;
+  :mod:`~mechgym.training.batched_policy` — its learned policies (batched, exact, saved).
+- :mod:`~mechgym.training.bench` — share of training time spent inside the env, and the
+  batched learner's decisions per second.
 """

@@ -6,7 +6,7 @@ logits under the mask, in every form mechgym evaluates:
 
 * a **batched policy** (:class:`~mechgym.agents.batched.BatchedPolicy`:
   ``act(rules, ctx, state, players, rng) -> (B, n, L)``), so it can be a background player of
-  the TorchRL env, of the vectorised learner env or of :func:`mechgym.batched_eval.batched_reports`;
+  the TorchRL env or of the vectorised learner env;
 * an **exact policy** (:meth:`BatchedLearnedPolicy.exact`: ``act(mech, ctx, state, player)``)
   for :func:`~mechgym.training.metrics.evaluate_profile`, which computes agreement, bounds,
   guarantees and exploitability with chance enumerated;
@@ -41,11 +41,11 @@ FORMAT = "mechgym-batched-policy/1"
 
 def symlog(x: torch.Tensor) -> torch.Tensor:
     """``sign(x) * log1p(|x|)``: money on a log scale, 0/1 flags kept apart."""
-    return torch.sign(x) * torch.log1p(torch.abs(x))
+    return torch.log1p(x.abs()).copysign(x)
 
 
 class PolicyNet(nn.Module):
-    """``symlog`` then an MLP with tanh activations: logits (actor) or a value (critic).
+    """``symlog`` then an MLP with ReLU activations: logits (actor) or a value (critic).
 
     Parameters
     ----------
@@ -58,7 +58,7 @@ class PolicyNet(nn.Module):
         layers: list[nn.Module] = []
         width = inputs
         for h in hidden:
-            layers += [nn.Linear(width, int(h)), nn.Tanh()]
+            layers += [nn.Linear(width, int(h)), nn.ReLU()]
             width = int(h)
         layers.append(nn.Linear(width, outputs))
         self.net = nn.Sequential(*layers)
@@ -118,6 +118,8 @@ class BatchedLearnedPolicy:
         Hidden widths (for saving and loading).
     mech : Mechanism, optional
         The exact mechanism (rebuilt from ``mechanism`` and ``constants`` when not given).
+    price_levels, price_grid : int, str
+        The ``"factored"`` encoding's amount grid (see :mod:`mechgym.envs.engine.factored`).
     """
 
     def __init__(
@@ -133,6 +135,8 @@ class BatchedLearnedPolicy:
         constants: Mapping[str, Any] | None = None,
         hidden: Sequence[int] = (64, 64),
         mech: Any = None,
+        price_levels: int = 16,
+        price_grid: str = "linear",
     ) -> None:
         self.mechanism = mechanism
         self.encoding = encoding
@@ -144,6 +148,7 @@ class BatchedLearnedPolicy:
         self.spec = spec
         self.constants = {str(k): str(v) for k, v in (constants or {}).items()}
         self.mech = mech
+        self.price_levels, self.price_grid = int(price_levels), str(price_grid)
         self.hidden = [int(h) for h in hidden]
         if self.sizes is not None:
             self._index, self._valid = field_index(self.sizes)
@@ -222,12 +227,50 @@ class BatchedLearnedPolicy:
                 masks = rules.masks(state) if masks is None else masks
                 mask = torch.from_numpy(masks[rows, p] != 0)
                 acts[rows, p] = self.choose(p, obs, mask).numpy()
+            elif self.encoding == "factored":
+                masks = rules.masks(state) if masks is None else masks
+                lower = None if ctx.lower is None else ctx.lower[rows, p]
+                acts[rows, p] = self.compose(p, obs.numpy(), masks[rows, p], lower, rules)
             else:
                 raise ParameterError(
                     "encoding",
                     f"a '{self.encoding}' policy plays through the TorchRL env (env_actions)",
                 )
         return acts
+
+    def plan(self, mech: Any, layout: Any, spec: Any) -> Any:
+        """The ``"factored"`` sub-decision plan of the layout (cached per layout)."""
+        from mechgym.envs.engine.factored import make_plan
+
+        key = id(layout)
+        cache = self.__dict__.setdefault("_plans", {})
+        if key not in cache:
+            m = spec.m if mech.context_kind != "states" else 0
+            cache[key] = (
+                layout,
+                make_plan(mech, layout, spec.n, m, "factored", self.price_levels, self.price_grid),
+            )
+        return cache[key][1]
+
+    def compose(
+        self, player: int, obs: np.ndarray, masks: np.ndarray, lower: Any, rules: Any
+    ) -> np.ndarray:
+        """``(R, L)`` layout moves composed sub-decision by sub-decision (``"factored"``):
+        ``obs`` ``(R, base)`` the observations at the node's start, ``masks`` the node's
+        layout masks, ``lower`` the player's own lower bounds (or ``None``); each
+        sub-decision's observation ends with the move so far, as in the env."""
+        from mechgym.envs.engine.factored import Composer
+
+        plan = self.plan(rules.mech, rules.layout, rules.spec)
+        R = len(obs)
+        comp = Composer(plan, R)
+        comp.begin(np.arange(R), masks, lower)
+        while comp.composing.any():
+            r = np.flatnonzero(comp.composing)
+            x = torch.from_numpy(np.concatenate([obs[r], comp.features(r)], axis=1))
+            valid = torch.from_numpy(comp.action_masks()[r] != 0)
+            comp.choose(r, self.choose(player, x, valid).numpy().astype(np.int64))
+        return comp.act
 
     # -- an exact policy -------------------------------------------------------------------
     def exact(self) -> ExactLearnedPolicy:
@@ -279,6 +322,8 @@ class BatchedLearnedPolicy:
             "K": self.K,
             "sizes": self.sizes,
             "hidden": self.hidden,
+            "price_levels": self.price_levels,
+            "price_grid": self.price_grid,
             "spec": None if self.spec is None else dataclasses.asdict(self.spec),
             "constants": self.constants,
         }
@@ -316,6 +361,8 @@ class BatchedLearnedPolicy:
             None if meta["spec"] is None else EnvSpec(**meta["spec"]),
             meta["constants"],
             meta["hidden"],
+            price_levels=meta.get("price_levels", 16),
+            price_grid=meta.get("price_grid", "linear"),
         )
 
 
@@ -333,8 +380,11 @@ class ExactLearnedPolicy:
         mech, spec = policy.exact_mechanism(), policy.spec
         self.mech, self.spec = mech, spec
         agents = entry(policy.mechanism).load_agents()
-        if policy.encoding == "menu":
-            self.encoding: Any = MenuEncoding(policy.mechanism, mech, spec, agents)
+        self.layout = mech.layout(spec)
+        if policy.encoding == "factored":
+            self.encoding: Any = None
+        elif policy.encoding == "menu":
+            self.encoding = MenuEncoding(policy.mechanism, mech, spec, agents)
         elif policy.encoding == "multidiscrete":
             self.encoding = RawEncoding(policy.mechanism, mech, spec, agents)
         else:
@@ -346,7 +396,24 @@ class ExactLearnedPolicy:
         from mechgym.training.encodings import aec_observation
 
         obs = torch.from_numpy(aec_observation(mech, ctx, state, player, self.spec))
+        if self.encoding is None:  # factored: compose the move, then decode it
+            lay = self.layout
+            node_mask = mech.action_mask(state, player, self.spec, lay)
+            lower = getattr(ctx, "lower", None)
+            own = None if lower is None else np.asarray(lower, dtype=np.int64)[player][None]
+            rules = _ExactLayout(mech, lay, self.spec)
+            arr = self.policy.compose(player, obs.numpy()[None], node_mask[None], own, rules)[0]
+            phase = mech.node(state).phase
+            arr = lay.check(arr, node_mask, f"player_{player}", phase)
+            return mech.validate(state, player, mech.decode(state, player, arr, self.spec, lay))
         mask = torch.from_numpy(np.asarray(self.encoding.mask(ctx, state, player), dtype=bool))
         choice = self.policy.choose(player, obs, mask)
         action = int(choice) if choice.ndim == 0 else choice.numpy().astype(np.int64)
         return self.encoding.decode(ctx, state, player, action)
+
+
+class _ExactLayout:
+    """What :meth:`BatchedLearnedPolicy.compose` reads of batched rules, on the exact path."""
+
+    def __init__(self, mech: Any, layout: Any, spec: Any) -> None:
+        self.mech, self.layout, self.spec = mech, layout, spec

@@ -43,7 +43,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from mechgym.envs.engine.errors import ParameterError
@@ -55,24 +55,74 @@ from torchrl.modules import MaskedCategorical, ProbabilisticActor, ValueOperator
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
 
-from .batched_policy import BatchedLearnedPolicy, PolicyNet, field_index, per_field
+from .batched_policy import BatchedLearnedPolicy, PolicyNet
 
-__all__ = ["BatchedPPOConfig", "BatchedPPOResult", "MaskedFields", "train_batched"]
+__all__ = [
+    "BatchedPPO",
+    "BatchedPPOConfig",
+    "BatchedPPOResult",
+    "MaskedFields",
+    "ppo_loss",
+    "train_batched",
+]
 
 
-class MaskedFields(D.Independent):
+class MaskedFields(D.Distribution):
     """Independent masked categoricals, one per field of a ``MultiDiscrete`` layout, from
-    flat logits and a flat mask (the layout's concatenated fields)."""
+    flat logits and a flat mask (the layout's concatenated fields). Fields of one size share
+    one :class:`~torchrl.modules.MaskedCategorical`, so no field is padded."""
+
+    arg_constraints: ClassVar[dict[str, Any]] = {}
 
     def __init__(
-        self, logits: torch.Tensor, mask: torch.Tensor, index: torch.Tensor, valid: torch.Tensor
+        self, logits: torch.Tensor, mask: torch.Tensor, groups: Sequence[Any], fields: int
     ) -> None:
-        lg, m = per_field(logits, mask, index, valid)
-        super().__init__(MaskedCategorical(logits=lg, mask=m), 1, validate_args=False)
+        self._parts = []
+        for which, index in groups:
+            m = mask[..., index]
+            m[..., 0] |= ~m.any(-1)  # a field that allows nothing (unread here) allows 0
+            self._parts.append((which, MaskedCategorical(logits=logits[..., index], mask=m)))
+        self._fields = fields
+        super().__init__(logits.shape[:-1], torch.Size([fields]), validate_args=False)
+
+    def _gather(self, draw: Any) -> torch.Tensor:
+        out = torch.empty((*self.batch_shape, self._fields), dtype=torch.long)
+        for which, dist in self._parts:
+            out[..., which] = draw(dist)
+        return out
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008
+        if sample_shape != torch.Size():
+            raise ValueError("MaskedFields draws one sample per row")
+        return self._gather(lambda d: d.sample())
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self._gather(lambda d: d.mode)
 
     @property
     def deterministic_sample(self) -> torch.Tensor:
-        return self.base_dist.mode
+        return self.mode
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return sum(d.log_prob(value[..., which]).sum(-1) for which, d in self._parts)
+
+    def entropy(self) -> torch.Tensor:
+        return sum(d.entropy().sum(-1) for _, d in self._parts)
+
+
+def field_groups(sizes: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per field size: the fields of that size and ``(fields, size)`` positions of their
+    values in the flat layout mask."""
+    offsets = [0]
+    for s in sizes:
+        offsets.append(offsets[-1] + int(s))
+    out = []
+    for size in sorted({int(s) for s in sizes}):
+        which = [k for k, s in enumerate(sizes) if int(s) == size]
+        index = torch.tensor([[offsets[k] + v for v in range(size)] for k in which])
+        out.append((torch.tensor(which), index))
+    return out
 
 
 @dataclass
@@ -125,8 +175,9 @@ class BatchedPPOResult:
     updates : int
         PPO iterations (collect, then ``epochs × minibatches`` gradient steps).
     history : list of dict
-        Per update: ``decisions``, ``seconds``, ``episodes`` ended, ``reward`` (mean episode
-        reward per group over the episodes that ended), ``entropy`` per group.
+        Per update: ``decisions`` so far, ``seconds``, ``episodes`` ended, ``reward`` (per
+        group, the mean episode reward of its agents over the episodes that ended) and
+        ``entropy`` (per group, of its acting agents' policies).
     groups : dict of str to list of int
         The learning groups and their players.
     """
@@ -166,14 +217,14 @@ class _Nets:
         self.parameters = [p for m in (*self.distinct_actors, *critics) for p in m.parameters()]
 
 
-def _actor(g: str, net: PolicyNet, fields: tuple[torch.Tensor, torch.Tensor] | None) -> Any:
+def _actor(g: str, net: PolicyNet, sizes: Sequence[int] | None) -> Any:
     logits = TensorDictModule(net, in_keys=[(g, "observation")], out_keys=[(g, "logits")])
-    if fields is None:
+    if sizes is None:
         dist_cls: Any = MaskedCategorical
         dist_kwargs: dict[str, Any] = {}
     else:
         dist_cls = MaskedFields
-        dist_kwargs = {"index": fields[0], "valid": fields[1]}
+        dist_kwargs = {"groups": field_groups(sizes), "fields": len(sizes)}
     return ProbabilisticActor(
         logits,
         in_keys={"logits": (g, "logits"), "mask": (g, "action_mask")},
@@ -217,6 +268,8 @@ def _loss(g: str, actor: Any, critic: Any, cfg: BatchedPPOConfig) -> ClipPPOLoss
 
 
 def _gae(g: str, critic: Any, cfg: BatchedPPOConfig) -> GAE:
+    # not shifted: with partial resets TorchRL's shifted call checks and scatters the
+    # observations, which costs more than a second critic pass over them
     gae = GAE(gamma=cfg.gamma, lmbda=cfg.lmbda, value_network=critic, average_gae=False)
     gae.set_keys(
         reward=(g, "reward"),
@@ -296,6 +349,16 @@ def train_batched(
 
     from .algos import configure_torch
 
+    known = set(BatchedPPOConfig.__dataclass_fields__)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ParameterError(
+            unknown[0], f"not a setting of the batched learner; use one of {', '.join(known)}"
+        )
+    if encoding == "continuous":
+        raise ParameterError(
+            "encoding", "the batched learner has no continuous (Box) head yet; use 'factored'"
+        )
     cfg = BatchedPPOConfig(**{**(config.__dict__ if config else {}), **overrides})
     if batch_size is not None:
         cfg.batch_size = batch_size
@@ -320,127 +383,184 @@ def train_batched(
         seed=seed,
         **dict(env_kwargs or {}),
     )
-    groups = list(env.learners)
-    fields = None
-    sizes = None
-    if encoding == "multidiscrete":
-        sizes = [int(s) for s in env.layout.sizes]
-        fields = field_index(sizes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        nets = _Nets(groups, env.obs_size, env.K, cfg.hidden, share_parameters)
-        actors = {g: _actor(g, nets.actor[g], fields) for g in groups}
-        critics = {g: _critic(g, nets.critic[g]) for g in groups}
-        losses = {g: _loss(g, actors[g], critics[g], cfg) for g in groups}
-        gaes = {g: _gae(g, critics[g], cfg) for g in groups}
-        policy = TensorDictSequential(*actors.values())
-        optim = torch.optim.Adam(nets.parameters, lr=cfg.learning_rate)
-        perm_gen = torch.Generator().manual_seed(seed)
-        result = _run(
-            env, groups, policy, losses, gaes, optim, nets, cfg, decisions, perm_gen, callback
-        )
-    spec = env.api.spec
-    seats = {}
-    for g in groups:
-        idx = nets.distinct_actors.index(nets.actor[g])
-        for p in env.group_players[g]:
-            seats[p] = idx
-    result.policy = BatchedLearnedPolicy(
-        mechanism,
-        encoding,
-        nets.distinct_actors,
-        seats,
-        env.obs_size,
-        env.K,
-        sizes,
-        spec,
-        (env_kwargs or {}).get("constants"),
-        cfg.hidden,
-        mech=env.api.mech,
-    )
-    result.groups = {g: list(env.group_players[g]) for g in groups}
+        ppo = BatchedPPO(env, cfg, share_parameters, seed)
+        result = ppo.train(decisions, callback)
+    result.policy = ppo.learned_policy((env_kwargs or {}).get("constants"))
     return result
 
 
-def _run(
-    env: Any,
-    groups: list[str],
-    policy: Any,
-    losses: dict[str, ClipPPOLoss],
-    gaes: dict[str, GAE],
-    optim: torch.optim.Optimizer,
-    nets: _Nets,
-    cfg: BatchedPPOConfig,
-    budget: int,
-    perm_gen: torch.Generator,
-    callback: Callable[[dict[str, Any]], None] | None,
-) -> BatchedPPOResult:
-    keys = ["observation", "action_mask", "mask", "action", "action_log_prob"]
-    keep = [(g, k) for g in groups for k in (*keys, "advantage", "value_target")]
-    B, T = cfg.batch_size, cfg.rollout_steps
-    done_decisions = updates = 0
-    history: list[dict[str, Any]] = []
-    start = time.perf_counter()
-    td = env.reset()
-    while done_decisions < budget:
+class BatchedPPO:
+    """The actors, critics, losses and optimiser of :func:`train_batched` over one env.
+
+    Parameters
+    ----------
+    env : BatchedMechanismEnv
+    cfg : BatchedPPOConfig
+    share_parameters : bool
+    seed : int
+        Seeds the minibatch order (the networks are initialised from torch's generator).
+    """
+
+    def __init__(
+        self, env: Any, cfg: BatchedPPOConfig, share_parameters: bool = False, seed: int = 0
+    ) -> None:
+        self.env, self.cfg = env, cfg
+        self.groups = list(env.learners)
+        self.sizes = None
+        if env.action_encoding == "multidiscrete":
+            self.sizes = [int(s) for s in env.layout.sizes]
+        nets = _Nets(self.groups, env.obs_size, env.K, cfg.hidden, share_parameters)
+        self.nets = nets
+        actors = {g: _actor(g, nets.actor[g], self.sizes) for g in self.groups}
+        critics = {g: _critic(g, nets.critic[g]) for g in self.groups}
+        self.losses = {g: _loss(g, actors[g], critics[g], cfg) for g in self.groups}
+        self.gaes = {g: _gae(g, critics[g], cfg) for g in self.groups}
+        self.policy = TensorDictSequential(*actors.values())
+        self.optim = torch.optim.Adam(nets.parameters, lr=cfg.learning_rate)
+        self.perm_gen = torch.Generator().manual_seed(seed)
+        self._td: TensorDictBase | None = None
+
+    def collect(self) -> TensorDictBase:
+        """``rollout_steps`` steps of every slot, sampled from the actors: ``(B, T)``
+        (ended slots restart at once)."""
+        env = self.env
+        if self._td is None:
+            self._td = env.reset()
+        td = self._td
         frames = []
         with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
-            for _ in range(T):
-                td = policy(td)
+            for _ in range(self.cfg.rollout_steps):
+                td = self.policy(td)
                 step, td = env.step_and_maybe_reset(td)
                 frames.append(step)
-            data = torch.stack(frames, dim=1)  # (B, T)
-            row: dict[str, Any] = {"reward": {}, "entropy": {}}
-            for g in groups:
-                gaes[g](data)
-                _normalise_advantage(data, g)
-                ended = data["next", g, "done"][..., 0, 0]
-                r = data["next", g, "reward"].sum(-2).squeeze(-1)  # the group's members summed
-                row["reward"][g] = float(r[ended].mean()) if ended.any() else None
-                done_decisions += int(data[g, "mask"].sum())
-            row["episodes"] = int(data["next", "done"].sum())
-        flat = data.select(*keep).reshape(B * T)
-        n_mb = min(cfg.minibatches, B * T)
+        self._td = td
+        data = torch.stack(frames, dim=1)
+        data.names = [None, "time"]  # the axis GAE runs along
+        return data
+
+    @torch.no_grad()
+    def advantages(self, data: TensorDictBase) -> None:
+        """GAE per group over the time axis (values, targets and advantages written in
+        ``data``), then advantages normalised over the steps where the agents act."""
+        for g in self.groups:
+            self.gaes[g](data)
+            _normalise_advantage(data, g)
+
+    def update(self, data: TensorDictBase, row: dict[str, Any] | None = None) -> None:
+        """``epochs`` passes of ``minibatches`` gradient steps over ``data`` (advantages in)."""
+        cfg = self.cfg
+        keys = ("observation", "action_mask", "mask", "action", "action_log_prob")
+        keep = [(g, k) for g in self.groups for k in (*keys, "advantage", "value_target")]
+        N = data.numel()
+        flat = data.select(*keep).reshape(N)
+        entropy = None if row is None else row.setdefault("entropy", {})
+        n_mb = min(cfg.minibatches, N)
         for _ in range(cfg.epochs):
-            order = torch.randperm(B * T, generator=perm_gen)
-            for chunk in order.chunk(n_mb):
-                mb = flat[chunk]
-                total = torch.zeros(())
-                for g in groups:
-                    acting = mb[g, "mask"]
-                    critic = losses[g].loss_critic(mb)[0].mean()
-                    total = total + cfg.critic_coef * critic
-                    rows = acting.any(-1)
-                    if not rows.any():
-                        continue
-                    # the actor's terms only where one of the group's agents acts
-                    out = losses[g](mb[rows])
-                    acting = acting[rows]
-                    total = (
-                        total
-                        + _masked_mean(out["loss_objective"], acting)
-                        + _masked_mean(out["loss_entropy"], acting)
-                    )
-                    row["entropy"][g] = float(out["entropy"])
-                optim.zero_grad(set_to_none=True)
+            if n_mb == 1:  # the whole batch: its order does not matter
+                chunks = [flat]
+            else:
+                order = torch.randperm(N, generator=self.perm_gen)
+                chunks = [flat[c] for c in order.chunk(n_mb)]
+            for mb in chunks:
+                total = ppo_loss(self.losses, mb, cfg.critic_coef, entropy)
+                self.optim.zero_grad(set_to_none=True)
                 total.backward()
-                torch.nn.utils.clip_grad_norm_(nets.parameters, cfg.max_grad_norm)
-                optim.step()
-        updates += 1
-        row["decisions"] = done_decisions
-        row["seconds"] = time.perf_counter() - start
-        history.append(row)
-        if callback is not None:
-            callback(row)
-    seconds = time.perf_counter() - start
-    return BatchedPPOResult(
-        policy=None,  # type: ignore[arg-type]  # set by train_batched
-        decisions=done_decisions,
-        frames=updates * B * T,
-        seconds=seconds,
-        updates=updates,
-        history=history,
-    )
+                torch.nn.utils.clip_grad_norm_(self.nets.parameters, cfg.max_grad_norm)
+                self.optim.step()
+
+    def train(
+        self, budget: int, callback: Callable[[dict[str, Any]], None] | None = None
+    ) -> BatchedPPOResult:
+        """Collect and update until ``budget`` learner decisions are collected."""
+        done = updates = 0
+        history: list[dict[str, Any]] = []
+        start = time.perf_counter()
+        while done < budget:
+            data = self.collect()
+            self.advantages(data)
+            row: dict[str, Any] = {"reward": {}, "entropy": {}}
+            for g in self.groups:
+                ended = data["next", g, "done"][..., 0, 0]
+                r = data["next", g, "reward"].mean(-2).squeeze(-1)  # per agent of the group
+                row["reward"][g] = float(r[ended].mean()) if ended.any() else None
+                done += int(data[g, "mask"].sum())
+            row["episodes"] = int(data["next", "done"].sum())
+            self.update(data, row)
+            updates += 1
+            row["decisions"] = done
+            row["seconds"] = time.perf_counter() - start
+            history.append(row)
+            if callback is not None:
+                callback(row)
+        return BatchedPPOResult(
+            policy=self.learned_policy(),
+            decisions=done,
+            frames=updates * self.cfg.batch_size * self.cfg.rollout_steps,
+            seconds=time.perf_counter() - start,
+            updates=updates,
+            history=history,
+            groups={g: list(self.env.group_players[g]) for g in self.groups},
+        )
+
+    def learned_policy(self, constants: Mapping[str, Any] | None = None) -> BatchedLearnedPolicy:
+        """The actors as a :class:`BatchedLearnedPolicy` (sharing their parameters)."""
+        env, nets = self.env, self.nets
+        seats = {}
+        for g in self.groups:
+            idx = next(i for i, a in enumerate(nets.distinct_actors) if a is nets.actor[g])
+            for p in env.group_players[g]:
+                seats[p] = idx
+        return BatchedLearnedPolicy(
+            env.mechanism_name,
+            env.action_encoding,
+            nets.distinct_actors,
+            seats,
+            env.obs_size,
+            env.K,
+            self.sizes,
+            env.api.spec,
+            constants,
+            self.cfg.hidden,
+            mech=env.api.mech,
+            **self._plan_options(),
+        )
+
+    def _plan_options(self) -> dict[str, Any]:
+        plan = getattr(self.env.factored, "plan", None)
+        if plan is None:
+            return {}
+        return {"price_levels": plan.levels, "price_grid": plan.grid}
+
+
+def ppo_loss(
+    losses: Mapping[str, ClipPPOLoss],
+    mb: TensorDictBase,
+    critic_coef: float,
+    entropy: dict[str, float] | None = None,
+) -> torch.Tensor:
+    """The minibatch's loss summed over groups: clipped objective and entropy bonus over
+    the transitions where the group's agents act, ``critic_coef`` × the critic's squared
+    error over every transition (``entropy`` receives each group's mean entropy)."""
+    total = torch.zeros(())
+    for g, loss in losses.items():
+        acting = mb[g, "mask"]
+        total = total + critic_coef * loss.loss_critic(mb)[0].mean()
+        rows = acting.any(-1)
+        if not rows.any():
+            continue
+        # the actor's terms only where one of the group's agents acts (its keys only)
+        out = loss(mb.select(g)[rows])
+        acting = acting[rows]
+        total = (
+            total
+            + _masked_mean(out["loss_objective"], acting)
+            + _masked_mean(out["loss_entropy"], acting)
+        )
+        if entropy is not None:
+            entropy[g] = float(out["entropy"])
+    return total
 
 
 def _normalise_advantage(data: TensorDictBase, g: str) -> None:

@@ -5,8 +5,10 @@
 (everything the env does: the mechanism's rules, the scripted opponents, observations and
 features), then runs a short PPO training and compares with the total time of ``learn``.
 :func:`vec_env_time_share` does the same for the vectorised env
-(:class:`~mechgym.training.vec_env.VecLearnerEnv`, through :class:`TimedVecEnv`), and
-:func:`training_speed` measures both in one run (``mechgym bench``'s ``"training"``).
+(:class:`~mechgym.training.vec_env.VecLearnerEnv`, through :class:`TimedVecEnv`);
+:func:`batched_training_speed` times the batched PPO learner
+(:mod:`mechgym.training.batched_ppo`) end to end, and :func:`training_speed` measures all
+three in one run (``mechgym bench``'s ``"training"``).
 """
 
 from __future__ import annotations
@@ -197,6 +199,44 @@ def vec_env_time_share(
     }
 
 
+def batched_training_speed(
+    mech_name: str = "best_belief",
+    decisions: int = 400_000,
+    batch_size: int = 8192,
+    encoding: str = "menu",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Learner decisions per second of :func:`~mechgym.training.batched_ppo.train_batched`,
+    collection and updates together, every player learning from random init (one epoch,
+    one minibatch per update of ``batch_size`` × 2 steps).
+
+    A short warm-up run first builds the lookup tables and torch kernels the timed run
+    uses; building the env is not timed (as the other figures time ``learn`` only).
+
+    Returns
+    -------
+    dict
+        ``mechanism``, ``algo``, ``encoding``, ``batch_size``, ``learners``, ``decisions``,
+        ``updates``, ``total_seconds``, ``decisions_per_second``.
+    """
+    from .batched_ppo import train_batched
+
+    settings = {"encoding": encoding, "epochs": 1, "minibatches": 1, "seed": seed}
+    train_batched(mech_name, decisions=1, batch_size=min(batch_size, 256), **settings)
+    run = train_batched(mech_name, decisions=decisions, batch_size=batch_size, **settings)
+    return {
+        "mechanism": mech_name,
+        "algo": "batched_ppo",
+        "encoding": encoding,
+        "batch_size": batch_size,
+        "learners": len(run.groups),
+        "decisions": run.decisions,
+        "updates": run.updates,
+        "total_seconds": run.seconds,
+        "decisions_per_second": run.decisions_per_second,
+    }
+
+
 def training_speed(
     mech_name: str = "best_belief",
     single_steps: int = 2048,
@@ -204,9 +244,16 @@ def training_speed(
     n_envs: int = 1024,
     threads: int | None = None,
     progress: Any = None,
+    batched: bool = True,
+    batched_decisions: int = 400_000,
+    batch_size: int = 8192,
 ) -> dict[str, Any]:
     """MaskablePPO's steps per second and env share on the exact single env and on the
-    vectorised env, measured in the same run: ``{"single": ..., "vector": ..., "speedup"}``.
+    vectorised env, and the batched learner's decisions per second, measured in the same
+    run: ``{"single": ..., "vector": ..., "batched": ..., "speedup"}``. ``batched`` carries
+    ``ratio_to_vector`` (its decisions per second over the vector run's steps per second:
+    one step of the vector env is one learner decision), or ``{"skipped": reason}`` without
+    TorchRL.
 
     The vector run uses 1024 slots (a rollout of 2 steps per slot, 2048 samples per update):
     the env's fixed cost per step (Python around numpy calls) is then spread thin enough for
@@ -226,9 +273,21 @@ def training_speed(
         if single["steps_per_second"] > 0
         else None
     )
-    return {
+    out: dict[str, Any] = {
         "single": single,
         "vector": vector,
         "speedup": speedup,
         "torch_threads": vector["torch_threads"],
     }
+    if batched:
+        try:
+            b = batched_training_speed(mech_name, batched_decisions, batch_size)
+        except ImportError:  # the batched learner runs on TorchRL (the 'integrations' extra)
+            out["batched"] = {"skipped": "install torchrl to time the batched learner"}
+            return out
+        if progress is not None:
+            progress()
+        vps = vector["steps_per_second"]
+        b["ratio_to_vector"] = b["decisions_per_second"] / vps if vps > 0 else None
+        out["batched"] = b
+    return out
