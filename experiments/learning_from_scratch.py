@@ -95,7 +95,16 @@ def run_cell(
     cell_out = out / "cells" / mech / cell_name(encoding, init, scheme)
     if args.reuse and (cell_out / "summary.json").exists():
         summary = json.loads((cell_out / "summary.json").read_text(encoding="utf-8"))
-        return {**summary["mechanisms"][mech], "cell_out": str(cell_out), "reused": True}
+        s = summary["mechanisms"][mech]
+        c = summary["config"]
+        players = len(s.get("groups") or []) or 1
+        return {
+            **s,
+            "cell_out": str(cell_out),
+            "reused": True,
+            "decisions_per_run": c["steps"] * c["rounds"] * players,
+            "wall_seconds_total": summary.get("wall_seconds"),
+        }
     _, one = draw_family(mech, None, 1, 0)
     players = int(one[0].n)
     steps = max(1, args.budget // (args.rounds * players))
@@ -191,6 +200,10 @@ def _ci(r: dict[str, Any], key: str) -> str:
     return f"{float(v):.2f} [{float(lo):.2f}, {float(hi):.2f}]"
 
 
+def _decisions(x: Any) -> str:
+    return "n/a" if x is None or x == "" else f"{int(x):,}"
+
+
 def _f(x: Any) -> str:
     return "n/a" if x is None or x == "" else f"{float(x):.2f}"
 
@@ -202,21 +215,21 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
         f"Machine: {info.get('cpu')}, {info.get('cores')} cores, {info.get('platform')}; "
         f"python {info.get('python')}, torch {v.get('torch')}, "
         f"stable-baselines3 {v.get('stable_baselines3')}; commit {info.get('commit')}.",
-        f"Budget: {args.budget:,} learner decisions per run over {args.rounds} rounds, "
-        f"{args.seeds} seeds, {args.family} training contexts, held-out family of the same "
-        "size drawn with another seed. Figures: IQM [95% CI] over seeds on the held-out "
-        "family (train: the training family's IQM).",
+        f"Budget: {args.budget:,} learner decisions per run (a reused cell states its own) "
+        f"over {args.rounds} rounds, {args.seeds} seeds, {args.family} training contexts, "
+        "held-out family of the same size drawn with another seed. Figures: IQM [95% CI] over "
+        "seeds on the held-out family (train: the training family's IQM).",
         "",
-        "| mech | encoding | init | scheme | phase | agreement | (train) | bound met |"
+        "| mech | encoding | init | scheme | decisions | phase | agreement | (train) | bound met |"
         " achieved/required | E[REV]/bench (pred.) | guarantee holds | exploitability (pred.) |"
         " wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         label = LABEL.get(r["mechanism"], r["mechanism"])
         if r.get("status") != "ok":
             lines.append(
-                f"| {label} | {r['encoding']} | {r['init']} | {r['scheme']} | - | "
+                f"| {label} | {r['encoding']} | {r['init']} | {r['scheme']} | - | - | "
                 f"{r.get('status')}: {r.get('reason')} |  |  |  |  |  |  |  |"
             )
             continue
@@ -224,8 +237,9 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
         if r.get("seeds_reaching_prediction") is not None:
             agree += f" ({r['seeds_reaching_prediction']}/{r['seeds']} seeds exact)"
         lines.append(
-            f"| {label} | {r['encoding']} | {r['init']} | {r['scheme']} | {r['phase']} | "
-            f"{agree} | {_f(r['agreement_train_iqm'])} | {_ci(r, 'bound_satisfied')} | "
+            f"| {label} | {r['encoding']} | {r['init']} | {r['scheme']} | "
+            f"{_decisions(r.get('decisions_per_run'))} | {r['phase']} | {agree} | "
+            f"{_f(r['agreement_train_iqm'])} | {_ci(r, 'bound_satisfied')} | "
             f"{_f(r['bound_ratio_iqm'])} | {_f(r['revenue_ratio_iqm'])} "
             f"({_f(r['revenue_ratio_reference'])}) | {_f(r['guarantee_holds_iqm'])} | "
             f"{_f(r['exploitability_iqm'])} ({_f(r['exploitability_reference'])}) | "

@@ -163,7 +163,7 @@ def test_learning_from_scratch_study_script(tmp_path, monkeypatch) -> None:
     skipped = [r for r in rows if r["status"] == "skipped"]
     assert skipped and "no_such" in skipped[0]["reason"]
     text = (out / "tables.md").read_text()
-    assert "| vcg | menu | random | independent | report |" in text
+    assert "| vcg | menu | random | independent | 384 | report |" in text
     # VCG has neither YES/NO nor bound phases: nothing to plot
     assert not (out / "study.png").exists()
     # a rerun with --reuse keeps the finished cell
