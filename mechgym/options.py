@@ -16,7 +16,16 @@ import typer
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.model.limits import check_count
 
-__all__ = ["ProgressOpt", "TorchThreadsOpt", "check_counts", "given", "refuse_unless"]
+__all__ = [
+    "AddressOpt",
+    "BackendOpt",
+    "NumEnvRunnersOpt",
+    "ProgressOpt",
+    "TorchThreadsOpt",
+    "check_counts",
+    "given",
+    "refuse_unless",
+]
 
 TorchThreadsOpt = Annotated[
     int | None,
@@ -25,6 +34,24 @@ TorchThreadsOpt = Annotated[
         help="Torch CPU threads per learner process (default: $MECHGYM_TORCH_THREADS, else 1).",
         show_default=False,
     ),
+]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend", help="sb3 (stable-baselines3) or rllib (Ray RLlib, the rllib extra)."
+    ),
+]
+NumEnvRunnersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--num-env-runners",
+        min=0,
+        help="rllib: sampling processes (default: sized to the Ray cluster's CPUs).",
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", help="rllib: an existing Ray cluster, e.g. 127.0.0.1:6379."),
 ]
 ProgressOpt = Annotated[
     bool,

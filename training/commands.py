@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from mechgym.options import TorchThreadsOpt
+from mechgym.options import AddressOpt, BackendOpt, NumEnvRunnersOpt, TorchThreadsOpt
 
 
 def _fail(exc: Exception, code: int = 2) -> None:
@@ -107,25 +107,9 @@ def add_commands(app: typer.Typer) -> None:
             ),
         ] = 64,
         torch_threads: TorchThreadsOpt = None,
-        backend: Annotated[
-            str,
-            typer.Option(
-                "--backend",
-                help="sb3 (stable-baselines3) or rllib (Ray RLlib, the rllib extra).",
-            ),
-        ] = "sb3",
-        num_env_runners: Annotated[
-            int | None,
-            typer.Option(
-                "--num-env-runners",
-                min=0,
-                help="rllib: sampling processes (default: sized to the Ray cluster's CPUs).",
-            ),
-        ] = None,
-        address: Annotated[
-            str | None,
-            typer.Option("--address", help="rllib: an existing Ray cluster, e.g. 127.0.0.1:6379."),
-        ] = None,
+        backend: BackendOpt = "sb3",
+        num_env_runners: NumEnvRunnersOpt = None,
+        address: AddressOpt = None,
     ) -> None:
         """Train one player or coalition against fixed opponents and report exact metrics."""
         from mechgym.envs.engine.errors import MechgymError, ParameterError
@@ -387,25 +371,9 @@ def add_commands(app: typer.Typer) -> None:
             ),
         ] = None,
         torch_threads: TorchThreadsOpt = None,
-        backend: Annotated[
-            str,
-            typer.Option(
-                "--backend",
-                help="sb3 (stable-baselines3) or rllib (Ray RLlib, the rllib extra).",
-            ),
-        ] = "sb3",
-        num_env_runners: Annotated[
-            int | None,
-            typer.Option(
-                "--num-env-runners",
-                min=0,
-                help="rllib: sampling processes (default: sized to the Ray cluster's CPUs).",
-            ),
-        ] = None,
-        address: Annotated[
-            str | None,
-            typer.Option("--address", help="rllib: an existing Ray cluster, e.g. 127.0.0.1:6379."),
-        ] = None,
+        backend: BackendOpt = "sb3",
+        num_env_runners: NumEnvRunnersOpt = None,
+        address: AddressOpt = None,
     ) -> None:
         """Train every player of each mechanism and measure convergence to the predictions."""
         from mechgym.envs.engine.errors import MechgymError

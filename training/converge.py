@@ -253,7 +253,6 @@ def skip_reason(mech: str, encoding: str) -> str | None:
 def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) -> dict[str, Any]:
     """Train every player of ``mech`` with one seed; evaluate after every round."""
     from .algos import configure_torch
-    from .metrics import evaluate_profile
     from .multi import MultiLearner
 
     cfg = ConvergeConfig(**{**cfg_dict, "mechanisms": tuple(cfg_dict["mechanisms"])})
@@ -297,18 +296,15 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
             if cfg.save_models:
                 trainer.save(Path(cfg.out) / "checkpoints" / mech / f"seed_{seed}")
         te = time.perf_counter()
-        for fam, ctxs in eval_families(r, cfg.rounds, held_out, contexts):
-            met = evaluate_profile(
-                trainer.mech,
-                trainer.agents,
-                ctxs,
-                trainer.profile(learned_only=True),
-                trainer.groups,
-                enc,
-                exploitability=cfg.exploitability,
-            )
-            rows += metric_rows(mech, seed, r, trainer.total_steps, met, fam)
-            final[fam] = met.to_json()
+        rows += evaluate_round(
+            (mech, seed, r, trainer.total_steps),
+            (trainer.mech, trainer.agents, trainer.profile(learned_only=True), trainer.groups),
+            enc,
+            cfg,
+            held_out,
+            contexts,
+            final,
+        )
         eval_s += time.perf_counter() - te
         _emit(events, mech, seed, "eval", r)
     return {
@@ -327,6 +323,32 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         "steps": trainer.total_steps,
         "idle": dict(trainer.idle),
     }
+
+
+def evaluate_round(
+    where: tuple[str, int, int, int],
+    play: tuple[Any, Any, Any, Any],
+    encoding: Any,
+    cfg: ConvergeConfig,
+    held_out: list[Any],
+    train: list[Any],
+    final: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Evaluate a learned profile after a round on the families :func:`eval_families` names;
+    ``where`` is (mechanism, seed, round, steps), ``play`` (mechanism object, agents,
+    profile, groups). Returns the metric rows and keeps each family's figures in ``final``."""
+    from .metrics import evaluate_profile
+
+    mech, seed, rnd, steps = where
+    mech_obj, agents, profile, groups = play
+    rows: list[dict[str, Any]] = []
+    for fam, ctxs in eval_families(rnd, cfg.rounds, held_out, train):
+        met = evaluate_profile(
+            mech_obj, agents, ctxs, profile, groups, encoding, exploitability=cfg.exploitability
+        )
+        rows += metric_rows(mech, seed, rnd, steps, met, fam)
+        final[fam] = met.to_json()
+    return rows
 
 
 def eval_families(
@@ -380,7 +402,6 @@ def _run_simultaneous_job(
     from .algos import configure_torch
     from .batched_ppo import BatchedPPO, BatchedPPOConfig
     from .encodings import make_encoding
-    from .metrics import evaluate_profile
 
     threads = configure_torch(cfg.torch_threads)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -414,18 +435,15 @@ def _run_simultaneous_job(
                 _emit(events, mech, seed, "train", cfg.steps * n)
             te = time.perf_counter()
             profile = ppo.learned_policy().profile()
-            for fam, ctxs in eval_families(r, cfg.rounds, held_out, contexts):
-                met = evaluate_profile(
-                    env.api.mech,
-                    agents,
-                    ctxs,
-                    profile,
-                    groups,
-                    options,
-                    exploitability=cfg.exploitability,
-                )
-                rows += metric_rows(mech, seed, r, total, met, fam)
-                final[fam] = met.to_json()
+            rows += evaluate_round(
+                (mech, seed, r, total),
+                (env.api.mech, agents, profile, groups),
+                options,
+                cfg,
+                held_out,
+                contexts,
+                final,
+            )
             eval_s += time.perf_counter() - te
             _emit(events, mech, seed, "eval", r)
     return {
