@@ -189,10 +189,9 @@ def run_rllib_job(mech: str, seed: int, cfg: Any, events: Any = None) -> dict[st
     from mechgym.envs.pettingzoo.aec import agent_name
     from mechgym.envs.pettingzoo.registry import entry
 
-    from .converge import _emit, family_contexts, metric_rows
+    from .converge import _emit, eval_family_contexts, evaluate_round, family_contexts
     from .encodings import MenuEncoding
     from .learner_env import make_raw_env
-    from .metrics import evaluate_profile
 
     if cfg.encoding != "menu" or cfg.algo != "maskable_ppo" or cfg.scheme != "independent":
         raise ParameterError(
@@ -202,6 +201,7 @@ def run_rllib_job(mech: str, seed: int, cfg: Any, events: Any = None) -> dict[st
         )
     t0, c0 = time.perf_counter(), time.process_time()
     _, contexts = family_contexts(mech, cfg)
+    _, held_out = eval_family_contexts(mech, cfg)
     rllib.connect(cfg.address)
     config = rllib.ppo_config(
         mech,
@@ -221,7 +221,7 @@ def run_rllib_job(mech: str, seed: int, cfg: Any, events: Any = None) -> dict[st
     names = [agent_name(p) for p in range(n)]
     algo = config.build_algo()
     rows: list[dict[str, Any]] = []
-    final: dict[str, Any] = {}
+    final: dict[str, dict[str, Any]] = {}
     eval_s = 0.0
     done = 0
     try:
@@ -243,18 +243,21 @@ def run_rllib_job(mech: str, seed: int, cfg: Any, events: Any = None) -> dict[st
                 enc,
                 raw.context_class,
             )
-            met = evaluate_profile(
-                raw.mechanism,
-                agents,
-                contexts,
-                lambda ctx, policy=policy: dict.fromkeys(range(n), policy),
-                groups,
+            rows += evaluate_round(
+                (mech, seed, r, done),
+                (
+                    raw.mechanism,
+                    agents,
+                    lambda ctx, policy=policy: dict.fromkeys(range(n), policy),
+                    groups,
+                ),
                 enc,
-                exploitability=cfg.exploitability,
+                cfg,
+                held_out,
+                contexts,
+                final,
             )
             eval_s += time.perf_counter() - te
-            rows += metric_rows(mech, seed, r, done, met)
-            final = met.to_json()
             _emit(events, mech, seed, "eval", r)
     finally:
         algo.stop()
@@ -262,7 +265,9 @@ def run_rllib_job(mech: str, seed: int, cfg: Any, events: Any = None) -> dict[st
         "mechanism": mech,
         "seed": seed,
         "rows": rows,
-        "final": final,
+        "final": final["heldout"],
+        "final_train": final["train"],
+        "evaluated_on": "heldout",
         "groups": [list(g) for g in groups],
         "wall_seconds": time.perf_counter() - t0,
         "cpu_seconds": time.process_time() - c0,  # this process only, not the env runners
