@@ -307,6 +307,30 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         )
         eval_s += time.perf_counter() - te
         _emit(events, mech, seed, "eval", r)
+    return job_result(
+        (mech, seed, trainer.total_steps),
+        rows,
+        final,
+        trainer.groups,
+        (t0, c0, eval_s),
+        torch_threads=threads,
+        idle=dict(trainer.idle),
+    )
+
+
+def job_result(
+    where: tuple[str, int, int],
+    rows: list[dict[str, Any]],
+    final: dict[str, dict[str, Any]],
+    groups: Sequence[Sequence[int]],
+    clocks: tuple[float, float, float],
+    **extra: Any,
+) -> dict[str, Any]:
+    """What a converge job returns: ``where`` is (mechanism, seed, learner decisions),
+    ``final`` the last evaluation per family (:func:`evaluate_round`), ``clocks`` the job's
+    start (wall, CPU) and its evaluation seconds; ``extra`` adds backend-specific facts."""
+    mech, seed, steps = where
+    t0, c0, eval_s = clocks
     return {
         "mechanism": mech,
         "seed": seed,
@@ -314,14 +338,14 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         "final": final["heldout"],
         "final_train": final["train"],
         "evaluated_on": "heldout",
-        "groups": [list(g) for g in trainer.groups],
+        "groups": [list(g) for g in groups],
         "wall_seconds": time.perf_counter() - t0,
-        # CPU seconds of the job: with one torch thread, its wall time on an idle core
+        # CPU seconds of this process: with one torch thread, its wall time on an idle core
         "cpu_seconds": time.process_time() - c0,
-        "torch_threads": threads,
         "eval_seconds": eval_s,
-        "steps": trainer.total_steps,
-        "idle": dict(trainer.idle),
+        "steps": steps,
+        "idle": {},
+        **extra,
     }
 
 
@@ -446,21 +470,9 @@ def _run_simultaneous_job(
             )
             eval_s += time.perf_counter() - te
             _emit(events, mech, seed, "eval", r)
-    return {
-        "mechanism": mech,
-        "seed": seed,
-        "rows": rows,
-        "final": final["heldout"],
-        "final_train": final["train"],
-        "evaluated_on": "heldout",
-        "groups": [list(g) for g in groups],
-        "wall_seconds": time.perf_counter() - t0,
-        "cpu_seconds": time.process_time() - c0,
-        "eval_seconds": eval_s,
-        "steps": total,
-        "idle": {},
-        "torch_threads": threads,
-    }
+    return job_result(
+        (mech, seed, total), rows, final, groups, (t0, c0, eval_s), torch_threads=threads
+    )
 
 
 def _run_no_regret_job(

@@ -189,7 +189,13 @@ def run_rllib_job(mech: str, seed: int, cfg: Any, events: Any = None) -> dict[st
     from mechgym.envs.pettingzoo.aec import agent_name
     from mechgym.envs.pettingzoo.registry import entry
 
-    from .converge import _emit, eval_family_contexts, evaluate_round, family_contexts
+    from .converge import (
+        _emit,
+        eval_family_contexts,
+        evaluate_round,
+        family_contexts,
+        job_result,
+    )
     from .encodings import MenuEncoding
     from .learner_env import make_raw_env
 
@@ -261,17 +267,5 @@ def run_rllib_job(mech: str, seed: int, cfg: Any, events: Any = None) -> dict[st
             _emit(events, mech, seed, "eval", r)
     finally:
         algo.stop()
-    return {
-        "mechanism": mech,
-        "seed": seed,
-        "rows": rows,
-        "final": final["heldout"],
-        "final_train": final["train"],
-        "evaluated_on": "heldout",
-        "groups": [list(g) for g in groups],
-        "wall_seconds": time.perf_counter() - t0,
-        "cpu_seconds": time.process_time() - c0,  # this process only, not the env runners
-        "eval_seconds": eval_s,
-        "steps": done,
-        "idle": {},
-    }
+    # CPU seconds: this process only, not the env runners
+    return job_result((mech, seed, done), rows, final, groups, (t0, c0, eval_s))
