@@ -26,7 +26,7 @@ from benchmarl.experiment.callback import Callback
 from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from mechgym.benchmark.scoring import TaskSetup, focal_return, load_reference, normalized, setup
+from mechgym.benchmark.scoring import TaskSetup, score, setup
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.training.encodings import aec_observation
 
@@ -132,17 +132,7 @@ def score_experiment(experiment: Any, s: TaskSetup | None = None) -> dict[str, A
     """Exact focal return and normalised score of an experiment's current policy."""
     task = experiment.task.bench_task
     s = setup(task) if s is None else s
-    ref = load_reference()[task.id]
-    got = focal_return(s, experiment_policy(experiment, s))
-    return {
-        "task": task.id,
-        "focal_return": float(got),
-        "focal_return_exact": str(got),
-        "random": ref["random_float"],
-        "predicted": ref["predicted_float"],
-        "normalized": normalized(got, ref),
-        "bound": ref["bound"],
-    }
+    return score(task, experiment_policy(experiment, s), s)
 
 
 class MechgymScore(Callback):
