@@ -208,6 +208,8 @@ def test_gae_bootstraps_across_steps_where_the_agent_does_not_act() -> None:
         ppo.gaes[g](data)
     adv = data[g, "advantage"][..., 0, 0]
     value = data[g, "state_value"][..., 0, 0]
+    with torch.no_grad():  # the values taken during collection are the critic's
+        assert torch.allclose(value, ppo.nets.critic[g](data[g, "observation"])[..., 0, 0])
     reward = data["next", g, "reward"][..., 0, 0]
     done = data["next", g, "done"][..., 0, 0]
     # with gamma = lmbda = 1 an acting step's advantage is the rest of its episode's reward

@@ -120,11 +120,22 @@ def torch_threads(threads: int | None = None, source: str = "torch_threads") -> 
     return 1
 
 
-def configure_torch(threads: int | None = None) -> int:
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS reports one)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def configure_torch(threads: int | None = None, remember: bool = True) -> int:
     """Process-wide torch settings for mechgym's small models; returns the thread count set.
 
     Sets :func:`torch_threads` CPU threads (an explicit ``threads`` is remembered for the
-    rest of the process, so later learners keep it) and turns off argument validation in
+    rest of the process, so later learners keep it, unless ``remember=False``) and turns
+    off argument validation in
     ``torch.distributions`` (it dominates the cost of sampling from a tiny policy). Called
     wherever mechgym builds a learner (:func:`make_model`, :func:`load_model`,
     :class:`~mechgym.training.vec_env.VecLearnerEnv`, the CLI), not on import.
@@ -134,7 +145,7 @@ def configure_torch(threads: int | None = None) -> int:
     from torch.distributions import Distribution
 
     n = torch_threads(threads)
-    if threads is not None:
+    if threads is not None and remember:
         _chosen = n
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

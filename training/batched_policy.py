@@ -58,7 +58,7 @@ class PolicyNet(nn.Module):
         layers: list[nn.Module] = []
         width = inputs
         for h in hidden:
-            layers += [nn.Linear(width, int(h)), nn.ReLU()]
+            layers += [nn.Linear(width, int(h)), nn.ReLU(inplace=True)]
             width = int(h)
         layers.append(nn.Linear(width, outputs))
         self.net = nn.Sequential(*layers)

@@ -55,7 +55,7 @@ from torchrl.modules import MaskedCategorical, ProbabilisticActor, ValueOperator
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
 
-from .batched_policy import BatchedLearnedPolicy, PolicyNet
+from .batched_policy import BatchedLearnedPolicy, PolicyNet, symlog
 
 __all__ = [
     "BatchedPPO",
@@ -217,8 +217,13 @@ class _Nets:
         self.parameters = [p for m in (*self.distinct_actors, *critics) for p in m.parameters()]
 
 
+def _features(g: str) -> TensorDictModule:
+    # the networks' symlog, once per collected step rather than in every pass over it
+    return TensorDictModule(symlog, in_keys=[(g, "observation")], out_keys=[(g, "features")])
+
+
 def _actor(g: str, net: PolicyNet, sizes: Sequence[int] | None) -> Any:
-    logits = TensorDictModule(net, in_keys=[(g, "observation")], out_keys=[(g, "logits")])
+    logits = TensorDictModule(net.net, in_keys=[(g, "features")], out_keys=[(g, "logits")])
     if sizes is None:
         dist_cls: Any = MaskedCategorical
         dist_kwargs: dict[str, Any] = {}
@@ -237,7 +242,7 @@ def _actor(g: str, net: PolicyNet, sizes: Sequence[int] | None) -> Any:
 
 
 def _critic(g: str, net: PolicyNet) -> ValueOperator:
-    return ValueOperator(net, in_keys=[(g, "observation")], out_keys=[(g, "state_value")])
+    return ValueOperator(net.net, in_keys=[(g, "features")], out_keys=[(g, "state_value")])
 
 
 def _loss(g: str, actor: Any, critic: Any, cfg: BatchedPPOConfig) -> ClipPPOLoss:
@@ -267,10 +272,10 @@ def _loss(g: str, actor: Any, critic: Any, cfg: BatchedPPOConfig) -> ClipPPOLoss
     return loss
 
 
-def _gae(g: str, critic: Any, cfg: BatchedPPOConfig) -> GAE:
-    # not shifted: with partial resets TorchRL's shifted call checks and scatters the
-    # observations, which costs more than a second critic pass over them
-    gae = GAE(gamma=cfg.gamma, lmbda=cfg.lmbda, value_network=critic, average_gae=False)
+def _gae(g: str, cfg: BatchedPPOConfig) -> GAE:
+    # no value network: the values are taken during collection (BatchedPPO.collect), where
+    # each step's is the previous step's next value, so the critic runs once per step
+    gae = GAE(gamma=cfg.gamma, lmbda=cfg.lmbda, value_network=None, average_gae=False)
     gae.set_keys(
         reward=(g, "reward"),
         done=(g, "done"),
@@ -335,7 +340,9 @@ def train_batched(
     config : BatchedPPOConfig, optional
         Hyper-parameters; keyword ``overrides`` (``epochs=4``, ...) replace its fields.
     threads : int, optional
-        Torch threads (through :func:`~mechgym.training.algos.configure_torch`).
+        Torch threads for this run (default
+        :func:`~mechgym.training.algos.torch_threads`); the process's count is restored
+        afterwards. Large batches gain from a second thread on an otherwise idle machine.
     callback : callable, optional
         Called with each update's history row.
     env_kwargs : mapping, optional
@@ -365,10 +372,8 @@ def train_batched(
     cfg.check()
     if isinstance(decisions, bool) or not isinstance(decisions, int) or decisions < 1:
         raise ParameterError("decisions", f"must be a positive integer, got {decisions!r}")
-    if threads is None:
-        configure_torch()
-    else:
-        configure_torch(threads)
+    before = torch.get_num_threads()
+    configure_torch(threads, remember=False)
 
     env = BatchedMechanismEnv(
         mechanism,
@@ -383,10 +388,13 @@ def train_batched(
         seed=seed,
         **dict(env_kwargs or {}),
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        ppo = BatchedPPO(env, cfg, share_parameters, seed)
-        result = ppo.train(decisions, callback)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            ppo = BatchedPPO(env, cfg, share_parameters, seed)
+            result = ppo.train(decisions, callback)
+    finally:
+        torch.set_num_threads(before)
     result.policy = ppo.learned_policy((env_kwargs or {}).get("constants"))
     return result
 
@@ -416,15 +424,19 @@ class BatchedPPO:
         actors = {g: _actor(g, nets.actor[g], self.sizes) for g in self.groups}
         critics = {g: _critic(g, nets.critic[g]) for g in self.groups}
         self.losses = {g: _loss(g, actors[g], critics[g], cfg) for g in self.groups}
-        self.gaes = {g: _gae(g, critics[g], cfg) for g in self.groups}
+        self.gaes = {g: _gae(g, cfg) for g in self.groups}
+        self.features = TensorDictSequential(*(_features(g) for g in self.groups))
         self.policy = TensorDictSequential(*actors.values())
+        self.values = TensorDictSequential(*critics.values())
         self.optim = torch.optim.Adam(nets.parameters, lr=cfg.learning_rate)
         self.perm_gen = torch.Generator().manual_seed(seed)
         self._td: TensorDictBase | None = None
 
     def collect(self) -> TensorDictBase:
         """``rollout_steps`` steps of every slot, sampled from the actors: ``(B, T)``
-        (ended slots restart at once)."""
+        (ended slots restart at once), with the critics' values of every step and of the
+        step after it (the next step's, or after the last one a pass over its successor;
+        where a slot ended, the value after it is unused: the step is terminal)."""
         env = self.env
         if self._td is None:
             self._td = env.reset()
@@ -432,12 +444,18 @@ class BatchedPPO:
         frames = []
         with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
             for _ in range(self.cfg.rollout_steps):
-                td = self.policy(td)
+                td = self.values(self.policy(self.features(td)))
                 step, td = env.step_and_maybe_reset(td)
                 frames.append(step)
+            last = self.values(self.features(td.select(*[(g, "observation") for g in self.groups])))
         self._td = td
         data = torch.stack(frames, dim=1)
         data.names = [None, "time"]  # the axis GAE runs along
+        for g in self.groups:
+            v = data[g, "state_value"]
+            data["next", g, "state_value"] = torch.cat(
+                [v[:, 1:], last[g, "state_value"][:, None]], 1
+            )
         return data
 
     @torch.no_grad()
@@ -451,7 +469,7 @@ class BatchedPPO:
     def update(self, data: TensorDictBase, row: dict[str, Any] | None = None) -> None:
         """``epochs`` passes of ``minibatches`` gradient steps over ``data`` (advantages in)."""
         cfg = self.cfg
-        keys = ("observation", "action_mask", "mask", "action", "action_log_prob")
+        keys = ("features", "action_mask", "mask", "action", "action_log_prob")
         keep = [(g, k) for g in self.groups for k in (*keys, "advantage", "value_target")]
         N = data.numel()
         flat = data.select(*keep).reshape(N)

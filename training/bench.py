@@ -205,10 +205,12 @@ def batched_training_speed(
     batch_size: int = 8192,
     encoding: str = "menu",
     seed: int = 0,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Learner decisions per second of :func:`~mechgym.training.batched_ppo.train_batched`,
     collection and updates together, every player learning from random init (one epoch,
-    one minibatch per update of ``batch_size`` × 2 steps).
+    one minibatch per update of ``batch_size`` × 2 steps), on ``threads`` torch threads
+    (default: every core of the process, :func:`~mechgym.training.algos.available_cores`).
 
     A short warm-up run first builds the lookup tables and torch kernels the timed run
     uses; building the env is not timed (as the other figures time ``learn`` only).
@@ -217,11 +219,13 @@ def batched_training_speed(
     -------
     dict
         ``mechanism``, ``algo``, ``encoding``, ``batch_size``, ``learners``, ``decisions``,
-        ``updates``, ``total_seconds``, ``decisions_per_second``.
+        ``updates``, ``total_seconds``, ``decisions_per_second``, ``torch_threads``.
     """
+    from .algos import available_cores
     from .batched_ppo import train_batched
 
-    settings = {"encoding": encoding, "epochs": 1, "minibatches": 1, "seed": seed}
+    n = available_cores() if threads is None else threads
+    settings = {"encoding": encoding, "epochs": 1, "minibatches": 1, "seed": seed, "threads": n}
     train_batched(mech_name, decisions=1, batch_size=min(batch_size, 256), **settings)
     run = train_batched(mech_name, decisions=decisions, batch_size=batch_size, **settings)
     return {
@@ -234,6 +238,7 @@ def batched_training_speed(
         "updates": run.updates,
         "total_seconds": run.seconds,
         "decisions_per_second": run.decisions_per_second,
+        "torch_threads": n,
     }
 
 
@@ -259,8 +264,8 @@ def training_speed(
     the env's fixed cost per step (Python around numpy calls) is then spread thin enough for
     an env share below a fifth; 64 slots (the default of ``train`` and ``converge``) run at
     about 0.65 of that speed with an env share near 40%. ``threads``: torch threads (default
-    1, see :func:`~mechgym.training.algos.configure_torch`); ``progress``: called after each
-    of the two runs.
+    1, see :func:`~mechgym.training.algos.configure_torch`; the batched learner runs on every
+    core, its ``torch_threads`` says how many); ``progress``: called after each run.
     """
     single = {**env_time_share(mech_name, steps=single_steps, threads=threads), "n_envs": 1}
     if progress is not None:
