@@ -115,6 +115,18 @@ def factored_run():
     )
 
 
+@pytest.fixture(scope="module")
+def continuous_run():
+    return train_batched(
+        "best_belief",
+        encoding="continuous",
+        decisions=50_000,
+        batch_size=1024,
+        seed=0,
+        learners=["player_0"],
+    )
+
+
 def test_factored_learner_finds_the_predicted_answers(factored_run) -> None:
     """Sub-decisions (one env step each, the move so far in the observation): the learned
     YES/NO agrees with the prediction on held-out contexts."""
@@ -122,6 +134,53 @@ def test_factored_learner_finds_the_predicted_answers(factored_run) -> None:
     learned = agreement(factored_run.policy, contexts)
     assert learned >= 0.9
     assert learned > random_answers_agreement(contexts) + 0.2
+
+
+def test_continuous_learner_finds_the_predicted_answers(continuous_run) -> None:
+    """Amounts from a Beta head, entries from a masked categorical: the learned YES/NO
+    agrees with the prediction on held-out contexts."""
+    contexts = held_out()
+    learned = agreement(continuous_run.policy, contexts)
+    assert learned >= 0.9
+    assert learned > random_answers_agreement(contexts) + 0.2
+
+
+def test_continuous_move_log_prob_reads_the_box_only_where_it_is_read() -> None:
+    from mechgym.training.batched_ppo import MaskedCategoricalBeta
+
+    logits = torch.randn(4, 5 + 2)
+    mask = torch.ones(4, 5, dtype=torch.bool)
+    mask[:, 3:] = False
+    reads = torch.tensor([True, False, True, False])
+    dist = MaskedCategoricalBeta(logits, mask, reads)
+    move = dist.sample()
+    assert move.shape == (4, 2)
+    assert (move[:, 0] < 3).all()  # masked entries are never drawn
+    assert ((move[:, 1] > 0) & (move[:, 1] < 1)).all()
+    assert torch.equal(move[~reads, 1], torch.full((2,), 0.5))
+    other = move.clone()
+    other[:, 1] = 0.9
+    lp, lq = dist.log_prob(move), dist.log_prob(other)
+    assert torch.equal(lp[~reads], lq[~reads])  # an unread box changes nothing
+    assert not torch.equal(lp[reads], lq[reads])
+    h = dist.entropy()
+    cat_only = MaskedCategoricalBeta(logits, mask, torch.zeros(4, dtype=torch.bool)).entropy()
+    assert torch.equal(h[~reads], cat_only[~reads]) and not torch.equal(h[reads], cat_only[reads])
+
+
+def test_continuous_policy_survives_save_and_load(continuous_run, tmp_path) -> None:
+    policy = continuous_run.policy
+    loaded = BatchedLearnedPolicy.load(policy.save(tmp_path / "m1c.pt"))
+    env = BatchedMechanismEnv(
+        "best_belief", 64, learners=["player_0"], action_encoding="continuous", seed=5
+    )
+    td = env.reset()
+    for _ in range(6):  # into the amount sub-decisions, where the box is read
+        a = policy.env_actions(td.clone(), env)
+        b = loaded.env_actions(td.clone(), env)
+        assert torch.equal(a["player_0", "action"], b["player_0", "action"])
+        assert torch.equal(a["player_0", "box"], b["player_0", "box"])
+        td = env.step_and_maybe_reset(a)[1]
 
 
 def test_coalition_is_one_learning_group_and_improves() -> None:
@@ -259,7 +318,7 @@ def test_loss_ignores_transitions_where_the_agent_does_not_act() -> None:
 
 
 # -- the learned policy --------------------------------------------------------------------
-@pytest.mark.parametrize("run", ["menu_run", "factored_run"])
+@pytest.mark.parametrize("run", ["menu_run", "factored_run", "continuous_run"])
 def test_batched_and_exact_forms_play_the_same_actions(run: str, request) -> None:
     policy = request.getfixturevalue(run).policy
     mech, spec = policy.exact_mechanism(), policy.spec

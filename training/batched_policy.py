@@ -152,6 +152,7 @@ class BatchedLearnedPolicy:
         self.hidden = [int(h) for h in hidden]
         if self.sizes is not None:
             self._index, self._valid = field_index(self.sizes)
+        self.continuous = encoding == "continuous"
         self._menu_fn: Any = None
         self._exact: ExactLearnedPolicy | None = None
 
@@ -179,10 +180,20 @@ class BatchedLearnedPolicy:
                 " (other sizes, caps or encoding than in training?)",
             )
         logits = self._actor(player)(obs)
+        if self.continuous:
+            logits = logits[..., : self.K]
         if self.sizes is None:
             return logits.masked_fill(~mask, -torch.inf).argmax(-1)
         lg, m = per_field(logits, mask, self._index, self._valid)
         return lg.masked_fill(~m, -torch.inf).argmax(-1)
+
+    @torch.no_grad()
+    def amount(self, player: int, obs: torch.Tensor) -> torch.Tensor:
+        """The box value ``(...)`` in ``(0, 1)`` of a ``"continuous"`` policy: the mean of
+        its Beta (the deterministic play, as the argmax is of the entries)."""
+        out = self._actor(player)(obs)
+        conc = 1.0 + torch.nn.functional.softplus(out[..., self.K : self.K + 2])
+        return conc[..., 0] / conc.sum(-1)
 
     def env_actions(self, td: Any, env: Any) -> Any:
         """Write the argmax actions of ``env``'s learning groups into ``td`` (in place)."""
@@ -191,6 +202,9 @@ class BatchedLearnedPolicy:
             obs, mask = td[g, "observation"], td[g, "action_mask"]
             acts = [self.choose(p, obs[:, j], mask[:, j]) for j, p in enumerate(players)]
             td[g, "action"] = torch.stack(acts, 1)
+            if self.continuous:
+                box = [self.amount(p, obs[:, j]) for j, p in enumerate(players)]
+                td[g, "box"] = torch.stack(box, 1).unsqueeze(-1)
         return td
 
     # -- a batched policy ------------------------------------------------------------------
@@ -227,7 +241,7 @@ class BatchedLearnedPolicy:
                 masks = rules.masks(state) if masks is None else masks
                 mask = torch.from_numpy(masks[rows, p] != 0)
                 acts[rows, p] = self.choose(p, obs, mask).numpy()
-            elif self.encoding == "factored":
+            elif self.encoding in ("factored", "continuous"):
                 masks = rules.masks(state) if masks is None else masks
                 lower = None if ctx.lower is None else ctx.lower[rows, p]
                 acts[rows, p] = self.compose(p, obs.numpy(), masks[rows, p], lower, rules)
@@ -239,7 +253,7 @@ class BatchedLearnedPolicy:
         return acts
 
     def plan(self, mech: Any, layout: Any, spec: Any) -> Any:
-        """The ``"factored"`` sub-decision plan of the layout (cached per layout)."""
+        """The sub-decision plan of the layout (cached per layout)."""
         from mechgym.envs.engine.factored import make_plan
 
         key = id(layout)
@@ -248,17 +262,20 @@ class BatchedLearnedPolicy:
             m = spec.m if mech.context_kind != "states" else 0
             cache[key] = (
                 layout,
-                make_plan(mech, layout, spec.n, m, "factored", self.price_levels, self.price_grid),
+                make_plan(
+                    mech, layout, spec.n, m, self.encoding, self.price_levels, self.price_grid
+                ),
             )
         return cache[key][1]
 
     def compose(
         self, player: int, obs: np.ndarray, masks: np.ndarray, lower: Any, rules: Any
     ) -> np.ndarray:
-        """``(R, L)`` layout moves composed sub-decision by sub-decision (``"factored"``):
-        ``obs`` ``(R, base)`` the observations at the node's start, ``masks`` the node's
-        layout masks, ``lower`` the player's own lower bounds (or ``None``); each
-        sub-decision's observation ends with the move so far, as in the env."""
+        """``(R, L)`` layout moves composed sub-decision by sub-decision (``"factored"``,
+        ``"continuous"``): ``obs`` ``(R, base)`` the observations at the node's start,
+        ``masks`` the node's layout masks, ``lower`` the player's own lower bounds (or
+        ``None``); each sub-decision's observation ends with the move so far, as in the env;
+        a sub-decision that reads the box gets :meth:`amount`."""
         from mechgym.envs.engine.factored import Composer
 
         plan = self.plan(rules.mech, rules.layout, rules.spec)
@@ -269,7 +286,9 @@ class BatchedLearnedPolicy:
             r = np.flatnonzero(comp.composing)
             x = torch.from_numpy(np.concatenate([obs[r], comp.features(r)], axis=1))
             valid = torch.from_numpy(comp.action_masks()[r] != 0)
-            comp.choose(r, self.choose(player, x, valid).numpy().astype(np.int64))
+            entry = self.choose(player, x, valid).numpy().astype(np.int64)
+            box = self.amount(player, x).numpy() if self.continuous else None
+            comp.choose(r, entry, box)
         return comp.act
 
     # -- an exact policy -------------------------------------------------------------------
@@ -344,7 +363,7 @@ class BatchedLearnedPolicy:
             raise ContextError("policy", f"{p} is not a batched policy file: {exc}") from None
         if not ok:
             raise ContextError("policy", f"{p} is not a batched policy file ({FORMAT})")
-        out_size = int(meta["K"])
+        out_size = int(meta["K"]) + (2 if meta["encoding"] == "continuous" else 0)
         actors = []
         for sd in blob["actors"]:
             net = PolicyNet(int(meta["obs_size"]), out_size, meta["hidden"])
@@ -381,7 +400,7 @@ class ExactLearnedPolicy:
         self.mech, self.spec = mech, spec
         agents = entry(policy.mechanism).load_agents()
         self.layout = mech.layout(spec)
-        if policy.encoding == "factored":
+        if policy.encoding in ("factored", "continuous"):
             self.encoding: Any = None
         elif policy.encoding == "menu":
             self.encoding = MenuEncoding(policy.mechanism, mech, spec, agents)
@@ -396,7 +415,7 @@ class ExactLearnedPolicy:
         from mechgym.training.encodings import aec_observation
 
         obs = torch.from_numpy(aec_observation(mech, ctx, state, player, self.spec))
-        if self.encoding is None:  # factored: compose the move, then decode it
+        if self.encoding is None:  # factored, continuous: compose the move, then decode it
             lay = self.layout
             node_mask = mech.action_mask(state, player, self.spec, lay)
             lower = getattr(ctx, "lower", None)

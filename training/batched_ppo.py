@@ -18,7 +18,9 @@ at once, partial resets of ended slots), with TorchRL's
   knows whom it plays.
 * **Actions.** A ``Discrete`` menu (or any encoding whose actions are one index under an
   ``action_mask``) is a :class:`~torchrl.modules.MaskedCategorical`; the
-  ``"multidiscrete"`` layout is one masked categorical per field (:class:`MaskedFields`).
+  ``"multidiscrete"`` layout is one masked categorical per field (:class:`MaskedFields`);
+  the ``"continuous"`` encoding adds a Beta-distributed amount in ``(0, 1)`` wherever a
+  sub-decision reads the box (:class:`MaskedCategoricalBeta`).
 * **Who acts when.** A step resolves one decision node per episode; an agent that does not
   act there has only the no-op open. The policy loss and entropy count only the
   transitions where the agent acts (``(group, "mask")``); advantages run over every step of
@@ -109,6 +111,59 @@ class MaskedFields(D.Distribution):
 
     def entropy(self) -> torch.Tensor:
         return sum(d.entropy().sum(-1) for _, d in self._parts)
+
+
+class MaskedCategoricalBeta(D.Distribution):
+    """The ``"continuous"`` encoding's move: a masked categorical over the entries and,
+    where the pending sub-decision reads the box (an amount), a Beta-distributed value in
+    ``(0, 1)``. Logits are the ``K`` entry logits followed by the two raw concentration
+    outputs (``1 + softplus``: unimodal, as in Beta-policy PPO). A sample is ``(..., 2)``:
+    the entry (as a float) and the box value; where the box is not read, its value is 0.5
+    and adds nothing to the log-probability or the entropy."""
+
+    arg_constraints: ClassVar[dict[str, Any]] = {}
+    #: keeps Beta log-probabilities finite at the ends of ``(0, 1)``
+    EDGE = 1e-6
+
+    def __init__(self, logits: torch.Tensor, mask: torch.Tensor, reads_box: torch.Tensor) -> None:
+        self._cat = MaskedCategorical(logits=logits[..., :-2], mask=mask)
+        conc = 1.0 + torch.nn.functional.softplus(logits[..., -2:])
+        self._beta = D.Beta(conc[..., 0], conc[..., 1], validate_args=False)
+        self._reads = reads_box.to(torch.bool).reshape(logits.shape[:-1])
+        super().__init__(logits.shape[:-1], torch.Size([2]), validate_args=False)
+
+    def _join(self, entry: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        x = torch.where(self._reads, x, torch.full_like(x, 0.5))
+        return torch.stack([entry.to(x.dtype), x], -1)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008
+        if sample_shape != torch.Size():
+            raise ValueError("MaskedCategoricalBeta draws one sample per row")
+        x = self._beta.sample().clamp(self.EDGE, 1 - self.EDGE)
+        return self._join(self._cat.sample(), x)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self._join(self._cat.mode, self._beta.mean)
+
+    @property
+    def deterministic_sample(self) -> torch.Tensor:
+        return self.mode
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        entry = value[..., 0].round().to(torch.long)
+        x = value[..., 1].clamp(self.EDGE, 1 - self.EDGE)
+        lp = self._beta.log_prob(x)
+        return self._cat.log_prob(entry) + torch.where(self._reads, lp, torch.zeros_like(lp))
+
+    def entropy(self) -> torch.Tensor:
+        h = self._beta.entropy()
+        return self._cat.entropy() + torch.where(self._reads, h, torch.zeros_like(h))
+
+
+def _split_move(move: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A :class:`MaskedCategoricalBeta` sample as the env's entry and box value."""
+    return move[..., 0].round().to(torch.long), move[..., 1:2]
 
 
 def field_groups(sizes: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -222,8 +277,21 @@ def _features(g: str) -> TensorDictModule:
     return TensorDictModule(symlog, in_keys=[(g, "observation")], out_keys=[(g, "features")])
 
 
-def _actor(g: str, net: PolicyNet, sizes: Sequence[int] | None) -> Any:
+def _actor(g: str, net: PolicyNet, sizes: Sequence[int] | None, continuous: bool = False) -> Any:
     logits = TensorDictModule(net.net, in_keys=[(g, "features")], out_keys=[(g, "logits")])
+    if continuous:
+        return ProbabilisticActor(
+            logits,
+            in_keys={
+                "logits": (g, "logits"),
+                "mask": (g, "action_mask"),
+                "reads_box": (g, "reads_box"),
+            },
+            out_keys=[(g, "move")],
+            distribution_class=MaskedCategoricalBeta,
+            return_log_prob=True,
+            log_prob_key=(g, "action_log_prob"),
+        )
     if sizes is None:
         dist_cls: Any = MaskedCategorical
         dist_kwargs: dict[str, Any] = {}
@@ -245,7 +313,9 @@ def _critic(g: str, net: PolicyNet) -> ValueOperator:
     return ValueOperator(net.net, in_keys=[(g, "features")], out_keys=[(g, "state_value")])
 
 
-def _loss(g: str, actor: Any, critic: Any, cfg: BatchedPPOConfig) -> ClipPPOLoss:
+def _loss(
+    g: str, actor: Any, critic: Any, cfg: BatchedPPOConfig, action: str = "action"
+) -> ClipPPOLoss:
     loss = ClipPPOLoss(
         actor,
         critic,
@@ -261,7 +331,7 @@ def _loss(g: str, actor: Any, critic: Any, cfg: BatchedPPOConfig) -> ClipPPOLoss
     loss.loss_mask_key = None  # the acting mask is applied per term below
     loss.set_keys(
         reward=(g, "reward"),
-        action=(g, "action"),
+        action=(g, action),
         sample_log_prob=(g, "action_log_prob"),
         value=(g, "state_value"),
         advantage=(g, "advantage"),
@@ -362,10 +432,6 @@ def train_batched(
         raise ParameterError(
             unknown[0], f"not a setting of the batched learner; use one of {', '.join(known)}"
         )
-    if encoding == "continuous":
-        raise ParameterError(
-            "encoding", "the batched learner has no continuous (Box) head yet; use 'factored'"
-        )
     cfg = BatchedPPOConfig(**{**(config.__dict__ if config else {}), **overrides})
     if batch_size is not None:
         cfg.batch_size = batch_size
@@ -419,14 +485,26 @@ class BatchedPPO:
         self.sizes = None
         if env.action_encoding == "multidiscrete":
             self.sizes = [int(s) for s in env.layout.sizes]
-        nets = _Nets(self.groups, env.obs_size, env.K, cfg.hidden, share_parameters)
+        self.continuous = env.action_encoding == "continuous"
+        # the continuous head: the entry logits, then the Beta's two concentrations
+        out = env.K + (2 if self.continuous else 0)
+        nets = _Nets(self.groups, env.obs_size, out, cfg.hidden, share_parameters)
         self.nets = nets
-        actors = {g: _actor(g, nets.actor[g], self.sizes) for g in self.groups}
+        actors = {g: _actor(g, nets.actor[g], self.sizes, self.continuous) for g in self.groups}
         critics = {g: _critic(g, nets.critic[g]) for g in self.groups}
-        self.losses = {g: _loss(g, actors[g], critics[g], cfg) for g in self.groups}
+        self.action = "move" if self.continuous else "action"
+        self.losses = {g: _loss(g, actors[g], critics[g], cfg, self.action) for g in self.groups}
         self.gaes = {g: _gae(g, cfg) for g in self.groups}
         self.features = TensorDictSequential(*(_features(g) for g in self.groups))
-        self.policy = TensorDictSequential(*actors.values())
+        steps: list[Any] = list(actors.values())
+        if self.continuous:
+            steps += [
+                TensorDictModule(
+                    _split_move, in_keys=[(g, "move")], out_keys=[(g, "action"), (g, "box")]
+                )
+                for g in self.groups
+            ]
+        self.policy = TensorDictSequential(*steps)
         self.values = TensorDictSequential(*critics.values())
         self.optim = torch.optim.Adam(nets.parameters, lr=cfg.learning_rate)
         self.perm_gen = torch.Generator().manual_seed(seed)
@@ -469,7 +547,9 @@ class BatchedPPO:
     def update(self, data: TensorDictBase, row: dict[str, Any] | None = None) -> None:
         """``epochs`` passes of ``minibatches`` gradient steps over ``data`` (advantages in)."""
         cfg = self.cfg
-        keys = ("features", "action_mask", "mask", "action", "action_log_prob")
+        keys: tuple[str, ...] = ("features", "action_mask", "mask", self.action, "action_log_prob")
+        if self.continuous:
+            keys += ("reads_box",)
         keep = [(g, k) for g in self.groups for k in (*keys, "advantage", "value_target")]
         N = data.numel()
         flat = data.select(*keep).reshape(N)
