@@ -387,3 +387,15 @@ def test_every_player_learning_at_once_finds_the_predicted_answers() -> None:
         exploitability=False,
     )
     assert met.agreement["respond"] >= 0.9
+
+
+def test_exact_policy_remembers_states_of_one_context_only(factored_run) -> None:
+    exact = factored_run.policy.exact()
+    mech = factored_run.policy.exact_mechanism()
+    a, b = held_out(2, seed=11)
+    sa, sb = mech.start(a), mech.start(b)
+    first = exact.act(mech, a, sa, 0)
+    assert exact.act(mech, a, sa, 0) is first  # the same state again: remembered
+    other = exact.act(mech, b, sb, 0)  # another context: computed afresh
+    assert exact._ctx is b and list(exact._memo) == [(sb, 0)]
+    assert other == exact._act(mech, b, sb, 0)

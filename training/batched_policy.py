@@ -394,6 +394,8 @@ class ExactLearnedPolicy:
         from mechgym.training.encodings import MenuEncoding, RawEncoding
 
         self.policy = policy
+        self._ctx: Any = None
+        self._memo: dict[Any, Any] = {}
         if policy.spec is None:
             raise ParameterError("policy", "the policy does not know its env sizes (spec)")
         mech, spec = policy.exact_mechanism(), policy.spec
@@ -412,6 +414,20 @@ class ExactLearnedPolicy:
             )
 
     def act(self, mech: Any, ctx: Any, state: Any, player: int) -> Any:
+        """The policy's (deterministic) action at an engine state; remembered per state and
+        player while the context stays the same object, since exact evaluation asks for the
+        same states once per group it searches."""
+        if ctx is not self._ctx:
+            self._ctx, self._memo = ctx, {}  # the reference keeps ctx's id from being reused
+        try:
+            hit = self._memo.get((state, player))
+        except TypeError:  # an unhashable state: no memo
+            return self._act(mech, ctx, state, player)
+        if hit is None:
+            hit = self._memo[(state, player)] = self._act(mech, ctx, state, player)
+        return hit
+
+    def _act(self, mech: Any, ctx: Any, state: Any, player: int) -> Any:
         from mechgym.training.encodings import aec_observation
 
         obs = torch.from_numpy(aec_observation(mech, ctx, state, player, self.spec))
