@@ -127,6 +127,19 @@ def continuous_run():
     )
 
 
+@pytest.fixture(scope="module")
+def featured_run():
+    return train_batched(
+        "best_belief",
+        encoding="factored",
+        decisions=30_000,
+        batch_size=1024,
+        seed=0,
+        learners=["player_0"],
+        env_kwargs={"features": True},
+    )
+
+
 def test_factored_learner_finds_the_predicted_answers(factored_run) -> None:
     """Sub-decisions (one env step each, the move so far in the observation): the learned
     YES/NO agrees with the prediction on held-out contexts."""
@@ -318,7 +331,7 @@ def test_loss_ignores_transitions_where_the_agent_does_not_act() -> None:
 
 
 # -- the learned policy --------------------------------------------------------------------
-@pytest.mark.parametrize("run", ["menu_run", "factored_run", "continuous_run"])
+@pytest.mark.parametrize("run", ["menu_run", "factored_run", "continuous_run", "featured_run"])
 def test_batched_and_exact_forms_play_the_same_actions(run: str, request) -> None:
     policy = request.getfixturevalue(run).policy
     mech, spec = policy.exact_mechanism(), policy.spec
@@ -399,3 +412,33 @@ def test_exact_policy_remembers_states_of_one_context_only(factored_run) -> None
     other = exact.act(mech, b, sb, 0)  # another context: computed afresh
     assert exact._ctx is b and list(exact._memo) == [(sb, 0)]
     assert other == exact._act(mech, b, sb, 0)
+
+
+def test_question_features_are_the_exact_learners(featured_run) -> None:
+    """With ``features=True`` the env appends the pending question (own value of the offered
+    item, its price, their difference) after the AEC vector, as the exact builder does."""
+    from mechgym.training.batched_obs import pending_question as batched_question
+    from mechgym.training.encodings import pending_question, question_vector
+
+    assert featured_run.policy.features
+    env = BatchedMechanismEnv(
+        "best_belief", 32, learners=["player_0"], action_encoding="menu", features=True, seed=3
+    )
+    plain = BatchedMechanismEnv("best_belief", 32, learners=["player_0"], seed=3)
+    assert env.obs_size == plain.obs_size + 4
+    td, mech, asked = env.reset(), env.api.mech, 0
+    for _ in range(4):
+        obs = td["player_0", "observation"][:, 0].numpy()
+        ctx, state = env.api.ctx, env.api.state
+        live_asked, item, price = batched_question(env.rules, state, 0)
+        for b in range(32):
+            c = ctx.context(b)
+            q = None if not live_asked[b] else (int(item[b]), int(price[b]))
+            assert np.allclose(obs[b, -4:], question_vector(c, 0, q))
+            asked += int(live_asked[b])
+        td = env.step_and_maybe_reset(env.rand_action(td))[1]
+    assert asked > 0  # some episodes reached a question
+    # the exact form reads the same features from engine states (the mechanism's question)
+    c = held_out(1, seed=5)[0]
+    assert question_vector(c, 0, pending_question(mech, c, mech.start(c), 0))[0] == 0.0
+    assert agreement(featured_run.policy, held_out()) >= 0.9

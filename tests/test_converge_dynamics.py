@@ -211,3 +211,27 @@ def test_simultaneous_scheme_learns_all_players_at_once_on_held_out(tmp_path) ->
             progress=False,
         )
     assert not (tmp_path / "x").exists()
+
+
+def test_simultaneous_continuous_without_question_features(tmp_path) -> None:
+    """The Beta-headed batched learner runs the continuous encoding; ``features=False``
+    leaves the observations the AEC vector (and the move so far) alone."""
+    from mechgym.training.converge import run_converge
+
+    cfg = ConvergeConfig(
+        mechanisms=("best_belief",),
+        seeds=1,
+        rounds=1,
+        steps=256,
+        family=3,
+        scheme="simultaneous",
+        encoding="continuous",
+        features=False,
+        jobs=1,
+        out=str(tmp_path / "c"),
+        hyper={"batch_size": 64},
+        exploitability=False,
+    )
+    summary = run_converge(cfg, progress=False)
+    assert summary["mechanisms"]["best_belief"]["status"] == "ok"
+    assert summary["config"]["features"] is False and summary["config"]["encoding"] == "continuous"

@@ -67,6 +67,20 @@ def offer_values(ctx: ContextBatch, player: int, item: np.ndarray) -> np.ndarray
     return value
 
 
+def question_vector(ctx: ContextBatch, player: int, q: Question) -> np.ndarray:
+    """``(B, 4)`` float32 raw pending-question features (batched
+    :func:`~mechgym.training.encodings.question_vector`): asked (0/1), the player's own value
+    of the offered item, its price, their difference; zeros where nothing is asked."""
+    asked, item, price = q
+    qv = np.zeros((ctx.B, QUESTION_SIZE), dtype=np.float32)
+    if asked.any():
+        v = offer_values(ctx, player, item)
+        qv[:, 0] = 1.0
+        qv[:, 1:] = np.stack([v, price, v - price], axis=1)
+        qv[~asked] = 0.0
+    return qv
+
+
 def _phase_is(rules: BatchedRules, state: BatchState, name: str) -> np.ndarray:
     return state.phase == rules.phases.index(name) if name in rules.phases else state.phase < -1
 
@@ -289,14 +303,8 @@ class BatchedObservationBuilder:
             parts.append(pos)
         if self.exact.features:
             q = pending_question(self.rules, state, player)
-            asked, item, price = q
-            qv = np.zeros((B, QUESTION_SIZE), dtype=np.float32)
-            if asked.any():
-                v = offer_values(ctx, player, item)
-                trio = np.stack([v, price, v - price], axis=1).astype(np.float32)
-                qv[:, 0] = 1.0
-                qv[:, 1:] = symlog(trio)
-                qv[~asked] = 0.0
+            qv = question_vector(ctx, player, q)
+            qv[:, 1:] = symlog(qv[:, 1:])
             parts.append(qv)
             if self.encoding.summary_size:
                 assert menu is not None and self.summary_fn is not None

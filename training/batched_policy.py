@@ -120,6 +120,9 @@ class BatchedLearnedPolicy:
         The exact mechanism (rebuilt from ``mechanism`` and ``constants`` when not given).
     price_levels, price_grid : int, str
         The ``"factored"`` encoding's amount grid (see :mod:`mechgym.envs.engine.factored`).
+    features : bool
+        Whether the observations end with the pending-question features (the env's
+        ``features``), before a factored move so far.
     """
 
     def __init__(
@@ -137,6 +140,7 @@ class BatchedLearnedPolicy:
         mech: Any = None,
         price_levels: int = 16,
         price_grid: str = "linear",
+        features: bool = False,
     ) -> None:
         self.mechanism = mechanism
         self.encoding = encoding
@@ -153,6 +157,7 @@ class BatchedLearnedPolicy:
         if self.sizes is not None:
             self._index, self._valid = field_index(self.sizes)
         self.continuous = encoding == "continuous"
+        self.features = bool(features)
         self._menu_fn: Any = None
         self._exact: ExactLearnedPolicy | None = None
 
@@ -226,7 +231,13 @@ class BatchedLearnedPolicy:
             rows = np.flatnonzero(state.acting[:, p])
             if not len(rows):
                 continue
-            obs = torch.from_numpy(observation_vectors(rules, ctx, state, p)[rows])
+            obs = observation_vectors(rules, ctx, state, p)
+            if self.features:
+                from mechgym.training.batched_obs import pending_question, question_vector
+
+                q = question_vector(ctx, p, pending_question(rules, state, p))
+                obs = np.concatenate([obs, q], axis=1)
+            obs = torch.from_numpy(obs[rows])
             if self.encoding == "menu":
                 from mechgym.training.batched_obs import padded_menu
 
@@ -343,6 +354,7 @@ class BatchedLearnedPolicy:
             "hidden": self.hidden,
             "price_levels": self.price_levels,
             "price_grid": self.price_grid,
+            "features": self.features,
             "spec": None if self.spec is None else dataclasses.asdict(self.spec),
             "constants": self.constants,
         }
@@ -382,6 +394,7 @@ class BatchedLearnedPolicy:
             meta["hidden"],
             price_levels=meta.get("price_levels", 16),
             price_grid=meta.get("price_grid", "linear"),
+            features=bool(meta.get("features", False)),
         )
 
 
@@ -428,9 +441,13 @@ class ExactLearnedPolicy:
         return hit
 
     def _act(self, mech: Any, ctx: Any, state: Any, player: int) -> Any:
-        from mechgym.training.encodings import aec_observation
+        from mechgym.training.encodings import aec_observation, pending_question, question_vector
 
-        obs = torch.from_numpy(aec_observation(mech, ctx, state, player, self.spec))
+        obs = aec_observation(mech, ctx, state, player, self.spec)
+        if self.policy.features:
+            q = question_vector(ctx, player, pending_question(mech, ctx, state, player))
+            obs = np.concatenate([obs, q])
+        obs = torch.from_numpy(obs)
         if self.encoding is None:  # factored, continuous: compose the move, then decode it
             lay = self.layout
             node_mask = mech.action_mask(state, player, self.spec, lay)

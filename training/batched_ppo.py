@@ -622,6 +622,7 @@ class BatchedPPO:
             constants,
             self.cfg.hidden,
             mech=env.api.mech,
+            features=env.features,
             **self._plan_options(),
         )
 

@@ -341,7 +341,17 @@ def add_commands(app: typer.Typer) -> None:
         ] = None,
         scheme: Annotated[
             str | None,
-            typer.Option(help="Learning scheme: independent (default), ibr, selfplay."),
+            typer.Option(
+                help="Learning scheme: independent (default), ibr, selfplay, or simultaneous "
+                "(every player learns at once on the batched path)."
+            ),
+        ] = None,
+        features: Annotated[
+            bool | None,
+            typer.Option(
+                "--features/--no-features",
+                help="End observations with the pending-question features (default on).",
+            ),
         ] = None,
         encoding: Annotated[
             str | None,
@@ -401,6 +411,7 @@ def add_commands(app: typer.Typer) -> None:
             "iterations": iterations,
             "init": init,
             "scheme": scheme,
+            "features": features,
             "encoding": encoding,
             "eval_family": eval_family,
             "eval_family_seed": eval_seed,

@@ -120,6 +120,10 @@ class ConvergeConfig:
     address: str | None = None
     #: torch threads of every learner process (None: ``MECHGYM_TORCH_THREADS``, else 1)
     torch_threads: int | None = None
+    #: learners' observations end with the pending-question features (own value of the
+    #: offered item, its price, their difference), in every scheme of the SB3 and batched
+    #: learners; ``False``: the AEC vector alone
+    features: bool = True
 
     def __post_init__(self) -> None:
         # every count in its stated range before anything runs or is written (CLI and YAML)
@@ -279,6 +283,7 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         contexts=contexts,
         hyper=cfg.hyper,
         n_envs=cfg.n_envs,
+        env_kwargs={"features": cfg.features},
         tensorboard_log=str(Path(cfg.out) / "tb" / mech / f"seed_{seed}")
         if cfg.tensorboard
         else None,
@@ -440,6 +445,7 @@ def _run_simultaneous_job(
         contexts=contexts,
         action_encoding=BATCHED_ENCODING.get(cfg.encoding, cfg.encoding),
         seed=seed,
+        features=cfg.features,
     )
     agents = entry(mech).load_agents()
     n = int(contexts[0].n)

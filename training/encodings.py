@@ -101,6 +101,17 @@ def aec_observation(
     return obs
 
 
+def question_vector(ctx: Any, player: int, q: tuple[int, int] | None) -> np.ndarray:
+    """``(4,)`` float32 raw pending-question features: asked (0/1), ``player``'s own value of
+    the offered item (:func:`offer_value`), its price, their difference; zeros if ``q`` (the
+    mechanism's pending offer ``(item, price)``) is ``None``."""
+    qv = np.zeros(QUESTION_SIZE, dtype=np.float32)
+    if q is not None:
+        v = offer_value(ctx, player, q[0])
+        qv[:] = (1.0, v, q[1], v - q[1])
+    return qv
+
+
 def pending_question(mech: Mechanism, ctx: Any, state: Any, player: int) -> tuple[int, int] | None:
     """The take-it-or-leave-it offer ``(item, price)`` that ``player`` answers at ``state``:
     the mechanism's :meth:`~mechgym.envs.engine.game.Mechanism.pending_offer`."""
@@ -497,10 +508,8 @@ class ObservationBuilder:
             parts.append(pos)
         if self.features:
             q = pending_question(enc.mech, ctx, state, player)
-            qv = np.zeros(QUESTION_SIZE, dtype=np.float32)
-            if q is not None:
-                v = offer_value(ctx, player, q[0])
-                qv[:] = (1.0, *symlog(np.array([v, q[1], v - q[1]], dtype=np.float32)))
+            qv = question_vector(ctx, player, q)
+            qv[1:] = symlog(qv[1:])
             parts.append(qv)
             parts.append(enc.summaries(ctx, state, player, q))
         obs = np.concatenate(parts).astype(np.float32)

@@ -88,6 +88,7 @@ from mechgym.envs.engine.errors import (
     ParameterError,
 )
 from mechgym.envs.pettingzoo.aec import OBS_BOUND
+from mechgym.training.batched_obs import QUESTION_SIZE, pending_question, question_vector
 
 __all__ = ["ACTION_ENCODINGS", "BatchedMechanismEnv", "PartitionSource", "static_partition"]
 
@@ -199,6 +200,10 @@ class BatchedMechanismEnv(EnvBase):
         Mechanism constants (``{"eps": "1/10"}``, ...).
     price_levels, price_grid : int, str
         Amount grids of ``"factored"`` (see :mod:`mechgym.envs.engine.factored`).
+    features : bool
+        Append the pending-question features to each observation (asked, the agent's own
+        value of the offered item, its price, their difference: own information and the
+        public state only), as the SB3 learner envs' ``features=True`` do.
 
     Attributes
     ----------
@@ -241,6 +246,7 @@ class BatchedMechanismEnv(EnvBase):
         constants: Mapping[str, Any] | None = None,
         price_levels: int = 16,
         price_grid: str = "linear",
+        features: bool = False,
     ) -> None:
         if action_encoding not in ACTION_ENCODINGS:
             raise ParameterError(
@@ -337,6 +343,9 @@ class BatchedMechanismEnv(EnvBase):
         self.state_size += n * int(api.context_class.private_size(n, api.spec.m))
         self.state_size += n * int(api.mech.public_size(api.spec))
         self.obs_size = int(api.observation_spaces[api.possible_agents[0]]["observation"].shape[1])
+        self.features = bool(features)
+        if self.features:
+            self.obs_size += QUESTION_SIZE
         if self.factored is not None:
             self.obs_size += self.factored.plan.feature_size
         self._make_specs()
@@ -666,14 +675,16 @@ class BatchedMechanismEnv(EnvBase):
             ctx, state = api.ctx.take(idx), take_state(api.state, idx)
             rows = idx
         fd = self.factored
-        if fd is not None:
-            comp = fd.composing()[rows]
-            for p in self.learning_players:
-                base = observation_vectors(api.rules, ctx, state, p, comp[:, p])
-                self._obs[rows, p] = np.concatenate([base, fd.features(p)[rows]], axis=1)
-        else:
-            for p in self.learning_players:
-                self._obs[rows, p] = observation_vectors(api.rules, ctx, state, p)
+        comp = None if fd is None else fd.composing()[rows]
+        for p in self.learning_players:
+            parts = [
+                observation_vectors(api.rules, ctx, state, p, None if comp is None else comp[:, p])
+            ]
+            if self.features:
+                parts.append(question_vector(ctx, p, pending_question(api.rules, state, p)))
+            if fd is not None:
+                parts.append(fd.features(p)[rows])
+            self._obs[rows, p] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         if self.return_state:
             self._state[rows] = self._state_vectors(ctx, state)
         if fd is not None:
