@@ -123,6 +123,7 @@ def run_cell(
         overwrite=True,
         jobs=args.jobs,
         save_models=False,
+        features=args.features,
     )
     t0, c0 = time.perf_counter(), cpu_seconds()
     try:
@@ -208,6 +209,17 @@ def _f(x: Any) -> str:
     return "n/a" if x is None or x == "" else f"{float(x):.2f}"
 
 
+def _ppo_settings() -> str:
+    from mechgym.training.batched_ppo import BatchedPPOConfig
+
+    c = BatchedPPOConfig()
+    return (
+        f"{c.batch_size} episodes × {c.rollout_steps} steps per update, {c.epochs} epochs × "
+        f"{c.minibatches} minibatches, lr {c.learning_rate:g}, entropy {c.entropy_coef:g}, "
+        f"MLP {'×'.join(map(str, c.hidden))}"
+    )
+
+
 def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """The README's tables: one line per cell and phase, held-out figures first."""
     v = info.get("versions", {})
@@ -219,6 +231,17 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
         f"over {args.rounds} rounds, {args.seeds} seeds, {args.family} training contexts, "
         "held-out family of the same size drawn with another seed. Figures: IQM [95% CI] over "
         "seeds on the held-out family (train: the training family's IQM).",
+        "",
+        "Learners: simultaneous = every player at once, batched PPO on TorchRL's ClipPPOLoss "
+        f"and GAE ({_ppo_settings()}), random initial weights; independent = best-response "
+        "rounds, SB3 MaskablePPO. Observations: the AEC vector"
+        + (
+            " and the pending-question features (own value of the offered item, its price, "
+            "their difference)"
+            if args.features
+            else " alone (no pending-question features)"
+        )
+        + "; factored moves add the move so far.",
         "",
         "| mech | encoding | init | scheme | decisions | phase | agreement | (train) | bound met |"
         " achieved/required | E[REV]/bench (pred.) | guarantee holds | exploitability (pred.) |"
@@ -303,6 +326,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--family", type=int, default=32, help="Training (and held-out) contexts.")
     ap.add_argument("--jobs", type=int, default=0, help="Processes per run (0: one per core).")
     ap.add_argument("--reuse", action="store_true", help="Keep cells already in --out.")
+    ap.add_argument(
+        "--no-features",
+        dest="features",
+        action="store_false",
+        help="Observations without the pending-question features (the AEC vector alone).",
+    )
     ap.add_argument("--quick", action="store_true", help="Tiny budgets (a smoke test).")
     args = ap.parse_args(argv)
     for name in ("seeds", "budget", "rounds", "family"):
