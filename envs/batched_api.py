@@ -299,8 +299,10 @@ class BatchedEnv:
         **constants: Any,
     ) -> None:
         from mechgym.envs.engine.factored import FACTORED_ENCODINGS, check_encoding_options
+        from mechgym.envs.engine.spaces import canonical_encoding
         from mechgym.envs.pettingzoo.registry import entry
 
+        action_encoding = canonical_encoding(action_encoding)
         if action_encoding != "multidiscrete":
             check_encoding_options(action_encoding, price_levels, price_grid)
 

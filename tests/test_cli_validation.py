@@ -280,4 +280,4 @@ def test_caps_count_where_they_change_the_layout() -> None:
     assert raw[0].startswith("action space MultiDiscrete(4) (here MultiDiscrete(6))")
     assert "value_cap 3 (here 5)" in raw
     assert differences(meta("menu", 3), meta("menu", 5)) == []
-    assert differences(meta("raw", 3), meta("menu", 3)) == ["encoding raw (here menu)"]
+    assert differences(meta("raw", 3), meta("menu", 3)) == ["encoding multidiscrete (here menu)"]

@@ -124,8 +124,14 @@ def test_menus_live_in_one_place() -> None:
     ctx, st = env.context, env.game_state
     assert enc.options(ctx, st, 0) == env.menus.options(ctx, st, 0)
     assert env.action_space("player_0").n == enc.action_space.n
+    # "raw" is the older name of the full layout: the same env as "multidiscrete"
+    old = vcg_v0.raw_env(context="ausubel-milgrom", seed=0, action_encoding="raw")
+    assert old.action_encoding == "multidiscrete"
+    assert old.action_space("player_0") == vcg_v0.raw_env(context="ausubel-milgrom").action_space(
+        "player_0"
+    )
     with pytest.raises(ParameterError, match="action_encoding"):
-        vcg_v0.env(action_encoding="raw")
+        vcg_v0.env(action_encoding="layout")
 
 
 def test_render_modes() -> None:

@@ -54,7 +54,7 @@ def add_commands(app: typer.Typer) -> None:
         encoding: Annotated[
             str,
             typer.Option(
-                help="menu (Discrete menus around the prediction), raw (MultiDiscrete layout), "
+                help="menu (Discrete menus around the prediction), multidiscrete (the MultiDiscrete layout; alias raw), "
                 "factored (Discrete sub-decisions, prediction-free) or continuous (factored, "
                 "amounts as a Box)."
             ),
@@ -357,7 +357,7 @@ def add_commands(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--encoding",
-                help="menu (default), raw, factored or continuous (see train --help).",
+                help="menu (default), multidiscrete, factored or continuous (see train --help).",
             ),
         ] = None,
         eval_family: Annotated[

@@ -127,7 +127,10 @@ class ConvergeConfig:
 
     def __post_init__(self) -> None:
         # every count in its stated range before anything runs or is written (CLI and YAML)
+        from mechgym.envs.engine.spaces import canonical_encoding
         from mechgym.envs.model.limits import check_count, check_seed
+
+        self.encoding = canonical_encoding(self.encoding)
 
         for name in ("seeds", "rounds", "steps", "family", "n_envs", "iterations", "jobs"):
             check_count(getattr(self, name), name)
@@ -412,7 +415,7 @@ def metric_rows(
 
 
 #: the learner encodings' names on the batched TorchRL env
-BATCHED_ENCODING = {"raw": "multidiscrete"}
+BATCHED_ENCODING: dict[str, str] = {}
 
 
 def _run_simultaneous_job(

@@ -42,7 +42,7 @@ CURVE_METRICS = (
 #: what the exploitability's best response searches, per learner action encoding
 EXPLOITABILITY_SPACE = {
     "menu": "menu options (the learners' own strategy space)",
-    "raw": "menu options (a lower bound on the full layout's exploitability)",
+    "multidiscrete": "menu options (a lower bound on the full layout's exploitability)",
     "multidiscrete": "menu options (a lower bound on the full layout's exploitability)",
 }
 

@@ -63,9 +63,11 @@ from gymnasium import spaces
 from mechgym.agents.menus import MenuTable
 from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError, ParameterError
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
+from mechgym.envs.engine.spaces import canonical_encoding
 from mechgym.envs.pettingzoo.aec import OBS_BOUND
 
-ENCODINGS = ("menu", "raw", "factored", "continuous")
+#: the learners' encodings (``"raw"`` is accepted for ``"multidiscrete"``)
+ENCODINGS = ("menu", "multidiscrete", "factored", "continuous")
 NORMALIZATIONS = ("symlog", "none")
 QUESTION_SIZE = 4
 SUMMARY_SIZE = 4
@@ -256,7 +258,7 @@ class MenuEncoding(Encoding):
 class RawEncoding(Encoding):
     """The mechanism's MultiDiscrete layout with its flat mask."""
 
-    name = "raw"
+    name = "multidiscrete"
 
     def __init__(self, mech_name: str, mech: Mechanism, spec: EnvSpec, agents: Any = None) -> None:
         super().__init__(mech_name, mech, spec)
@@ -392,10 +394,12 @@ def make_encoding(
     price_levels: int = 16,
     price_grid: str = "linear",
 ) -> Encoding:
-    """``"menu"``, ``"raw"``, ``"factored"`` or ``"continuous"`` for a mechanism."""
+    """``"menu"``, ``"multidiscrete"`` (alias ``"raw"``), ``"factored"`` or ``"continuous"``
+    for a mechanism."""
+    kind = canonical_encoding(kind)
     if kind == "menu":
         return MenuEncoding(mech_name, mech, spec, agents)
-    if kind == "raw":
+    if kind == "multidiscrete":
         return RawEncoding(mech_name, mech, spec, agents)
     if kind in ("factored", "continuous"):
         return FactoredEncoding(mech_name, mech, spec, agents, kind, price_levels, price_grid)

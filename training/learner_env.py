@@ -48,6 +48,8 @@ from mechgym.envs.engine.errors import ActionError, ContextError, ParameterError
 from mechgym.envs.engine.game import Decision, Terminal
 from mechgym.envs.pettingzoo.aec import MechanismEnv
 
+from mechgym.envs.engine.spaces import canonical_encoding
+
 from .encodings import Encoding, ObservationBuilder, make_encoding
 from .policies import PolicySource, class_path, resolve_sources
 
@@ -195,7 +197,7 @@ class LearnerEnv(gym.Env):
         The learning player, or coalition (``(1, 2)`` or ``"1,2"``).
     opponents : str, policy, callable or mapping, default "predicted"
         Who plays the other players (see :mod:`mechgym.training.policies`).
-    encoding : {"menu", "raw", "factored", "continuous"}
+    encoding : {"menu", "multidiscrete", "factored", "continuous"}
         ``factored``/``continuous``: every Gymnasium step is one sub-decision of the
         learner's move (:mod:`mechgym.envs.engine.factored`); the observation ends with its
         move so far.
@@ -247,6 +249,7 @@ class LearnerEnv(gym.Env):
         from mechgym.envs.pettingzoo.registry import entry
 
         super().__init__()
+        encoding = canonical_encoding(encoding)
         factored = encoding in ("factored", "continuous")
         if isinstance(mechanism, MechanismEnv):
             if context is not None or generator is not None or contexts is not None:

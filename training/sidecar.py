@@ -93,7 +93,10 @@ def differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     for k in ("n", "m"):
         if k in fs and k in ws and fs[k] != ws[k]:
             out.append(f"{k} {fs[k]} (here {ws[k]})")
-    if "encoding" in found and "encoding" in wanted and found["encoding"] != wanted["encoding"]:
+    from mechgym.envs.engine.spaces import canonical_encoding
+
+    same = canonical_encoding(found.get("encoding")) == canonical_encoding(wanted.get("encoding"))
+    if "encoding" in found and "encoding" in wanted and not same:
         out.append(f"encoding {found['encoding']} (here {wanted['encoding']})")
     if out:
         return out

@@ -203,7 +203,7 @@ class VecLearnerEnv(VecEnv):
         self.batched = batched_agents(self.mech_name)
         if self.encoding.name == "menu" and self.batched.menu is None:
             raise ParameterError(
-                "encoding", f"'{self.mech_name}' has no batched menu; use encoding='raw'"
+                "encoding", f"'{self.mech_name}' has no batched menu; use encoding='multidiscrete'"
             )
         n = self.env_spec.n
         self.n = n

@@ -18,6 +18,15 @@ from gymnasium import spaces
 from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError, ParameterError
 from mechgym.envs.model.limits import MAX_MASK_SIZE
 
+#: older names of action encodings, accepted everywhere an encoding is named
+ENCODING_ALIASES = {"raw": "multidiscrete"}
+
+
+def canonical_encoding(name: Any) -> Any:
+    """The one name of an action encoding: ``"multidiscrete"`` for the full array layout
+    (``"raw"`` is an alias); other values are returned as given, for the caller to check."""
+    return ENCODING_ALIASES.get(name, name) if isinstance(name, str) else name
+
 
 class MaskedMultiDiscrete(spaces.MultiDiscrete):
     """MultiDiscrete whose :meth:`sample` also takes the flat concatenated mask.

@@ -47,7 +47,7 @@ from mechgym.envs.engine.game import (
     require_kind,
     sample_chance,
 )
-from mechgym.envs.engine.spaces import MaskedChoiceBox, MaskedDiscrete
+from mechgym.envs.engine.spaces import MaskedChoiceBox, MaskedDiscrete, canonical_encoding
 from mechgym.envs.model.limits import check_cap, check_seed
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils import wrappers
@@ -122,6 +122,7 @@ class MechanismEnv(AECEnv):
         price_grid: str = "linear",
     ) -> None:
         super().__init__()
+        action_encoding = canonical_encoding(action_encoding)
         if action_encoding not in ACTION_ENCODINGS:
             raise ParameterError(
                 "action_encoding",

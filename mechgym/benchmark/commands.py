@@ -162,7 +162,7 @@ def add_benchmark_commands(app: typer.Typer) -> None:
         encoding: Annotated[
             str,
             typer.Option(
-                help="Deep learners' encoding: menu, raw, factored or continuous "
+                help="Deep learners' encoding: menu, multidiscrete, factored or continuous "
                 "(no-regret rules play the menu)."
             ),
         ] = "menu",

@@ -172,7 +172,7 @@ def run_task(
 ) -> dict[str, Any]:
     """Train ``seeds`` independent runs of ``algo`` on ``task`` and write the results.
 
-    ``encoding`` is the deep learners' action encoding (``menu``, ``raw``, ``factored``,
+    ``encoding`` is the deep learners' action encoding (``menu``, ``multidiscrete``, ``factored``,
     ``continuous``); no-regret rules play the menu and take only ``menu``.
 
     ``steps`` / ``rounds`` override the budget (the task's own, or the quick one with
@@ -188,8 +188,10 @@ def run_task(
     if algo not in ALGOS:
         raise ParameterError("algo", f"unknown algorithm {algo!r}; use one of {', '.join(ALGOS)}")
     check_count(seeds, "seeds")
+    from mechgym.envs.engine.spaces import canonical_encoding
     from mechgym.training.encodings import ENCODINGS
 
+    encoding = canonical_encoding(encoding)
     if encoding not in ENCODINGS:
         raise ParameterError(
             "encoding", f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}"

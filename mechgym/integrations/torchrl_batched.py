@@ -87,6 +87,7 @@ from mechgym.envs.engine.errors import (
     OutOfSpaceError,
     ParameterError,
 )
+from mechgym.envs.engine.spaces import canonical_encoding
 from mechgym.envs.pettingzoo.aec import OBS_BOUND
 from mechgym.training.batched_obs import QUESTION_SIZE, pending_question, question_vector
 
@@ -248,6 +249,7 @@ class BatchedMechanismEnv(EnvBase):
         price_grid: str = "linear",
         features: bool = False,
     ) -> None:
+        action_encoding = canonical_encoding(action_encoding)
         if action_encoding not in ACTION_ENCODINGS:
             raise ParameterError(
                 "action_encoding",
