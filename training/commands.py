@@ -54,7 +54,8 @@ def add_commands(app: typer.Typer) -> None:
         encoding: Annotated[
             str,
             typer.Option(
-                help="menu (Discrete menus around the prediction), multidiscrete (the MultiDiscrete layout; alias raw), "
+                help="menu (Discrete menus around the prediction), multidiscrete (the "
+                "MultiDiscrete layout; alias raw), "
                 "factored (Discrete sub-decisions, prediction-free) or continuous (factored, "
                 "amounts as a Box)."
             ),

@@ -43,7 +43,6 @@ CURVE_METRICS = (
 EXPLOITABILITY_SPACE = {
     "menu": "menu options (the learners' own strategy space)",
     "multidiscrete": "menu options (a lower bound on the full layout's exploitability)",
-    "multidiscrete": "menu options (a lower bound on the full layout's exploitability)",
 }
 
 CURVE_COLUMNS = (

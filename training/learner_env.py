@@ -46,9 +46,8 @@ import gymnasium as gym
 import numpy as np
 from mechgym.envs.engine.errors import ActionError, ContextError, ParameterError
 from mechgym.envs.engine.game import Decision, Terminal
-from mechgym.envs.pettingzoo.aec import MechanismEnv
-
 from mechgym.envs.engine.spaces import canonical_encoding
+from mechgym.envs.pettingzoo.aec import MechanismEnv
 
 from .encodings import Encoding, ObservationBuilder, make_encoding
 from .policies import PolicySource, class_path, resolve_sources
