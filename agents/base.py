@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from mechgym.envs.engine.batched import sample_actions
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
 
 MenuFn = Callable[[Mechanism, Any, Any, int], list[tuple[str, Any]]]
@@ -70,7 +71,9 @@ def register_agents(mechanism_name: str, agents: MechanismAgents) -> None:
 
 
 class RandomPolicy:
-    """Uniformly random legal play through the env's array encoding (seeded generator)."""
+    """Uniformly random legal play through the env's array encoding (seeded generator): each
+    field uniform among its allowed values, drawn by the batched path's
+    :func:`~mechgym.envs.engine.batched.sample_actions` on one mask."""
 
     def __init__(self, rng: np.random.Generator, spec: EnvSpec) -> None:
         self.rng = rng
@@ -79,29 +82,14 @@ class RandomPolicy:
     def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
         layout = mech.layout(self.spec)
         mask = mech.action_mask(state, player, self.spec, layout)
-        vec = sample_masked(self.rng, layout.sizes, layout.offsets, mask)
+        vec = sample_actions(layout, mask, self.rng)
         return mech.decode(state, player, vec, self.spec, layout)
 
 
-def sample_masked(
-    rng: np.random.Generator, sizes: np.ndarray, offsets: np.ndarray, mask: np.ndarray
-) -> np.ndarray:
-    """One uniform draw per field among the values its part of the flat mask allows.
-
-    Vectorised: a random key per allowed value, the largest key of each field wins (a field
-    whose mask is all zero yields 0, like gymnasium's masked sampling).
-    """
-    keys = np.where(mask != 0, rng.random(mask.shape[0]), -1.0)
-    starts = offsets[:-1]
-    best = np.maximum.reduceat(keys, starts)
-    hits = np.flatnonzero(keys == np.repeat(best, sizes))
-    first = hits[np.searchsorted(hits, starts)]
-    return np.where(best >= 0, first - starts, 0).astype(np.int64)
-
-
 class MaskSampler:
-    """Fast uniform sampling under flat masks: the legal values of each distinct mask are
-    indexed once, then a draw is one vectorised lookup."""
+    """:func:`~mechgym.envs.engine.batched.sample_actions` on one flat mask at a time, with
+    the legal values of each distinct mask indexed once (a draw is then one lookup, for the
+    throughput bench): the same rule and the same draws from the same generator."""
 
     def __init__(self, rng: np.random.Generator, sizes: np.ndarray, offsets: np.ndarray) -> None:
         self.rng = rng

@@ -24,11 +24,12 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
+from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism, PendingOffer
 from mechgym.envs.mechanisms.budget_balanced_market import BudgetBalancedMarket, MarketProposal
 from mechgym.envs.model.market import market_msw
 
 from .base import MechanismAgents, PhasePolicy, RandomPolicy, register_agents
+from .offers import offer_to
 
 
 def acting_coalition(ctx: Any, i: int) -> tuple[int, ...]:
@@ -46,26 +47,26 @@ def truthful_proposal(ctx: Any) -> MarketProposal:
     return MarketProposal(tuple(alloc), tuple(prices))
 
 
-def surplus(ctx: Any, proposal: MarketProposal, i: int) -> Fraction:
-    """θ_i(A*_i) − θ_i(E_i) − P*_i."""
-    return (
-        int(ctx.values[i, proposal.alloc[i]]) - ctx.endowed_value(i) - Fraction(proposal.prices[i])
-    )
+def surplus(ctx: Any, offer: PendingOffer, i: int) -> Fraction:
+    """θ_i(A*_i) − θ_i(E_i) − P*_i of the offer ``i`` is asked about (``item`` = A*_i, the
+    bundle in place of E_i, at ``price`` = P*_i)."""
+    return int(ctx.values[i, offer.item]) - ctx.endowed_value(i) - Fraction(offer.price)
 
 
-def respond_rule(ctx: Any, proposal: MarketProposal, i: int) -> bool:
-    """Step 2: YES for player 0's colluders (Lemma 9), else the coalition-total rule (Lemma 7)."""
+def respond_rule(mech: Mechanism, ctx: Any, state: Any, i: int) -> bool:
+    """Step 2: YES for player 0's colluders (Lemma 9), else the coalition-total rule (Lemma 7)
+    over the offers the mechanism puts to the coalition's members (all asked at step 2)."""
     members = acting_coalition(ctx, i)
     if 0 in members:
         return True
-    return sum((surplus(ctx, proposal, j) for j in members), Fraction(0)) >= 0
+    return sum((surplus(ctx, offer_to(mech, state, j), j) for j in members), Fraction(0)) >= 0
 
 
-def confirm_rule(ctx: Any, proposal: MarketProposal, i: int) -> bool:
+def confirm_rule(mech: Mechanism, ctx: Any, state: Any, i: int) -> bool:
     """Step 3: YES for player 0's colluders (Lemma 9), else the individual rule (Lemma 8)."""
     if 0 in acting_coalition(ctx, i):
         return True
-    return surplus(ctx, proposal, i) >= 0
+    return surplus(ctx, offer_to(mech, state, i), i) >= 0
 
 
 def shifted(proposal: MarketProposal, j: int, amount: int) -> MarketProposal:
@@ -123,12 +124,11 @@ class PredictedMarket:
             return True
         if self.answers == "no":
             return False
-        prop = state.proposal
         if self.answers == "individual":
-            return surplus(ctx, prop, player) >= 0
+            return surplus(ctx, offer_to(mech, state, player), player) >= 0
         if node.phase == "respond":
-            return respond_rule(ctx, prop, player)
-        return confirm_rule(ctx, prop, player)
+            return respond_rule(mech, ctx, state, player)
+        return confirm_rule(mech, ctx, state, player)
 
 
 def menu_size(phase: str, spec: EnvSpec) -> int:

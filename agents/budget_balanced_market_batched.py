@@ -165,8 +165,9 @@ class BatchedMarket:
             if self.answers in ("yes", "no"):
                 yes = np.full((B, n), self.answers == "yes")
             else:
-                d = state.data
-                surplus = surpluses(ctx, d["alloc"], d["pstar"])
+                # the offers of the mechanism (A*_i at P*_i; every player but 0 at step 2)
+                _, item, price = rules.pending_offers(state)
+                surplus = surpluses(ctx, item, price)
                 if self.answers == "individual":
                     yes = surplus >= 0
                 else:

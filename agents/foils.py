@@ -99,7 +99,7 @@ class PredictedNaive:
             return True
         if self.answers == "no":
             return False
-        return respond_rule(ctx, state.proposal, player)
+        return respond_rule(mech, ctx, state, player)
 
 
 def hope_menu_size(phase: str, spec: EnvSpec) -> int:

@@ -182,8 +182,8 @@ class BatchedNaive:
             answering = mine & (state.phase == 1)[:, None]
             if answering.any():
                 if self.answers == "truthful":
-                    d = state.data
-                    yes = respond_answers(ctx, surpluses(ctx, d["alloc"], d["prices"]))
+                    _, item, price = rules.pending_offers(state)
+                    yes = respond_answers(ctx, surpluses(ctx, item, price))
                 else:
                     yes = np.full((B, n), self.answers == "yes")
                 acts[:, :, rules.layout.index["answer"]] = np.where(answering, yes, 0)

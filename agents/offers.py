@@ -8,6 +8,7 @@ from fractions import Fraction
 
 import numpy as np
 from mechgym.envs.engine.actions import Offer
+from mechgym.envs.engine.game import Mechanism, PendingOffer
 
 #: price factors of the menu encoding (0 = the empty offer); 1 is the private optimum
 MENU_FACTORS: tuple[Fraction, ...] = (
@@ -46,3 +47,13 @@ def ranked_bundles(values: np.ndarray) -> list[int]:
 def accepts(value: int, price: int) -> bool:
     """The dominant answer to a take-it-or-leave-it offer: YES iff value ≥ price."""
     return int(value) >= int(price)
+
+
+def offer_to(mech: Mechanism, state: object, player: int) -> PendingOffer:
+    """The question ``player`` answers at ``state``, as the mechanism states it
+    (:meth:`~mechgym.envs.engine.game.Mechanism.pending_offer`); a :class:`ValueError` where
+    the node asks ``player`` none (a scripted answer asked for out of turn)."""
+    q = mech.pending_offer(state, player)
+    if q is None:
+        raise ValueError(f"{mech.name}: player {player} is asked no question at this node")
+    return q

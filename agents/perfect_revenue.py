@@ -37,6 +37,7 @@ from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
 from mechgym.envs.mechanisms.perfect_revenue import PerfectRevenue, PRProposal, PRRaise, PRState
 
 from .base import MechanismAgents, PhasePolicy, RandomPolicy, register_agents
+from .offers import offer_to
 
 
 def effective_coalitions(ctx: Any) -> tuple[tuple[int, ...], ...]:
@@ -76,12 +77,14 @@ def truthful_raise(ctx: Any, state: PRState, d: int, collusive: bool) -> PRRaise
     return PRRaise(tuple(amounts))
 
 
-def truthful_answer(ctx: Any, state: PRState, i: int, collusive: bool) -> bool:
-    """YES iff θ_i(ω*) ≥ P*_i (θ̄), or Σ_C θ(ω*) ≥ Σ_C P* over i's coalition C (Θ̄)."""
-    w = state.proposal.state
+def truthful_answer(mech: Mechanism, ctx: Any, state: PRState, i: int, collusive: bool) -> bool:
+    """YES iff θ_i(ω*) ≥ P*_i (θ̄), or Σ_C θ(ω*) ≥ Σ_C P* over i's coalition C (Θ̄), for the
+    state ω* at the price P*_i the mechanism asks ``i`` about; the partners' prices P*_j are
+    the public prices after every raise (they are asked in turn, not now)."""
+    q = offer_to(mech, state, i)
     members = ctx.coalition_of(i) if collusive and ctx.shared_reward else (i,)
-    value = sum(int(ctx.types[j, w]) for j in members)
-    price = sum(state.current[j] for j in members)
+    value = sum(int(ctx.types[j, q.item]) for j in members)
+    price = q.price + sum(state.current[j] for j in members if j != i)
     return value >= price
 
 
@@ -141,7 +144,7 @@ class PredictedPerfectRevenue:
             return True
         if self.answers == "no":
             return False
-        return truthful_answer(ctx, state, player, self.collusive)
+        return truthful_answer(mech, ctx, state, player, self.collusive)
 
 
 PROPOSE_VARIANTS = ("truth", "half", "zero", "over", "other_structure")

@@ -76,11 +76,17 @@ def truthful_raises(ctx: ContextBatch, state: BatchState, collusive: np.ndarray)
     return np.where(collusive[:, None], joint, single)
 
 
-def truthful_answers(ctx: ContextBatch, state: BatchState, collusive: np.ndarray) -> np.ndarray:
-    """``(B, n)`` YES iff θ_i(ω*) ≥ P*_i (θ̄), or Σ_C θ(ω*) ≥ Σ_C P* over i's coalition (Θ̄)."""
-    d = state.data
-    col = column(ctx, d["state"])
-    cur = d["current"]
+def truthful_answers(
+    rules: BatchedRules, ctx: ContextBatch, state: BatchState, collusive: np.ndarray
+) -> np.ndarray:
+    """``(B, n)`` YES iff θ_i(ω*) ≥ P*_i (θ̄), or Σ_C θ(ω*) ≥ Σ_C P* over i's coalition (Θ̄),
+    for the state and price of :meth:`BatchedRules.pending_offers` (read where asked); the
+    partners' prices are the public prices after every raise, as in the exact agent."""
+    asked, item, price = rules.pending_offers(state)
+    # one player is asked at a time; ω* is the same for everyone of the episode
+    w = item[np.arange(ctx.B), asked.argmax(axis=1)]
+    col = column(ctx, w)
+    cur = np.where(asked, price, state.data["current"])
     lab = effective_labels(ctx)
     joint = coalition_sums(lab, col) >= coalition_sums(lab, cur)
     return np.where(collusive[:, None], joint, col >= cur)
@@ -161,7 +167,7 @@ class BatchedPerfectRevenue:
             )
         if (ph == RESPOND).any():
             if self.answers == "truthful":
-                yes = truthful_answers(ctx, state, collusive)
+                yes = truthful_answers(rules, ctx, state, collusive)
             else:
                 yes = np.full((B, n), self.answers == "yes")
             acts[:, :, lay.index["answer"]] = np.where((ph == RESPOND)[:, None], yes, 0)

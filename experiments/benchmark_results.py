@@ -428,7 +428,8 @@ def markdown(
             f"{agreement_text(a, 'bound_satisfied_')} | {r['space'] or '–'} |"
         )
     lines += ["", "## Machine and versions", "", "```"]
-    lines += [f"{k}: {v}" for k, v in machine.items()]
+    lines += [f"{k}: {v}" for k, v in machine.items() if k != "versions"]
+    lines += [f"{k}: {v}" for k, v in machine.get("versions", {}).items() if v]
     lines += ["```", ""]
     return "\n".join(lines)
 
@@ -528,7 +529,7 @@ def plot(path: Path, rows: list[dict[str, Any]], algos: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     from mechgym.benchmark import TASKS
     from mechgym.benchmark.run import ALGOS as KNOWN
-    from mechgym.benchmark.run import machine
+    from mechgym.machine import machine
 
     args = parse_args(argv)
     task_ids = list(TASKS) if args.tasks == "all" else args.tasks.split(",")

@@ -37,7 +37,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from speed_and_convergence import LABEL, SIX, YES_NO, cpu_seconds, machine
+from speed_and_convergence import LABEL, SIX, YES_NO, cpu_seconds
+
+from mechgym.machine import machine
 
 ENCODINGS = ("menu", "factored", "continuous")
 INITS = ("predicted", "random")

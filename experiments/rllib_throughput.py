@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 
 from mechgym.integrations.rllib import sampling_throughput
+from mechgym.machine import machine
 
 MECHANISMS = {
     "best_belief": "best_belief (M1)",
@@ -46,13 +46,8 @@ def main() -> None:
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     print("\n".join(rows))
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    machine = {
-        "cpus": os.cpu_count(),
-        "load_average": os.getloadavg(),
-        "python": platform.python_version(),
-    }
     with open(args.out, "w", encoding="utf-8") as fh:
-        json.dump({"machine": machine, "figures": figures}, fh, indent=2)
+        json.dump({"machine": machine(), "figures": figures}, fh, indent=2)
 
 
 if __name__ == "__main__":

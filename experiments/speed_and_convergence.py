@@ -27,9 +27,7 @@ import argparse
 import csv
 import json
 import os
-import platform
 import resource
-import subprocess
 import time
 from dataclasses import replace
 from fractions import Fraction
@@ -37,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from mechgym.envs.mechanisms.catalogue import SPECS
+
+from mechgym.machine import machine
 
 SIX = (
     "best_belief",
@@ -49,48 +49,6 @@ SIX = (
 LABEL = {name: SPECS[name].label for name in SIX}
 #: phases whose prediction is the YES/NO rule
 YES_NO = ("respond", "confirm")
-
-
-def machine() -> dict[str, Any]:
-    """Platform, cores, load and package versions of this run."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {}
-    for pkg in (
-        "mechgym",
-        "numpy",
-        "torch",
-        "stable_baselines3",
-        "sb3_contrib",
-        "gymnasium",
-        "pettingzoo",
-    ):
-        try:
-            versions[pkg] = version(pkg)
-        except PackageNotFoundError:
-            versions[pkg] = None
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        commit = None
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "versions": versions,
-        "commit": commit,
-        "load_average_at_start": os.getloadavg(),
-    }
 
 
 def cpu_seconds() -> float:
@@ -444,7 +402,7 @@ def tables(info: dict[str, Any], speed: dict[str, Any] | None, conv: dict[str, A
         f"{info['python']}; "
         + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)
         + f"; commit {info['commit']}; load average at start "
-        f"{info['load_average_at_start'][0]:.1f}.",
+        f"{_f((info['load_average'] or [None])[0], 1)}.",
         "",
     ]
     if speed:

@@ -15,22 +15,13 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 import typer.core
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mechgym.envs.engine.errors import MechgymError, ParameterError
+from mechgym.cli_support import console, err, fail, print_error, run_guarded
+from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.model.limits import MAX_EPISODES, check_seed
 from mechgym.options import ProgressOpt, TorchThreadsOpt
-
-console = Console()
-err = Console(stderr=True)
-
-
-def print_error(message: str) -> None:
-    """The CLI's one error line on stderr (every command prints its errors through this)."""
-    one_line = " ".join(str(message).split())  # a library's message may hold newlines
-    err.print(f"[bold red]error:[/] {escape(one_line)}", soft_wrap=True)
 
 
 class OneLineErrors(typer.core.TyperGroup):
@@ -103,20 +94,6 @@ AgentsOpt = Annotated[
 
 #: the longest throughput run ``bench --seconds`` takes (it runs several)
 MAX_BENCH_SECONDS = 600.0
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print a user error as one line and exit with status ``code`` (2: usage)."""
-    print_error(message)
-    raise typer.Exit(code)
-
-
-def run_guarded(fn: Any) -> Any:
-    """Turn mechgym's typed errors into one-line messages."""
-    try:
-        return fn()
-    except MechgymError as exc:
-        fail(str(exc))
 
 
 # -- shared plumbing ----------------------------------------------------------------------

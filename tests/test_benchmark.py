@@ -109,7 +109,7 @@ def test_no_regret_run_writes_marl_eval_layout(tmp_path) -> None:
         assert (tmp_path / name).stat().st_size > 0
     agg = summary["aggregate"]["normalized"]
     assert agg["ci_low"] <= agg["iqm"] <= agg["ci_high"]
-    assert summary["machine"]["numpy"] == np.__version__
+    assert summary["machine"]["versions"]["numpy"] == np.__version__
 
 
 def test_cli_list_score_and_run(tmp_path) -> None:

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mechgym.agents.base import AGENTS, profile, sample_masked
+from mechgym.agents.base import AGENTS, profile
 from mechgym.agents.collusion_leveraging import PredictedM4, m4_bound, m4_menu, m4_menu_size
 from mechgym.envs import collusion_leveraging_v0
 from mechgym.envs.engine.actions import Offer
+from mechgym.envs.engine.batched import sample_actions
 from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterError
 from mechgym.envs.engine.game import Decision, EnvSpec, Fixed, Terminal, evaluate_exact
 from mechgym.envs.mechanisms.collusion_leveraging import (
@@ -330,7 +331,7 @@ def test_every_masked_array_decodes_to_a_legal_announcement(n, m, cap, seed):
     rng = np.random.default_rng(seed)
     s = mech.start(AuctionContext(values=np.zeros((n, 1 << m), dtype=np.int64)))
     for i in range(n):
-        vec = sample_masked(rng, layout.sizes, layout.offsets, mech.action_mask(s, i, spec, layout))
+        vec = sample_actions(layout, mech.action_mask(s, i, spec, layout), rng)
         a = mech.decode(s, i, vec, spec, layout)
         assert mech.validate(s, i, a) == a and i in a.coalition
 

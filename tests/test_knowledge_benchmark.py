@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mechgym.agents.base import AGENTS, profile, sample_masked
+from mechgym.agents.base import AGENTS, profile
 from mechgym.agents.knowledge_benchmark import PredictedM3, bound, menu, menu_size, miew_offer
 from mechgym.envs import knowledge_benchmark_v0
 from mechgym.envs.engine.actions import Offer
+from mechgym.envs.engine.batched import sample_actions
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
 from mechgym.envs.engine.game import Decision, EnvSpec, Fixed, evaluate_exact
 from mechgym.envs.mechanisms.knowledge_benchmark import KBAnnouncement, KnowledgeBenchmark
@@ -122,7 +123,7 @@ def test_positive_prices_variant():
     with pytest.raises(OutOfSpaceError, match=r"price 7 for player 1 is outside the grid 1\.\.6"):
         mech.encode(s, 0, KBAnnouncement(0, Offer((0, 1, 0), (0, 7, 0))), spec, layout)
     for _ in range(20):
-        v = sample_masked(rng, layout.sizes, layout.offsets, mech.action_mask(s, 0, spec, layout))
+        v = sample_actions(layout, mech.action_mask(s, 0, spec, layout), rng)
         a = mech.decode(s, 0, v, spec, layout)
         assert all(p >= 1 for b, p in zip(a.offer.alloc, a.offer.prices, strict=True) if b)
     for ctx in contexts(40, seed=6):
@@ -268,7 +269,7 @@ def test_every_masked_array_decodes_to_a_legal_announcement(n, m, cap, seed):
     rng = np.random.default_rng(seed)
     s = mech.start(AuctionContext(values=np.zeros((n, 1 << m), dtype=np.int64)))
     for i in range(n):
-        vec = sample_masked(rng, layout.sizes, layout.offsets, mech.action_mask(s, i, spec, layout))
+        vec = sample_actions(layout, mech.action_mask(s, i, spec, layout), rng)
         a = mech.decode(s, i, vec, spec, layout)
         assert mech.validate(s, i, a) == a
         assert a.offer.alloc[i] == 0

@@ -7,9 +7,10 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from mechgym.agents.base import AGENTS, RandomPolicy, profile, sample_masked
+from mechgym.agents.base import AGENTS, RandomPolicy, profile
 from mechgym.agents.collusion_leveraging import PredictedSecondPrice, sp_menu, sp_menu_size
 from mechgym.envs import second_price_bundle_v0
+from mechgym.envs.engine.batched import sample_actions
 from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterError
 from mechgym.envs.engine.game import Chance, Decision, EnvSpec, Terminal, evaluate_exact
 from mechgym.envs.mechanisms.collusion_leveraging import CLAnnouncement, CollusionLeveraging
@@ -160,7 +161,7 @@ def test_mixture_encodings_and_menus():
                 vec = mix.encode(s, i, a, spec, layout)
                 layout.check(vec, mask, f"player_{i}", phase)
                 assert mix.decode(s, i, vec, spec, layout) == a
-                rnd = sample_masked(rng, layout.sizes, layout.offsets, mask)
+                rnd = sample_actions(layout, mask, rng)
                 b = mix.decode(s, i, rnd, spec, layout)
                 assert mix.validate(s, i, b) == b
                 items = sp_menu(mix, ctx, s, i)

@@ -11,13 +11,11 @@ from typing import Annotated
 
 import typer
 
+from mechgym.cli_support import fail
 from mechgym.options import AddressOpt, BackendOpt, NumEnvRunnersOpt, TorchThreadsOpt
 
 
 def _fail(exc: Exception, code: int = 2) -> None:
-    # the CLI's one error printer (imported late: the CLI mounts these commands)
-    from mechgym.cli import fail
-
     fail(str(exc), code)
 
 

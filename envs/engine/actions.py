@@ -18,6 +18,7 @@ import numpy as np
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError
 from mechgym.envs.engine.game import EnvSpec
 from mechgym.envs.engine.spaces import ActionLayout
+from mechgym.envs.model.bundles import format_bundle
 from mechgym.envs.model.limits import MAX_AMOUNT
 
 
@@ -37,6 +38,25 @@ class Offer:
     def empty(cls, n: int) -> Offer:
         """The offer that sells nothing."""
         return cls((0,) * n, (0,) * n)
+
+
+def describe_offer(offer: Offer, priced_empty: bool = False) -> str:
+    """``offer: p1 gets {0} at 25, p2 gets {0,1} at 10 (REV 35)``, the one text of an offer
+    in transcripts.
+
+    Parameters
+    ----------
+    offer : Offer
+    priced_empty : bool
+        Also list players priced for the empty bundle (``p0 gets {-} at 3``), as M4's
+        reasonable offers price every player; by default only players offered goods.
+    """
+    parts = [
+        f"p{j} gets {{{format_bundle(b)}}} at {p}"
+        for j, (b, p) in enumerate(zip(offer.alloc, offer.prices, strict=True))
+        if b or (priced_empty and p)
+    ]
+    return "offer: " + (", ".join(parts) if parts else "nothing") + f" (REV {offer.revenue})"
 
 
 def _is_int(x: object) -> bool:

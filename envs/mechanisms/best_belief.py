@@ -41,6 +41,7 @@ from mechgym.envs.engine.actions import (
     check_bundle,
     check_offer,
     decode_offer,
+    describe_offer,
     encode_offer,
     offer_fields,
     offer_mask,
@@ -307,16 +308,6 @@ class BestBelief(Seed000Mechanism):
         if isinstance(action, BBAnnouncement):
             return f"xi={{{format_bundle(action.bundle)}}} {describe_offer(action.offer)}"
         return "YES" if action else "NO"
-
-
-def describe_offer(offer: Offer) -> str:
-    """``offer: p1 gets {0} at 25, p2 gets {0,1} at 10 (REV 35)``."""
-    parts = [
-        f"p{j} gets {{{format_bundle(b)}}} at {p}"
-        for j, (b, p) in enumerate(zip(offer.alloc, offer.prices, strict=True))
-        if b
-    ]
-    return "offer: " + (", ".join(parts) if parts else "nothing") + f" (REV {offer.revenue})"
 
 
 # offers carry positive prices: field value k is price k + 1

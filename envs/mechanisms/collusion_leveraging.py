@@ -60,6 +60,7 @@ from mechgym.envs.engine.actions import (
     check_amount,
     check_answer,
     check_bundle,
+    describe_offer,
     offer_stage_size,
     write_offer_stage,
 )
@@ -623,16 +624,9 @@ class CollusionLeveraging(Mechanism):
     def describe_action(self, s: CollusionLeveragingState, player: int, action: Any) -> str:
         if isinstance(action, CLAnnouncement):
             s_parts = [f"p{j}:{{{format_bundle(b)}}}" for j, b in enumerate(action.alloc) if b]
-            o_parts = [
-                f"p{j} gets {{{format_bundle(b)}}} at {p}"
-                for j, (b, p) in enumerate(
-                    zip(action.offer.alloc, action.offer.prices, strict=True)
-                )
-                if b or p
-            ]
             return (
                 f"C={list(action.coalition)} S=[{', '.join(s_parts) or '-'}] "
-                f"offer: {', '.join(o_parts) or 'nothing'} (REV {action.offer.revenue})"
+                f"{describe_offer(action.offer, priced_empty=True)}"
             )
         return "YES" if action else "NO"
 

@@ -46,6 +46,7 @@ from mechgym.envs.engine.actions import (
     check_bundle,
     check_offer,
     decode_offer,
+    describe_offer,
     encode_offer,
     offer_mask,
     offer_stage_size,
@@ -325,16 +326,6 @@ class KnowledgeBenchmark(Mechanism):
         if isinstance(action, KBAnnouncement):
             return f"S={{{format_bundle(action.bundle)}}} {describe_offer(action.offer)}"
         return "YES" if action else "NO"
-
-
-def describe_offer(offer: Offer) -> str:
-    """``offer: p1 gets {0} at 25, p2 gets {0,1} at 10 (REV 35)``."""
-    parts = [
-        f"p{j} gets {{{format_bundle(b)}}} at {p}"
-        for j, (b, p) in enumerate(zip(offer.alloc, offer.prices, strict=True))
-        if b
-    ]
-    return "offer: " + (", ".join(parts) if parts else "nothing") + f" (REV {offer.revenue})"
 
 
 # value k = price k + min_price (read from the instance by make_plan)

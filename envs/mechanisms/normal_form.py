@@ -21,6 +21,7 @@ from mechgym.envs.engine.actions import (
     check_offer,
     check_valuation,
     decode_offer,
+    describe_offer,
     encode_offer,
     favourite_bundle,
     offer_features,
@@ -32,7 +33,6 @@ from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceErr
 from mechgym.envs.engine.factored import register_factored
 from mechgym.envs.engine.game import Decision, EnvSpec, Guarantee, Node, Terminal
 from mechgym.envs.engine.spaces import ActionLayout
-from mechgym.envs.mechanisms.best_belief import describe_offer
 from mechgym.envs.mechanisms.offer_rules import (
     COIN,
     AnnouncedOffers,

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from mechgym.envs.engine.batched import ContextBatch
 from mechgym.envs.engine.errors import ContextError
+from mechgym.envs.model.batch import ContextBatch
 from mechgym.envs.model.generators import (
     WRONG_RATE,
     AdditiveGenerator,

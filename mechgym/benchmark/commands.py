@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mechgym.cli_support import fail
 from mechgym.options import ProgressOpt, TorchThreadsOpt
 
 #: terminal columns from which ``benchmark list`` shows its wide table
@@ -18,13 +19,6 @@ def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr)
-
-
-def _fail(message: str) -> None:
-    # the CLI's one-line error (imported late: the CLI mounts these commands)
-    from mechgym.cli import fail
-
-    fail(message)
 
 
 def add_benchmark_commands(app: typer.Typer) -> None:
@@ -118,7 +112,7 @@ def add_benchmark_commands(app: typer.Typer) -> None:
             else:
                 got = focal_return(s, _load(agents, trust_model, t.mechanism, s.spec))
         except MechgymError as exc:
-            _fail(str(exc))
+            fail(str(exc))
             return
         result = {
             "task": t.id,
@@ -182,7 +176,7 @@ def add_benchmark_commands(app: typer.Typer) -> None:
             t = task(task_id)
             folder = out if out is not None else Path("results") / "benchmark" / t.id / algo
             if (folder / "results.json").exists() and not overwrite:
-                _fail(f"{folder} already holds results; pass --overwrite or another --out")
+                fail(f"{folder} already holds results; pass --overwrite or another --out")
             summary = run_task(
                 t,
                 algo,
@@ -195,10 +189,10 @@ def add_benchmark_commands(app: typer.Typer) -> None:
                 encoding=encoding,
             )
         except MechgymError as exc:
-            _fail(str(exc))
+            fail(str(exc))
             return
         except ImportError as exc:
-            _fail(f"{exc.name or exc} is missing; install the extra: pip install -e '.[train]'")
+            fail(f"{exc.name or exc} is missing; install the extra: pip install -e '.[train]'")
             return
         if as_json:
             print(json.dumps(summary, indent=2))

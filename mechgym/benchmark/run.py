@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ import numpy as np
 
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.model.limits import check_count
+from mechgym.machine import machine
 from mechgym.training.intervals import interval_estimates
 
 from .scoring import TaskSetup, focal_return, load_reference, normalized, setup
@@ -311,31 +311,6 @@ def _threads_used(deep: bool, threads: int | None) -> int | None:
     from mechgym.training.algos import torch_threads
 
     return torch_threads(threads)
-
-
-def machine() -> dict[str, Any]:
-    """The machine and the versions that produced a result."""
-    import importlib.metadata
-    import os
-
-    import numpy
-
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "numpy": numpy.__version__,
-    }
-    for mod in ("mechgym", "torch", "stable_baselines3", "sb3_contrib", "rliable"):
-        try:
-            info[mod] = __import__(mod).__version__
-        except (ImportError, AttributeError):
-            try:  # e.g. rliable has no __version__
-                info[mod] = importlib.metadata.version(mod)
-            except importlib.metadata.PackageNotFoundError:
-                info[mod] = None
-    return info
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
