@@ -255,8 +255,8 @@ def test_bad_settings_raise_typed_errors() -> None:
         train_batched("best_belief", decisions=10, lmbda=1.5)
     with pytest.raises(ParameterError, match="epoch"):
         train_batched("best_belief", decisions=10, epoch=3)  # a typo of epochs
-    with pytest.raises(ParameterError, match="continuous"):
-        train_batched("best_belief", decisions=10, encoding="continuous")
+    with pytest.raises(ParameterError, match="action_encoding"):
+        train_batched("best_belief", decisions=10, encoding="boxes")
 
 
 # -- the acting mask -----------------------------------------------------------------------
