@@ -89,13 +89,16 @@ def seeds_reaching(cell_out: Path, phase: str, family: str = "heldout") -> tuple
 
 def run_cell(
     mech: str, encoding: str, init: str, scheme: str, args: argparse.Namespace, out: Path
-) -> dict[str, Any]:
-    """One converge run of the matrix; its summary plus timings and the study's budget."""
+) -> dict[str, Any] | None:
+    """One converge run of the matrix; its summary plus timings and the study's budget
+    (``None``: with ``--aggregate``, a cell not in ``--out``)."""
     from mechgym.envs.engine.errors import MechgymError
     from mechgym.training.converge import ConvergeConfig, draw_family, run_converge
 
     cell_out = out / "cells" / mech / cell_name(encoding, init, scheme)
-    if args.reuse and (cell_out / "summary.json").exists():
+    if args.aggregate and not (cell_out / "summary.json").exists():
+        return None
+    if (args.reuse or args.aggregate) and (cell_out / "summary.json").exists():
         summary = json.loads((cell_out / "summary.json").read_text(encoding="utf-8"))
         s = summary["mechanisms"][mech]
         c = summary["config"]
@@ -230,7 +233,8 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
         f"python {info.get('python')}, torch {v.get('torch')}, "
         f"stable-baselines3 {v.get('stable_baselines3')}; commit {info.get('commit')}.",
         f"Budget: {args.budget:,} learner decisions per run (a reused cell states its own) "
-        f"over {args.rounds} rounds, {args.seeds} seeds, {args.family} training contexts, "
+        f"over {args.rounds} rounds, {args.seeds} seeds (a cell's own count in its row), "
+        f"{args.family} training contexts, "
         "held-out family of the same size drawn with another seed. Figures: IQM [95% CI] over "
         "seeds on the held-out family (train: the training family's IQM).",
         "",
@@ -245,16 +249,17 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
         )
         + "; factored moves add the move so far.",
         "",
-        "| mech | encoding | init | scheme | decisions | phase | agreement | (train) | bound met |"
+        "| mech | encoding | init | scheme | seeds | decisions | phase | agreement | (train) |"
+        " bound met |"
         " achieved/required | E[REV]/bench (pred.) | guarantee holds | exploitability (pred.) |"
         " wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         label = LABEL.get(r["mechanism"], r["mechanism"])
         if r.get("status") != "ok":
             lines.append(
-                f"| {label} | {r['encoding']} | {r['init']} | {r['scheme']} | - | - | "
+                f"| {label} | {r['encoding']} | {r['init']} | {r['scheme']} | - | - | - | "
                 f"{r.get('status')}: {r.get('reason')} |  |  |  |  |  |  |  |"
             )
             continue
@@ -262,7 +267,7 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
         if r.get("seeds_reaching_prediction") is not None:
             agree += f" ({r['seeds_reaching_prediction']}/{r['seeds']} seeds exact)"
         lines.append(
-            f"| {label} | {r['encoding']} | {r['init']} | {r['scheme']} | "
+            f"| {label} | {r['encoding']} | {r['init']} | {r['scheme']} | {r.get('seeds', '')} | "
             f"{_decisions(r.get('decisions_per_run'))} | {r['phase']} | {agree} | "
             f"{_f(r['agreement_train_iqm'])} | {_ci(r, 'bound_satisfied')} | "
             f"{_f(r['bound_ratio_iqm'])} | {_f(r['revenue_ratio_iqm'])} "
@@ -329,6 +334,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--jobs", type=int, default=0, help="Processes per run (0: one per core).")
     ap.add_argument("--reuse", action="store_true", help="Keep cells already in --out.")
     ap.add_argument(
+        "--aggregate",
+        action="store_true",
+        help="Run nothing: tables and plot from the cells already in --out (others left out).",
+    )
+    ap.add_argument(
         "--no-features",
         dest="features",
         action="store_false",
@@ -359,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                 for scheme in args.schemes:
                     key = f"{mech}/{cell_name(enc, init, scheme)}"
                     s = run_cell(mech, enc, init, scheme, args, out)
+                    if s is None:
+                        continue
                     study[key] = s
                     path.write_text(json.dumps(study, indent=2, default=str), encoding="utf-8")
                     rows += cell_rows(mech, enc, init, scheme, s)

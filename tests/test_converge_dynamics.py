@@ -163,13 +163,20 @@ def test_learning_from_scratch_study_script(tmp_path, monkeypatch) -> None:
     skipped = [r for r in rows if r["status"] == "skipped"]
     assert skipped and "no_such" in skipped[0]["reason"]
     text = (out / "tables.md").read_text()
-    assert "| vcg | menu | random | independent | 384 | report |" in text
+    assert "| vcg | menu | random | independent | 2 | 384 | report |" in text
     # VCG has neither YES/NO nor bound phases: nothing to plot
     assert not (out / "study.png").exists()
     # a rerun with --reuse keeps the finished cell
     assert mod.main([*argv, "--reuse"]) == 0
     study = json.loads((out / "study.json").read_text())
     assert study["vcg/menu-random-independent"]["reused"] is True
+    # --aggregate runs nothing: the finished cell is tabled, a cell never run is left out
+    more = [*argv[:5], "menu", "factored", *argv[7:], "--aggregate"]
+    assert mod.main(more) == 0
+    text = (out / "tables.md").read_text()
+    assert "| vcg | menu | random | independent | 2 | 384 | report |" in text
+    assert "factored" not in text.split("|---|")[-1]
+    assert not (out / "cells" / "vcg" / "factored-random-independent").exists()
 
 
 def test_simultaneous_scheme_learns_all_players_at_once_on_held_out(tmp_path) -> None:
