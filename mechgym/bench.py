@@ -321,15 +321,19 @@ def show_bench(result: dict[str, Any], console: Any) -> None:
             if b and "skipped" in b:
                 console.print(f"training (batched): {b['skipped']}")
             elif b:
-                ratio = (
-                    f", {b['ratio_to_vector']:.1f}x the vector env" if b["ratio_to_vector"] else ""
-                )
-                console.print(
-                    f"training (batched, B={b['batch_size']}): {b['algo']} on {b['mechanism']} "
-                    f"({b['encoding']} encoding, {b['learners']} learners), {b['decisions']} "
-                    f"decisions in {b['total_seconds']:.2f} s: "
-                    f"{b['decisions_per_second']:,.0f} decisions/s{ratio}"
-                )
+                for e in b.get("by_encoding", {b["encoding"]: b}).values():
+                    ratio = (
+                        f", {e['ratio_to_vector']:.1f}x the vector env"
+                        if e.get("ratio_to_vector")
+                        else ""
+                    )
+                    console.print(
+                        f"training (batched, B={e['batch_size']}, "
+                        f"{e.get('torch_threads', 1)} thread(s)): {e['algo']} on "
+                        f"{e['mechanism']} ({e['encoding']} encoding, {e['learners']} learners), "
+                        f"{e['decisions']} decisions in {e['total_seconds']:.2f} s: "
+                        f"{e['decisions_per_second']:,.0f} decisions/s{ratio}"
+                    )
     rl = result.get("rllib")
     if rl:
         if not rl.get("installed"):

@@ -442,3 +442,15 @@ def test_question_features_are_the_exact_learners(featured_run) -> None:
     c = held_out(1, seed=5)[0]
     assert question_vector(c, 0, pending_question(mech, c, mech.start(c), 0))[0] == 0.0
     assert agreement(featured_run.policy, held_out()) >= 0.9
+
+
+def test_bench_times_the_batched_learner_in_menu_and_factored() -> None:
+    from mechgym.training.bench import batched_speeds
+
+    out = batched_speeds("best_belief", 2_000, 256, 1000.0)
+    assert set(out["by_encoding"]) == {"menu", "factored"}
+    assert out["encoding"] == "menu" and out["decisions_per_second"] > 0
+    for enc, r in out["by_encoding"].items():
+        assert r["encoding"] == enc and r["learners"] == 3 and r["torch_threads"] >= 1
+        assert r["decisions"] >= 2_000
+        assert r["ratio_to_vector"] == pytest.approx(r["decisions_per_second"] / 1000.0)

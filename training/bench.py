@@ -255,10 +255,10 @@ def training_speed(
 ) -> dict[str, Any]:
     """MaskablePPO's steps per second and env share on the exact single env and on the
     vectorised env, and the batched learner's decisions per second, measured in the same
-    run: ``{"single": ..., "vector": ..., "batched": ..., "speedup"}``. ``batched`` carries
-    ``ratio_to_vector`` (its decisions per second over the vector run's steps per second:
-    one step of the vector env is one learner decision), or ``{"skipped": reason}`` without
-    TorchRL.
+    run: ``{"single": ..., "vector": ..., "batched": ..., "speedup"}``. ``batched`` is
+    :func:`batched_speeds` (menu at the top level, menu and factored under ``by_encoding``,
+    each with ``ratio_to_vector``: one step of the vector env is one learner decision), or
+    ``{"skipped": reason}`` without TorchRL.
 
     The vector run uses 1024 slots (a rollout of 2 steps per slot, 2048 samples per update):
     the env's fixed cost per step (Python around numpy calls) is then spread thin enough for
@@ -286,13 +286,35 @@ def training_speed(
     }
     if batched:
         try:
-            b = batched_training_speed(mech_name, batched_decisions, batch_size)
+            b = batched_speeds(mech_name, batched_decisions, batch_size, vector["steps_per_second"])
         except ImportError:  # the batched learner runs on TorchRL (the 'integrations' extra)
             out["batched"] = {"skipped": "install torchrl to time the batched learner"}
             return out
         if progress is not None:
             progress()
-        vps = vector["steps_per_second"]
-        b["ratio_to_vector"] = b["decisions_per_second"] / vps if vps > 0 else None
         out["batched"] = b
     return out
+
+
+#: encodings the bench times the batched learner in: the menu (around the prediction) and
+#: the prediction-free factored one
+BATCHED_BENCH_ENCODINGS = ("menu", "factored")
+
+
+def batched_speeds(
+    mech_name: str,
+    decisions: int,
+    batch_size: int,
+    vector_steps_per_second: float | None,
+    encodings: tuple[str, ...] = BATCHED_BENCH_ENCODINGS,
+) -> dict[str, Any]:
+    """:func:`batched_training_speed` in each of ``encodings``, one after the other: the first
+    encoding's figures at the top level, every encoding's under ``by_encoding``, each with
+    ``ratio_to_vector`` (its decisions per second over the vector env's steps per second)."""
+    runs: dict[str, dict[str, Any]] = {}
+    for enc in encodings:
+        r = batched_training_speed(mech_name, decisions, batch_size, encoding=enc)
+        vps = vector_steps_per_second
+        r["ratio_to_vector"] = r["decisions_per_second"] / vps if vps else None
+        runs[enc] = r
+    return {**runs[encodings[0]], "by_encoding": runs}
