@@ -230,8 +230,10 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
     v = info.get("versions", {})
     lines = [
         f"Machine: {info.get('cpu')}, {info.get('cores')} cores, {info.get('platform')}; "
-        f"python {info.get('python')}, torch {v.get('torch')}, "
-        f"stable-baselines3 {v.get('stable_baselines3')}; commit {info.get('commit')}.",
+        f"python {info.get('python')}, numpy {v.get('numpy')}, torch {v.get('torch')}, "
+        f"TorchRL {v.get('torchrl')}, stable-baselines3 {v.get('stable-baselines3')}; "
+        f"commit {info.get('commit')} (the table's; a reused cell's own is in its "
+        "summary.json).",
         f"Budget: {args.budget:,} learner decisions per run (a reused cell states its own) "
         f"over {args.rounds} rounds, {args.seeds} seeds (a cell's own count in its row), "
         f"{args.family} training contexts, "

@@ -897,7 +897,9 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
         cfg.out, ("summary.json", "metrics.csv", "curves.csv", "checkpoints"), cfg.overwrite
     )
     out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"config": asdict(cfg), "mechanisms": {}}
+    from mechgym.machine import machine
+
+    summary: dict[str, Any] = {"config": asdict(cfg), "machine": machine(), "mechanisms": {}}
     runnable: list[str] = []
     for mech in cfg.mechanisms:
         reason = skip_reason(mech, cfg.encoding)
