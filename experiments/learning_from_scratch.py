@@ -175,6 +175,9 @@ def cell_rows(
                 "agreement_ci_high": a.get("ci_high"),
                 "agreement_min": a.get("min"),
                 "agreement_train_iqm": train.get(("agreement", phase), {}).get("iqm"),
+                # what the learned play at this phase's nodes costs its player against the
+                # predicted action there, the others as learned (exact, summary's final round)
+                "disagreement_cost_iqm": (p.get("disagreement_loss") or {}).get("iqm"),
                 "bound_satisfied_iqm": b.get("iqm"),
                 "bound_satisfied_ci_low": b.get("ci_low"),
                 "bound_satisfied_ci_high": b.get("ci_high"),
@@ -238,7 +241,10 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
         f"over {args.rounds} rounds, {args.seeds} seeds (a cell's own count in its row), "
         f"{args.family} training contexts, "
         "held-out family of the same size drawn with another seed. Figures: IQM [95% CI] over "
-        "seeds on the held-out family (train: the training family's IQM).",
+        "seeds on the held-out family (train: the training family's IQM). Cost vs predicted: "
+        "what the learned action at the phase's nodes costs its player against the predicted "
+        "action there, everyone else as learned (exact, final round; > 0: the prediction pays "
+        "more).",
         "",
         "Learners: simultaneous = every player at once, batched PPO on TorchRL's ClipPPOLoss "
         f"and GAE ({_ppo_settings()}), random initial weights; independent = best-response "
@@ -253,16 +259,17 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
         "",
         "| mech | encoding | init | scheme | seeds | decisions | phase | agreement | (train) |"
         " bound met |"
-        " achieved/required | E[REV]/bench (pred.) | guarantee holds | exploitability (pred.) |"
+        " achieved/required | cost vs predicted | E[REV]/bench (pred.) | guarantee holds |"
+        " exploitability (pred.) |"
         " wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         label = LABEL.get(r["mechanism"], r["mechanism"])
         if r.get("status") != "ok":
             lines.append(
                 f"| {label} | {r['encoding']} | {r['init']} | {r['scheme']} | - | - | - | "
-                f"{r.get('status')}: {r.get('reason')} |  |  |  |  |  |  |  |"
+                f"{r.get('status')}: {r.get('reason')} |  |  |  |  |  |  |  |  |"
             )
             continue
         agree = _ci(r, "agreement")
@@ -272,7 +279,8 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
             f"| {label} | {r['encoding']} | {r['init']} | {r['scheme']} | {r.get('seeds', '')} | "
             f"{_decisions(r.get('decisions_per_run'))} | {r['phase']} | {agree} | "
             f"{_f(r['agreement_train_iqm'])} | {_ci(r, 'bound_satisfied')} | "
-            f"{_f(r['bound_ratio_iqm'])} | {_f(r['revenue_ratio_iqm'])} "
+            f"{_f(r['bound_ratio_iqm'])} | {_f(r.get('disagreement_cost_iqm'))} | "
+            f"{_f(r['revenue_ratio_iqm'])} "
             f"({_f(r['revenue_ratio_reference'])}) | {_f(r['guarantee_holds_iqm'])} | "
             f"{_f(r['exploitability_iqm'])} ({_f(r['exploitability_reference'])}) | "
             f"{_f(r['wall_seconds'])} |"
