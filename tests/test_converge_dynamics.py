@@ -242,3 +242,10 @@ def test_simultaneous_continuous_without_question_features(tmp_path) -> None:
     summary = run_converge(cfg, progress=False)
     assert summary["mechanisms"]["best_belief"]["status"] == "ok"
     assert summary["config"]["features"] is False and summary["config"]["encoding"] == "continuous"
+    # the learned actors are saved per seed and load back as they were trained
+    from mechgym.training.batched_policy import BatchedLearnedPolicy
+
+    path = tmp_path / "c" / "checkpoints" / "best_belief" / "seed_0" / "policy.pt"
+    policy = BatchedLearnedPolicy.load(path)
+    assert policy.encoding == "continuous" and not policy.features
+    assert policy.players == [0, 1, 2]

@@ -466,8 +466,12 @@ def _run_simultaneous_job(
                 res = ppo.train(cfg.steps * n)
                 total += res.decisions
                 _emit(events, mech, seed, "train", cfg.steps * n)
+            learned = ppo.learned_policy()
+            if r > 0 and cfg.save_models:
+                # the latest round's actors (BatchedLearnedPolicy.load reads them back)
+                learned.save(Path(cfg.out) / "checkpoints" / mech / f"seed_{seed}" / "policy.pt")
             te = time.perf_counter()
-            profile = ppo.learned_policy().profile()
+            profile = learned.profile()
             rows += evaluate_round(
                 (mech, seed, r, total),
                 (env.api.mech, agents, profile, groups),

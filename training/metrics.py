@@ -217,6 +217,7 @@ def evaluate_profile(
     encoding: Any = None,
     phases: Sequence[str] | None = None,
     exploitability: bool = True,
+    bound_records: list[dict[str, Any]] | None = None,
 ) -> ProfileMetrics:
     """Exact metrics of a deterministic profile against the predictions.
 
@@ -236,6 +237,10 @@ def evaluate_profile(
         Supplies the deviation options (``encoding.options``); no exploitability without it.
     phases : sequence of str, optional
         Phases whose decisions count for agreement and bounds (default: all).
+    bound_records : list, optional
+        Receives one dict per bound-phase decision of the evaluated players: ``context``
+        (its index), ``phase``, ``player``, ``achieved``, ``required`` (exact) and ``prob``
+        (the node's probability under the profile), for plots of play against the bound.
     """
     members = {p for g in groups for p in g}
     group_of = {p: tuple(g) for g in groups for p in g}
@@ -258,7 +263,7 @@ def evaluate_profile(
     refs: list[Any] = []
     expl: dict[str, list[float]] = {group_label(g): [] for g in groups}
     vals: dict[str, list[float]] = {group_label(g): [] for g in groups}
-    for ctx in contexts:
+    for ci, ctx in enumerate(contexts):
         policies = dict(profile(ctx))
         pred = agents.predicted(ctx)
         ref = agents.reference(ctx) if agents.reference is not None else None
@@ -297,6 +302,17 @@ def evaluate_profile(
                     loss_den[phase] = loss_den.get(phase, Fraction(0)) + visit.prob
                 if bound is not None:
                     achieved, required = bound(mech, ctx, visit.state, p, act)
+                    if bound_records is not None:
+                        bound_records.append(
+                            {
+                                "context": ci,
+                                "phase": phase,
+                                "player": p,
+                                "achieved": achieved,
+                                "required": required,
+                                "prob": visit.prob,
+                            }
+                        )
                     bden[phase] = bden.get(phase, Fraction(0)) + visit.prob
                     if achieved >= required:
                         bsat_num[phase] = bsat_num.get(phase, Fraction(0)) + visit.prob
