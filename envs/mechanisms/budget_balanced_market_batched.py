@@ -354,12 +354,6 @@ class BudgetBalancedMarketBatched(BatchedRules):
         out[..., self.i_imbalance] = np.where(gap == -1, 2, np.where(gap == 1, 1, 0))
         return out, ok
 
-    def answer_actions(self, yes: np.ndarray) -> np.ndarray:
-        """Actions ``(..., L)`` answering YES where ``yes``."""
-        out = np.zeros((*yes.shape, len(self.layout)), dtype=np.int64)
-        out[..., self.i_answer] = yes
-        return out
-
     # -- rules -------------------------------------------------------------------------------
     def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
         check_batch(self, ctx)

@@ -216,12 +216,6 @@ class _ProposeAndAnswerBatched(_NaiveBatched):
         answer = self.layout.mask({"answer": True})
         return [self.proposal_rows(k), np.broadcast_to(answer, (self.spec.n, answer.shape[0]))]
 
-    def answer_actions(self, yes: np.ndarray) -> np.ndarray:
-        """Actions ``(..., L)`` answering YES where ``yes``."""
-        out = np.zeros((*yes.shape, len(self.layout)), dtype=np.int64)
-        out[..., self.i_answer] = yes
-        return out
-
     def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
         B, n = ctx.B, self.spec.n
         data = self.start(ctx)

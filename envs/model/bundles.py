@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from mechgym.envs.engine.errors import ContextError
 
@@ -52,18 +52,3 @@ def parse_bundle(text: str, m: int, field: str = "bundle") -> int:
             raise ContextError(field, f"good {g} is listed twice in bundle '{text}'")
         mask |= 1 << g
     return mask
-
-
-def subsets(bundle: int) -> Iterator[int]:
-    """Iterate over all subsets of ``bundle`` (including 0 and itself)."""
-    sub = bundle
-    while True:
-        yield sub
-        if sub == 0:
-            return
-        sub = (sub - 1) & bundle
-
-
-def popcount(bundle: int) -> int:
-    """Number of goods in a bundle."""
-    return bundle.bit_count()
