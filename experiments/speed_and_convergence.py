@@ -435,6 +435,19 @@ def tables(info: dict[str, Any], speed: dict[str, Any] | None, conv: dict[str, A
             )
         if speed["training"].get("speedup"):
             lines.append(f"\nvector / single: {speed['training']['speedup']:.1f}×\n")
+        batched = speed["training"].get("batched") or {}
+        if "by_encoding" in batched:
+            lines += [
+                "| batched PPO learner (M1, every player learning) | B | torch threads | "
+                "decisions/s | × vector env |",
+                "|---|---|---|---|---|",
+            ]
+            for enc, r in batched["by_encoding"].items():
+                lines.append(
+                    f"| {enc} | {r['batch_size']} | {r.get('torch_threads', 1)} | "
+                    f"{r['decisions_per_second']:,.0f} | {_f(r.get('ratio_to_vector'), 1)} |"
+                )
+            lines.append("")
     if conv:
         lines += [
             "| mechanism | phase | agreement (mean ± std, min) | verdict | visit mass | "
@@ -470,7 +483,9 @@ def tables(info: dict[str, Any], speed: dict[str, Any] | None, conv: dict[str, A
             lines.append(
                 f"\nBudget per mechanism: {cfg.get('seeds')} seeds × {cfg.get('rounds')} rounds × "
                 f"{cfg.get('steps')} steps per player, {cfg.get('family')} contexts, "
-                f"n_envs = {cfg.get('n_envs')}, {cfg.get('jobs')} parallel processes.\n"
+                f"n_envs = {cfg.get('n_envs')}, {cfg.get('jobs')} parallel processes; every "
+                "figure on the held-out family (as many contexts, drawn with the training "
+                "family's seed + 1).\n"
             )
     return "\n".join(lines) + "\n"
 
