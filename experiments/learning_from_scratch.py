@@ -228,6 +228,38 @@ def _ppo_settings() -> str:
     )
 
 
+def compact_table(rows: list[dict[str, Any]]) -> str:
+    """One row per mechanism and phase, one column per cell of the matrix that ran: the
+    held-out agreement IQM, and for bound phases ``agreement / bound met``; proposal phases
+    add the seeds reaching the SPE proposal."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    cells = list(dict.fromkeys((r["encoding"], r["init"], r["scheme"]) for r in ok))
+    if not cells:
+        return ""
+    keys = list(dict.fromkeys((r["mechanism"], r["phase"]) for r in ok))
+    by = {(r["mechanism"], r["phase"], r["encoding"], r["init"], r["scheme"]): r for r in ok}
+    head = " | ".join(f"{e} / {i} / {s}" for e, i, s in cells)
+    lines = [
+        f"| mech | phase | {head} |",
+        "|---|---|" + "---|" * len(cells),
+    ]
+    for mech, phase in keys:
+        out = []
+        for cell in cells:
+            r = by.get((mech, phase, *cell))
+            if r is None:
+                out.append("–")
+                continue
+            text = _f(r["agreement_iqm"])
+            if r.get("kind") == "bound":
+                text += f" / {_f(r['bound_satisfied_iqm'])}"
+            if r.get("seeds_reaching_prediction") is not None:
+                text += f" ({r['seeds_reaching_prediction']}/{r['seeds']})"
+            out.append(text)
+        lines.append(f"| {LABEL.get(mech, mech)} | {phase} | " + " | ".join(out) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """The README's tables: one line per cell and phase, held-out figures first."""
     v = info.get("versions", {})
@@ -285,6 +317,15 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
             f"{_f(r['exploitability_iqm'])} ({_f(r['exploitability_reference'])}) | "
             f"{_f(r['wall_seconds'])} |"
         )
+    compact = compact_table(rows)
+    if compact:
+        lines += [
+            "",
+            "Compact: held-out agreement IQM per cell (bound phases: agreement / bound met; "
+            "proposal phases: seeds reaching the SPE proposal).",
+            "",
+            compact,
+        ]
     return "\n".join(lines) + "\n"
 
 
