@@ -6,6 +6,7 @@ saved forms."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -103,41 +104,32 @@ def test_multidiscrete_learner_finds_the_predicted_answers() -> None:
     assert learned > random_answers_agreement(contexts) + 0.2
 
 
-@pytest.fixture(scope="module")
-def factored_run():
+def player_0_learns(encoding: str, decisions: int, **env_kwargs) -> Any:
+    """Player 0 learning from random weights against predicted play (1024 episodes a step)."""
     return train_batched(
         "best_belief",
-        encoding="factored",
-        decisions=50_000,
+        encoding=encoding,
+        decisions=decisions,
         batch_size=1024,
         seed=0,
         learners=["player_0"],
+        env_kwargs=env_kwargs or None,
     )
+
+
+@pytest.fixture(scope="module")
+def factored_run():
+    return player_0_learns("factored", 50_000)
 
 
 @pytest.fixture(scope="module")
 def continuous_run():
-    return train_batched(
-        "best_belief",
-        encoding="continuous",
-        decisions=50_000,
-        batch_size=1024,
-        seed=0,
-        learners=["player_0"],
-    )
+    return player_0_learns("continuous", 50_000)
 
 
 @pytest.fixture(scope="module")
 def featured_run():
-    return train_batched(
-        "best_belief",
-        encoding="factored",
-        decisions=30_000,
-        batch_size=1024,
-        seed=0,
-        learners=["player_0"],
-        env_kwargs={"features": True},
-    )
+    return player_0_learns("factored", 30_000, features=True)
 
 
 def test_factored_learner_finds_the_predicted_answers(factored_run) -> None:
