@@ -3,6 +3,9 @@
     python experiments/speed_and_convergence.py [--out results/speed_and_convergence]
         [--mechanisms best_belief ...] [--skip-speed] [--skip-converge] [--quick]
 
+(``--skip-speed --skip-converge`` rebuilds ``tables.md`` from the outputs already in
+``--out``.)
+
 1. **Speed** (``mechgym bench``'s figures, one run): agent-steps per second of the exact
    PettingZoo envs and agent-decisions per second of the batched rules, both against
    PettingZoo's ``rps_v2`` in the same run; MaskablePPO's steps per second and env share on
@@ -478,6 +481,25 @@ def tables(info: dict[str, Any], speed: dict[str, Any] | None, conv: dict[str, A
                     f"{_f(s.get('tie_share')) if ph in YES_NO else '–'} | "
                     f"{_f(cpu, 0)} ({_f(est, 0)}) |"
                 )
+        lines += [
+            "",
+            "| mechanism | E[REV] / benchmark: learned (predicted) | E[SW] / MSW | "
+            "guarantee holds | exploitability |",
+            "|---|---|---|---|---|",
+        ]
+        for mech, s in conv.items():
+            if s.get("status") != "ok":
+                continue
+
+            def pair(key: str, s: dict[str, Any] = s) -> str:
+                v, ref = s.get(key) or {}, s.get(f"{key}_reference")
+                return f"{_f(v.get('mean'))} ± {_f(v.get('std'))} ({_f(ref)})"
+
+            bench = s.get("revenue_benchmark") or ""
+            lines.append(
+                f"| {LABEL.get(mech, '')} | {pair('revenue_ratio')} / {bench} | "
+                f"{pair('welfare_ratio')} | {pair('guarantee_holds')} | {pair('exploitability')} |"
+            )
         cfg = next(iter(conv.values())).get("config", {})
         if cfg:
             lines.append(
@@ -502,8 +524,12 @@ def main() -> None:
     args = ap.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    info = machine()
-    (out / "machine.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    rebuild = args.skip_speed and args.skip_converge and (out / "machine.json").exists()
+    if rebuild:  # tables from the outputs already in --out: keep the run's own machine record
+        info = json.loads((out / "machine.json").read_text(encoding="utf-8"))
+    else:
+        info = machine()
+        (out / "machine.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     speed = None if args.skip_speed else run_speed(out, args.quick)
     if speed is None and (out / "speed.json").exists():
         speed = json.loads((out / "speed.json").read_text(encoding="utf-8"))
@@ -517,8 +543,9 @@ def main() -> None:
     if conv:
         conv = {m: conv[m] for m in [*SIX, *conv] if m in conv}
         plot_convergence(out, conv)
-    info["load_average_at_end"] = os.getloadavg()
-    (out / "machine.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    if not rebuild:
+        info["load_average_at_end"] = os.getloadavg()
+        (out / "machine.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     text = tables(info, speed, conv)
     (out / "tables.md").write_text(text, encoding="utf-8")
     print(text)
