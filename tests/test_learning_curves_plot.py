@@ -56,3 +56,35 @@ def test_a_missing_file_is_named_on_the_panel(script, tmp_path: Path) -> None:
     assert not script.curve_panel(ax, "best_belief", tmp_path / "gone.csv")
     assert "gone.csv: file missing" in ax.texts[0].get_text()
     plt.close(fig)
+
+
+def test_convergence_tables_show_phases_and_outcomes(script) -> None:
+    mod = script
+    stat = {"mean": 0.5, "std": 0.1, "min": 0.4}
+    phase = {
+        "agreement": stat,
+        "converged": False,
+        "visit_mass": {"mean": 3.0},
+        "disagreement_loss": {"mean": 0.25},
+    }
+    conv = {
+        "best_belief": {
+            "status": "ok",
+            "phases": {"respond": phase},
+            "revenue_ratio": stat,
+            "revenue_ratio_reference": 0.49,
+            "revenue_benchmark": "BB",
+            "welfare_ratio": stat,
+            "welfare_ratio_reference": 0.7,
+            "guarantee_holds": {"mean": 1.0, "std": 0.0},
+            "guarantee_holds_reference": 1.0,
+            "exploitability": stat,
+            "exploitability_reference": 0.65,
+            "config": {"seeds": 2, "rounds": 1, "steps": 8, "family": 2, "n_envs": 4, "jobs": 1},
+        }
+    }
+    info = {"cpu": "cpu", "cores": 2, "platform": "p", "python": "3.11", "versions": {}}
+    text = mod.tables({**info, "commit": "abc", "load_average": [0.5]}, None, conv)
+    assert "| M1 best_belief | respond | 0.50 ± 0.10, 0.40 | not converged |" in text
+    assert "| M1 | 0.50 ± 0.10 (0.49) / BB | 0.50 ± 0.10 (0.70) | 1.00 ± 0.00 (1.00) |" in text
+    assert "held-out family" in text
