@@ -380,6 +380,8 @@ def plot_convergence(out: Path, results: dict[str, Any]) -> None:
     fig, axes = plt.subplots(1, len(ok), figsize=(3.2 * len(ok), 3.0), squeeze=False)
     for ax, (mech, _s) in zip(axes[0], ok.items(), strict=True):
         path = Path(_s.get("metrics_csv", out / "converge" / mech / "metrics.csv"))
+        if not path.exists():  # recorded relative to where the run started: look in --out
+            path = out / "curves" / f"{mech}.csv"
         curve_panel(ax, mech, path)
     cfg = next(iter(ok.values())).get("config") or {}
     if cfg:
