@@ -414,10 +414,6 @@ def metric_rows(
     ]
 
 
-#: the learner encodings' names on the batched TorchRL env
-BATCHED_ENCODING: dict[str, str] = {}
-
-
 def _run_simultaneous_job(
     mech: str, seed: int, cfg: ConvergeConfig, events: Any = None
 ) -> dict[str, Any]:
@@ -446,7 +442,7 @@ def _run_simultaneous_job(
         mech,
         ppo_cfg.batch_size,
         contexts=contexts,
-        action_encoding=BATCHED_ENCODING.get(cfg.encoding, cfg.encoding),
+        action_encoding=cfg.encoding,
         seed=seed,
         features=cfg.features,
     )
