@@ -34,7 +34,13 @@ from mechgym.envs.engine.errors import ContextError, ParameterError
 from mechgym.envs.engine.game import EnvSpec
 from torch import nn
 
-__all__ = ["BatchedLearnedPolicy", "ExactLearnedPolicy", "PolicyNet", "symlog"]
+__all__ = [
+    "BatchedLearnedPolicy",
+    "ExactLearnedPolicy",
+    "PolicyNet",
+    "beta_concentrations",
+    "symlog",
+]
 
 FORMAT = "mechgym-batched-policy/1"
 
@@ -42,6 +48,12 @@ FORMAT = "mechgym-batched-policy/1"
 def symlog(x: torch.Tensor) -> torch.Tensor:
     """``sign(x) * log1p(|x|)``: money on a log scale, 0/1 flags kept apart."""
     return torch.log1p(x.abs()).copysign(x)
+
+
+def beta_concentrations(raw: torch.Tensor) -> torch.Tensor:
+    """The ``continuous`` head's two Beta concentrations ``(..., 2)`` from its two raw
+    outputs: ``1 + softplus`` (both > 1: a unimodal Beta, as in Beta-policy PPO)."""
+    return 1.0 + nn.functional.softplus(raw)
 
 
 class PolicyNet(nn.Module):
@@ -196,8 +208,7 @@ class BatchedLearnedPolicy:
     def amount(self, player: int, obs: torch.Tensor) -> torch.Tensor:
         """The box value ``(...)`` in ``(0, 1)`` of a ``"continuous"`` policy: the mean of
         its Beta (the deterministic play, as the argmax is of the entries)."""
-        out = self._actor(player)(obs)
-        conc = 1.0 + torch.nn.functional.softplus(out[..., self.K : self.K + 2])
+        conc = beta_concentrations(self._actor(player)(obs)[..., self.K : self.K + 2])
         return conc[..., 0] / conc.sum(-1)
 
     def env_actions(self, td: Any, env: Any) -> Any:

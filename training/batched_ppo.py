@@ -57,7 +57,7 @@ from torchrl.modules import MaskedCategorical, ProbabilisticActor, ValueOperator
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
 
-from .batched_policy import BatchedLearnedPolicy, PolicyNet, symlog
+from .batched_policy import BatchedLearnedPolicy, PolicyNet, beta_concentrations, symlog
 
 __all__ = [
     "BatchedPPO",
@@ -117,9 +117,9 @@ class MaskedCategoricalBeta(D.Distribution):
     """The ``"continuous"`` encoding's move: a masked categorical over the entries and,
     where the pending sub-decision reads the box (an amount), a Beta-distributed value in
     ``(0, 1)``. Logits are the ``K`` entry logits followed by the two raw concentration
-    outputs (``1 + softplus``: unimodal, as in Beta-policy PPO). A sample is ``(..., 2)``:
-    the entry (as a float) and the box value; where the box is not read, its value is 0.5
-    and adds nothing to the log-probability or the entropy."""
+    outputs (:func:`~mechgym.training.batched_policy.beta_concentrations`). A sample is
+    ``(..., 2)``: the entry (as a float) and the box value; where the box is not read, its
+    value is 0.5 and adds nothing to the log-probability or the entropy."""
 
     arg_constraints: ClassVar[dict[str, Any]] = {}
     #: keeps Beta log-probabilities finite at the ends of ``(0, 1)``
@@ -127,7 +127,7 @@ class MaskedCategoricalBeta(D.Distribution):
 
     def __init__(self, logits: torch.Tensor, mask: torch.Tensor, reads_box: torch.Tensor) -> None:
         self._cat = MaskedCategorical(logits=logits[..., :-2], mask=mask)
-        conc = 1.0 + torch.nn.functional.softplus(logits[..., -2:])
+        conc = beta_concentrations(logits[..., -2:])
         self._beta = D.Beta(conc[..., 0], conc[..., 1], validate_args=False)
         self._reads = reads_box.to(torch.bool).reshape(logits.shape[:-1])
         super().__init__(logits.shape[:-1], torch.Size([2]), validate_args=False)
