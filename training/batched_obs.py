@@ -81,6 +81,25 @@ def question_vector(ctx: ContextBatch, player: int, q: Question) -> np.ndarray:
     return qv
 
 
+def learner_observations(
+    rules: BatchedRules,
+    ctx: ContextBatch,
+    state: BatchState,
+    player: int,
+    features: bool,
+    acting: np.ndarray | None = None,
+) -> np.ndarray:
+    """``(B, ·)`` float32 observations of the batched learners
+    (:class:`~mechgym.integrations.torchrl_batched.BatchedMechanismEnv`, batched policies):
+    the AEC vector (``acting`` overrides its acting flag), then with ``features`` the raw
+    pending-question features; a factored move so far goes after them."""
+    obs = observation_vectors(rules, ctx, state, player, acting)
+    if not features:
+        return obs
+    q = question_vector(ctx, player, pending_question(rules, state, player))
+    return np.concatenate([obs, q], axis=1)
+
+
 def _phase_is(rules: BatchedRules, state: BatchState, name: str) -> np.ndarray:
     return state.phase == rules.phases.index(name) if name in rules.phases else state.phase < -1
 

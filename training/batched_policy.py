@@ -233,7 +233,7 @@ class BatchedLearnedPolicy:
         rng: np.random.Generator,
     ) -> np.ndarray:
         """``(B, n, L)`` layout actions of ``players`` where they act (batched policy)."""
-        from mechgym.envs.batched_api import observation_vectors
+        from mechgym.training.batched_obs import learner_observations
 
         B, n, L = ctx.B, rules.spec.n, len(rules.layout)
         acts = np.zeros((B, n, L), dtype=np.int64)
@@ -242,12 +242,7 @@ class BatchedLearnedPolicy:
             rows = np.flatnonzero(state.acting[:, p])
             if not len(rows):
                 continue
-            obs = observation_vectors(rules, ctx, state, p)
-            if self.features:
-                from mechgym.training.batched_obs import pending_question, question_vector
-
-                q = question_vector(ctx, p, pending_question(rules, state, p))
-                obs = np.concatenate([obs, q], axis=1)
+            obs = learner_observations(rules, ctx, state, p, self.features)
             obs = torch.from_numpy(obs[rows])
             if self.encoding == "menu":
                 from mechgym.training.batched_obs import padded_menu

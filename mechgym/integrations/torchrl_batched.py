@@ -69,7 +69,6 @@ from mechgym.agents.batched import batched_agents
 from mechgym.envs.batched_api import (
     BatchedEnv,
     ContextSource,
-    observation_vectors,
     private_features,
     put_state,
     static_partition,
@@ -89,7 +88,7 @@ from mechgym.envs.engine.errors import (
 )
 from mechgym.envs.engine.spaces import canonical_encoding
 from mechgym.envs.pettingzoo.aec import OBS_BOUND
-from mechgym.training.batched_obs import QUESTION_SIZE, pending_question, question_vector
+from mechgym.training.batched_obs import QUESTION_SIZE, learner_observations
 
 __all__ = ["ACTION_ENCODINGS", "BatchedMechanismEnv", "PartitionSource", "static_partition"]
 
@@ -679,14 +678,11 @@ class BatchedMechanismEnv(EnvBase):
         fd = self.factored
         comp = None if fd is None else fd.composing()[rows]
         for p in self.learning_players:
-            parts = [
-                observation_vectors(api.rules, ctx, state, p, None if comp is None else comp[:, p])
-            ]
-            if self.features:
-                parts.append(question_vector(ctx, p, pending_question(api.rules, state, p)))
+            acting = None if comp is None else comp[:, p]
+            obs = learner_observations(api.rules, ctx, state, p, self.features, acting)
             if fd is not None:
-                parts.append(fd.features(p)[rows])
-            self._obs[rows, p] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+                obs = np.concatenate([obs, fd.features(p)[rows]], axis=1)
+            self._obs[rows, p] = obs
         if self.return_state:
             self._state[rows] = self._state_vectors(ctx, state)
         if fd is not None:
