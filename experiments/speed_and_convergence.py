@@ -378,11 +378,8 @@ def plot_convergence(out: Path, results: dict[str, Any]) -> None:
     fig.savefig(out / "convergence.png", dpi=110)
     plt.close(fig)
     fig, axes = plt.subplots(1, len(ok), figsize=(3.2 * len(ok), 3.0), squeeze=False)
-    for ax, (mech, _s) in zip(axes[0], ok.items(), strict=True):
-        path = Path(_s.get("metrics_csv", out / "converge" / mech / "metrics.csv"))
-        if not path.exists():  # recorded relative to where the run started: look in --out
-            path = out / "curves" / f"{mech}.csv"
-        curve_panel(ax, mech, path)
+    for ax, mech in zip(axes[0], ok, strict=True):
+        curve_panel(ax, mech, out / "curves" / f"{mech}.csv")  # kept there by keep_curves
     cfg = next(iter(ok.values())).get("config") or {}
     if cfg:
         fig.suptitle(
