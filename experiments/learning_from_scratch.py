@@ -87,13 +87,51 @@ def seeds_reaching(cell_out: Path, phase: str, family: str = "heldout") -> tuple
     return sum(v >= 1.0 - 1e-12 for v in final), len(final)
 
 
+def cell_config(
+    mech: str,
+    encoding: str,
+    init: str,
+    scheme: str,
+    args: argparse.Namespace,
+    cell_out: Path,
+    **overrides: Any,
+) -> tuple[Any, int]:
+    """One cell's converge config: every player learns, ``args.budget`` learner decisions
+    spread over ``args.rounds`` rounds and the mechanism's players (``args``: ``seeds``,
+    ``rounds``, ``budget``, ``family``, ``jobs``; ``quick`` and ``features`` where given);
+    ``overrides`` replace fields. Returns the config and its decisions per run."""
+    from mechgym.training.converge import ConvergeConfig, draw_family
+
+    _, one = draw_family(mech, None, 1, 0)
+    players = int(one[0].n)
+    steps = max(1, args.budget // (args.rounds * players))
+    base = ConvergeConfig.quick_config() if getattr(args, "quick", False) else ConvergeConfig()
+    cfg = replace(
+        base,
+        mechanisms=(mech,),
+        seeds=args.seeds,
+        rounds=args.rounds,
+        steps=steps,
+        family=args.family,
+        encoding=encoding,
+        init=init,
+        scheme=scheme,
+        out=str(cell_out),
+        overwrite=True,
+        jobs=args.jobs,
+        save_models=False,
+        features=getattr(args, "features", True),
+    )
+    return replace(cfg, **overrides), steps * args.rounds * players
+
+
 def run_cell(
     mech: str, encoding: str, init: str, scheme: str, args: argparse.Namespace, out: Path
 ) -> dict[str, Any] | None:
     """One converge run of the matrix; its summary plus timings and the study's budget
     (``None``: with ``--aggregate``, a cell not in ``--out``)."""
     from mechgym.envs.engine.errors import MechgymError
-    from mechgym.training.converge import ConvergeConfig, draw_family, run_converge
+    from mechgym.training.converge import run_converge
 
     cell_out = out / "cells" / mech / cell_name(encoding, init, scheme)
     if args.aggregate and not (cell_out / "summary.json").exists():
@@ -110,26 +148,7 @@ def run_cell(
             "decisions_per_run": c["steps"] * c["rounds"] * players,
             "wall_seconds_total": summary.get("wall_seconds"),
         }
-    _, one = draw_family(mech, None, 1, 0)
-    players = int(one[0].n)
-    steps = max(1, args.budget // (args.rounds * players))
-    base = ConvergeConfig.quick_config() if args.quick else ConvergeConfig()
-    cfg = replace(
-        base,
-        mechanisms=(mech,),
-        seeds=args.seeds,
-        rounds=args.rounds,
-        steps=steps,
-        family=args.family,
-        encoding=encoding,
-        init=init,
-        scheme=scheme,
-        out=str(cell_out),
-        overwrite=True,
-        jobs=args.jobs,
-        save_models=False,
-        features=args.features,
-    )
+    cfg, decisions = cell_config(mech, encoding, init, scheme, args, cell_out)
     t0, c0 = time.perf_counter(), cpu_seconds()
     try:
         summary = run_converge(cfg, progress=False)
@@ -138,7 +157,7 @@ def run_cell(
     s = dict(summary["mechanisms"][mech])
     s["wall_seconds_total"] = time.perf_counter() - t0
     s["cpu_seconds_total"] = cpu_seconds() - c0
-    s["decisions_per_run"] = steps * args.rounds * players
+    s["decisions_per_run"] = decisions
     s["cell_out"] = str(cell_out)
     return s
 

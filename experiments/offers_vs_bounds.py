@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,34 +32,15 @@ BOUND_MECHANISMS = ("best_belief", "normal_form", "knowledge_benchmark", "collus
 
 def run_cell(mech: str, encoding: str, args: argparse.Namespace, out: Path) -> list[dict]:
     """Train (or reuse) one cell and return its bound-phase decisions on the held-out family."""
+    from learning_from_scratch import cell_config
     from mechgym.envs.pettingzoo.registry import entry
     from mechgym.training.batched_policy import BatchedLearnedPolicy
-    from mechgym.training.converge import (
-        ConvergeConfig,
-        draw_family,
-        eval_family_contexts,
-        run_converge,
-    )
+    from mechgym.training.converge import eval_family_contexts, run_converge
     from mechgym.training.metrics import evaluate_profile
 
     cell = out / "cells" / mech / encoding
-    _, one = draw_family(mech, None, 1, 0)
-    n = int(one[0].n)
-    cfg = replace(
-        ConvergeConfig(),
-        mechanisms=(mech,),
-        seeds=args.seeds,
-        rounds=args.rounds,
-        steps=max(1, args.budget // (args.rounds * n)),
-        family=args.family,
-        encoding=encoding,
-        init="random",
-        scheme="simultaneous",
-        out=str(cell),
-        overwrite=True,
-        jobs=args.jobs,
-        save_models=True,
-    )
+    # the study's simultaneous cell, with the actors saved
+    cfg, _ = cell_config(mech, encoding, "random", "simultaneous", args, cell, save_models=True)
     ckpt = cell / "checkpoints" / mech
     if not (
         args.reuse and all((ckpt / f"seed_{k}" / "policy.pt").exists() for k in range(args.seeds))
@@ -71,6 +51,7 @@ def run_cell(mech: str, encoding: str, args: argparse.Namespace, out: Path) -> l
             raise SystemExit(f"{mech}/{encoding}: converge ended with status {status}")
     agents = entry(mech).load_agents()
     _, held_out = eval_family_contexts(mech, cfg)
+    n = int(held_out[0].n)
     groups = [(p,) for p in range(n)]
     rows: list[dict[str, Any]] = []
     sources: list[tuple[str, Any]] = []

@@ -16,6 +16,7 @@ pytest.importorskip("torchrl")
 
 def test_offers_script_tables_learned_and_predicted_decisions(tmp_path, monkeypatch) -> None:
     root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "experiments"))  # it builds on the study script
     spec = importlib.util.spec_from_file_location(
         "offers_vs_bounds", root / "experiments" / "offers_vs_bounds.py"
     )
