@@ -121,6 +121,7 @@ def cell_config(
         jobs=args.jobs,
         save_models=False,
         features=getattr(args, "features", True),
+        full_space_limit=getattr(args, "full_space_limit", 0),
     )
     return replace(cfg, **overrides), steps * args.rounds * players
 
@@ -210,6 +211,11 @@ def cell_rows(
                 "exploitability_iqm": held.get(("exploitability_max", ""), {}).get("iqm"),
                 "exploitability_reference": s.get("exploitability_reference"),
                 "exploitability_space": s.get("exploitability_space"),
+                # over every legal action (exact), held out, where the space is small enough
+                "exploitability_full_iqm": (s.get("exploitability_full") or {}).get("iqm"),
+                "exploitability_full_ci_low": (s.get("exploitability_full") or {}).get("ci_low"),
+                "exploitability_full_ci_high": (s.get("exploitability_full") or {}).get("ci_high"),
+                "exploitability_full_reference": s.get("exploitability_full_reference"),
                 "decisions_per_run": s.get("decisions_per_run"),
                 "wall_seconds": s.get("wall_seconds_total"),
                 "cpu_seconds": s.get("cpu_seconds_total"),
@@ -282,6 +288,7 @@ def compact_table(rows: list[dict[str, Any]]) -> str:
 def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """The README's tables: one line per cell and phase, held-out figures first."""
     v = info.get("versions", {})
+    full = any(r.get("exploitability_full_iqm") not in (None, "") for r in rows)
     lines = [
         f"Machine: {info.get('cpu')}, {info.get('cores')} cores, {info.get('platform')}; "
         f"python {info.get('python')}, numpy {v.get('numpy')}, torch {v.get('torch')}, "
@@ -295,7 +302,15 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
         "seeds on the held-out family (train: the training family's IQM). Cost vs predicted: "
         "what the learned action at the phase's nodes costs its player against the predicted "
         "action there, everyone else as learned (exact, final round; > 0: the prediction pays "
-        "more).",
+        "more). Exploitability: the largest gain of one player's exact best response, over the "
+        "menu options (for factored and continuous, a lower bound)"
+        + (
+            " and, in its own column, over every legal action of the mechanism (a true "
+            "exploitability; n/a where a node has more than --full-space-limit actions)"
+            if full
+            else ""
+        )
+        + ".",
         "",
         "Learners: simultaneous = every player at once, batched PPO on TorchRL's ClipPPOLoss "
         f"and GAE ({_ppo_settings()}), random initial weights; independent = best-response "
@@ -312,8 +327,10 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
         " bound met |"
         " achieved/required | cost vs predicted | E[REV]/bench (pred.) | guarantee holds |"
         " exploitability (pred.) |"
-        " wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        + (" exploitability, full space (pred.) |" if full else "")
+        + " wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        + ("---|" if full else ""),
     ]
     for r in rows:
         label = LABEL.get(r["mechanism"], r["mechanism"])
@@ -334,7 +351,12 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
             f"{_f(r['revenue_ratio_iqm'])} "
             f"({_f(r['revenue_ratio_reference'])}) | {_f(r['guarantee_holds_iqm'])} | "
             f"{_f(r['exploitability_iqm'])} ({_f(r['exploitability_reference'])}) | "
-            f"{_f(r['wall_seconds'])} |"
+            + (
+                f"{_ci(r, 'exploitability_full')} ({_f(r['exploitability_full_reference'])}) | "
+                if full
+                else ""
+            )
+            + f"{_f(r['wall_seconds'])} |"
         )
     compact = compact_table(rows)
     if compact:
@@ -413,6 +435,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="features",
         action="store_false",
         help="Observations without the pending-question features (the AEC vector alone).",
+    )
+    ap.add_argument(
+        "--full-space-limit",
+        type=int,
+        default=0,
+        help="Also the exact exploitability over every legal action where no node has more "
+        "than this many (converge --full-space-limit; 0: off).",
     )
     ap.add_argument("--quick", action="store_true", help="Tiny budgets (a smoke test).")
     args = ap.parse_args(argv)

@@ -249,3 +249,43 @@ def test_simultaneous_continuous_without_question_features(tmp_path) -> None:
     policy = BatchedLearnedPolicy.load(path)
     assert policy.encoding == "continuous" and not policy.features
     assert policy.players == [0, 1, 2]
+
+
+def test_full_space_exploitability_of_the_final_profile(tmp_path) -> None:
+    """With ``full_space_limit``, the final held-out evaluation adds each player's exact best
+    response over every legal action (M1 at n=3, m=2: 3,600 announcements), beside the
+    menus' lower bound; beyond the limit the figure is left out, not approximated."""
+    from mechgym.envs.engine.errors import ParameterError
+    from mechgym.training.converge import FULL_SPACE_LABEL, run_converge
+
+    base = {
+        "mechanisms": ("best_belief",),
+        "seeds": 1,
+        "rounds": 1,
+        "steps": 128,
+        "family": 1,
+        "scheme": "simultaneous",
+        "encoding": "factored",
+        "jobs": 1,
+        "hyper": {"batch_size": 64},
+        "save_models": False,
+    }
+    cfg = ConvergeConfig(**base, out=str(tmp_path / "f"), full_space_limit=4096)
+    s = run_converge(cfg, progress=False)["mechanisms"]["best_belief"]
+    assert s["exploitability_full_space"] == FULL_SPACE_LABEL
+    assert s["exploitability_full"]["n"] == 1 and s["exploitability_full"]["min"] >= 0
+    assert s["exploitability_full_reference"] >= 0
+    with (tmp_path / "f" / "metrics.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["metric"] == "exploitability_full"]
+    assert {(r["round"], r["family"], r["key"]) for r in rows} == {
+        ("1", "heldout", k) for k in ("0", "1", "2")
+    }
+    # 3,600 announcements exceed a limit of 1000: no full-space figure
+    small = ConvergeConfig(**base, out=str(tmp_path / "s"), full_space_limit=1000)
+    t = run_converge(small, progress=False)["mechanisms"]["best_belief"]
+    assert t["exploitability_full_space"] is None and t["exploitability_full"]["n"] == 0
+    with pytest.raises(ParameterError, match="full-space-limit"):
+        run_converge(ConvergeConfig(**base, out=str(tmp_path / "x"), full_space_limit=-1))
+    assert not (tmp_path / "x").exists()
+    result = CliRunner().invoke(_app(), ["converge", "--full-space-limit", "100000"])
+    assert result.exit_code != 0 and "full-space-limit" in result.output

@@ -11,9 +11,11 @@ from mechgym.envs.engine.game import EnvSpec, evaluate_exact
 from mechgym.envs.mechanisms.vcg import VCG
 from mechgym.envs.model.context import AuctionContext
 from mechgym.training.equilibrium import (
+    TooManyOptions,
     count_full_options,
     equilibrium_metrics,
     full_options,
+    full_space_exploitability,
     mixed_value,
     uniform_over,
 )
@@ -73,6 +75,32 @@ def test_nash_conv_matches_brute_force_on_tiny_vcg() -> None:
     # truthful VCG is an equilibrium: NashConv 0 over the full space
     t = equilibrium_metrics(mech, spec, [ctx], truth, truth, [(0,), (1,)], action_space="full")
     assert t.nash_conv == 0.0 and t.relative_utility_loss["0"] == 0.0
+
+
+def test_full_space_exploitability_is_the_brute_force_gain() -> None:
+    mech, spec, ctx = _tiny_vcg()
+    reports = [(0, 1), (0, 2)]
+    prof = lambda c: {0: Report(reports[0]), 1: Report(reports[1])}  # noqa: E731
+    got = full_space_exploitability(mech, spec, [ctx], prof, [(0,), (1,)])
+    gains = {}
+    for i in range(2):
+        cur = _value(mech, ctx, reports, i)
+        best = max(
+            _value(mech, ctx, [(0, v) if j == i else reports[j] for j in range(2)], i)
+            for v in range(5)
+        )
+        gains[str(i)] = float(best - cur)
+    assert got == gains and got["0"] == 1.0
+
+
+def test_full_space_exploitability_refuses_a_node_beyond_the_limit() -> None:
+    mech, spec, ctx = _tiny_vcg()
+    truth = lambda c: {0: Report((0, 3)), 1: Report((0, 2))}  # noqa: E731
+    assert full_space_exploitability(mech, spec, [ctx], truth, [(0,)], limit=5) == {"0": 0.0}
+    # 5 legal reports at the node: a limit of 4 leaves the search to the menus
+    assert full_space_exploitability(mech, spec, [ctx], truth, [(0,)], limit=4) is None
+    with pytest.raises(TooManyOptions):
+        full_options(mech, spec, limit=4)(ctx, mech.start(ctx), 0)
 
 
 def test_relative_utility_loss_is_bnelearns() -> None:

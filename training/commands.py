@@ -379,6 +379,16 @@ def add_commands(app: typer.Typer) -> None:
                 help="Generator spec of the held-out family (default: the training one).",
             ),
         ] = None,
+        full_space_limit: Annotated[
+            int | None,
+            typer.Option(
+                "--full-space-limit",
+                help="After the last round, also search every legal action for each player's "
+                "exact best response on the held-out family where no node has more than this "
+                "many (e.g. 4096, which covers M1 and VCG at n=3, m=2; default 0: off, the "
+                "menus' lower bound only; at most 65536).",
+            ),
+        ] = None,
         torch_threads: TorchThreadsOpt = None,
         backend: BackendOpt = "sb3",
         num_env_runners: NumEnvRunnersOpt = None,
@@ -415,6 +425,7 @@ def add_commands(app: typer.Typer) -> None:
             "eval_family": eval_family,
             "eval_family_seed": eval_seed,
             "eval_generator": eval_generate,
+            "full_space_limit": full_space_limit,
             "torch_threads": torch_threads,
             "backend": backend if backend != "sb3" else None,
             "num_env_runners": num_env_runners,

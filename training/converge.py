@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,9 @@ RUN_FACTS = (
 )
 #: bootstrap resamples behind each learned figure's 95% interval (seeded, as in rliable)
 BOOTSTRAP_REPS = 1000
+#: the exact search visits every legal action at every node below: beyond this it takes hours
+MAX_FULL_SPACE_LIMIT = 65_536
+FULL_SPACE_LABEL = "every legal action (exact best response over the mechanism's own space)"
 BACKENDS = ("sb3", "rllib")
 
 #: context families per mechanism (others: the env module's default generator)
@@ -100,6 +104,10 @@ class ConvergeConfig:
     jobs: int = 0
     out: str = "results/converge"
     exploitability: bool = True
+    #: after the last round, also each player's exact best-response gain over every legal
+    #: action on the held-out family, where no node has more than this many (0: off; see
+    #: full_space_exploitability; costly: seconds per context and player for M1)
+    full_space_limit: int = 0
     save_models: bool = True
     tensorboard: bool = False
     quick: bool = False
@@ -214,6 +222,11 @@ def check_learning_options(cfg: ConvergeConfig) -> None:
     if cfg.encoding not in ENCODINGS:
         raise ParameterError(
             "--encoding", f"unknown encoding {cfg.encoding!r}; use one of {', '.join(ENCODINGS)}"
+        )
+    if not 0 <= cfg.full_space_limit <= MAX_FULL_SPACE_LIMIT:
+        raise ParameterError(
+            "--full-space-limit",
+            f"must be between 0 (off) and {MAX_FULL_SPACE_LIMIT:,}, got {cfg.full_space_limit}",
         )
     if cfg.scheme == "simultaneous" and cfg.init not in (None, "random"):
         raise ParameterError(
@@ -380,7 +393,37 @@ def evaluate_round(
         )
         rows += metric_rows(mech, seed, rnd, steps, met, fam)
         final[fam] = met.to_json()
+        if rnd == cfg.rounds and fam == "heldout":  # costly: the final profile, held out
+            full = full_space_figures(mech_obj, encoding.spec, ctxs, profile, groups, cfg)
+            final[fam].update(full)
+            rows += [
+                {**rows[-1], "metric": "exploitability_full", "key": k, "value": v}
+                for k, v in (full["exploitability_full"] or {}).items()
+            ]
     return rows
+
+
+def full_space_figures(
+    mech_obj: Any,
+    spec: Any,
+    ctxs: list[Any],
+    profile: Any,
+    groups: Sequence[Sequence[int]],
+    cfg: Any,
+) -> dict[str, Any]:
+    """``exploitability_full`` (per group, ``None`` where the full action space is larger than
+    ``cfg.full_space_limit`` or the search is off) and its maximum over groups."""
+    from .equilibrium import full_space_exploitability
+
+    full = None
+    if cfg.exploitability and cfg.full_space_limit > 0:
+        full = full_space_exploitability(
+            mech_obj, spec, ctxs, profile, [tuple(g) for g in groups], cfg.full_space_limit
+        )
+    return {
+        "exploitability_full": full,
+        "exploitability_full_max": max(full.values()) if full else None,
+    }
 
 
 def eval_families(
@@ -612,9 +655,15 @@ def learned_stats(values: Sequence[float | None]) -> dict[str, Any]:
 
 
 def reference_metrics(
-    mech: str, contexts: list[Any], encoding: str, exploitability: bool
+    mech: str,
+    contexts: list[Any],
+    encoding: str,
+    exploitability: bool,
+    full_space_limit: int = 0,
+    train: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of the predicted profile on the family (every player as a group)."""
+    """Metrics of the predicted profile on the family (every player as a group); the
+    full-space exploitability too where ``full_space_limit`` > 0 on the held-out family."""
     from mechgym.envs.engine.game import EnvSpec
     from mechgym.envs.pettingzoo.registry import entry
 
@@ -626,16 +675,16 @@ def reference_metrics(
     agents = entry(mech).load_agents()
     spec: EnvSpec = raw.spec
     enc = make_encoding(encoding, mech, raw.mechanism, spec, agents)
+    profile = predicted_profile(agents, spec.n)
+    groups = [(i,) for i in range(spec.n)]
     met = evaluate_profile(
-        raw.mechanism,
-        agents,
-        contexts,
-        predicted_profile(agents, spec.n),
-        [(i,) for i in range(spec.n)],
-        enc,
-        exploitability=exploitability,
+        raw.mechanism, agents, contexts, profile, groups, enc, exploitability=exploitability
     )
-    return met.to_json()
+    out = met.to_json()
+    if full_space_limit > 0 and not train:
+        limits = SimpleNamespace(exploitability=exploitability, full_space_limit=full_space_limit)
+        out.update(full_space_figures(raw.mechanism, spec, contexts, profile, groups, limits))
+    return out
 
 
 def summarize(
@@ -705,6 +754,12 @@ def summarize(
             k: learned_stats([f["exploitability"].get(k) for f in finals])
             for k in (finals[0]["exploitability"] if finals else {})
         },
+        # over every legal action (exact), where the mechanism's action space is small enough
+        "exploitability_full": learned_stats([f.get("exploitability_full_max") for f in finals]),
+        "exploitability_full_reference": reference.get("exploitability_full_max"),
+        "exploitability_full_space": FULL_SPACE_LABEL
+        if any(f.get("exploitability_full") for f in finals)
+        else None,
         "wall_seconds_per_seed": stats([j["wall_seconds"] for j in jobs]),
         "cpu_seconds_per_seed": stats([j.get("cpu_seconds") for j in jobs]),
         "eval_seconds_per_seed": stats([j["eval_seconds"] for j in jobs]),
@@ -722,6 +777,12 @@ def summarize(
         " vs predicted "
         f"{_num(reference.get('exploitability_max'))}"
     )
+    if out["exploitability_full_space"]:
+        verdicts.append(
+            "exploitability over every legal action (exact best response, max over players):"
+            f" learned {_fmt(out['exploitability_full'])} vs predicted "
+            f"{_num(reference.get('exploitability_full_max'))}"
+        )
     idle = {seed: d for seed, d in out["idle_rounds"].items() if d}
     if idle:
         verdicts.append(
@@ -956,9 +1017,13 @@ def run_converge(cfg: ConvergeConfig, console: Any = None, progress: bool = True
         eval_desc, held_out = eval_family_contexts(mech, cfg)
         mine = sorted((j for j in results if j["mechanism"] == mech), key=lambda j: j["seed"])
         on = mine[0].get("evaluated_on", "heldout")
-        ref_train = reference_metrics(mech, contexts, cfg.encoding, cfg.exploitability)
+        ref_train = reference_metrics(
+            mech, contexts, cfg.encoding, cfg.exploitability, cfg.full_space_limit, train=True
+        )
         ref = (
-            reference_metrics(mech, held_out, cfg.encoding, cfg.exploitability)
+            reference_metrics(
+                mech, held_out, cfg.encoding, cfg.exploitability, cfg.full_space_limit
+            )
             if on == "heldout"
             else ref_train
         )

@@ -50,6 +50,16 @@ MAX_FULL_OPTIONS = 512
 coalition counts its members' joint actions): beyond it the search falls back to the menus,
 since a best response explores every option at every node below."""
 
+FULL_SPACE_LIMIT = 4096
+"""Default largest number of legal (joint) actions at one node for
+:func:`full_space_exploitability` (M1 at n = 3, m = 2 has 3,600 announcements; M3's 15,876
+and beyond are left to the menus' lower bound)."""
+
+
+class TooManyOptions(ValueError):
+    """A node has more legal actions than the full-space search accepts."""
+
+
 Mixed = Callable[[Any, Any, int], Sequence[tuple[Fraction, Any]]]
 """``(ctx, state, player) -> [(probability, structured action), ...]``."""
 
@@ -61,7 +71,7 @@ def full_options(
 
     Raises
     ------
-    ValueError
+    TooManyOptions
         When a node has more than ``limit`` legal actions.
     """
     layout = mech.layout(spec)
@@ -71,7 +81,7 @@ def full_options(
         legal = [np.flatnonzero(layout.field_mask(mask, f)) for f in layout.names]
         total = math.prod(len(x) for x in legal)
         if total > limit:
-            raise ValueError(f"{total} legal actions at one node exceed the limit {limit}")
+            raise TooManyOptions(f"{total} legal actions at one node exceed the limit {limit}")
         out = []
         for combo in itertools.product(*legal):
             vec = np.asarray(combo, dtype=np.int64)
@@ -89,6 +99,61 @@ def count_full_options(mech: Mechanism, spec: EnvSpec, state: Any, player: int) 
     layout = mech.layout(spec)
     mask = mech.action_mask(state, player, spec, layout)
     return math.prod(int(layout.field_mask(mask, f).sum()) for f in layout.names)
+
+
+def fits_full_space(
+    mech: Mechanism,
+    spec: EnvSpec,
+    contexts: Sequence[Any],
+    profile: Callable[[Any], Mapping[int, Any]],
+    groups: Sequence[Group],
+    limit: int,
+) -> bool:
+    """Whether every node on the profile's path has at most ``limit`` legal (joint) actions
+    for each group acting there."""
+    for ctx in contexts:
+        ev = evaluate_exact(mech, ctx, profile(ctx))
+        for v in ev.visits:
+            for g in groups:
+                sizes = [
+                    count_full_options(mech, spec, v.state, p) for p in v.node.players if p in g
+                ]
+                if math.prod(sizes) > limit:
+                    return False
+    return True
+
+
+def full_space_exploitability(
+    mech: Mechanism,
+    spec: EnvSpec,
+    contexts: Sequence[Any],
+    profile: Callable[[Any], Mapping[int, Any]],
+    groups: Sequence[Group],
+    limit: int = FULL_SPACE_LIMIT,
+) -> dict[str, float] | None:
+    """Each group's exact gain by its best response over **every** legal action of the
+    mechanism (the array layout, not an encoding's subset), mean over ``contexts``; chance
+    enumerated, the others' (deterministic) policies fixed.
+
+    A true exploitability, whatever encoding the profile was learned in: the mechanism's own
+    strategy space contains every encoding's. ``None`` where a node on the profile's path, or
+    one a deviation reaches, has more than ``limit`` legal actions (for one player; a
+    coalition's joint actions on the path).
+    """
+    if not fits_full_space(mech, spec, contexts, profile, groups, limit):
+        return None
+    options = full_options(mech, spec, limit)
+    gains: dict[str, list[float]] = {group_label(g): [] for g in groups}
+    try:
+        for ctx in contexts:
+            pol = dict(profile(ctx))
+            ev = evaluate_exact(mech, ctx, pol)
+            for g in groups:
+                br = best_response_value(mech, ctx, pol, g, options)
+                gains[group_label(g)].append(float(br - expected_group_value(ctx, ev, g)))
+    except TooManyOptions:
+        return None
+    return {k: sum(v) / len(v) for k, v in gains.items() if v}
 
 
 def mixed_value(
@@ -212,16 +277,8 @@ def equilibrium_metrics(
     full = full_options(mech, spec)
     space = action_space
     if space == "auto":
-        space = "full"
-        for ctx in contexts:
-            ev = evaluate_exact(mech, ctx, profile(ctx))
-            for v in ev.visits:
-                for g in groups:
-                    sizes = [
-                        count_full_options(mech, spec, v.state, p) for p in v.node.players if p in g
-                    ]
-                    if math.prod(sizes) > MAX_FULL_OPTIONS:
-                        space = "menu"
+        fits = fits_full_space(mech, spec, contexts, profile, groups, MAX_FULL_OPTIONS)
+        space = "full" if fits else "menu"
     if space == "menu" and menu_options is None:
         raise ValueError("menu deviations need menu_options")
     options = full if space == "full" else menu_options
