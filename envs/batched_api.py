@@ -59,13 +59,14 @@ from mechgym.envs.engine.batched import (
     check_actions,
 )
 from mechgym.envs.engine.errors import ContextError, OutOfSpaceError, ParameterError
+from mechgym.envs.model.family import ContextFamily, FamilySampler
 from mechgym.envs.pettingzoo.aec import OBS_BOUND, agent_name
 
 __all__ = [
     "BatchedEnv",
     "ContextSource",
     "ExactSampler",
-    "FixedContexts",
+    "FamilySampler",
     "context_source",
     "observation_vectors",
     "private_features",
@@ -80,33 +81,6 @@ class ContextSource(Protocol):
     """Draws ``B`` contexts as a :class:`ContextBatch` from the generator passed in."""
 
     def sample(self, B: int, rng: np.random.Generator) -> ContextBatch: ...
-
-
-@dataclass
-class FixedContexts:
-    """A fixed family of exact contexts (one context included), drawn uniformly per slot."""
-
-    contexts: tuple[Any, ...]
-
-    def __post_init__(self) -> None:
-        if not self.contexts:
-            raise ContextError("contexts", "a family needs at least one context")
-        self.batch = ContextBatch.from_contexts(list(self.contexts))
-
-    @property
-    def n(self) -> int:
-        return self.batch.n
-
-    @property
-    def m(self) -> int:
-        return self.batch.m
-
-    def sample(self, B: int, rng: np.random.Generator) -> ContextBatch:
-        if len(self.contexts) == 1:
-            idx = np.zeros(B, dtype=np.int64)
-        else:
-            idx = rng.integers(len(self.contexts), size=B)
-        return self.batch.take(idx)
 
 
 @dataclass
@@ -129,18 +103,17 @@ def context_source(
     if sum(given) != 1:
         raise ParameterError("context", "give exactly one of generator, context or contexts")
     if contexts is not None:
-        return FixedContexts(tuple(contexts))
+        return FamilySampler(ContextFamily(tuple(contexts)))
     if context is not None:
-        return FixedContexts((context,))
+        return FamilySampler(ContextFamily((context,)))
     if hasattr(generator, "sample") and hasattr(generator, "base"):
         return generator  # already a batched sampler
     from mechgym.envs.model.batched_generators import BatchGenerator
     from mechgym.envs.model.generators import make_generator
 
     gen = make_generator(generator) if isinstance(generator, str) else generator
-    family = getattr(gen, "contexts", None)
-    if family is not None:
-        return FixedContexts(tuple(family))
+    if isinstance(gen, ContextFamily):
+        return FamilySampler(gen)
     try:
         return BatchGenerator(gen)
     except ContextError:
@@ -156,7 +129,7 @@ def static_partition(source: ContextSource, n: int) -> tuple[tuple[int, ...], ..
     imposed = getattr(source, "partition", None)
     if imposed is not None:
         return imposed  # coalitions imposed on every context
-    if isinstance(source, FixedContexts):
+    if isinstance(source, FamilySampler):
         parts = {source.batch.coalitions_of(b) for b in range(source.batch.B)}
         return parts.pop() if len(parts) == 1 else None
     gen = getattr(source, "base", None) or getattr(source, "generator", None)

@@ -87,6 +87,7 @@ EXCEPTIONS = {
                 "context",
                 "contextfile",
                 "examples",
+                "family",
                 "generators",
                 "limits",
                 "market",

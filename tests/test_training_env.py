@@ -9,11 +9,11 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from mechgym.envs.engine.errors import ActionError, IllegalActionError, ParameterError
 from mechgym.envs.model.examples import example
+from mechgym.envs.model.family import ContextFamily
 from mechgym.envs.model.generators import make_generator
 from mechgym.envs.pettingzoo.registry import available
 from mechgym.training.encodings import aec_observation
 from mechgym.training.learner_env import (
-    ContextFamily,
     LearnerEnv,
     align_context,
     as_group,
@@ -238,6 +238,38 @@ def test_context_family_draws_from_its_list() -> None:
         seen.add(id(env.ctx))
     assert seen == {id(c) for c in fam}
     assert ContextFamily(tuple(fam)).value_cap == max(c.value_cap for c in fam)
+
+
+def test_one_family_draws_the_same_contexts_on_both_paths() -> None:
+    """The exact face (``sample(rng)``) and the batched one (``FamilySampler``) share one
+    draw rule: the same seed picks the same contexts, one at a time or ``B`` at once."""
+    from mechgym.envs.batched_api import context_source
+    from mechgym.envs.engine.errors import ContextError
+    from mechgym.envs.model.family import FamilySampler
+
+    gen = make_generator(SPEC)
+    rng = np.random.default_rng(0)
+    fam = ContextFamily(tuple(gen.sample(rng) for _ in range(5)))
+    one = [fam.sample(np.random.default_rng(9)) for _ in range(1)]
+    a = np.random.default_rng(3)
+    exact = [fam.contexts.index(fam.sample(a)) for _ in range(40)]
+    source = context_source(generator=fam)
+    assert isinstance(source, FamilySampler) and source.contexts == fam.contexts
+    batch = source.sample(40, np.random.default_rng(3))
+    assert batch.B == 40
+    want = FamilySampler(fam).batch.take(np.asarray(exact))
+    np.testing.assert_array_equal(batch.values, want.values)
+    # a family of one context consumes no randomness on either path
+    single = ContextFamily(tuple(one))
+    b, c = np.random.default_rng(4), np.random.default_rng(4)
+    single.sample(b)
+    FamilySampler(single).sample(16, b)
+    assert b.random() == c.random()
+    with pytest.raises(ContextError, match="at least one context"):
+        ContextFamily(())
+    other = make_generator("uniform:n=2,m=2,cap=10").sample(rng)
+    with pytest.raises(ContextError, match="same kind, n and m"):
+        ContextFamily((*fam.contexts, other))
 
 
 def test_learner_env_over_a_given_raw_env() -> None:

@@ -38,15 +38,15 @@ Masks for sb3-contrib's MaskablePPO come from :meth:`LearnerEnv.action_masks`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from mechgym.envs.engine.errors import ActionError, ContextError, ParameterError
+from mechgym.envs.engine.errors import ActionError, ParameterError
 from mechgym.envs.engine.game import Decision, Terminal
 from mechgym.envs.engine.spaces import canonical_encoding
+from mechgym.envs.model.family import ContextFamily
 from mechgym.envs.pettingzoo.aec import MechanismEnv
 
 from .encodings import Encoding, ObservationBuilder, make_encoding
@@ -109,46 +109,6 @@ def align_context(ctx: Any, group: Group) -> Any:
         return ctx
     rest = [tuple(p for p in block if p not in group) for block in ctx.coalitions]
     return ctx.with_coalitions([group, *[b for b in rest if b]], shared_reward=True)
-
-
-@dataclass(frozen=True)
-class ContextFamily:
-    """A fixed list of contexts, drawn uniformly at every reset (a generator look-alike)."""
-
-    contexts: tuple[Any, ...]
-
-    def __post_init__(self) -> None:
-        if not self.contexts:
-            raise ContextError("contexts", "a family needs at least one context")
-        first = self.contexts[0]
-        for k, c in enumerate(self.contexts):
-            if (c.n, c.m) != (first.n, first.m) or type(c) is not type(first):
-                raise ContextError(
-                    f"contexts[{k}]", "every context of a family needs the same kind, n and m"
-                )
-
-    @property
-    def n(self) -> int:
-        return self.contexts[0].n
-
-    @property
-    def m(self) -> int:
-        return self.contexts[0].m
-
-    @property
-    def value_cap(self) -> int:
-        return max(c.value_cap for c in self.contexts)
-
-    @property
-    def context_class(self) -> type:
-        return type(self.contexts[0])
-
-    @property
-    def kind(self) -> str:
-        return self.contexts[0].kind
-
-    def sample(self, rng: np.random.Generator) -> Any:
-        return self.contexts[int(rng.integers(len(self.contexts)))]
 
 
 def make_raw_env(

@@ -47,7 +47,7 @@ from gymnasium import spaces
 from mechgym.agents.batched import batched_agents
 from mechgym.envs.batched_api import (
     ContextSource,
-    FixedContexts,
+    FamilySampler,
     context_source,
     put_state,
     take_state,
@@ -253,8 +253,8 @@ class VecLearnerEnv(VecEnv):
     def _aligned(self, base: ContextSource, group: Group) -> ContextSource:
         if not self.align_coalitions or len(group) == 1:
             return base
-        if isinstance(base, FixedContexts):
-            return FixedContexts(tuple(align_context(c, group) for c in base.contexts))
+        if isinstance(base, FamilySampler):
+            return FamilySampler(base.family.map(lambda c: align_context(c, group)))
         return AlignedSource(base, group)
 
     # -- configuration -------------------------------------------------------------------------

@@ -86,7 +86,7 @@ class _Setup:
         e = entry(self.mech_name)
         kwargs: dict[str, Any] = dict(config.get("params", {}) or {})
         if config.get("contexts") is not None:
-            from mechgym.training.learner_env import ContextFamily
+            from mechgym.envs.model.family import ContextFamily
 
             kwargs["generator"] = ContextFamily(tuple(config["contexts"]))
         elif config.get("example") is not None:
