@@ -334,6 +334,17 @@ def show_bench(result: dict[str, Any], console: Any) -> None:
                         f"{e['decisions']} decisions in {e['total_seconds']:.2f} s: "
                         f"{e['decisions_per_second']:,.0f} decisions/s{ratio}"
                     )
+    vs = result.get("versus_baseline")
+    if vs:
+        base = result["baseline"]
+        v = Table(title=f"current / baseline {base['revision']} ({base['commit'][:10]}), same run")
+        v.add_column("mechanism or env")
+        v.add_column("batched rules", justify="right")
+        v.add_column("env steps", justify="right")
+        for name in dict.fromkeys([*vs["batched"], *vs["throughput"]]):
+            b, e = vs["batched"].get(name), vs["throughput"].get(name)
+            v.add_row(name, f"{b:.2f}x" if b else "n/a", f"{e:.2f}x" if e else "n/a")
+        console.print(v)
     rl = result.get("rllib")
     if rl:
         if not rl.get("installed"):

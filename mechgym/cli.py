@@ -484,10 +484,18 @@ def bench(
         bool, typer.Option("--quick", help="Every key, measured briefly (no training run).")
     ] = False,
     torch_threads: TorchThreadsOpt = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="A git revision of this checkout (e.g. a tag or hash) whose env throughput "
+            "and batched-rules figures are measured in the same run, with ratios.",
+        ),
+    ] = None,
     show_progress: ProgressOpt = True,
 ) -> None:
     """Env throughput against PettingZoo's rps_v2, batched rules' decisions per second, DP
-    against MILP, env share of training."""
+    against MILP, env share of training; with --baseline, an earlier revision beside."""
     from mechgym.bench import run_bench
 
     if not 0 < seconds <= MAX_BENCH_SECONDS:  # also refuses NaN
@@ -502,7 +510,11 @@ def bench(
                 pass
             else:
                 threads = resolve_threads(torch_threads, "--torch-threads")
-        return run_bench(
+        if baseline is not None:
+            from mechgym.bench_baseline import checkout_root, resolve_revision
+
+            resolve_revision(checkout_root(), baseline)  # refuse a bad revision before timing
+        out = run_bench(
             seconds=seconds,
             training=training,
             console=None if as_json else err,
@@ -510,6 +522,14 @@ def bench(
             progress=show_progress,
             threads=threads,
         )
+        if baseline is not None:
+            from mechgym.bench_baseline import compare, measure_baseline
+
+            if not as_json:
+                err.print(f"[dim]building and measuring the baseline {baseline} ...[/]")
+            out["baseline"] = measure_baseline(baseline, seconds, quick)
+            out["versus_baseline"] = compare(out, out["baseline"])
+        return out
 
     result = run_guarded(go)
     if as_json:
