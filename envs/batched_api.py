@@ -59,6 +59,7 @@ from mechgym.envs.engine.batched import (
     check_actions,
 )
 from mechgym.envs.engine.errors import ContextError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.observation import observation_head
 from mechgym.envs.model.family import ContextFamily, FamilySampler
 from mechgym.envs.pettingzoo.aec import OBS_BOUND, agent_name
 
@@ -209,13 +210,8 @@ def observation_vectors(
     Ended episodes get a zero phase part, as the AEC env at a terminal node.
     """
     B = ctx.B
-    P = len(rules.phases)
-    head = np.zeros((B, P + 1), dtype=np.float32)
-    live = state.phase >= 0
-    rows = np.flatnonzero(live)
-    head[rows, state.phase[rows]] = 1.0
     flag = state.acting[:, player] if acting is None else acting
-    head[:, P] = np.where(live, flag, False)
+    head = observation_head(state.phase, flag, len(rules.phases))
     own = np.zeros((B, rules.spec.n), dtype=np.float32)
     own[:, player] = 1.0
     public = np.clip(rules.public_features(state, player), -OBS_BOUND, OBS_BOUND)

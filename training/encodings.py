@@ -63,6 +63,7 @@ from gymnasium import spaces
 from mechgym.agents.menus import MenuTable
 from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError, ParameterError
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
+from mechgym.envs.engine.observation import observation_head
 from mechgym.envs.engine.spaces import canonical_encoding
 from mechgym.envs.pettingzoo.aec import OBS_BOUND
 
@@ -90,10 +91,11 @@ def aec_observation(
     trained model can play from engine states (exact evaluation) as it did in the env.
     """
     node = mech.node(state)
-    head = np.zeros(len(mech.phases) + 1, dtype=np.float32)
-    if isinstance(node, Decision):
-        head[mech.phases.index(node.phase)] = 1.0
-        head[-1] = 1.0 if player in node.players else 0.0
+    decision = isinstance(node, Decision)
+    phase = np.array([mech.phases.index(node.phase) if decision else -1])
+    head = observation_head(
+        phase, np.array([decision and player in node.players]), len(mech.phases)
+    )[0]
     own = np.zeros(spec.n, dtype=np.float32)
     own[player] = 1.0
     private = np.asarray(ctx.private_features(player), dtype=np.float32)

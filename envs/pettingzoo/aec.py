@@ -47,6 +47,7 @@ from mechgym.envs.engine.game import (
     require_kind,
     sample_chance,
 )
+from mechgym.envs.engine.observation import observation_head, state_head
 from mechgym.envs.engine.spaces import MaskedChoiceBox, MaskedDiscrete, canonical_encoding
 from mechgym.envs.model.limits import check_cap, check_seed
 from pettingzoo import AECEnv, ParallelEnv
@@ -260,13 +261,10 @@ class MechanismEnv(AECEnv):
         every player's private information | every player's public view]``."""
         node = self._node
         k, n, _ = self._private_sizes
-        head = np.zeros(k + n, dtype=np.float32)
+        acting = np.zeros((1, n), dtype=bool)
         if isinstance(node, Decision):
-            head[self._phase_index[node.phase]] = 1.0
-            for p in node.players:
-                if p not in self._buffer:
-                    head[k + p] = 1.0
-        parts = [head]
+            acting[0, [p for p in node.players if p not in self._buffer]] = True
+        parts = [state_head(self._phase_of(node), acting, k)[0]]
         parts += [self._static[i][n:] for i in range(n)]
         parts += [
             np.asarray(self.mechanism.public_features(self.game_state, i, self.spec))
@@ -314,12 +312,9 @@ class MechanismEnv(AECEnv):
 
     def observe(self, agent: str) -> dict[str, np.ndarray]:
         i = self._index[agent]
-        head = np.zeros(self._static_size, dtype=np.float32)
         node = self._node
         acting = isinstance(node, Decision) and i in node.players and i not in self._buffer
-        if isinstance(node, Decision):
-            head[self._phase_index[node.phase]] = 1.0
-            head[-1] = 1.0 if acting else 0.0
+        head = observation_head(self._phase_of(node), np.array([acting]), self._static_size - 1)[0]
         public = np.asarray(
             self.mechanism.public_features(self.game_state, i, self.spec), dtype=np.float32
         )
@@ -333,6 +328,10 @@ class MechanismEnv(AECEnv):
         obs = np.concatenate(parts)
         mask = self._action_mask(i) if acting else self._idle_mask
         return {"observation": obs, "action_mask": mask}
+
+    def _phase_of(self, node: Any) -> np.ndarray:
+        """``(1,)`` the node's phase index (-1 where no decision node is current)."""
+        return np.array([self._phase_index[node.phase] if isinstance(node, Decision) else -1])
 
     def _action_mask(self, player: int) -> np.ndarray:
         if self.menus is not None:

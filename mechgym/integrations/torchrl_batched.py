@@ -86,6 +86,7 @@ from mechgym.envs.engine.errors import (
     OutOfSpaceError,
     ParameterError,
 )
+from mechgym.envs.engine.observation import state_head
 from mechgym.envs.engine.spaces import canonical_encoding
 from mechgym.envs.pettingzoo.aec import OBS_BOUND
 from mechgym.training.batched_obs import QUESTION_SIZE, learner_observations
@@ -703,12 +704,8 @@ class BatchedMechanismEnv(EnvBase):
 
     def _state_vectors(self, ctx: ContextBatch, state: BatchState) -> np.ndarray:
         """``(B, state_size)``: the AEC env's ``state()`` per episode (at a node's start)."""
-        B, n, k = ctx.B, self.n, len(self.rules.phases)
-        head = np.zeros((B, k + n), dtype=np.float32)
-        live = np.flatnonzero(state.phase >= 0)
-        head[live, state.phase[live]] = 1.0
-        head[:, k:] = state.acting
-        parts = [head]
+        n = self.n
+        parts = [state_head(state.phase, state.acting, len(self.rules.phases))]
         parts += [private_features(ctx, i) for i in range(n)]
         parts += [self.rules.public_features(state, i) for i in range(n)]
         out = np.concatenate(parts, axis=1).astype(np.float32)
