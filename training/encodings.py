@@ -92,10 +92,8 @@ def aec_observation(
     """
     node = mech.node(state)
     decision = isinstance(node, Decision)
-    phase = np.array([mech.phases.index(node.phase) if decision else -1])
-    head = observation_head(
-        phase, np.array([decision and player in node.players]), len(mech.phases)
-    )[0]
+    phase = mech.phases.index(node.phase) if decision else -1
+    head = observation_head(phase, decision and player in node.players, len(mech.phases))[0]
     own = np.zeros(spec.n, dtype=np.float32)
     own[player] = 1.0
     private = np.asarray(ctx.private_features(player), dtype=np.float32)

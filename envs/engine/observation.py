@@ -19,8 +19,15 @@ def observation_head(phase: np.ndarray, acting: np.ndarray, phases: int) -> np.n
 
     ``phase`` ``(B,)`` holds each episode's phase index, negative where no decision node is
     current (chance resolved to an end: a zero head); ``acting`` ``(B,)`` is whether the
-    agent still has to move there.
+    agent still has to move there. Scalars stand for one episode (the AEC env's per-step
+    call), answered without array indexing since it runs at every observation.
     """
+    if np.ndim(phase) == 0:
+        one = np.zeros((1, phases + 1), dtype=np.float32)
+        if phase >= 0:
+            one[0, phase] = 1.0
+            one[0, phases] = 1.0 if acting else 0.0
+        return one
     phase = np.asarray(phase, dtype=np.int64).reshape(-1)
     head = np.zeros((len(phase), phases + 1), dtype=np.float32)
     live = np.flatnonzero(phase >= 0)

@@ -264,7 +264,7 @@ class MechanismEnv(AECEnv):
         acting = np.zeros((1, n), dtype=bool)
         if isinstance(node, Decision):
             acting[0, [p for p in node.players if p not in self._buffer]] = True
-        parts = [state_head(self._phase_of(node), acting, k)[0]]
+        parts = [state_head(np.array([self._phase_of(node)]), acting, k)[0]]
         parts += [self._static[i][n:] for i in range(n)]
         parts += [
             np.asarray(self.mechanism.public_features(self.game_state, i, self.spec))
@@ -314,7 +314,7 @@ class MechanismEnv(AECEnv):
         i = self._index[agent]
         node = self._node
         acting = isinstance(node, Decision) and i in node.players and i not in self._buffer
-        head = observation_head(self._phase_of(node), np.array([acting]), self._static_size - 1)[0]
+        head = observation_head(self._phase_of(node), acting, self._static_size - 1)[0]
         public = np.asarray(
             self.mechanism.public_features(self.game_state, i, self.spec), dtype=np.float32
         )
@@ -329,9 +329,9 @@ class MechanismEnv(AECEnv):
         mask = self._action_mask(i) if acting else self._idle_mask
         return {"observation": obs, "action_mask": mask}
 
-    def _phase_of(self, node: Any) -> np.ndarray:
-        """``(1,)`` the node's phase index (-1 where no decision node is current)."""
-        return np.array([self._phase_index[node.phase] if isinstance(node, Decision) else -1])
+    def _phase_of(self, node: Any) -> int:
+        """The node's phase index (-1 where no decision node is current)."""
+        return self._phase_index[node.phase] if isinstance(node, Decision) else -1
 
     def _action_mask(self, player: int) -> np.ndarray:
         if self.menus is not None:
