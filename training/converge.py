@@ -45,10 +45,9 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -391,15 +390,24 @@ def evaluate_round(
         met = evaluate_profile(
             mech_obj, agents, ctxs, profile, groups, encoding, exploitability=cfg.exploitability
         )
-        rows += metric_rows(mech, seed, rnd, steps, met, fam)
+        triples = list(met.flat())
         final[fam] = met.to_json()
         if rnd == cfg.rounds and fam == "heldout":  # costly: the final profile, held out
-            full = full_space_figures(mech_obj, encoding.spec, ctxs, profile, groups, cfg)
+            full = full_space_figures(
+                mech_obj,
+                encoding.spec,
+                ctxs,
+                profile,
+                groups,
+                cfg.exploitability,
+                cfg.full_space_limit,
+            )
             final[fam].update(full)
-            rows += [
-                {**rows[-1], "metric": "exploitability_full", "key": k, "value": v}
+            triples += [
+                ("exploitability_full", k, v)
                 for k, v in (full["exploitability_full"] or {}).items()
             ]
+        rows += metric_rows(mech, seed, rnd, steps, triples, fam)
     return rows
 
 
@@ -409,16 +417,17 @@ def full_space_figures(
     ctxs: list[Any],
     profile: Any,
     groups: Sequence[Sequence[int]],
-    cfg: Any,
+    exploitability: bool,
+    limit: int,
 ) -> dict[str, Any]:
-    """``exploitability_full`` (per group, ``None`` where the full action space is larger than
-    ``cfg.full_space_limit`` or the search is off) and its maximum over groups."""
+    """``exploitability_full`` (per group, ``None`` where the full action space has a node with
+    more than ``limit`` legal actions, or the search is off) and its maximum over groups."""
     from .equilibrium import full_space_exploitability
 
     full = None
-    if cfg.exploitability and cfg.full_space_limit > 0:
+    if exploitability and limit > 0:
         full = full_space_exploitability(
-            mech_obj, spec, ctxs, profile, [tuple(g) for g in groups], cfg.full_space_limit
+            mech_obj, spec, ctxs, profile, [tuple(g) for g in groups], limit
         )
     return {
         "exploitability_full": full,
@@ -438,10 +447,15 @@ def eval_families(
 
 
 def metric_rows(
-    mech: str, seed: int, rnd: int, steps: int, met: Any, family: str = "heldout"
+    mech: str,
+    seed: int,
+    rnd: int,
+    steps: int,
+    triples: Iterable[tuple[str, str, Any]],
+    family: str = "heldout",
 ) -> list[dict[str, Any]]:
     """The ``metrics.csv`` rows of one evaluation on ``family`` (``"heldout"`` or
-    ``"train"``; see :func:`write_csv`)."""
+    ``"train"``; see :func:`write_csv`) from its ``(metric, key, value)`` triples."""
     return [
         {
             "mechanism": mech,
@@ -453,7 +467,7 @@ def metric_rows(
             "key": key,
             "value": value,
         }
-        for metric, key, value in met.flat()
+        for metric, key, value in triples
     ]
 
 
@@ -573,7 +587,7 @@ def _run_no_regret_job(
             exploitability=cfg.exploitability,
         )
         eval_s += time.perf_counter() - te
-        rows += metric_rows(mech, seed, r, learner.rounds * len(contexts), met, "train")
+        rows += metric_rows(mech, seed, r, learner.rounds * len(contexts), met.flat(), "train")
         final = met.to_json()
         _emit(events, mech, seed, "eval", r)
     return {
@@ -682,8 +696,11 @@ def reference_metrics(
     )
     out = met.to_json()
     if full_space_limit > 0 and not train:
-        limits = SimpleNamespace(exploitability=exploitability, full_space_limit=full_space_limit)
-        out.update(full_space_figures(raw.mechanism, spec, contexts, profile, groups, limits))
+        out.update(
+            full_space_figures(
+                raw.mechanism, spec, contexts, profile, groups, exploitability, full_space_limit
+            )
+        )
     return out
 
 

@@ -111,15 +111,19 @@ def fits_full_space(
 ) -> bool:
     """Whether every node on the profile's path has at most ``limit`` legal (joint) actions
     for each group acting there."""
-    for ctx in contexts:
-        ev = evaluate_exact(mech, ctx, profile(ctx))
-        for v in ev.visits:
-            for g in groups:
-                sizes = [
-                    count_full_options(mech, spec, v.state, p) for p in v.node.players if p in g
-                ]
-                if math.prod(sizes) > limit:
-                    return False
+    evs = (evaluate_exact(mech, ctx, profile(ctx)) for ctx in contexts)
+    return all(_path_fits(mech, spec, ev, groups, limit) for ev in evs)
+
+
+def _path_fits(
+    mech: Mechanism, spec: EnvSpec, ev: Any, groups: Sequence[Group], limit: int
+) -> bool:
+    """:func:`fits_full_space` for one evaluated context."""
+    for v in ev.visits:
+        for g in groups:
+            sizes = [count_full_options(mech, spec, v.state, p) for p in v.node.players if p in g]
+            if math.prod(sizes) > limit:
+                return False
     return True
 
 
@@ -140,14 +144,15 @@ def full_space_exploitability(
     one a deviation reaches, has more than ``limit`` legal actions (for one player; a
     coalition's joint actions on the path).
     """
-    if not fits_full_space(mech, spec, contexts, profile, groups, limit):
+    # every path checked before the costly searches; each context evaluated once
+    played = [(ctx, dict(profile(ctx))) for ctx in contexts]
+    evs = [evaluate_exact(mech, ctx, pol) for ctx, pol in played]
+    if not all(_path_fits(mech, spec, ev, groups, limit) for ev in evs):
         return None
     options = full_options(mech, spec, limit)
     gains: dict[str, list[float]] = {group_label(g): [] for g in groups}
     try:
-        for ctx in contexts:
-            pol = dict(profile(ctx))
-            ev = evaluate_exact(mech, ctx, pol)
+        for (ctx, pol), ev in zip(played, evs, strict=True):
             for g in groups:
                 br = best_response_value(mech, ctx, pol, g, options)
                 gains[group_label(g)].append(float(br - expected_group_value(ctx, ev, g)))
