@@ -21,7 +21,7 @@ from mechgym.envs.mechanisms.normal_form import NormalAnnouncement
 from mechgym.envs.solvers.packing import best_belief
 
 from .base import MechanismAgents, PhasePolicy, RandomPolicy, register_agents
-from .offers import MENU_FACTORS, accepts, ranked_bundles, scale_offer
+from .offers import MENU_FACTORS, ranked_bundles, scale_offer
 
 
 def bb_offer(ctx: Any, i: int) -> Offer:
@@ -47,11 +47,11 @@ def truthful_answer(mech: Mechanism, ctx: Any, state: Any, player: int) -> bool:
     """M1's answer: YES iff θ_i(α_i) ≥ π_i for the pending offer (the leading one: the
     winner's, or the seller's reserve), or always YES when the winner is in i's shared-reward
     coalition."""
-    w = state.leader
-    if w is not None and ctx.shared_reward and w in ctx.coalition_of(player):
-        return True
-    q = mech.pending_offer(state, player)
-    return q is not None and accepts(ctx.values[player, q.item], q.price)
+    from .best_belief_batched import truthful_answers
+
+    # one rule for both paths: the batched answer on the exact state's batch of one
+    rules = mech.rules(ctx.n, ctx.m)
+    return bool(truthful_answers(rules, state.batch, state.state)[0, player])
 
 
 class PredictedSeed000:

@@ -12,7 +12,7 @@ from mechgym.envs.engine.batched import batched_rules
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.engine.game import EnvSpec, Examples
 from mechgym.envs.mechanisms.best_belief import BestBelief
-from mechgym.envs.mechanisms.best_belief_batched import BestBeliefBatched
+from mechgym.envs.mechanisms.best_belief import BestBeliefRules as BestBeliefBatched
 from mechgym.envs.mechanisms.second_price_bundle import SecondPriceBundle
 from mechgym.envs.model.examples import example
 

@@ -136,7 +136,8 @@ def test_learner_sees_the_reserve_question_on_both_paths() -> None:
     s = mech.start(ctx)
     s = step_decision(mech, s, mech.node(s), dict.fromkeys(range(ctx.n), empty))
     s = mech.chance(s, 1)  # tails
-    assert s.seller_leads
+    # nobody announced anything, so only the reserve can ask player 0
+    assert mech.node(s).players == (0,)
     assert mech.pending_offer(s, 0) == PendingOffer(1, 5)
     assert mech.pending_offer(s, 1) is None
     enc = make_encoding("raw", "best_belief", mech, spec, None)

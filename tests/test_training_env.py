@@ -159,9 +159,12 @@ def test_learn_phases_scripts_other_phases() -> None:
         env.reset(seed=k)
         assert env.mech.node(env.raw.game_state).phase == "respond"
         # the learner's own announcement was the prediction
-        ann = env.raw.game_state.announcements[0]
+        d = env.raw.game_state.state.data
         pred = env.agents.predicted(env.ctx)
-        assert ann == pred.act(env.mech, env.ctx, env.mech.start(env.ctx), 0)
+        want = pred.act(env.mech, env.ctx, env.mech.start(env.ctx), 0)
+        assert int(d["bundle"][0, 0]) == want.bundle
+        assert tuple(d["alloc"][0, 0]) == want.offer.alloc
+        assert tuple(d["prices"][0, 0]) == want.offer.prices
         assert env.step(1)[2]
 
 
@@ -184,12 +187,15 @@ def test_align_context_and_group_value() -> None:
     aligned = align_context(ctx, (1, 2))
     assert aligned.coalitions == ((0,), (1, 2)) and aligned.shared_reward
     assert align_context(aligned, (1, 2)) is aligned
-    from mechgym.envs.mechanisms.vcg import VCG, vcg_outcome
+    from mechgym.envs.engine.game import step_decision
+    from mechgym.envs.mechanisms.vcg import VCG
 
-    o = vcg_outcome(np.array([[0, 0, 0, 20], [0, 20, 0, 20], [0, 0, 20, 20]]))
+    mech = VCG()
+    reports = {0: (0, 0, 0, 20), 1: (0, 20, 0, 20), 2: (0, 0, 20, 20)}
+    s = mech.start(aligned)
+    o = mech.node(step_decision(mech, s, mech.node(s), reports)).outcome
     assert group_value(aligned, o, (1, 2)) == 10
     assert group_value(aligned, o, (0,)) == 0
-    del VCG
 
 
 def test_illegal_actions_penalty_and_raise() -> None:

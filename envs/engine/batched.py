@@ -117,15 +117,59 @@ class BatchOutcome:
         )
 
 
+class ChanceRequest(Exception):
+    """Raised by :class:`ForcedChance` when the rules meet a chance node beyond the outcomes
+    it was given: the exact engine then shows ``node`` and resumes with the chosen outcome."""
+
+    def __init__(self, node: Chance) -> None:
+        super().__init__(node.name)
+        self.node = node
+
+
+class ForcedChance:
+    """The chance source of a batch of one on the exact path: the rules' ``k``-th chance
+    node takes ``outcomes[k]``; one more raises :class:`ChanceRequest` with the node's exact
+    probabilities, so that an evaluator can enumerate it (it forks by re-running the step
+    with every outcome appended)."""
+
+    def __init__(self, outcomes: Sequence[int] = ()) -> None:
+        self.outcomes = tuple(outcomes)
+        self.used = 0
+
+    def draw(
+        self, probs: Sequence[Fraction] | np.ndarray, live: np.ndarray, node: Chance | None
+    ) -> np.ndarray:
+        if live.shape != (1,):
+            raise ValueError("forced chance serves a batch of one")
+        if not live[0]:
+            return np.full(1, -1, dtype=np.int64)
+        if self.used < len(self.outcomes):
+            self.used += 1
+            return np.full(1, self.outcomes[self.used - 1], dtype=np.int64)
+        row = probs[0] if isinstance(probs, np.ndarray) and probs.ndim == 2 else probs
+        exact = tuple(Fraction(p) for p in row)
+        if any(isinstance(p, float) for p in row) or sum(exact) != 1:
+            raise TypeError("chance on the exact path needs exact probabilities summing to 1")
+        name = node.name if node is not None else "chance"
+        labels = node.labels if node is not None else tuple(str(k) for k in range(len(exact)))
+        raise ChanceRequest(Chance(name, labels, exact))
+
+
 def draw(
-    rng: np.random.Generator, probs: Sequence[Fraction] | np.ndarray, live: np.ndarray
+    rng: np.random.Generator | ForcedChance,
+    probs: Sequence[Fraction] | np.ndarray,
+    live: np.ndarray,
+    node: Chance | None = None,
 ) -> np.ndarray:
     """Draw a chance outcome for every ``live`` episode (``-1`` elsewhere).
 
     ``probs`` is either one probability vector shared by the batch or ``(B, K)`` rows.
     One uniform per episode is drawn whether or not it is live, so the stream does not
-    depend on which episodes are live.
+    depend on which episodes are live. ``node`` names the chance node (its labels) for the
+    exact path, where ``rng`` is a :class:`ForcedChance`.
     """
+    if isinstance(rng, ForcedChance):
+        return rng.draw(probs, live, node)
     B = live.shape[0]
     u = rng.random(B)
     p = np.asarray([float(x) for x in probs]) if not isinstance(probs, np.ndarray) else probs
@@ -543,14 +587,20 @@ def batched_rules(mech: Mechanism, spec: EnvSpec) -> BatchedRules:
 
         raise ParameterError("mechanism", f"{mech.title} has no batched rules")
     importlib.import_module(mod)
+    rules_cls = rules_class(mech)
+    check_implemented(mech, rules_cls)
+    return rules_cls(mech, spec)
+
+
+def rules_class(mech: Mechanism) -> type[BatchedRules]:
+    """The batched rules class registered for ``mech``'s class (or a base class of it)."""
     for cls in type(mech).__mro__:
         if cls in _RULES:
-            rules_cls = _RULES[cls]
-            check_implemented(mech, rules_cls)
-            return rules_cls(mech, spec)
+            return _RULES[cls]
     from mechgym.envs.engine.errors import ParameterError
 
-    raise ParameterError("mechanism", f"{mech.title} has no batched rules registered in {mod}")
+    where = BATCHED_MODULES.get(mech.name)
+    raise ParameterError("mechanism", f"{mech.title} has no batched rules registered in {where}")
 
 
 def check_implemented(mech: Mechanism, rules_cls: type[BatchedRules]) -> None:

@@ -22,15 +22,28 @@ winner) and 0 on heads. The budget ε·R_w is split in two halves: the acceptanc
 Answers do not move R_w, so YES iff θ_i ≥ π stays strictly dominant (the bonus is positive
 whenever someone is asked), and δ_i still strictly increases in R_i on tails.
 
+Written once (:mod:`mechgym.envs.engine.episode`): :class:`BestBeliefRules` is the rule over
+a batch, with exact or float money; :class:`BestBelief`, the exact face, runs it on a batch of
+one with exact money, the coin an explicit chance node.
+
 Array layout (every agent): ``answer`` (2: 0 = NO, 1 = YES), ``bundle`` (2**m: ξ), then the
 offer fields of :mod:`mechgym.envs.engine.actions` (``owner_g``, ``price_j``). Phase
-``announce`` reads ``bundle`` and the offer; phase ``respond`` reads ``answer``.
+``announce`` (index 0) reads ``bundle`` and the offer; phase ``respond`` (index 1) reads
+``answer``. The winner, the leading offer and the coin are settled in the announcing step;
+heads ends the episode, tails moves the players offered a bundle to ``respond`` (or ends it
+when nobody is offered anything).
+
+``state.data``: ``bundle`` ``(B, n)`` ξ_i; ``alloc``, ``prices`` ``(B, n, n)`` the offers
+(announcer, player); ``revenues`` ``(B, n)``; ``winner`` ``(B,)``; ``seller_leads`` ``(B,)``;
+``lead_alloc``, ``lead_prices`` ``(B, n)``; ``coin`` ``(B,)`` (−1 before the draw);
+``answers`` ``(B, n)`` int8 (+1 YES, −1 NO, 0 not asked or not yet answered);
+``announced`` ``(B,)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
 
@@ -44,31 +57,33 @@ from mechgym.envs.engine.actions import (
     describe_offer,
     encode_offer,
     offer_fields,
-    offer_mask,
     offer_stage_size,
-    write_offer_stage,
 )
+from mechgym.envs.engine.batched import TERMINAL, BatchOutcome, BatchState, register_batched
+from mechgym.envs.engine.episode import BatchOfOne, Episode, MoveRules, Moves
 from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterError
 from mechgym.envs.engine.factored import register_factored
-from mechgym.envs.engine.game import (
-    Decision,
-    EnvSpec,
-    Examples,
-    Guarantee,
-    Node,
-    PendingOffer,
-    Terminal,
-)
+from mechgym.envs.engine.game import EnvSpec, Examples, Guarantee
+from mechgym.envs.engine.money import FLOAT, Money
 from mechgym.envs.engine.spaces import ActionLayout
-from mechgym.envs.mechanisms.offer_rules import (
-    COIN,
-    AnnouncedOffers,
-    Seed000Mechanism,
+from mechgym.envs.mechanisms.offer_rules import Seed000Mechanism
+from mechgym.envs.mechanisms.offer_rules_batched import (
+    PhaseMasks,
+    announce_mask_rows,
+    announced_revenues,
+    askers,
+    decode_offers,
+    draw_coin,
     heads_outcome,
+    merge,
     tails_outcome,
+    winner_of,
+    write_offer_stage,
 )
+from mechgym.envs.model.batch import ContextBatch
 from mechgym.envs.model.bundles import format_bundle
-from mechgym.envs.model.outcome import Outcome
+
+ANNOUNCE, RESPOND = 0, 1
 
 
 def example_reserve(n: int, m: int, price: int = 1) -> Offer:
@@ -96,44 +111,7 @@ class BBAnnouncement:
     offer: Offer
 
 
-@dataclass(frozen=True)
-class BestBeliefState(AnnouncedOffers):
-    """Public state of M_BB."""
-
-    n: int
-    m: int
-    announcements: tuple[BBAnnouncement, ...] | None = None
-    coin: int | None = None
-    answers: tuple[tuple[int, bool], ...] | None = None
-    reserve: Offer | None = None
-
-    @property
-    def winner(self) -> int:
-        """The highest announcer w."""
-        return self.top
-
-    @property
-    def seller_leads(self) -> bool:
-        """Whether the seller's reserve outcome replaces the winner's offer."""
-        return self.reserve is not None and self.revenues[self.winner] < self.reserve.revenue
-
-    @property
-    def leader(self) -> int | None:
-        """The player whose offer is sold (``None`` when the seller's reserve leads)."""
-        return None if self.seller_leads else self.winner
-
-    @property
-    def leading_offer(self) -> Offer:
-        """The offer sold on tails: the winner's, or the seller's reserve."""
-        return self.reserve if self.seller_leads else self.announcements[self.winner].offer
-
-    @property
-    def askers(self) -> tuple[int, ...]:
-        """Players offered a non-empty bundle in the leading offer."""
-        return tuple(i for i, b in enumerate(self.leading_offer.alloc) if b)
-
-
-class BestBelief(Seed000Mechanism):
+class BestBelief(BatchOfOne, Seed000Mechanism):
     """M_BB: revenue ≥ BB/2 − ε in expectation under undominated play (Theorem 2)."""
 
     name = "best_belief"
@@ -207,79 +185,53 @@ class BestBelief(Seed000Mechanism):
     def _reserve_for(self, ctx: Any) -> Offer:
         return check_offer(self.reserve, ctx.n, ctx.m, None, "seller", "reserve")
 
-    # -- rules -------------------------------------------------------------------------------
-    def start(self, ctx: Any) -> BestBeliefState:
-        reserve = None if self.reserve is None else self._reserve_for(ctx)
-        return BestBeliefState(ctx.n, ctx.m, reserve=reserve)
-
-    def node(self, s: BestBeliefState) -> Node:
-        if s.announcements is None:
-            return Decision(tuple(range(s.n)), "announce")
-        if s.coin is None:
-            return COIN
-        w = s.leader
-        if s.coin == 0:
-            if w is None:
-                return Terminal(Outcome((0,) * s.n, (Fraction(0),) * s.n, rule="heads-reserve"))
-            return Terminal(heads_outcome(s.n, w, s.announcements[w].bundle))
-        if s.answers is None and s.askers:
-            return Decision(s.askers, "respond")
-        answers = dict(s.answers) if s.answers is not None else {}
-        eps = self.eps
-        if self.reward_budget == "fraction":
-            eps = self.eps * s.leading_offer.revenue / 2  # half the budget ε·R_w each
-        return Terminal(tails_outcome(s.n, w, s.leading_offer, answers, s.revenues, eps))
-
-    def pending_offer(self, s: BestBeliefState, player: int) -> PendingOffer | None:
-        """At ``respond``: the leading offer's bundle and price (the seller's reserve where it
-        leads, else the winner's offer)."""
-        if s.announcements is None or s.coin != 1 or s.answers is not None:
-            return None
-        offer = s.leading_offer
-        b = offer.alloc[player]
-        return PendingOffer(int(b), int(offer.prices[player])) if b else None
-
-    def validate(self, s: BestBeliefState, player: int, action: Any) -> Any:
-        agent = f"player_{player}"
-        if s.announcements is None:
+    # -- moves -------------------------------------------------------------------------------
+    def validate(self, s: Episode, player: int, action: Any) -> Any:
+        agent, n, m = f"player_{player}", s.ctx.n, s.ctx.m
+        if s.state.phase[0] == ANNOUNCE:
             phase = "announce"
             if not isinstance(action, BBAnnouncement):
                 raise MalformedAnnouncementError(
                     agent, phase, f"expected a BBAnnouncement, got {type(action).__name__}"
                 )
-            bundle = check_bundle(action.bundle, s.m, agent, phase, "favourite bundle")
-            offer = check_offer(action.offer, s.n, s.m, player, agent, phase)
+            bundle = check_bundle(action.bundle, m, agent, phase, "favourite bundle")
+            offer = check_offer(action.offer, n, m, player, agent, phase)
             return BBAnnouncement(bundle, offer)
         return check_answer(action, agent, "respond")
 
-    def resolve(self, s: BestBeliefState, actions: Mapping[int, Any]) -> BestBeliefState:
-        if s.announcements is None:
-            return replace(s, announcements=tuple(actions[i] for i in range(s.n)))
-        return replace(s, answers=tuple(sorted(actions.items())))
+    def moves(self, s: Episode, actions: Mapping[int, Any]) -> Moves:
+        n = s.ctx.n
+        moves = {
+            "bundle": np.zeros((1, n), dtype=np.int64),
+            "alloc": np.zeros((1, n, n), dtype=np.int64),
+            "prices": np.zeros((1, n, n), dtype=np.int64),
+            "yes": np.zeros((1, n), dtype=bool),
+        }
+        for i, a in actions.items():
+            if isinstance(a, BBAnnouncement):
+                moves["bundle"][0, i] = a.bundle
+                moves["alloc"][0, i] = a.offer.alloc
+                moves["prices"][0, i] = a.offer.prices
+            else:
+                moves["yes"][0, i] = bool(a)
+        return moves
 
     # -- encodings ---------------------------------------------------------------------------
     def layout(self, spec: EnvSpec) -> ActionLayout:
         return ActionLayout([("answer", 2), ("bundle", 1 << spec.m), *offer_fields(spec)])
 
-    def action_mask(
-        self, s: BestBeliefState, player: int, spec: EnvSpec, layout: ActionLayout
-    ) -> np.ndarray:
-        if s.announcements is None:
-            return layout.mask({"bundle": True, **offer_mask(spec, player)})
-        return layout.mask({"answer": True})
-
     def decode(
-        self, s: BestBeliefState, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
     ) -> Any:
-        if s.announcements is None:
+        if s.state.phase[0] == ANNOUNCE:
             return BBAnnouncement(int(vec[layout.index["bundle"]]), decode_offer(vec, spec, layout))
         return bool(vec[layout.index["answer"]])
 
     def encode(
-        self, s: BestBeliefState, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
     ) -> np.ndarray:
         vec = layout.zeros()
-        if s.announcements is None:
+        if s.state.phase[0] == ANNOUNCE:
             vec[layout.index["bundle"]] = action.bundle
             encode_offer(action.offer, vec, spec, layout, f"player_{player}", "announce")
         else:
@@ -289,25 +241,180 @@ class BestBelief(Seed000Mechanism):
     def public_size(self, spec: EnvSpec) -> int:
         return 2 * spec.n + 2 + offer_stage_size(spec)
 
-    def public_features(self, s: BestBeliefState, player: int, spec: EnvSpec) -> np.ndarray:
-        n = spec.n
-        out = np.zeros(self.public_size(spec), dtype=np.float32)
-        if s.announcements is None:
-            return out
-        if s.leader is not None:
-            out[s.leader] = 1.0
-        out[n : 2 * n] = s.revenues
-        k = 2 * n
-        if s.coin is not None:
-            out[k + s.coin] = 1.0
-        offer = s.leading_offer
-        write_offer_stage(out, k + 2, spec, offer, player, bool(offer.alloc[player]), s.answers)
-        return out
-
-    def describe_action(self, s: BestBeliefState, player: int, action: Any) -> str:
+    def describe_action(self, s: Episode, player: int, action: Any) -> str:
         if isinstance(action, BBAnnouncement):
             return f"xi={{{format_bundle(action.bundle)}}} {describe_offer(action.offer)}"
         return "YES" if action else "NO"
+
+
+@register_batched
+class BestBeliefRules(MoveRules):
+    """The rules of :class:`BestBelief` over a batch."""
+
+    mechanism = BestBelief
+    implements = frozenset({"eps", "reserve", "reward_budget"})
+    mech: BestBelief
+
+    def __init__(self, mech: BestBelief, spec: EnvSpec, money: Money = FLOAT) -> None:
+        super().__init__(mech, spec, money)
+        n, layout = spec.n, self.layout
+        self.masker = PhaseMasks(
+            [
+                announce_mask_rows(layout, spec, {"bundle": True}),
+                np.stack([layout.mask({"answer": True})] * n),
+            ],
+            layout.mask({}),
+        )
+        self.i_answer = layout.index["answer"]
+        self.i_bundle = layout.index["bundle"]
+        if mech.reserve is None:
+            self.reserve = None
+        else:
+            r = check_offer(mech.reserve, spec.n, spec.m, None, "seller", "reserve")
+            self.reserve = (
+                np.array(r.alloc, dtype=np.int64),
+                np.array(r.prices, dtype=np.int64),
+                int(r.revenue),
+            )
+
+    # -- rules -------------------------------------------------------------------------------
+    def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
+        B, n = ctx.B, ctx.n
+        data = {
+            "bundle": np.zeros((B, n), dtype=np.int64),
+            "alloc": np.zeros((B, n, n), dtype=np.int64),
+            "prices": np.zeros((B, n, n), dtype=np.int64),
+            "revenues": np.zeros((B, n), dtype=np.int64),
+            "winner": np.zeros(B, dtype=np.int64),
+            "seller_leads": np.zeros(B, dtype=bool),
+            "lead_alloc": np.zeros((B, n), dtype=np.int64),
+            "lead_prices": np.zeros((B, n), dtype=np.int64),
+            "coin": np.full(B, -1, dtype=np.int64),
+            "answers": np.zeros((B, n), dtype=np.int8),
+            "announced": np.zeros(B, dtype=bool),
+        }
+        return BatchState(
+            np.full(B, ANNOUNCE, dtype=np.int64), np.ones((B, n), dtype=bool), data, []
+        )
+
+    def masks(self, state: BatchState) -> np.ndarray:
+        return self.masker(state.phase, state.acting)
+
+    def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
+        alloc, prices = decode_offers(actions, self.spec, self.layout)
+        return {
+            "bundle": actions[:, :, self.i_bundle],
+            "alloc": alloc,
+            "prices": prices,
+            "yes": actions[:, :, self.i_answer] == 1,
+        }
+
+    def apply(self, ctx: ContextBatch, state: BatchState, moves: Moves, rng: Any) -> BatchState:
+        d = dict(state.data)
+        phase = state.phase.copy()
+        acting = state.acting.copy()
+        at_respond = state.phase == RESPOND
+        at_announce = state.phase == ANNOUNCE
+        if at_respond.any():
+            yes = moves["yes"]
+            given = np.where(state.acting, np.where(yes, 1, -1), 0).astype(np.int8)
+            d["answers"] = merge(at_respond, given, d["answers"])
+            phase[at_respond] = TERMINAL
+            acting[at_respond] = False
+        chance = list(state.chance)
+        if at_announce.any():
+            alloc, prices = moves["alloc"], moves["prices"]
+            revenues = announced_revenues(prices)
+            winner = winner_of(revenues)
+            rows = np.arange(len(winner))
+            lead_alloc, lead_prices = alloc[rows, winner], prices[rows, winner]
+            if self.reserve is None:
+                leads = np.zeros(len(winner), dtype=bool)
+            else:
+                r_alloc, r_prices, r_rev = self.reserve
+                leads = revenues[rows, winner] < r_rev
+                lead_alloc = np.where(leads[:, None], r_alloc, lead_alloc)
+                lead_prices = np.where(leads[:, None], r_prices, lead_prices)
+            put = at_announce
+            d["bundle"] = merge(put, moves["bundle"], d["bundle"])
+            d["alloc"] = merge(put, alloc, d["alloc"])
+            d["prices"] = merge(put, prices, d["prices"])
+            d["revenues"] = merge(put, revenues, d["revenues"])
+            d["winner"] = merge(put, winner, d["winner"])
+            d["seller_leads"] = merge(put, leads, d["seller_leads"])
+            d["lead_alloc"] = merge(put, lead_alloc, d["lead_alloc"])
+            d["lead_prices"] = merge(put, lead_prices, d["lead_prices"])
+            d["announced"] = d["announced"] | at_announce
+            coin = draw_coin(rng, at_announce)
+            chance.append(coin)
+            d["coin"] = merge(put, coin, d["coin"])
+            ask = askers(lead_alloc)
+            respond = at_announce & (coin == 1) & ask.any(axis=1)
+            phase = merge(put, np.where(respond, RESPOND, TERMINAL), phase)
+            acting = merge(put, ask & respond[:, None], acting)
+        return BatchState(phase, acting, d, chance)
+
+    def outcome(self, state: BatchState) -> BatchOutcome:
+        d = state.data
+        n = d["revenues"].shape[1]
+        B = len(d["winner"])
+        rows = np.arange(B)
+        # the player whose offer is sold; −1 where the seller's reserve leads
+        leader = np.where(d["seller_leads"], -1, d["winner"])
+        money = self.money
+        h_alloc, h_prices = heads_outcome(leader, d["bundle"][rows, d["winner"]], n, money)
+        eps: Fraction | np.ndarray = self.mech.eps
+        if self.mech.reward_budget == "fraction":
+            # Section 6.3 as read above: half of the budget ε·R_w to the acceptance bonus,
+            # half to δ
+            eps = money.constant(self.mech.eps) * money.array(d["lead_prices"].sum(axis=1)) / 2
+        t_alloc, t_prices = tails_outcome(
+            leader,
+            d["lead_alloc"],
+            d["lead_prices"],
+            d["answers"] == 1,
+            d["revenues"],
+            eps,
+            money,
+        )
+        heads = (d["coin"] == 0)[:, None]
+        return BatchOutcome.of_bundles(
+            np.where(heads, h_alloc, t_alloc), np.where(heads, h_prices, t_prices)
+        )
+
+    def outcome_rule(self, state: BatchState) -> str:
+        d = state.data
+        if d["coin"][0] == 0:
+            return "heads-reserve" if d["seller_leads"][0] else "heads"
+        return "tails"
+
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = state.data
+        asked = (state.phase == RESPOND)[:, None] & state.acting
+        return asked, d["lead_alloc"], d["lead_prices"]
+
+    def public_features(self, state: BatchState, player: int) -> np.ndarray:
+        return self.public_features_all(state)[:, player]
+
+    def public_features_all(self, state: BatchState) -> np.ndarray:
+        d = state.data
+        spec, n = self.spec, self.spec.n
+        B = len(d["winner"])
+        out = np.zeros((B, n, self.mech.public_size(spec)), dtype=np.float32)
+        if not d["announced"].any():
+            return out
+        leader = np.where(d["seller_leads"], -1, d["winner"])
+        out[:, :, :n] = (np.arange(n)[None, :] == leader[:, None])[:, None, :]
+        out[:, :, n : 2 * n] = d["revenues"][:, None, :]
+        out[:, :, 2 * n] = (d["coin"] == 0)[:, None]
+        out[:, :, 2 * n + 1] = (d["coin"] == 1)[:, None]
+        lead_alloc = d["lead_alloc"]
+        asked = lead_alloc != 0
+        write_offer_stage(
+            out, 2 * n + 2, spec, lead_alloc, d["lead_prices"], None, asked, d["answers"]
+        )
+        out[~d["announced"]] = 0.0
+        return out
 
 
 # offers carry positive prices: field value k is price k + 1

@@ -43,6 +43,10 @@ class MechanismSpec:
     batched_agents : str or None
         Module under ``mechgym.agents`` of its batched agents without the ``_batched``
         suffix, where not ``agents``.
+    written_once : bool
+        Whether its rules are written once (:mod:`mechgym.envs.engine.episode`: the exact
+        face is the batched rules on a batch of one) in ``module``; otherwise the batched
+        rules are a twin in ``<module>_batched``.
     """
 
     name: str
@@ -55,6 +59,7 @@ class MechanismSpec:
     generator: str | None = None
     mixable: tuple[str, ...] = ()
     batched_agents: str | None = None
+    written_once: bool = False
 
     @property
     def module(self) -> str:
@@ -68,8 +73,8 @@ class MechanismSpec:
 
     @property
     def batched_module(self) -> str:
-        """The module of the batched rules (beside the exact ones)."""
-        return f"{self.module}_batched"
+        """The module of the batched rules (the exact rules' own when written once)."""
+        return self.module if self.written_once else f"{self.module}_batched"
 
     @property
     def agents_module(self) -> str:
@@ -95,6 +100,7 @@ SPECS: dict[str, MechanismSpec] = {
             "mechgym/BestBelief-v0",
             _NOISY,
             ("best_belief",),
+            written_once=True,
         ),
         MechanismSpec(
             "normal_form",
@@ -105,6 +111,7 @@ SPECS: dict[str, MechanismSpec] = {
             "M2: one simultaneous move; E[REV] >= BB/2 - eps",
             "mechgym/NormalForm-v0",
             _NOISY,
+            written_once=True,
         ),
         MechanismSpec(
             "vcg",
@@ -115,6 +122,7 @@ SPECS: dict[str, MechanismSpec] = {
             "VCG with Clarke payments; SW = MSW, revenue unguaranteed",
             "mechgym/VCG-v0",
             _NOISY,
+            written_once=True,
         ),
         MechanismSpec(
             "knowledge_benchmark",

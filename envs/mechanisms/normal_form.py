@@ -6,13 +6,21 @@ heads gives ``w`` a bundle maximising v_w (lowest bitmask on ties) for free; tai
 with player ``i``'s answer read off its report (YES iff v_i(α^w_i) ≥ π^w_i), then pays every
 reward δ_i. Unlike M1 the whole valuation is revealed.
 
+Written once (:mod:`mechgym.envs.engine.episode`): :class:`NormalFormRules` is the rule over
+a batch, with exact or float money; :class:`NormalForm`, the exact face, runs it on a batch of
+one with exact money, the coin an explicit chance node.
+
 Array layout: ``value_S`` for every non-empty bundle S (0..value_cap), then the offer fields.
+
+``state.data``: ``valuation`` ``(B, n, 2^m)``; ``alloc``, ``prices`` ``(B, n, n)`` (announcer,
+player); ``revenues`` ``(B, n)``; ``winner`` ``(B,)``; ``coin`` ``(B,)`` (−1 before the draw);
+``announced`` ``(B,)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,23 +31,32 @@ from mechgym.envs.engine.actions import (
     decode_offer,
     describe_offer,
     encode_offer,
-    favourite_bundle,
-    offer_features,
     offer_fields,
-    offer_mask,
     valuation_fields,
 )
+from mechgym.envs.engine.batched import TERMINAL, BatchOutcome, BatchState, register_batched
+from mechgym.envs.engine.episode import BatchOfOne, Episode, MoveRules, Moves
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError
 from mechgym.envs.engine.factored import register_factored
-from mechgym.envs.engine.game import Decision, EnvSpec, Guarantee, Node, Terminal
+from mechgym.envs.engine.game import EnvSpec, Guarantee
+from mechgym.envs.engine.money import FLOAT, Money
 from mechgym.envs.engine.spaces import ActionLayout
-from mechgym.envs.mechanisms.offer_rules import (
-    COIN,
-    AnnouncedOffers,
-    Seed000Mechanism,
+from mechgym.envs.mechanisms.offer_rules import Seed000Mechanism
+from mechgym.envs.mechanisms.offer_rules_batched import (
+    PhaseMasks,
+    announce_mask_rows,
+    announced_revenues,
+    decode_offers,
+    draw_coin,
     heads_outcome,
+    merge,
+    offer_features,
     tails_outcome,
+    winner_of,
 )
+from mechgym.envs.model.batch import ContextBatch
+
+ANNOUNCE = 0
 
 
 @dataclass(frozen=True)
@@ -50,31 +67,7 @@ class NormalAnnouncement:
     offer: Offer
 
 
-@dataclass(frozen=True)
-class NormalFormState(AnnouncedOffers):
-    """Public state of M_Normal."""
-
-    n: int
-    m: int
-    announcements: tuple[NormalAnnouncement, ...] | None = None
-    coin: int | None = None
-
-    @property
-    def winner(self) -> int:
-        """The highest announcer w."""
-        return self.top
-
-    def accepted(self) -> dict[int, bool]:
-        """Each offered player's answer as read from its reported valuation."""
-        offer = self.announcements[self.winner].offer
-        return {
-            i: self.announcements[i].valuation[b] >= offer.prices[i]
-            for i, b in enumerate(offer.alloc)
-            if b
-        }
-
-
-class NormalForm(Seed000Mechanism):
+class NormalForm(BatchOfOne, Seed000Mechanism):
     """M_Normal: revenue ≥ BB/2 − ε in expectation under undominated play (Theorem 1)."""
 
     name = "normal_form"
@@ -89,52 +82,37 @@ class NormalForm(Seed000Mechanism):
             return None
         return super().guarantee(ctx, ev)
 
-    def start(self, ctx: Any) -> NormalFormState:
-        return NormalFormState(ctx.n, ctx.m)
-
-    def node(self, s: NormalFormState) -> Node:
-        if s.announcements is None:
-            return Decision(tuple(range(s.n)), "announce")
-        if s.coin is None:
-            return COIN
-        w = s.winner
-        if s.coin == 0:
-            return Terminal(heads_outcome(s.n, w, favourite_bundle(s.announcements[w].valuation)))
-        return Terminal(
-            tails_outcome(s.n, w, s.announcements[w].offer, s.accepted(), s.revenues, self.eps)
-        )
-
-    def validate(self, s: NormalFormState, player: int, action: Any) -> Any:
+    def validate(self, s: Episode, player: int, action: Any) -> Any:
         agent, phase = f"player_{player}", "announce"
         if not isinstance(action, NormalAnnouncement):
             raise MalformedAnnouncementError(
                 agent, phase, f"expected a NormalAnnouncement, got {type(action).__name__}"
             )
+        n, m = s.ctx.n, s.ctx.m
         return NormalAnnouncement(
-            check_valuation(action.valuation, s.m, agent, phase),
-            check_offer(action.offer, s.n, s.m, player, agent, phase),
+            check_valuation(action.valuation, m, agent, phase),
+            check_offer(action.offer, n, m, player, agent, phase),
         )
 
-    def resolve(self, s: NormalFormState, actions: Mapping[int, Any]) -> NormalFormState:
-        return replace(s, announcements=tuple(actions[i] for i in range(s.n)))
+    def moves(self, s: Episode, actions: Mapping[int, Any]) -> Moves:
+        n = s.ctx.n
+        return {
+            "valuation": np.array([[actions[i].valuation for i in range(n)]], dtype=np.int64),
+            "alloc": np.array([[actions[i].offer.alloc for i in range(n)]], dtype=np.int64),
+            "prices": np.array([[actions[i].offer.prices for i in range(n)]], dtype=np.int64),
+        }
 
     def layout(self, spec: EnvSpec) -> ActionLayout:
         return ActionLayout([*valuation_fields(spec), *offer_fields(spec)])
 
-    def action_mask(
-        self, s: NormalFormState, player: int, spec: EnvSpec, layout: ActionLayout
-    ) -> np.ndarray:
-        vals = {f"value_{b}": True for b in range(1, 1 << spec.m)}
-        return layout.mask({**vals, **offer_mask(spec, player)})
-
     def decode(
-        self, s: NormalFormState, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
     ) -> Any:
         report = (0, *(int(vec[layout.index[f"value_{b}"]]) for b in range(1, 1 << spec.m)))
         return NormalAnnouncement(report, decode_offer(vec, spec, layout))
 
     def encode(
-        self, s: NormalFormState, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
     ) -> np.ndarray:
         vec = layout.zeros()
         encode_valuation(action.valuation, vec, spec, layout, f"player_{player}", "announce")
@@ -144,26 +122,139 @@ class NormalForm(Seed000Mechanism):
     def public_size(self, spec: EnvSpec) -> int:
         return 4 * spec.n + spec.m + 2
 
-    def public_features(self, s: NormalFormState, player: int, spec: EnvSpec) -> np.ndarray:
-        n, m = spec.n, spec.m
-        out = np.zeros(self.public_size(spec), dtype=np.float32)
-        if s.announcements is None:
-            return out
-        w = s.winner
-        out[w] = 1.0
-        out[n : 2 * n] = s.revenues
-        if s.coin is not None:
-            out[2 * n + s.coin] = 1.0
-        k = 2 * n + 2
-        out[k : k + m + n] = offer_features(s.announcements[w].offer, spec)
-        k += m + n
-        if s.coin == 1:
-            for i, yes in s.accepted().items():
-                out[k + i] = 1.0 if yes else -1.0
-        return out
-
-    def describe_action(self, s: NormalFormState, player: int, action: Any) -> str:
+    def describe_action(self, s: Episode, player: int, action: Any) -> str:
         return f"v={list(action.valuation)} {describe_offer(action.offer)}"
+
+
+def decode_valuations(actions: np.ndarray, spec: EnvSpec, first: int) -> np.ndarray:
+    """Reported valuations ``(..., 2^m)`` from actions ``(..., L)`` whose fields ``value_1 ..
+    value_{2^m−1}`` start at index ``first``; the empty bundle is worth 0."""
+    size = 1 << spec.m
+    out = np.zeros((*actions.shape[:-1], size), dtype=np.int64)
+    out[..., 1:] = actions[..., first : first + size - 1]
+    return out
+
+
+@register_batched
+class NormalFormRules(MoveRules):
+    """The rules of :class:`NormalForm` over a batch."""
+
+    mechanism = NormalForm
+    implements = frozenset({"eps"})
+    mech: NormalForm
+
+    def __init__(self, mech: NormalForm, spec: EnvSpec, money: Money = FLOAT) -> None:
+        super().__init__(mech, spec, money)
+        vals = {f"value_{b}": True for b in range(1, 1 << spec.m)}
+        self.masker = PhaseMasks(
+            [announce_mask_rows(self.layout, spec, vals)], self.layout.mask({})
+        )
+        self.i_value = self.layout.index["value_1"]
+
+    def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
+        B, n, size = ctx.B, ctx.n, 1 << ctx.m
+        data = {
+            "valuation": np.zeros((B, n, size), dtype=np.int64),
+            "alloc": np.zeros((B, n, n), dtype=np.int64),
+            "prices": np.zeros((B, n, n), dtype=np.int64),
+            "revenues": np.zeros((B, n), dtype=np.int64),
+            "winner": np.zeros(B, dtype=np.int64),
+            "coin": np.full(B, -1, dtype=np.int64),
+            "announced": np.zeros(B, dtype=bool),
+        }
+        return BatchState(
+            np.full(B, ANNOUNCE, dtype=np.int64), np.ones((B, n), dtype=bool), data, []
+        )
+
+    def masks(self, state: BatchState) -> np.ndarray:
+        return self.masker(state.phase, state.acting)
+
+    def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
+        alloc, prices = decode_offers(actions, self.spec, self.layout)
+        valuation = decode_valuations(actions, self.spec, self.i_value)
+        return {"valuation": valuation, "alloc": alloc, "prices": prices}
+
+    def apply(self, ctx: ContextBatch, state: BatchState, moves: Moves, rng: Any) -> BatchState:
+        live = state.phase == ANNOUNCE
+        if not live.any():
+            return state
+        d = dict(state.data)
+        alloc, prices = moves["alloc"], moves["prices"]
+        revenues = announced_revenues(prices)
+        d["valuation"] = merge(live, moves["valuation"], d["valuation"])
+        d["alloc"] = merge(live, alloc, d["alloc"])
+        d["prices"] = merge(live, prices, d["prices"])
+        d["revenues"] = merge(live, revenues, d["revenues"])
+        d["winner"] = merge(live, winner_of(revenues), d["winner"])
+        d["announced"] = d["announced"] | live
+        coin = draw_coin(rng, live)
+        d["coin"] = merge(live, coin, d["coin"])
+        phase = np.where(live, TERMINAL, state.phase)
+        acting = state.acting & ~live[:, None]
+        return BatchState(phase, acting, d, [*state.chance, coin])
+
+    def _winner_offer(self, d: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.arange(len(d["winner"]))
+        return d["alloc"][rows, d["winner"]], d["prices"][rows, d["winner"]]
+
+    def _accepted(
+        self, d: dict[str, np.ndarray], alloc: np.ndarray, prices: np.ndarray
+    ) -> np.ndarray:
+        """``(B, n)``: each player's answer to the winner's offer, read off its report."""
+        reported = np.take_along_axis(d["valuation"], alloc[:, :, None], axis=2)[:, :, 0]
+        return reported >= prices
+
+    def outcome(self, state: BatchState) -> BatchOutcome:
+        d = state.data
+        n = d["revenues"].shape[1]
+        B = len(d["winner"])
+        rows = np.arange(B)
+        w = d["winner"]
+        alloc, prices = self._winner_offer(d)
+        favourite = np.argmax(d["valuation"][rows, w], axis=1)  # lowest bundle on ties
+        h_alloc, h_prices = heads_outcome(w, favourite, n, self.money)
+        t_alloc, t_prices = tails_outcome(
+            w,
+            alloc,
+            prices,
+            self._accepted(d, alloc, prices),
+            d["revenues"],
+            self.mech.eps,
+            self.money,
+        )
+        heads = (d["coin"] == 0)[:, None]
+        return BatchOutcome.of_bundles(
+            np.where(heads, h_alloc, t_alloc), np.where(heads, h_prices, t_prices)
+        )
+
+    def outcome_rule(self, state: BatchState) -> str:
+        return "heads" if state.data["coin"][0] == 0 else "tails"
+
+    def public_features_all(self, state: BatchState) -> np.ndarray:
+        # nothing in M2's public view depends on who looks
+        one = self.public_features(state, 0)
+        return np.broadcast_to(one[:, None, :], (one.shape[0], self.spec.n, one.shape[1]))
+
+    def public_features(self, state: BatchState, player: int) -> np.ndarray:
+        d = state.data
+        spec, n, m = self.spec, self.spec.n, self.spec.m
+        B = len(d["winner"])
+        out = np.zeros((B, self.mech.public_size(spec)), dtype=np.float32)
+        if not d["announced"].any():
+            return out
+        out[:, :n] = np.arange(n)[None, :] == d["winner"][:, None]
+        out[:, n : 2 * n] = d["revenues"]
+        out[:, 2 * n] = d["coin"] == 0
+        out[:, 2 * n + 1] = d["coin"] == 1
+        alloc, prices = self._winner_offer(d)
+        k = 2 * n + 2
+        out[:, k : k + m + n] = offer_features(alloc, prices, spec)
+        k += m + n
+        answers = np.where(self._accepted(d, alloc, prices), 1.0, -1.0)
+        shown = (alloc != 0) & (d["coin"] == 1)[:, None]
+        out[:, k : k + n] = np.where(shown, answers, 0.0)
+        out[~d["announced"]] = 0.0
+        return out
 
 
 def encode_valuation(

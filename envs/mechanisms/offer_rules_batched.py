@@ -22,6 +22,7 @@ import numpy as np
 from mechgym.envs.engine.actions import offer_mask
 from mechgym.envs.engine.batched import TERMINAL, draw
 from mechgym.envs.engine.game import EnvSpec
+from mechgym.envs.engine.money import FLOAT, Money
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.offer_rules import COIN
 
@@ -56,21 +57,23 @@ def winner_of(revenues: np.ndarray) -> np.ndarray:
 def draw_coin(rng: np.random.Generator, live: np.ndarray) -> np.ndarray:
     """The fair coin of seeds 000/001 for every ``live`` episode: 0 = heads, 1 = tails, −1
     where not live. Log the result in ``state.chance``."""
-    return draw(rng, COIN.probs, live)
+    return draw(rng, COIN.probs, live, COIN)
 
 
-def _per_row(eps: Fraction | np.ndarray) -> float | np.ndarray:
-    """ε as a float, or a ``(B,)`` array of per-episode ε as a ``(B, 1)`` column."""
+def _per_row(eps: Fraction | np.ndarray, money: Money) -> Any:
+    """ε as money, or a ``(B,)`` array of per-episode ε as a ``(B, 1)`` column."""
     if isinstance(eps, np.ndarray):
-        return eps.astype(np.float64)[:, None]
-    return float(eps)
+        return money.array(eps)[:, None]
+    return money.constant(eps)
 
 
-def delta_rewards(eps: Fraction | np.ndarray, n: int, revenues: np.ndarray) -> np.ndarray:
-    """δ_i = (ε/n)·R_i/(1+R_i), float64 (as :func:`offer_rules.reward`); ``eps`` is one
+def delta_rewards(
+    eps: Fraction | np.ndarray, n: int, revenues: np.ndarray, money: Money = FLOAT
+) -> np.ndarray:
+    """δ_i = (ε/n)·R_i/(1+R_i) as money (as :func:`offer_rules.reward`); ``eps`` is one
     constant or ``(B,)`` per episode (the ε-fraction reward budget of M1)."""
-    r = revenues.astype(np.float64)
-    return _per_row(eps) / n * (r / (1.0 + r))
+    r = money.array(revenues)
+    return _per_row(eps, money) / n * money.ratio(r, 1 + r)
 
 
 # -- the take-it-or-leave-it stage -----------------------------------------------------------
@@ -81,11 +84,13 @@ def askers(alloc: np.ndarray) -> np.ndarray:
     return alloc != 0
 
 
-def heads_outcome(winner: np.ndarray, bundle: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def heads_outcome(
+    winner: np.ndarray, bundle: np.ndarray, n: int, money: Money = FLOAT
+) -> tuple[np.ndarray, np.ndarray]:
     """Heads: ``winner`` ``(B,)`` receives ``bundle`` ``(B,)`` for free (no winner where
     ``winner < 0``: nothing is allocated). Returns ``alloc (B, n)``, ``prices (B, n)``."""
     alloc = np.where(np.arange(n)[None, :] == winner[:, None], bundle[:, None], 0)
-    return alloc.astype(np.int64), np.zeros(alloc.shape, dtype=np.float64)
+    return alloc.astype(np.int64), money.zeros(alloc.shape)
 
 
 def tails_outcome(
@@ -95,6 +100,7 @@ def tails_outcome(
     accepted: np.ndarray,
     revenues: np.ndarray,
     eps: Fraction | np.ndarray,
+    money: Money = FLOAT,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Tails: sell the leading offer (``alloc``, ``prices`` ``(B, n)``), then pay every δ_i.
 
@@ -102,18 +108,18 @@ def tails_outcome(
     bundle at ``π − ε/n``; a refusal charges ``π`` to ``winner`` ``(B,)`` (to nobody where
     ``winner < 0``: the seller's reserve leads). As
     :func:`mechgym.envs.mechanisms.offer_rules.tails_outcome`; ``eps`` is one constant or
-    ``(B,)`` per episode.
+    ``(B,)`` per episode. Money: ``money``.
     """
     n = alloc.shape[1]
     offered = alloc != 0
     yes = offered & accepted
     no = offered & ~accepted
-    bonus = _per_row(eps) / n
-    pay = np.where(yes, prices - bonus, 0.0)
-    refused = np.where(no, prices, 0).sum(axis=1).astype(np.float64)
+    bonus = _per_row(eps, money) / n
+    pay = np.where(yes, money.array(prices) - bonus, money.zeros(prices.shape))
+    refused = money.array(np.where(no, prices, 0).sum(axis=1))
     charge = (np.arange(n)[None, :] == winner[:, None]) * refused[:, None]
     out_alloc = np.where(yes, alloc, 0).astype(np.int64)
-    return out_alloc, pay + charge - delta_rewards(eps, n, revenues)
+    return out_alloc, pay + charge - delta_rewards(eps, n, revenues, money)
 
 
 # -- array layout ------------------------------------------------------------------------------
@@ -212,10 +218,8 @@ class PhaseMasks:
 def offer_features(alloc: np.ndarray, prices: np.ndarray, spec: EnvSpec) -> np.ndarray:
     """``(B, m + n)``: owner+1 of every good, then every player's price (as
     :func:`mechgym.envs.engine.actions.offer_features`)."""
-    owners = np.stack(
-        [(((alloc >> g) & 1) * np.arange(1, spec.n + 1)).sum(axis=1) for g in range(spec.m)],
-        axis=1,
-    )
+    bits = (alloc[:, :, None] >> np.arange(spec.m)) & 1  # (B, n, m)
+    owners = (bits * np.arange(1, spec.n + 1)[None, :, None]).sum(axis=1)
     return np.concatenate([owners, prices], axis=1).astype(np.float32)
 
 
@@ -235,23 +239,29 @@ def write_offer_stage(
     spec: EnvSpec,
     alloc: np.ndarray,
     prices: np.ndarray,
-    player: int,
+    player: int | None,
     asked: np.ndarray,
     answers: np.ndarray,
 ) -> None:
-    """Batched :func:`mechgym.envs.engine.actions.write_offer_stage` into ``out`` ``(B, size)``.
+    """Batched :func:`mechgym.envs.engine.actions.write_offer_stage` into ``out``.
 
-    ``alloc``, ``prices`` ``(B, n)``: the leading offer; ``asked`` ``(B,)``: whether the
-    player's own question is shown; ``answers`` ``(B, n)``: +1 YES, −1 NO, 0 not asked or not
-    answered yet. Rows whose episode has announced nothing yet must be zeroed by the caller.
+    ``alloc``, ``prices`` ``(B, n)``: the leading offer; ``answers`` ``(B, n)``: +1 YES, −1 NO,
+    0 not asked or not answered yet. One ``player``: ``out`` ``(B, size)`` and ``asked``
+    ``(B,)``, whether its own question is shown; ``player=None``: every player at once,
+    ``out`` ``(B, n, size)`` and ``asked`` ``(B, n)``. Rows whose episode has announced nothing
+    yet must be zeroed by the caller.
     """
+    if player is not None:
+        out, asked = out[:, None, :], asked[:, None]
+        own_alloc, own_price = alloc[:, player : player + 1], prices[:, player : player + 1]
+    else:
+        own_alloc, own_price = alloc, prices
     n, m = spec.n, spec.m
-    out[:, k : k + m + n] = offer_features(alloc, prices, spec)
+    out[:, :, k : k + m + n] = offer_features(alloc, prices, spec)[:, None, :]
     k += m + n
-    b = alloc[:, player]
-    bits = (b[:, None] >> np.arange(m)) & 1
-    out[:, k : k + m] = np.where(asked[:, None], bits, 0)
-    out[:, k + m] = np.where(asked, prices[:, player], 0)
-    out[:, k + m + 1] = asked
+    bits = (own_alloc[:, :, None] >> np.arange(m)) & 1
+    out[:, :, k : k + m] = np.where(asked[:, :, None], bits, 0)
+    out[:, :, k + m] = np.where(asked, own_price, 0)
+    out[:, :, k + m + 1] = asked
     k += m + 2
-    out[:, k : k + n] = answers
+    out[:, :, k : k + n] = answers[:, None, :]
