@@ -44,7 +44,7 @@ from mechgym.envs.mechanisms.second_price_bundle import BundleBid, Mixture, Seco
 from mechgym.envs.solvers.packing import best_knowledge
 
 from .base import MechanismAgents, PhasePolicy, RandomPolicy, register_agents
-from .offers import MENU_FACTORS, accepts, ranked_bundles
+from .offers import MENU_FACTORS, ranked_bundles
 
 
 def scale_prices(offer: Offer, factor: Fraction) -> Offer:
@@ -96,10 +96,11 @@ def predicted_announcement(
 def m4_answer(mech: Mechanism, ctx: Any, state: Any, player: int) -> bool:
     """Lemmas 2–3: YES inside the star's agent, else YES iff TV_i(α^★_i) ≥ π^★_i (the
     pending offer)."""
-    if state.star in acting_coalition_of(ctx, player):
-        return True
-    q = mech.pending_offer(state, player)
-    return q is not None and accepts(ctx.values[player, q.item], q.price)
+    from .collusion_leveraging_batched import predicted_answers
+
+    # one rule for both paths: the batched answer on the exact state's batch of one
+    rules = mech.rules(ctx.n, ctx.m)
+    return bool(predicted_answers(rules, state.batch, state.state)[0, player])
 
 
 class PredictedM4:

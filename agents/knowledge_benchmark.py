@@ -30,7 +30,7 @@ from mechgym.envs.mechanisms.knowledge_benchmark import KBAnnouncement
 from mechgym.envs.solvers.packing import best_belief
 
 from .base import MechanismAgents, PhasePolicy, RandomPolicy, register_agents
-from .offers import MENU_FACTORS, accepts, ranked_bundles, scale_offer
+from .offers import MENU_FACTORS, ranked_bundles, scale_offer
 
 
 def miew_offer(ctx: Any, i: int) -> Offer:
@@ -42,11 +42,11 @@ def miew_offer(ctx: Any, i: int) -> Offer:
 def star_coalition_answer(mech: Mechanism, ctx: Any, state: Any, player: int) -> bool:
     """The predicted answer of ``player`` to its pending offer (from Ω_★) in M3 (see the
     module docstring)."""
-    star = state.star
-    if ctx.shared_reward and star in ctx.coalition_of(player):
-        return True
-    q = mech.pending_offer(state, player)
-    return q is not None and accepts(ctx.values[player, q.item], q.price)
+    from .knowledge_benchmark_batched import predicted_answers
+
+    # one rule for both paths: the batched answer on the exact state's batch of one
+    rules = mech.rules(ctx.n, ctx.m)
+    return bool(predicted_answers(rules, state.batch, state.state)[0, player])
 
 
 class PredictedM3:

@@ -90,7 +90,7 @@ def test_constants_are_validated():
     mech = CollusionLeveraging(eps1="1/10", eps2="1/100")  # fine until it meets 5 players
     with pytest.raises(ParameterError, match="with n = 5"):
         mech.start(AuctionContext(values=np.zeros((5, 2), dtype=np.int64)))
-    assert mech.start(AuctionContext(values=np.zeros((4, 2), dtype=np.int64))).n == 4
+    assert mech.start(AuctionContext(values=np.zeros((4, 2), dtype=np.int64))).ctx.n == 4
     with pytest.raises(ParameterError, match="parameter n"):
         CollusionLeveraging(n=3).start(AuctionContext(values=np.zeros((2, 2), dtype=np.int64)))
 
@@ -106,12 +106,13 @@ def test_tails_sale_and_rewards_exactly():
         3: CLAnnouncement((3,), (0, 0, 0, 2), Offer((0, 0, 0, 2), (0, 0, 0, 7))),
     }
     s = mech.resolve(mech.start(ctx), a)
-    assert (s.top, s.top_second) == (0, 10)  # R' over players outside C_★ = {0, 1}
     assert (
         mech.node(s).name == "c1"
         and mech.node(s).probs == (Fraction(9, 10),) + (Fraction(1, 40),) * 4
     )
     s = mech.chance(mech.chance(s, 0), 1)
+    d = s.state.data  # the rules' arrays, a batch of one
+    assert (int(d["top"][0]), int(d["second"][0])) == (0, 10)  # R' outside C_★ = {0, 1}
     assert mech.node(s) == Decision((2, 3), "respond")
     out = mech.node(mech.resolve(s, {2: True, 3: False})).outcome
     r = [20, 3, 10, 7]

@@ -130,7 +130,8 @@ class ForcedChance:
     """The chance source of a batch of one on the exact path: the rules' ``k``-th chance
     node takes ``outcomes[k]``; one more raises :class:`ChanceRequest` with the node's exact
     probabilities, so that an evaluator can enumerate it (it forks by re-running the step
-    with every outcome appended)."""
+    with every outcome appended). A node shared by the batch is read from ``node`` (the
+    float path may pass its probabilities as floats); per-episode rows must be exact."""
 
     def __init__(self, outcomes: Sequence[int] = ()) -> None:
         self.outcomes = tuple(outcomes)
@@ -146,9 +147,12 @@ class ForcedChance:
         if self.used < len(self.outcomes):
             self.used += 1
             return np.full(1, self.outcomes[self.used - 1], dtype=np.int64)
-        row = probs[0] if isinstance(probs, np.ndarray) and probs.ndim == 2 else probs
+        if node is not None and not (isinstance(probs, np.ndarray) and probs.ndim == 2):
+            row: Any = node.probs  # one vector for the batch: the node's exact one
+        else:
+            row = probs[0] if isinstance(probs, np.ndarray) and probs.ndim == 2 else probs
         exact = tuple(Fraction(p) for p in row)
-        if any(isinstance(p, float) for p in row) or sum(exact) != 1:
+        if any(isinstance(p, float | np.floating) for p in row) or sum(exact) != 1:
             raise TypeError("chance on the exact path needs exact probabilities summing to 1")
         name = node.name if node is not None else "chance"
         labels = node.labels if node is not None else tuple(str(k) for k in range(len(exact)))

@@ -133,6 +133,7 @@ SPECS: dict[str, MechanismSpec] = {
             "M3: E[SW] + E[REV] >= MIEW/2",
             "mechgym/KnowledgeBenchmark-v0",
             mixable=("knowledge_benchmark", "m3"),
+            written_once=True,
         ),
         MechanismSpec(
             "collusion_leveraging",
@@ -143,6 +144,7 @@ SPECS: dict[str, MechanismSpec] = {
             "M4: E[REV] + E[SW] >= (1-eps) MKW/6 - eps1",
             "mechgym/CollusionLeveraging-v0",
             mixable=("collusion_leveraging", "m4"),
+            written_once=True,
         ),
         MechanismSpec(
             "second_price_bundle",

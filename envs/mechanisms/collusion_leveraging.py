@@ -36,6 +36,11 @@ Decisions taken against or around the spec
   player is rewarded alone and acts as an independent player, so the benchmark MKW is then
   taken over singletons (see :func:`acting_coalitions`).
 
+Written once (:mod:`mechgym.envs.engine.episode`): :class:`CollusionLeveragingRules` is the
+rule over a batch, with exact or float money; :class:`CollusionLeveraging`, the exact face,
+runs it on a batch of one with exact money, c1 and c2 explicit chance nodes (drawn in the
+announcing step, c1 first, only where the auction did not abort).
+
 Array layout (every agent): ``answer`` (2); ``ally_j`` (2 per player: 1 = j ∈ C_i; the mask
 forces the announcer's own bit to 1); ``salloc_g`` (n+1 per good: 0 = nobody, ``j + 1`` =
 player ``j`` — a good assigned to a player outside the same array's alleged coalition is
@@ -44,13 +49,18 @@ is the encoding's meaning, while a structured announcement doing so raises
 :class:`MalformedAnnouncementError`); ``owner_g`` (n+1 per good, any player including the
 announcer) and ``price_j`` (0..price_cap per player, always read) for Ω^i. Phase ``announce``
 reads the ally, salloc, owner and price fields; ``respond`` reads ``answer``.
+
+``state.data``: ``announced`` (B,); ``ally`` (B, n, n) bool (C_i as rows); ``salloc``,
+``alloc``, ``prices`` (B, announcer, player); ``rev`` (B, n); ``top``, ``star``, ``second``
+(B,); ``fined`` (B, n) money; ``aborted`` (B,); ``c1``, ``c2`` (B,: −1 not drawn; c1 = 0 keeps
+the star, k + 1 makes player k the star; c2 = 0 heads, 1 tails); ``answers`` (B, n).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
 
@@ -62,28 +72,34 @@ from mechgym.envs.engine.actions import (
     check_bundle,
     describe_offer,
     offer_stage_size,
-    write_offer_stage,
 )
+from mechgym.envs.engine.batched import (
+    TERMINAL,
+    BatchOutcome,
+    BatchState,
+    check_context,
+    draw,
+    register_batched,
+)
+from mechgym.envs.engine.episode import BatchOfOne, Episode, MoveRules, Moves
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
 from mechgym.envs.engine.factored import register_factored
-from mechgym.envs.engine.game import (
-    Chance,
-    Decision,
-    EnvSpec,
-    Examples,
-    Guarantee,
-    Mechanism,
-    Node,
-    PendingOffer,
-    Terminal,
-    as_fraction,
-    asked_at,
-)
+from mechgym.envs.engine.game import Chance, EnvSpec, Examples, Guarantee, as_fraction
+from mechgym.envs.engine.money import FLOAT, Money
 from mechgym.envs.engine.spaces import ActionLayout
-from mechgym.envs.mechanisms.offer_rules import HALF, AnnouncedOffers
+from mechgym.envs.mechanisms.knowledge_benchmark import checked_actions, reduce_last, star_offer
+from mechgym.envs.mechanisms.offer_rules import HALF
+from mechgym.envs.mechanisms.offer_rules_batched import (
+    PhaseMasks,
+    decode_offers,
+    merge,
+    star_features,
+    winner_of,
+    write_offer_stage,
+)
+from mechgym.envs.model.batch import ContextBatch
 from mechgym.envs.model.bundles import format_bundle
 from mechgym.envs.model.context import Partition
-from mechgym.envs.model.outcome import Outcome
 from mechgym.envs.solvers import packing as solvers
 from mechgym.envs.solvers.packing import best_knowledge, max_packing, msw
 
@@ -244,58 +260,6 @@ def check_reasonable_offer(offer: object, n: int, m: int, agent: str, phase: str
     return Offer(alloc, tuple(int(p) for p in prices))
 
 
-# -- state -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CollusionLeveragingState(AnnouncedOffers):
-    """Public state of M4.
-
-    ``c1`` is 0 when the first coin keeps the announced star (probability 1 − ε) and ``k + 1``
-    when it makes player ``k`` the star; ``c2`` is 0 for heads, 1 for tails.
-    """
-
-    n: int
-    m: int
-    announcements: tuple[CLAnnouncement, ...] | None = None
-    c1: int | None = None
-    c2: int | None = None
-    answers: tuple[tuple[int, bool], ...] | None = None
-
-    @property
-    def top_second(self) -> int:
-        """R' before c1: max_{i ∉ C_★} R_i, 0 if C_★ names everyone."""
-        star = self.top
-        allies = set(self.announcements[star].coalition)
-        rest = [r for i, r in enumerate(self.revenues) if i not in allies]
-        return max(rest, default=0)
-
-    def inconsistent(self) -> tuple[tuple[int, ...], ...]:
-        """For each ``i``, the ``j ∈ C_i`` (j ≠ i) whose own C_j omits ``i``."""
-        anns = self.announcements
-        return tuple(
-            tuple(j for j in a.coalition if j != i and i not in anns[j].coalition)
-            for i, a in enumerate(anns)
-        )
-
-    @property
-    def star(self) -> int:
-        """★ after c1."""
-        return self.top if not self.c1 else self.c1 - 1
-
-    @property
-    def second(self) -> int:
-        """R' after c1 (0 when c1 picked a random star)."""
-        return self.top_second if not self.c1 else 0
-
-    @property
-    def askers(self) -> tuple[int, ...]:
-        """Players outside C_★ with π^★_i ≥ 1."""
-        a = self.announcements[self.star]
-        allies = set(a.coalition)
-        return tuple(i for i in range(self.n) if i not in allies and a.offer.prices[i] >= 1)
-
-
 # -- mechanism -------------------------------------------------------------------------------
 
 
@@ -310,7 +274,7 @@ def _players(n: int, m: int) -> int:
     return n
 
 
-class CollusionLeveraging(Mechanism):
+class CollusionLeveraging(BatchOfOne):
     """M4: E[REV] + E[SW] ≥ (1 − ε)·MKW/6 − ε1 in every rational play (Theorem 1).
 
     Parameters
@@ -394,14 +358,6 @@ class CollusionLeveraging(Mechanism):
         )
 
     # -- rules -------------------------------------------------------------------------------
-    def start(self, ctx: Any) -> CollusionLeveragingState:
-        if self.n is not None and ctx.n != self.n:
-            raise ParameterError(
-                "n", f"the mechanism was built for n = {self.n}, the context has {ctx.n} players"
-            )
-        self.check_players(ctx.n)
-        return CollusionLeveragingState(ctx.n, ctx.m)
-
     def c1_node(self, n: int) -> Chance:
         """c1: keep the star w.p. 1 − ε, else each player becomes the star w.p. ε/n."""
         node = self._c1.get(n)
@@ -414,76 +370,17 @@ class CollusionLeveraging(Mechanism):
             self._c1[n] = node
         return node
 
-    def fines(self, s: CollusionLeveragingState) -> tuple[Fraction, ...]:
-        """Prices after the consistency check (fines to the seller, transfers between players)."""
-        fine = s.revenues[s.top] + self.eps1
-        prices = [Fraction(0)] * s.n
-        for i, bad in enumerate(s.inconsistent()):
-            if bad:
-                prices[i] += fine
-                for j in bad:
-                    prices[i] += fine
-                    prices[j] -= fine
-        return tuple(prices)
-
-    def node(self, s: CollusionLeveragingState) -> Node:
-        if s.announcements is None:
-            return Decision(tuple(range(s.n)), "announce")
-        fined = self.fines(s)
-        if any(p > 0 for p in fined):
-            return Terminal(Outcome((0,) * s.n, fined, rule="abort"))
-        if s.c1 is None:
-            return self.c1_node(s.n)
-        if s.c2 is None:
-            return C2
-        if s.c2 == 0:
-            alloc = s.announcements[s.star].alloc
-            return Terminal(Outcome(tuple(alloc), (Fraction(0),) * s.n, rule="heads"))
-        if s.answers is None:
-            askers = s.askers
-            if askers:
-                return Decision(askers, "respond")
-        return Terminal(self.tails_outcome(s, dict(s.answers or ())))
-
-    def tails_outcome(self, s: CollusionLeveragingState, answers: Mapping[int, bool]) -> Outcome:
-        """Step 2's sale of Ω^★ and the final rewards."""
-        n, star, e2 = s.n, s.star, self.eps2
-        ann = s.announcements[star]
-        allies = set(ann.coalition)
-        offer = ann.offer
-        alloc = [0] * n
-        prices = [Fraction(0)] * n
-        prices[star] = s.second - n * e2
-        for i in range(n):
-            if i in allies or offer.prices[i] == 0:
-                alloc[i] = offer.alloc[i]
-            elif answers[i]:
-                alloc[i] = offer.alloc[i]
-                prices[i] += offer.prices[i] - e2
-                prices[star] -= offer.prices[i] - e2
-            else:
-                prices[star] += offer.prices[i]
-        for i, r in enumerate(s.revenues):
-            prices[i] -= e2 * Fraction(r, 1 + r)
-        return Outcome(tuple(alloc), tuple(prices), rule="tails")
-
-    def pending_offer(self, s: CollusionLeveragingState, player: int) -> PendingOffer | None:
-        """At ``respond`` (askers outside C_★ with π^★_i ≥ 1): the star's offer Ω^★ after c1."""
-        if not asked_at(self, s, player, "respond"):
-            return None
-        offer = s.announcements[s.star].offer
-        return PendingOffer(int(offer.alloc[player]), int(offer.prices[player]))
-
-    def validate(self, s: CollusionLeveragingState, player: int, action: Any) -> Any:
+    def validate(self, s: Episode, player: int, action: Any) -> Any:
         agent = f"player_{player}"
-        if s.announcements is None:
+        n, m = s.ctx.n, s.ctx.m
+        if s.state.phase[0] == ANNOUNCE:
             phase = "announce"
             if not isinstance(action, CLAnnouncement):
                 raise MalformedAnnouncementError(
                     agent, phase, f"expected a CLAnnouncement, got {type(action).__name__}"
                 )
-            coalition = check_coalition(action.coalition, s.n, player, agent, phase)
-            alloc = _check_bundles(action.alloc, s.n, s.m, agent, phase, "allocation S^i")
+            coalition = check_coalition(action.coalition, n, player, agent, phase)
+            alloc = _check_bundles(action.alloc, n, m, agent, phase, "allocation S^i")
             for j, b in enumerate(alloc):
                 if b and j not in coalition:
                     raise MalformedAnnouncementError(
@@ -492,21 +389,28 @@ class CollusionLeveraging(Mechanism):
                         f"allocation S^i gives goods to player {j}, "
                         f"outside the alleged coalition {list(coalition)}",
                     )
-            offer = check_reasonable_offer(action.offer, s.n, s.m, agent, phase)
+            offer = check_reasonable_offer(action.offer, n, m, agent, phase)
             return CLAnnouncement(coalition, alloc, offer)
         return check_answer(action, agent, "respond")
 
-    def resolve(
-        self, s: CollusionLeveragingState, actions: Mapping[int, Any]
-    ) -> CollusionLeveragingState:
-        if s.announcements is None:
-            return replace(s, announcements=tuple(actions[i] for i in range(s.n)))
-        return replace(s, answers=tuple(sorted(actions.items())))
-
-    def chance(self, s: CollusionLeveragingState, index: int) -> CollusionLeveragingState:
-        if s.c1 is None:
-            return replace(s, c1=index)
-        return replace(s, c2=index)
+    def moves(self, s: Episode, actions: Mapping[int, Any]) -> Moves:
+        n = s.ctx.n
+        moves = {
+            "ally": np.zeros((1, n, n), dtype=bool),
+            "salloc": np.zeros((1, n, n), dtype=np.int64),
+            "alloc": np.zeros((1, n, n), dtype=np.int64),
+            "prices": np.zeros((1, n, n), dtype=np.int64),
+            "yes": np.zeros((1, n), dtype=bool),
+        }
+        for i, a in actions.items():
+            if isinstance(a, CLAnnouncement):
+                moves["ally"][0, i, list(a.coalition)] = True
+                moves["salloc"][0, i] = a.alloc
+                moves["alloc"][0, i] = a.offer.alloc
+                moves["prices"][0, i] = a.offer.prices
+            else:
+                moves["yes"][0, i] = bool(a)
+        return moves
 
     # -- encodings ---------------------------------------------------------------------------
     def layout(self, spec: EnvSpec) -> ActionLayout:
@@ -519,24 +423,10 @@ class CollusionLeveraging(Mechanism):
             + [(f"price_{j}", spec.price_cap + 1) for j in range(n)]
         )
 
-    def action_mask(
-        self, s: CollusionLeveragingState, player: int, spec: EnvSpec, layout: ActionLayout
-    ) -> np.ndarray:
-        if s.announcements is None:
-            allowed: dict[str, Any] = {name: True for name in layout.names if name != "answer"}
-            allowed[f"ally_{player}"] = np.array([0, 1], dtype=np.int8)
-            return layout.mask(allowed)
-        return layout.mask({"answer": True})
-
     def decode(
-        self,
-        s: CollusionLeveragingState,
-        player: int,
-        vec: np.ndarray,
-        spec: EnvSpec,
-        layout: ActionLayout,
+        self, s: Episode, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
     ) -> Any:
-        if s.announcements is not None:
+        if s.state.phase[0] != ANNOUNCE:
             return bool(vec[layout.index["answer"]])
         n, m = spec.n, spec.m
         ix = layout.index
@@ -555,16 +445,11 @@ class CollusionLeveraging(Mechanism):
         return CLAnnouncement(coalition, tuple(salloc), Offer(tuple(alloc), prices))
 
     def encode(
-        self,
-        s: CollusionLeveragingState,
-        player: int,
-        action: Any,
-        spec: EnvSpec,
-        layout: ActionLayout,
+        self, s: Episode, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
     ) -> np.ndarray:
         vec = layout.zeros()
         ix = layout.index
-        if s.announcements is not None:
+        if s.state.phase[0] != ANNOUNCE:
             vec[ix["answer"]] = int(bool(action))
             return vec
         agent = f"player_{player}"
@@ -592,36 +477,7 @@ class CollusionLeveraging(Mechanism):
         n = spec.n
         return n * n + 3 * n + 5 + offer_stage_size(spec)
 
-    def public_features(
-        self, s: CollusionLeveragingState, player: int, spec: EnvSpec
-    ) -> np.ndarray:
-        """[star one-hot | revenues | declared coalitions (n×n) | aborted | c1 (kept, random) |
-        c2 (heads, tails) | Ω^★ (owners, prices) | own question | answers]."""
-        n = spec.n
-        out = np.zeros(self.public_size(spec), dtype=np.float32)
-        if s.announcements is None:
-            return out
-        out[s.star] = 1.0
-        out[n : 2 * n] = s.revenues
-        k = 2 * n
-        for i, a in enumerate(s.announcements):
-            for j in a.coalition:
-                out[k + i * n + j] = 1.0
-        k += n * n
-        out[k] = 1.0 if any(p > 0 for p in self.fines(s)) else 0.0
-        k += 1
-        if s.c1 is not None:
-            out[k + (1 if s.c1 else 0)] = 1.0
-        k += 2
-        if s.c2 is not None:
-            out[k + s.c2] = 1.0
-        k += 2
-        offer = s.announcements[s.star].offer
-        asked = s.c2 == 1 and player in s.askers
-        write_offer_stage(out, k, spec, offer, player, asked, s.answers)
-        return out
-
-    def describe_action(self, s: CollusionLeveragingState, player: int, action: Any) -> str:
+    def describe_action(self, s: Episode, player: int, action: Any) -> str:
         if isinstance(action, CLAnnouncement):
             s_parts = [f"p{j}:{{{format_bundle(b)}}}" for j, b in enumerate(action.alloc) if b]
             return (
@@ -629,6 +485,234 @@ class CollusionLeveraging(Mechanism):
                 f"{describe_offer(action.offer, priced_empty=True)}"
             )
         return "YES" if action else "NO"
+
+
+ANNOUNCE, RESPOND = 0, 1
+
+
+def inconsistent(ally: np.ndarray) -> np.ndarray:
+    """``(B, n, n)``: ``[b, i, j]`` iff ``j ∈ C_i``, ``j ≠ i`` and ``i ∉ C_j``."""
+    n = ally.shape[1]
+    return ally & ~np.eye(n, dtype=bool) & ~ally.transpose(0, 2, 1)
+
+
+def fine_counts(ally: np.ndarray) -> np.ndarray:
+    """``(B, n)`` int: each player's consistency price in units of the fine R_★ + ε1.
+
+    A player naming ``k`` allies who omit it pays ``1 + k`` fines (one to the seller, one to
+    each such ally) and receives one from every player who names it in vain.
+    """
+    bad = inconsistent(ally)
+    named = reduce_last(np.add, bad)
+    return (named > 0) + named - reduce_last(np.add, bad.transpose(0, 2, 1))
+
+
+@register_batched
+class CollusionLeveragingRules(MoveRules):
+    """The rules of :class:`CollusionLeveraging` over a batch."""
+
+    mechanism = CollusionLeveraging
+    implements = frozenset({"eps", "eps1", "eps2", "n"})
+
+    def __init__(self, mech: CollusionLeveraging, spec: EnvSpec, money: Money = FLOAT) -> None:
+        super().__init__(mech, spec, money)
+        if mech.n is not None and mech.n != spec.n:
+            raise ParameterError(
+                "n", f"the mechanism was built for n = {mech.n}, the env has {spec.n} players"
+            )
+        mech.check_players(spec.n)
+        self.eps1 = money.constant(mech.eps1)
+        self.eps2 = money.constant(mech.eps2)
+        self.c1 = mech.c1_node(spec.n)
+        self.c1_probs = np.array([float(p) for p in self.c1.probs])
+        self.c2_probs = np.array([float(p) for p in C2.probs])
+        lay = self.layout
+        n = spec.n
+        announce = np.stack(
+            [
+                lay.mask(
+                    {
+                        **{name: True for name in lay.names if name != "answer"},
+                        f"ally_{i}": np.array([0, 1], dtype=np.int8),
+                    }
+                )
+                for i in range(n)
+            ]
+        )
+        respond = np.broadcast_to(lay.mask({"answer": True}), (n, lay.mask_size))
+        self._masks = PhaseMasks([announce, respond], lay.mask({}))
+        self._answer = lay.index["answer"]
+        self._ally = lay.index["ally_0"]
+        self._salloc = [lay.index[f"salloc_{g}"] for g in range(spec.m)]
+        self._price = lay.index["price_0"]
+
+    def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
+        if not self.money.exact:  # the exact face sizes its rules from the context itself
+            check_context(self, ctx)
+        B, n = ctx.B, ctx.n
+        data = {
+            "announced": np.zeros(B, dtype=bool),
+            "ally": np.zeros((B, n, n), dtype=bool),
+            "salloc": np.zeros((B, n, n), dtype=np.int64),
+            "alloc": np.zeros((B, n, n), dtype=np.int64),
+            "prices": np.zeros((B, n, n), dtype=np.int64),
+            "rev": np.zeros((B, n), dtype=np.int64),
+            "top": np.zeros(B, dtype=np.int64),
+            "star": np.zeros(B, dtype=np.int64),
+            "second": np.zeros(B, dtype=np.int64),
+            "fined": self.money.zeros((B, n)),
+            "aborted": np.zeros(B, dtype=bool),
+            "c1": np.full(B, -1, dtype=np.int64),
+            "c2": np.full(B, -1, dtype=np.int64),
+            "answers": np.zeros((B, n), dtype=np.int8),
+        }
+        return BatchState(np.zeros(B, dtype=np.int64), np.ones((B, n), dtype=bool), data)
+
+    def masks(self, state: BatchState) -> np.ndarray:
+        return self._masks(state.phase, state.acting)
+
+    def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
+        """Alleged coalitions, allocations S^i and outcomes Ω^i of ``(B, n, L)`` arrays."""
+        actions = checked_actions(self, state, actions)
+        n = self.spec.n
+        ally = actions[:, :, self._ally : self._ally + n] != 0
+        ally |= np.eye(n, dtype=bool)
+        players = np.arange(1, n + 1)
+        salloc = np.zeros(ally.shape, dtype=np.int64)
+        for g, k in enumerate(self._salloc):
+            # goods for players outside the same array's alleged coalition stay unallocated
+            salloc |= ((actions[:, :, k, None] == players) & ally) << g
+        alloc, _ = decode_offers(actions, self.spec, self.layout, 0)
+        prices = actions[:, :, self._price : self._price + n].astype(np.int64)
+        yes = actions[:, :, self._answer] != 0
+        return {"ally": ally, "salloc": salloc, "alloc": alloc, "prices": prices, "yes": yes}
+
+    def apply(self, ctx: ContextBatch, state: BatchState, moves: Moves, rng: Any) -> BatchState:
+        d = dict(state.data)
+        chance = list(state.chance)
+        B = state.phase.shape[0]
+        rows = np.arange(B)
+        phase = state.phase.copy()
+        acting = state.acting.copy()
+        ann = phase == ANNOUNCE
+        res = phase == RESPOND
+        done = np.zeros_like(ann)
+        if ann.any():
+            ally, salloc = moves["ally"], moves["salloc"]
+            alloc, prices = moves["alloc"], moves["prices"]
+            rev = reduce_last(np.add, prices)  # R_i = REV(Ω^i)
+            top = winner_of(rev)
+            counts = fine_counts(ally)
+            fine = self.money.array(rev[rows, top]) + self.eps1
+            aborted = ann & reduce_last(np.logical_or, counts > 0)
+            live = ann & ~aborted
+            c1 = draw(rng, self.c1_probs, live, self.c1)
+            c2 = draw(rng, self.c2_probs, live, C2)
+            if live.any():
+                chance.append(c1)
+                chance.append(c2)
+            # R' before c1: max R_i over i ∉ C_top (revenues are ≥ 0, so 0 when none)
+            top_second = reduce_last(np.maximum, np.where(ally[rows, top], 0, rev))
+            star = np.where(c1 > 0, c1 - 1, top)
+            second = np.where(c1 > 0, 0, top_second)
+            d["ally"] = merge(ann, ally, d["ally"])
+            d["salloc"] = merge(ann, salloc, d["salloc"])
+            d["alloc"] = merge(ann, alloc, d["alloc"])
+            d["prices"] = merge(ann, prices, d["prices"])
+            d["rev"] = merge(ann, rev, d["rev"])
+            d["top"] = merge(ann, top, d["top"])
+            d["star"] = merge(ann, star, d["star"])
+            d["second"] = merge(ann, second, d["second"])
+            d["fined"] = merge(ann, counts * fine[:, None], d["fined"])
+            d["aborted"] = d["aborted"] | aborted
+            d["c1"] = merge(ann, c1, d["c1"])
+            d["c2"] = merge(ann, c2, d["c2"])
+            d["announced"] = d["announced"] | ann
+            asked = self.askers(d)
+            to_respond = live & (c2 == 1) & reduce_last(np.logical_or, asked)
+            phase[to_respond] = RESPOND
+            acting = merge(ann, asked & to_respond[:, None], acting)
+            done |= ann & ~to_respond
+        if res.any():
+            said = np.where(moves["yes"], 1, -1).astype(np.int8)
+            d["answers"] = np.where(res[:, None] & acting, said, d["answers"])
+            done |= res
+        phase[done] = TERMINAL
+        acting[done] = False
+        return BatchState(phase, acting, d, chance)
+
+    @staticmethod
+    def askers(d: dict[str, np.ndarray]) -> np.ndarray:
+        """``(B, n)``: players outside C_★ with π^★_i ≥ 1 (asked on tails of c2)."""
+        rows = np.arange(d["star"].shape[0])
+        return ~d["ally"][rows, d["star"]] & (d["prices"][rows, d["star"]] >= 1)
+
+    def outcome(self, state: BatchState) -> BatchOutcome:
+        d = state.data
+        n, e2, money = d["rev"].shape[1], self.eps2, self.money
+        B = d["star"].shape[0]
+        rows = np.arange(B)
+        alloc_s, prices_s = star_offer(d)
+        allies = d["ally"][rows, d["star"]]
+        free = allies | (prices_s == 0)
+        yes = ~free & (d["answers"] == 1)
+        no = ~free & ~yes
+        zeros = money.zeros((B, n))
+        pay = np.where(yes, money.array(prices_s) - e2, zeros)
+        refused = money.array(reduce_last(np.add, np.where(no, prices_s, 0)))
+        star_pays = money.array(d["second"]) - n * e2 - reduce_last(np.add, pay) + refused
+        star = np.arange(n)[None, :] == d["star"][:, None]
+        r = money.array(d["rev"])
+        tails_prices = pay + star * star_pays[:, None] - e2 * money.ratio(r, 1 + r)
+        tails_alloc = np.where(free | yes, alloc_s, 0)
+        heads = (d["c2"] == 0)[:, None]
+        aborted = d["aborted"][:, None]
+        alloc = np.where(heads, d["salloc"][rows, d["star"]], tails_alloc)
+        alloc = np.where(aborted, 0, alloc).astype(np.int64)
+        prices = np.where(aborted, d["fined"], np.where(heads, zeros, tails_prices))
+        return BatchOutcome.of_bundles(alloc, prices)
+
+    def outcome_rule(self, state: BatchState) -> str:
+        d = state.data
+        if d["aborted"][0]:
+            return "abort"
+        return "heads" if d["c2"][0] == 0 else "tails"
+
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        alloc, prices = star_offer(state.data)
+        return (state.phase == RESPOND)[:, None] & state.acting, alloc, prices
+
+    def public_features(self, state: BatchState, player: int) -> np.ndarray:
+        return self.public_features_all(state)[:, player]
+
+    def public_features_all(self, state: BatchState) -> np.ndarray:
+        """[star one-hot | revenues | declared coalitions (n×n) | aborted | c1 (kept, random) |
+        c2 (heads, tails) | Ω^★ (owners, prices) | own question | answers]."""
+        d = state.data
+        n = self.spec.n
+        out = star_features(d, n, self.mech.public_size(self.spec))
+        B = out.shape[0]
+        if not d["announced"].any():
+            return np.zeros((B, n, out.shape[1]), dtype=np.float32)
+        k = 2 * n
+        out[:, k : k + n * n] = d["ally"].reshape(B, n * n)
+        k += n * n
+        out[:, k] = d["aborted"]
+        k += 1
+        c1, c2 = d["c1"], d["c2"]
+        out[:, k] = c1 == 0
+        out[:, k + 1] = c1 > 0
+        k += 2
+        out[:, k] = c2 == 0
+        out[:, k + 1] = c2 == 1
+        k += 2
+        out[~d["announced"]] = 0.0
+        out = np.repeat(out[:, None, :], n, axis=1)
+        alloc_s, prices_s = star_offer(d)
+        asked = (c2 == 1)[:, None] & self.askers(d)
+        write_offer_stage(out, k, self.spec, alloc_s, prices_s, None, asked, d["answers"])
+        out[~d["announced"]] = 0.0
+        return out
 
 
 # reasonable offers price every player; a factored offer prices only non-empty bundles
