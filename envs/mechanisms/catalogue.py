@@ -191,6 +191,7 @@ SPECS: dict[str, MechanismSpec] = {
             "003 fn. 3",
             "foil of M5: truthful is an equilibrium, so is every scaled-down report",
             "mechgym/HopeForTheBest-v0",
+            written_once=True,
         ),
         MechanismSpec(
             "naive_market_1",

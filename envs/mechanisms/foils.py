@@ -47,6 +47,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.actions import check_amount, offer_features
+from mechgym.envs.engine.batched import (
+    TERMINAL,
+    AllAtOnce,
+    BatchOutcome,
+    BatchState,
+    check_context,
+    register_batched,
+)
+from mechgym.envs.engine.episode import BatchOfOne, Episode, MoveRules, Moves
 from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
 from mechgym.envs.engine.factored import register_factored
 from mechgym.envs.engine.game import (
@@ -61,8 +70,10 @@ from mechgym.envs.engine.game import (
     as_fraction,
     asked_at,
 )
+from mechgym.envs.engine.money import FLOAT, Money
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.budget_balanced_market import MarketProposal, check_proposal
+from mechgym.envs.model.batch import ContextBatch
 from mechgym.envs.model.market import market_msw
 from mechgym.envs.model.outcome import Outcome
 
@@ -100,16 +111,12 @@ class TypeReport:
     table: tuple[tuple[int, ...], ...]
 
 
-@dataclass(frozen=True)
-class HopeState:
-    n: int
-    num_states: int
-    reports: tuple[TypeReport, ...] | None = None
-
-
-class HopeForTheBest(Mechanism):
+class HopeForTheBest(BatchOfOne):
     """HOPE-FOR-THE-BEST (seed 003, footnote 3): agreement on a reported profile ``t`` gives
     (argmax_x Σ t_i(x), t_i(ω) − ε); disagreement gives (⊥, 0).
+
+    Written once (:mod:`mechgym.envs.engine.episode`): :class:`HopeForTheBestRules` is the rule
+    over a batch; this exact face runs it on a batch of one with exact money.
 
     Parameters
     ----------
@@ -135,42 +142,27 @@ class HopeForTheBest(Mechanism):
     def benchmarks(self, ctx: Any) -> dict[str, Any]:
         return {"MSW": ctx.msw(), "best_state": ctx.best_state()}
 
-    def start(self, ctx: Any) -> HopeState:
-        return HopeState(ctx.n, ctx.num_states)
-
-    def node(self, s: HopeState) -> Node:
-        if s.reports is None:
-            return Decision(tuple(range(s.n)), "report")
-        first = s.reports[0]
-        if any(r != first for r in s.reports[1:]):
-            return Terminal(Outcome((), (ZERO,) * s.n, state=-1, rule="disagree"))
-        table = first.table
-        welfare = [sum(table[i][x] for i in range(s.n)) for x in range(s.num_states)]
-        w = welfare.index(max(welfare))
-        return Terminal(
-            Outcome((), tuple(table[i][w] - self.eps for i in range(s.n)), state=w, rule="agree")
-        )
-
-    def validate(self, s: HopeState, player: int, action: Any) -> TypeReport:
+    def validate(self, s: Episode, player: int, action: Any) -> TypeReport:
         agent, phase = f"player_{player}", "report"
+        n, num_states = s.ctx.n, s.ctx.num_states
         if not isinstance(action, TypeReport):
             raise MalformedAnnouncementError(
                 agent, phase, f"expected a TypeReport(table), got {type(action).__name__}"
             )
         rows = action.table
-        if isinstance(rows, str) or not isinstance(rows, Sequence | np.ndarray) or len(rows) != s.n:
+        if isinstance(rows, str) or not isinstance(rows, Sequence | np.ndarray) or len(rows) != n:
             raise MalformedAnnouncementError(
-                agent, phase, f"a report needs one row per player ({s.n})"
+                agent, phase, f"a report needs one row per player ({n})"
             )
         out = []
         for i, row in enumerate(rows):
             if (
                 isinstance(row, str)
                 or not isinstance(row, Sequence | np.ndarray)
-                or len(row) != s.num_states
+                or len(row) != num_states
             ):
                 raise MalformedAnnouncementError(
-                    agent, phase, f"row {i} needs one value per state ({s.num_states})"
+                    agent, phase, f"row {i} needs one value per state ({num_states})"
                 )
             vals = []
             for x, v in enumerate(row):
@@ -185,21 +177,17 @@ class HopeForTheBest(Mechanism):
             out.append(tuple(vals))
         return TypeReport(tuple(out))
 
-    def resolve(self, s: HopeState, actions: Mapping[int, Any]) -> HopeState:
-        return replace(s, reports=tuple(actions[i] for i in range(s.n)))
+    def moves(self, s: Episode, actions: Mapping[int, Any]) -> Moves:
+        tables = [actions[i].table for i in range(s.ctx.n)]
+        return {"reports": np.array([tables], dtype=np.int64)}
 
     def layout(self, spec: EnvSpec) -> ActionLayout:
         return ActionLayout(
             [(f"report_{i}_{x}", spec.value_cap + 1) for i in range(spec.n) for x in range(spec.m)]
         )
 
-    def action_mask(
-        self, s: HopeState, player: int, spec: EnvSpec, layout: ActionLayout
-    ) -> np.ndarray:
-        return layout.mask(dict.fromkeys(layout.names, True))
-
     def decode(
-        self, s: HopeState, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
     ) -> TypeReport:
         return TypeReport(
             tuple(
@@ -209,7 +197,7 @@ class HopeForTheBest(Mechanism):
         )
 
     def encode(
-        self, s: HopeState, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
     ) -> np.ndarray:
         rep = self.validate(s, player, action)
         vec = layout.zeros()
@@ -227,25 +215,106 @@ class HopeForTheBest(Mechanism):
     def public_size(self, spec: EnvSpec) -> int:
         return spec.m + 2
 
-    def public_features(self, s: HopeState, player: int, spec: EnvSpec) -> np.ndarray:
-        """[chosen state one-hot | agreement | disagreement]."""
-        out = np.zeros(self.public_size(spec), dtype=np.float32)
-        if s.reports is None:
-            return out
-        o = self.node(s).outcome
-        if o.state >= 0:
-            out[o.state] = 1.0
-            out[spec.m] = 1.0
-        else:
-            out[spec.m + 1] = 1.0
-        return out
-
-    def describe_action(self, s: HopeState, player: int, action: Any) -> str:
+    def describe_action(self, s: Episode, player: int, action: Any) -> str:
         return (
             f"report {[list(r) for r in action.table]}"
             if isinstance(action, TypeReport)
             else repr(action)
         )
+
+
+REPORT = 0
+
+
+@register_batched
+class HopeForTheBestRules(MoveRules):
+    """The rules of :class:`HopeForTheBest` over a batch (``states`` contexts): one
+    simultaneous report of an ``n × K`` table; unanimity gives (argmax_x Σ_i t_i(x),
+    t_i(ω) − ε), anything else (⊥, 0).
+
+    ``state.data``: ``reported`` ``(B,)``; ``reports`` ``(B, n, n, K)`` (reporter, player,
+    state).
+    """
+
+    mechanism = HopeForTheBest
+    implements = frozenset({"eps"})
+    mech: HopeForTheBest
+
+    def __init__(self, mech: HopeForTheBest, spec: EnvSpec, money: Money = FLOAT) -> None:
+        super().__init__(mech, spec, money)
+        self.eps = money.constant(mech.eps)
+        self.reporting = AllAtOnce(self.layout, spec.n, "report")
+        # field report_i_x sits at column i·K + x (i-major), see HopeForTheBest.layout
+        self.cols = np.array(
+            [[self.layout.index[f"report_{i}_{x}"] for x in range(spec.m)] for i in range(spec.n)]
+        )
+
+    def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
+        if not self.money.exact:  # the exact face sizes its rules from the context itself
+            check_context(self, ctx)
+        B, n, k = ctx.B, ctx.n, ctx.m
+        return BatchState(
+            phase=np.full(B, REPORT, dtype=np.int64),
+            acting=np.ones((B, n), dtype=bool),
+            data={
+                "reported": np.zeros(B, dtype=bool),
+                "reports": np.zeros((B, n, n, k), dtype=np.int64),
+            },
+        )
+
+    def masks(self, state: BatchState) -> np.ndarray:
+        return self.reporting.masks(state.acting)
+
+    def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
+        actions = self.reporting.checked(actions, state.acting)
+        return {"reports": actions[:, :, self.cols]}
+
+    def apply(self, ctx: ContextBatch, state: BatchState, moves: Moves, rng: Any) -> BatchState:
+        live = state.phase == REPORT
+        data = dict(state.data)
+        data["reports"] = np.where(live[:, None, None, None], moves["reports"], data["reports"])
+        data["reported"] = data["reported"] | live
+        return BatchState(
+            phase=np.where(live, TERMINAL, state.phase),
+            acting=np.zeros_like(state.acting),
+            data=data,
+            chance=list(state.chance),
+        )
+
+    def _chosen(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Agreement ``(B,)``, the chosen state ``(B,)`` and the reported table ``(B, n, K)``."""
+        reports = state.data["reports"]
+        table = reports[:, 0]
+        agree = (reports == table[:, None]).all(axis=(1, 2, 3)) & state.data["reported"]
+        w = np.argmax(table.sum(axis=1), axis=1)  # lowest index on ties
+        return agree, w, table
+
+    def outcome(self, state: BatchState) -> BatchOutcome:
+        agree, w, table = self._chosen(state)
+        B = table.shape[0]
+        chosen = self.money.array(table[np.arange(B), :, w]) - self.eps
+        prices = np.where(agree[:, None], chosen, self.money.zeros(chosen.shape))
+        return BatchOutcome.of_state(np.where(agree, w, -1).astype(np.int64), prices)
+
+    def outcome_rule(self, state: BatchState) -> str:
+        return "agree" if self._chosen(state)[0][0] else "disagree"
+
+    def public_features(self, state: BatchState, player: int) -> np.ndarray:
+        """[chosen state one-hot | agreement | disagreement] once the reports are in."""
+        k = self.spec.m
+        B = state.phase.shape[0]
+        out = np.zeros((B, k + 2), dtype=np.float32)
+        agree, w, _ = self._chosen(state)
+        done = state.data["reported"]
+        out[np.flatnonzero(agree), w[agree]] = 1.0
+        out[:, k] = agree
+        out[:, k + 1] = done & ~agree
+        return out
+
+    def public_features_all(self, state: BatchState) -> np.ndarray:
+        # nothing in the public view depends on who looks
+        one = self.public_features(state, 0)
+        return np.broadcast_to(one[:, None, :], (one.shape[0], self.spec.n, one.shape[1]))
 
 
 # -- Naive markets -----------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The foils of M5 and M6 over a batch: the batched twins of
-:mod:`mechgym.envs.mechanisms.foils`.
+"""The Naive markets (foils of M6) over a batch: the batched twins of
+:mod:`mechgym.envs.mechanisms.foils` (HOPE-FOR-THE-BEST is written once there).
 
 Each class below re-expresses one foil's exact rules over ``B`` episodes as numpy arrays
 (money float64, chance drawn with :func:`~mechgym.envs.engine.batched.draw` in the order
@@ -14,12 +14,10 @@ from fractions import Fraction
 import numpy as np
 from mechgym.envs.engine.batched import (
     TERMINAL,
-    AllAtOnce,
     BatchedRules,
     BatchOutcome,
     BatchState,
     ContextBatch,
-    check_context,
     draw,
     register_batched,
 )
@@ -41,7 +39,6 @@ from mechgym.envs.mechanisms.budget_balanced_market_batched import (
     row_sum,
 )
 from mechgym.envs.mechanisms.foils import (
-    HopeForTheBest,
     NaiveMarket1,
     NaiveMarket2,
     NaiveMarket3,
@@ -417,95 +414,3 @@ class NaiveMarket4Batched(_ProposeAndAnswerBatched):
 
 
 # == end of Naive-1 … Naive-4 ====================================================================
-
-
-# == HOPE-FOR-THE-BEST (seed 003, footnote 3) ==================================================
-
-REPORT = 0
-
-
-@register_batched
-class HopeForTheBestBatched(BatchedRules):
-    """Batched rules of :class:`~mechgym.envs.mechanisms.foils.HopeForTheBest` (``states``
-    contexts): one simultaneous report of an ``n × K`` table; unanimity gives
-    (argmax_x Σ_i t_i(x), t_i(ω) − ε), anything else (⊥, 0).
-
-    ``state.data``: ``reports`` ``(B, n, n, K)`` (reporter, player, state).
-    """
-
-    mechanism = HopeForTheBest
-    implements = frozenset({"eps"})
-    mech: HopeForTheBest
-
-    def __init__(self, mech: HopeForTheBest, spec: EnvSpec) -> None:
-        super().__init__(mech, spec)
-        self.eps = float(mech.eps)
-        self.reporting = AllAtOnce(self.layout, spec.n, "report")
-        # field report_i_x sits at column i·K + x (i-major), see HopeForTheBest.layout
-        self.cols = np.array(
-            [[self.layout.index[f"report_{i}_{x}"] for x in range(spec.m)] for i in range(spec.n)]
-        )
-
-    def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
-        check_context(self, ctx)
-        B, n, k = ctx.B, self.spec.n, self.spec.m
-        return BatchState(
-            phase=np.full(B, REPORT, dtype=np.int64),
-            acting=np.ones((B, n), dtype=bool),
-            data={
-                "reported": np.zeros(B, dtype=bool),
-                "reports": np.zeros((B, n, n, k), dtype=np.int64),
-            },
-        )
-
-    def masks(self, state: BatchState) -> np.ndarray:
-        return self.reporting.masks(state.acting)
-
-    def step(
-        self,
-        ctx: ContextBatch,
-        state: BatchState,
-        actions: np.ndarray,
-        rng: np.random.Generator,
-    ) -> BatchState:
-        actions = self.reporting.checked(actions, state.acting)
-        live = state.phase == REPORT
-        data = dict(state.data)
-        data["reports"] = np.where(
-            live[:, None, None, None], actions[:, :, self.cols], data["reports"]
-        )
-        data["reported"] = data["reported"] | live
-        return BatchState(
-            phase=np.where(live, TERMINAL, state.phase),
-            acting=np.zeros_like(state.acting),
-            data=data,
-            chance=list(state.chance),
-        )
-
-    def _resolve(self, state: BatchState) -> tuple[np.ndarray, np.ndarray]:
-        """``(chosen state or −1, prices)`` of the reports."""
-        reports = state.data["reports"]
-        B = reports.shape[0]
-        table = reports[:, 0]
-        agree = (reports == table[:, None]).all(axis=(1, 2, 3)) & state.data["reported"]
-        w = np.argmax(table.sum(axis=1), axis=1)  # lowest index on ties
-        chosen = table[np.arange(B), :, w].astype(np.float64) - self.eps
-        prices = np.where(agree[:, None], chosen, 0.0)
-        return np.where(agree, w, -1).astype(np.int64), prices
-
-    def outcome(self, state: BatchState) -> BatchOutcome:
-        st, prices = self._resolve(state)
-        return BatchOutcome.of_state(st, prices)
-
-    def public_features(self, state: BatchState, player: int) -> np.ndarray:
-        """[chosen state one-hot | agreement | disagreement] once the reports are in."""
-        k = self.spec.m
-        B = state.phase.shape[0]
-        out = np.zeros((B, k + 2), dtype=np.float32)
-        st, _ = self._resolve(state)
-        done = state.data["reported"]
-        agree = done & (st >= 0)
-        out[np.flatnonzero(agree), st[agree]] = 1.0
-        out[:, k] = agree
-        out[:, k + 1] = done & (st < 0)
-        return out
