@@ -19,10 +19,7 @@ from fractions import Fraction
 
 import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
-from mechgym.envs.mechanisms.second_price_bundle_batched import (
-    MixtureBatched,
-    SecondPriceBundleBatched,
-)
+from mechgym.envs.mechanisms.second_price_bundle import MixtureRules, SecondPriceBundleRules
 
 from .batched import (
     BatchedAgents,
@@ -93,7 +90,7 @@ class BatchedSecondPrice:
 
     def branch_policy(self, rules: BatchedRules) -> object:
         """The policy this agent plays on a mixture branch with ``rules``."""
-        if isinstance(rules, SecondPriceBundleBatched):
+        if isinstance(rules, SecondPriceBundleRules):
             return self
         agents = batched_agents(rules.mech.name)
         return agents.predicted if self.revenue is None else agents.deviations[self.revenue]
@@ -107,7 +104,7 @@ class BatchedSecondPrice:
         rng: np.random.Generator,
     ) -> np.ndarray:
         mine = acting_players(state, players)
-        if isinstance(rules, MixtureBatched):
+        if isinstance(rules, MixtureRules):
             branch = state.data["branch"]
             acts = np.zeros((len(branch), rules.spec.n, len(rules.layout)), dtype=np.int64)
             for k, inner in enumerate(rules.inner):
@@ -132,14 +129,14 @@ def sp_menu(
     with invalid entries to the longest. Entries are invalid where ``player`` does not act or
     the bid leaves the grid.
     """
-    if isinstance(rules, MixtureBatched):
+    if isinstance(rules, MixtureRules):
         branch = state.data["branch"]
         parts = []
         for k, inner in enumerate(rules.inner):
             sub = rules.inner_state(state, k)
             fn = (
                 sp_menu
-                if isinstance(inner, SecondPriceBundleBatched)
+                if isinstance(inner, SecondPriceBundleRules)
                 else batched_agents(inner.mech.name).menu
             )
             a, v = fn(inner, ctx, sub, player)  # type: ignore[misc]

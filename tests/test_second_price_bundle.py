@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,14 +13,20 @@ from mechgym.agents.collusion_leveraging import PredictedSecondPrice, sp_menu, s
 from mechgym.envs import second_price_bundle_v0
 from mechgym.envs.engine.batched import sample_actions
 from mechgym.envs.engine.errors import MalformedAnnouncementError, ParameterError
-from mechgym.envs.engine.game import Chance, Decision, EnvSpec, Terminal, evaluate_exact
+from mechgym.envs.engine.game import (
+    Chance,
+    Decision,
+    EnvSpec,
+    Terminal,
+    evaluate_exact,
+    step_decision,
+)
 from mechgym.envs.mechanisms.collusion_leveraging import CLAnnouncement, CollusionLeveraging
 from mechgym.envs.mechanisms.knowledge_benchmark import KBAnnouncement, KnowledgeBenchmark
 from mechgym.envs.mechanisms.second_price_bundle import (
     BundleBid,
     Mixture,
     SecondPriceBundle,
-    second_price_outcome,
 )
 from mechgym.envs.model.context import AuctionContext
 from mechgym.envs.model.generators import UniformGenerator
@@ -44,10 +51,17 @@ def contexts(count: int, seed: int):
         yield gen.sample(rng)
 
 
+def _played(bids: tuple[BundleBid, ...]) -> Any:
+    mech = SecondPriceBundle()
+    ctx = AuctionContext(values=np.zeros((3, 4), dtype=np.int64))
+    s = mech.start(ctx)
+    return mech.node(step_decision(mech, s, mech.node(s), dict(enumerate(bids)))).outcome
+
+
 def test_highest_value_wins_its_bundle_and_pays_the_second():
-    out = second_price_outcome((BundleBid(5, 1), BundleBid(9, 3), BundleBid(7, 2)))
-    assert out.alloc == (0, 3, 0) and out.prices == (0, 7, 0)
-    tie = second_price_outcome((BundleBid(4, 1), BundleBid(9, 2), BundleBid(9, 1)))
+    out = _played((BundleBid(5, 1), BundleBid(9, 3), BundleBid(7, 2)))
+    assert out.alloc == (0, 3, 0) and out.prices == (0, 7, 0) and out.rule == "second_price"
+    tie = _played((BundleBid(4, 1), BundleBid(9, 2), BundleBid(9, 1)))
     assert tie.alloc == (0, 2, 0) and tie.prices == (0, 9, 0)  # lowest index wins the tie
 
 

@@ -17,7 +17,7 @@ differential tests tie the two paths together with it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -133,8 +133,9 @@ class ForcedChance:
     with every outcome appended). A node shared by the batch is read from ``node`` (the
     float path may pass its probabilities as floats); per-episode rows must be exact."""
 
-    def __init__(self, outcomes: Sequence[int] = ()) -> None:
-        self.outcomes = tuple(outcomes)
+    def __init__(self, outcomes: Sequence[int] | Iterator[int] = ()) -> None:
+        # an endless iterator answers every node (a branch that is never played)
+        self.outcomes = outcomes if isinstance(outcomes, Iterator) else tuple(outcomes)
         self.used = 0
 
     def draw(
@@ -144,6 +145,8 @@ class ForcedChance:
             raise ValueError("forced chance serves a batch of one")
         if not live[0]:
             return np.full(1, -1, dtype=np.int64)
+        if isinstance(self.outcomes, Iterator):
+            return np.full(1, next(self.outcomes), dtype=np.int64)
         if self.used < len(self.outcomes):
             self.used += 1
             return np.full(1, self.outcomes[self.used - 1], dtype=np.int64)

@@ -155,6 +155,7 @@ SPECS: dict[str, MechanismSpec] = {
             "second-price bundle auction A'",
             "mechgym/SecondPriceBundle-v0",
             batched_agents="second_price_bundle",
+            written_once=True,
         ),
         MechanismSpec(
             "mixture",
@@ -164,6 +165,7 @@ SPECS: dict[str, MechanismSpec] = {
             "002 Sec. 1.2",
             "a revenue mechanism w.p. 1/(c+1), A' otherwise",
             batched_agents="second_price_bundle",
+            written_once=True,
         ),
         MechanismSpec(
             "perfect_revenue",

@@ -21,38 +21,51 @@ eps="1/10")`` (the remaining constants go to the revenue mechanism):
 Array layout of A': ``bid_value`` (0..price_cap) and ``bid_bundle`` (2**m). A :class:`Mixture`
 lays out the union of both mechanisms' fields (a field present in both keeps the larger size;
 values beyond a branch's own size are masked out).
+
+Written once (:mod:`mechgym.envs.engine.episode`): :class:`SecondPriceBundleRules` is A' over a
+batch and :class:`MixtureRules` composes the rules of the two branches (each written once
+itself); the exact faces run them on a batch of one with exact money, ``mix`` an explicit
+chance node. A' ``state.data``: ``bid_value``, ``bid_bundle`` ``(B, n)``. The mixture's
+``state.data`` holds ``branch`` ``(B,)`` (0 = revenue, 1 = auction) and each branch's arrays
+under the prefixes ``"0/"`` and ``"1/"``; its ``phase`` indexes the union of the branches'
+phases (:attr:`Mixture.phases`); an episode's inner state in the branch it did not draw is
+marked terminal, so that branch's rules ignore it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
+from itertools import repeat
 from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.actions import check_amount, check_bundle
-from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
-from mechgym.envs.engine.game import (
-    Chance,
-    Decision,
-    EnvSpec,
-    Examples,
-    Guarantee,
-    Mechanism,
-    Node,
-    PendingOffer,
-    Terminal,
-    as_fraction,
+from mechgym.envs.engine.batched import (
+    TERMINAL,
+    AllAtOnce,
+    BatchOutcome,
+    BatchState,
+    ForcedChance,
+    check_actions,
+    check_context,
+    check_implemented,
+    draw,
+    register_batched,
+    rules_class,
 )
+from mechgym.envs.engine.episode import BatchOfOne, Episode, MoveRules, Moves
+from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.game import Chance, EnvSpec, Examples, Guarantee, Mechanism, as_fraction
+from mechgym.envs.engine.money import FLOAT, Money
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.best_belief import BestBelief
 from mechgym.envs.mechanisms.catalogue import mixable
 from mechgym.envs.mechanisms.collusion_leveraging import CollusionLeveraging
 from mechgym.envs.mechanisms.knowledge_benchmark import KnowledgeBenchmark
-from mechgym.envs.mechanisms.offer_rules import winner_of
+from mechgym.envs.model.batch import ContextBatch
 from mechgym.envs.model.bundles import format_bundle
-from mechgym.envs.model.outcome import Outcome
 from mechgym.envs.solvers.packing import msw
 
 #: the ``kind`` of A's statement (see :class:`~mechgym.envs.engine.game.Guarantee`)
@@ -71,30 +84,9 @@ class BundleBid:
     bundle: int
 
 
-@dataclass(frozen=True)
-class SecondPriceState:
-    """Public state of A': the bids once made."""
-
-    n: int
-    m: int
-    bids: tuple[BundleBid, ...] | None = None
-
-
 def top_values(ctx: Any) -> list[int]:
     """max_S θ_i(S) for every player."""
     return [int(v) for v in np.asarray(ctx.values).max(axis=1)]
-
-
-def second_price_outcome(bids: tuple[BundleBid, ...]) -> Outcome:
-    """Highest value wins its bundle and pays the second-highest value."""
-    values = [b.value for b in bids]
-    w = winner_of(values)
-    n = len(bids)
-    alloc = [0] * n
-    prices = [Fraction(0)] * n
-    alloc[w] = bids[w].bundle
-    prices[w] = Fraction(max(v for i, v in enumerate(values) if i != w))
-    return Outcome(tuple(alloc), tuple(prices), rule="second_price")
 
 
 def revenue_mechanism(name: Any, **constants: Any) -> Mechanism:
@@ -130,7 +122,7 @@ def _same_c(c: Any) -> bool:
         return False
 
 
-class SecondPriceBundle(Mechanism):
+class SecondPriceBundle(BatchOfOne):
     """The second-price bundle auction A' (seed 002): the baseline of the mixture M'.
 
     Parameters
@@ -191,16 +183,8 @@ class SecondPriceBundle(Mechanism):
             kind=PREDICTED_BIDDING,
         )
 
-    # -- rules -------------------------------------------------------------------------------
-    def start(self, ctx: Any) -> SecondPriceState:
-        return SecondPriceState(ctx.n, ctx.m)
-
-    def node(self, s: SecondPriceState) -> Node:
-        if s.bids is None:
-            return Decision(tuple(range(s.n)), "bid")
-        return Terminal(second_price_outcome(s.bids))
-
-    def validate(self, s: SecondPriceState, player: int, action: Any) -> Any:
+    # -- moves -------------------------------------------------------------------------------
+    def validate(self, s: Episode, player: int, action: Any) -> Any:
         agent, phase = f"player_{player}", "bid"
         if not isinstance(action, BundleBid):
             raise MalformedAnnouncementError(
@@ -211,28 +195,26 @@ class SecondPriceBundle(Mechanism):
                 agent, phase, f"a bid value must be an integer >= 0, got {action.value!r}"
             )
         check_amount(action.value, agent, phase, "a bid value")
-        bundle = check_bundle(action.bundle, s.m, agent, phase, "bid bundle")
+        bundle = check_bundle(action.bundle, s.ctx.m, agent, phase, "bid bundle")
         return BundleBid(int(action.value), bundle)
 
-    def resolve(self, s: SecondPriceState, actions: Mapping[int, Any]) -> SecondPriceState:
-        return replace(s, bids=tuple(actions[i] for i in range(s.n)))
+    def moves(self, s: Episode, actions: Mapping[int, Any]) -> Moves:
+        n = s.ctx.n
+        value = np.array([[actions[i].value for i in range(n)]], dtype=np.int64)
+        bundle = np.array([[actions[i].bundle for i in range(n)]], dtype=np.int64)
+        return {"bid_value": value, "bid_bundle": bundle}
 
     # -- encodings ---------------------------------------------------------------------------
     def layout(self, spec: EnvSpec) -> ActionLayout:
         return ActionLayout([("bid_value", spec.price_cap + 1), ("bid_bundle", 1 << spec.m)])
 
-    def action_mask(
-        self, s: SecondPriceState, player: int, spec: EnvSpec, layout: ActionLayout
-    ) -> np.ndarray:
-        return layout.mask({"bid_value": True, "bid_bundle": True})
-
     def decode(
-        self, s: SecondPriceState, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
     ) -> Any:
         return BundleBid(int(vec[layout.index["bid_value"]]), int(vec[layout.index["bid_bundle"]]))
 
     def encode(
-        self, s: SecondPriceState, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
     ) -> np.ndarray:
         if not 0 <= int(action.value) <= spec.price_cap:
             raise OutOfSpaceError(
@@ -248,25 +230,11 @@ class SecondPriceBundle(Mechanism):
     def public_size(self, spec: EnvSpec) -> int:
         return 0
 
-    def public_features(self, s: SecondPriceState, player: int, spec: EnvSpec) -> np.ndarray:
-        # The only decision node is the first one: nothing public has happened yet.
-        return np.zeros(0, dtype=np.float32)
-
-    def describe_action(self, s: SecondPriceState, player: int, action: Any) -> str:
+    def describe_action(self, s: Episode, player: int, action: Any) -> str:
         return f"bid {action.value} for {{{format_bundle(action.bundle)}}}"
 
 
 # -- the mixture -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MixtureState:
-    """State of a :class:`Mixture`: before the draw ``branch`` is None and ``starts`` holds both
-    branches' start states; afterwards ``inner`` is the chosen branch's state."""
-
-    starts: tuple[Any, Any]
-    branch: int | None = None
-    inner: Any = None
 
 
 @dataclass(frozen=True)
@@ -276,7 +244,7 @@ class _UnionLayout:
     cols: tuple[np.ndarray, np.ndarray]  # union column of every sub field
 
 
-class Mixture(Mechanism):
+class Mixture(BatchOfOne):
     """Run ``revenue`` with probability 1/(c + 1) and ``auction`` (default A') otherwise.
 
     Guarantee: if each branch's guarantee bounds E[SW] + E[REV] from below (true of M3, M4 and
@@ -304,8 +272,16 @@ class Mixture(Mechanism):
     def __init__(
         self, revenue: Mechanism, c: Any = "1/2", auction: Mechanism | None = None
     ) -> None:
-        if not isinstance(revenue, Mechanism):
-            raise ParameterError("revenue", f"must be a mechanism, got {type(revenue).__name__}")
+        for what, mech in (("revenue", revenue), ("auction", auction)):
+            if mech is None and what == "auction":
+                continue
+            if not isinstance(mech, BatchOfOne):
+                # the mixture composes its branches' rules, so each must be written once
+                raise ParameterError(
+                    what,
+                    f"must be a mechanism written once (its rules over a batch), "
+                    f"got {type(mech).__name__}",
+                )
         cc = as_fraction(c, "c")
         if not cc > 0:
             raise ParameterError("c", f"must be positive, got {cc}")
@@ -376,39 +352,22 @@ class Mixture(Mechanism):
         )
 
     # -- rules -------------------------------------------------------------------------------
-    def branch(self, s: MixtureState) -> tuple[Mechanism, Any]:
-        """The chosen branch's mechanism and inner state (after the draw)."""
-        if s.branch is None:
+    def branch(self, s: Episode) -> tuple[Mechanism, Episode]:
+        """The chosen branch's mechanism and its own state (after the draw)."""
+        if s.pending is not None or "branch" not in s.state.data:
             raise ValueError("the mixture's branch is not drawn yet")
-        return self.mechs[s.branch], s.inner
+        k = int(s.state.data["branch"][0])
+        rules = self.rules(s.ctx.n, s.ctx.m)
+        return self.mechs[k], Episode(s.ctx, s.batch, rules.inner_state(s.state, k))
 
-    def start(self, ctx: Any) -> MixtureState:
-        return MixtureState((self.mechs[0].start(ctx), self.mechs[1].start(ctx)))
-
-    def node(self, s: MixtureState) -> Node:
-        if s.branch is None:
-            return self.mix_node
-        return self.mechs[s.branch].node(s.inner)
-
-    def pending_offer(self, s: MixtureState, player: int) -> PendingOffer | None:
-        """The drawn branch's question (none before the draw)."""
-        if s.branch is None:
-            return None
-        return self.mechs[s.branch].pending_offer(s.inner, player)
-
-    def validate(self, s: MixtureState, player: int, action: Any) -> Any:
+    def validate(self, s: Episode, player: int, action: Any) -> Any:
         mech, inner = self.branch(s)
         return mech.validate(inner, player, action)
 
-    def resolve(self, s: MixtureState, actions: Mapping[int, Any]) -> MixtureState:
+    def moves(self, s: Episode, actions: Mapping[int, Any]) -> Moves:
         mech, inner = self.branch(s)
-        return replace(s, inner=mech.resolve(inner, actions))
-
-    def chance(self, s: MixtureState, index: int) -> MixtureState:
-        if s.branch is None:
-            return replace(s, branch=index, inner=s.starts[index])
-        mech, inner = self.branch(s)
-        return replace(s, inner=mech.chance(inner, index))
+        k = int(s.state.data["branch"][0])
+        return {f"{k}/{key}": v for key, v in mech.moves(inner, actions).items()}
 
     # -- encodings ---------------------------------------------------------------------------
     def _union(self, spec: EnvSpec) -> _UnionLayout:
@@ -430,56 +389,306 @@ class Mixture(Mechanism):
     def layout(self, spec: EnvSpec) -> ActionLayout:
         return self._union(spec).layout
 
-    def action_mask(
-        self, s: MixtureState, player: int, spec: EnvSpec, layout: ActionLayout
-    ) -> np.ndarray:
-        mech, inner = self.branch(s)
-        u = self._union(spec)
-        sub = u.subs[s.branch]
-        sub_mask = mech.action_mask(inner, player, spec, sub)
-        out = layout.mask({})
-        for k, name in enumerate(sub.names):
-            lo = int(layout.offsets[layout.index[name]])
-            hi = int(layout.offsets[layout.index[name] + 1])
-            out[lo:hi] = 0
-            part = sub_mask[sub.offsets[k] : sub.offsets[k + 1]]
-            out[lo : lo + len(part)] = part
-        return out
-
     def decode(
-        self, s: MixtureState, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
     ) -> Any:
         mech, inner = self.branch(s)
+        k = int(s.state.data["branch"][0])
         u = self._union(spec)
-        return mech.decode(inner, player, np.asarray(vec)[u.cols[s.branch]], spec, u.subs[s.branch])
+        return mech.decode(inner, player, np.asarray(vec)[u.cols[k]], spec, u.subs[k])
 
     def encode(
-        self, s: MixtureState, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
     ) -> np.ndarray:
         mech, inner = self.branch(s)
+        k = int(s.state.data["branch"][0])
         u = self._union(spec)
-        sub_vec = mech.encode(inner, player, action, spec, u.subs[s.branch])
+        sub_vec = mech.encode(inner, player, action, spec, u.subs[k])
         vec = layout.zeros()
-        vec[u.cols[s.branch]] = sub_vec
+        vec[u.cols[k]] = sub_vec
         return vec
 
     def public_size(self, spec: EnvSpec) -> int:
         return 2 + sum(mech.public_size(spec) for mech in self.mechs)
 
-    def public_features(self, s: MixtureState, player: int, spec: EnvSpec) -> np.ndarray:
-        """[branch one-hot | revenue branch's features | auction branch's features]."""
-        out = np.zeros(self.public_size(spec), dtype=np.float32)
-        if s.branch is None:
-            return out
-        out[s.branch] = 1.0
-        k = 2
-        for b, mech in enumerate(self.mechs):
-            size = mech.public_size(spec)
-            if b == s.branch:
-                out[k : k + size] = mech.public_features(s.inner, player, spec)
-            k += size
-        return out
-
-    def describe_action(self, s: MixtureState, player: int, action: Any) -> str:
+    def describe_action(self, s: Episode, player: int, action: Any) -> str:
         mech, inner = self.branch(s)
         return mech.describe_action(inner, player, action)
+
+
+BID = 0
+
+
+def second_price(values: np.ndarray, bundles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(alloc, prices)`` ``(B, n)`` int64 of A': the highest value (lowest index on ties)
+    wins its bundle and pays the second-highest value; nobody else gets or pays anything."""
+    B, n = values.shape
+    rows = np.arange(B)
+    w = np.argmax(values, axis=1)  # first maximum: lowest index on ties
+    others = values.copy()
+    others[rows, w] = -1  # values are >= 0
+    alloc = np.zeros((B, n), dtype=np.int64)
+    prices = np.zeros((B, n), dtype=np.int64)
+    alloc[rows, w] = bundles[rows, w]
+    prices[rows, w] = others.max(axis=1)
+    return alloc, prices
+
+
+@register_batched
+class SecondPriceBundleRules(MoveRules):
+    """The rules of :class:`SecondPriceBundle` over a batch."""
+
+    mechanism = SecondPriceBundle
+
+    def __init__(self, mech: SecondPriceBundle, spec: EnvSpec, money: Money = FLOAT) -> None:
+        super().__init__(mech, spec, money)
+        self.bidding = AllAtOnce(self.layout, spec.n, "bid")
+        self.i_value = self.layout.index["bid_value"]
+        self.i_bundle = self.layout.index["bid_bundle"]
+
+    def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
+        if not self.money.exact:  # the exact face sizes its rules from the context itself
+            check_context(self, ctx)
+        B, n = ctx.B, ctx.n
+        return BatchState(
+            phase=np.full(B, BID, dtype=np.int64),
+            acting=np.ones((B, n), dtype=bool),
+            data={
+                "bid_value": np.zeros((B, n), dtype=np.int64),
+                "bid_bundle": np.zeros((B, n), dtype=np.int64),
+            },
+        )
+
+    def masks(self, state: BatchState) -> np.ndarray:
+        return self.bidding.masks(state.acting)
+
+    def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
+        actions = self.bidding.checked(actions, state.acting)
+        return {
+            "bid_value": actions[:, :, self.i_value],
+            "bid_bundle": actions[:, :, self.i_bundle],
+        }
+
+    def apply(self, ctx: ContextBatch, state: BatchState, moves: Moves, rng: Any) -> BatchState:
+        live = state.phase == BID
+        data = dict(state.data)
+        data["bid_value"] = np.where(live[:, None], moves["bid_value"], data["bid_value"])
+        data["bid_bundle"] = np.where(live[:, None], moves["bid_bundle"], data["bid_bundle"])
+        return BatchState(
+            phase=np.where(live, TERMINAL, state.phase),
+            acting=np.zeros_like(state.acting),
+            data=data,
+            chance=list(state.chance),
+        )
+
+    def outcome(self, state: BatchState) -> BatchOutcome:
+        alloc, prices = second_price(state.data["bid_value"], state.data["bid_bundle"])
+        return BatchOutcome.of_bundles(alloc, self.money.array(prices))
+
+    def outcome_rule(self, state: BatchState) -> str:
+        return "second_price"
+
+    def public_features(self, state: BatchState, player: int) -> np.ndarray:
+        # The only decision node is the first one: nothing public has happened yet.
+        return np.zeros((state.phase.shape[0], 0), dtype=np.float32)
+
+
+@register_batched
+class MixtureRules(MoveRules):
+    """The rules of :class:`Mixture` over a batch, composed from the rules of its revenue
+    branch (0) and its auction branch (1), in the same money."""
+
+    mechanism = Mixture
+    implements = frozenset({"revenue", "c", "auction"})
+    mech: Mixture
+
+    def __init__(self, mech: Mixture, spec: EnvSpec, money: Money = FLOAT) -> None:
+        super().__init__(mech, spec, money)
+        inner = []
+        for m in mech.mechs:
+            cls = rules_class(m)
+            if not money.exact:
+                check_implemented(m, cls)
+            inner.append(cls(m, spec, money))
+        self.inner: tuple[MoveRules, MoveRules] = (inner[0], inner[1])
+        u = mech._union(spec)
+        self.cols = u.cols
+        self.probs = np.array([float(mech.p), float(1 - mech.p)])
+        lay = self.layout
+        self.idle = lay.mask({})
+        # per branch: inner phase index -> mixture phase index (the last entry maps TERMINAL)
+        self.to_mix = []
+        self.to_inner = []
+        self.gather = []
+        for k, rules in enumerate(self.inner):
+            to_mix = [self.phases.index(ph) for ph in rules.phases]
+            self.to_mix.append(np.array([*to_mix, TERMINAL], dtype=np.int64))
+            to_inner = np.full(len(self.phases) + 1, TERMINAL, dtype=np.int64)
+            for j, t in enumerate(to_mix):
+                to_inner[t] = j
+            self.to_inner.append(to_inner)
+            # union mask = a constant row (idle elsewhere, 0 on the branch's fields, so values
+            # beyond the branch's own size stay masked out) with each sub field's part copied
+            # to its union field; consecutive fields are copied as one slice
+            sub = u.subs[k]
+            const = self.idle.copy()
+            runs: list[list[int]] = []  # [src_lo, dst_lo, length]
+            for f, name in enumerate(sub.names):
+                lo = int(lay.offsets[lay.index[name]])
+                const[lo : int(lay.offsets[lay.index[name] + 1])] = 0
+                src, size = int(sub.offsets[f]), int(sub.sizes[f])
+                if runs and runs[-1][0] + runs[-1][2] == src and runs[-1][1] + runs[-1][2] == lo:
+                    runs[-1][2] += size
+                else:
+                    runs.append([src, lo, size])
+            self.gather.append((const, [(slice(a, a + n), slice(b, b + n)) for a, b, n in runs]))
+        self.sizes = tuple(m.public_size(spec) for m in mech.mechs)
+
+    # -- composition -------------------------------------------------------------------------
+    def inner_state(self, state: BatchState, k: int) -> BatchState:
+        """Branch ``k``'s view of the batch: episodes of the other branch are terminal."""
+        mine = state.data["branch"] == k
+        pre = f"{k}/"
+        return BatchState(
+            phase=np.where(mine, self.to_inner[k][state.phase], TERMINAL),
+            acting=state.acting & mine[:, None],
+            data={key[len(pre) :]: v for key, v in state.data.items() if key.startswith(pre)},
+        )
+
+    def _merge(
+        self, branch: np.ndarray, inner: tuple[BatchState, BatchState], chance: list[np.ndarray]
+    ) -> BatchState:
+        phase = np.where(
+            branch == 0, self.to_mix[0][inner[0].phase], self.to_mix[1][inner[1].phase]
+        )
+        acting = np.where(branch[:, None] == 0, inner[0].acting, inner[1].acting)
+        data: dict[str, np.ndarray] = {"branch": branch}
+        for k, st in enumerate(inner):
+            data.update({f"{k}/{key}": v for key, v in st.data.items()})
+            # an inner rule logs its own episodes only; the mask also covers the resets,
+            # which cannot know the branch
+            chance.extend(np.where(branch == k, c, -1) for c in st.chance)
+        return BatchState(
+            phase=phase, acting=acting & (phase != TERMINAL)[:, None], data=data, chance=chance
+        )
+
+    def inner_actions(self, actions: np.ndarray, k: int) -> np.ndarray:
+        """Branch ``k``'s columns of union-layout actions."""
+        return actions[..., self.cols[k]]
+
+    def to_union_actions(self, sub_actions: np.ndarray, k: int) -> np.ndarray:
+        """Branch ``k``'s actions written into the union layout (other fields 0)."""
+        out = np.zeros((*sub_actions.shape[:-1], len(self.layout)), dtype=np.int64)
+        out[..., self.cols[k]] = sub_actions
+        return out
+
+    def to_union_mask(self, sub_mask: np.ndarray, k: int) -> np.ndarray:
+        """Branch ``k``'s flat mask written into the union layout."""
+        const, runs = self.gather[k]
+        out = np.empty((*sub_mask.shape[:-1], self.layout.mask_size), dtype=np.int8)
+        out[...] = const
+        for src, dst in runs:
+            out[..., dst] = sub_mask[..., src]
+        return out
+
+    # -- rules -------------------------------------------------------------------------------
+    def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
+        if not self.money.exact:  # the exact face sizes its rules from the context itself
+            check_context(self, ctx)
+        branch = draw(rng, self.probs, np.ones(ctx.B, dtype=bool), self.mech.mix_node)
+        if isinstance(rng, ForcedChance):
+            # a batch of one: the branch not drawn is never played, so its reset (a nested
+            # mixture's own draw) must not ask the exact engine for chance
+            inner = tuple(
+                rules.reset(ctx, rng if k == branch[0] else ForcedChance(repeat(0)))
+                for k, rules in enumerate(self.inner)
+            )
+        else:
+            inner = tuple(rules.reset(ctx, rng) for rules in self.inner)
+        for k, st in enumerate(inner):
+            mine = branch == k
+            st.phase = np.where(mine, st.phase, TERMINAL)
+            st.acting = st.acting & mine[:, None]
+        return self._merge(branch, inner, [branch])  # type: ignore[arg-type]
+
+    def masks(self, state: BatchState) -> np.ndarray:
+        branch = state.data["branch"]
+        parts = [
+            self.to_union_mask(rules.masks(self.inner_state(state, k)), k)
+            for k, rules in enumerate(self.inner)
+        ]
+        np.copyto(parts[0], parts[1], where=(branch == 1)[:, None, None])
+        return parts[0]
+
+    def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
+        actions = np.asarray(actions, dtype=np.int64)
+        names = np.array([*self.phases, "-"])[state.phase]
+        B, n = state.acting.shape
+        if actions.shape != (B, n, len(self.layout)):
+            check_actions(self.layout, self.masks(state), actions, state.acting, names)
+        moves: Moves = {}
+        for k, rules in enumerate(self.inner):
+            st = self.inner_state(state, k)
+            if not st.done.all():
+                # each branch checks its own columns on its own masks (no union masks); the
+                # union's other columns must be 0 for its acting players
+                sub = self.inner_actions(actions, k)
+                foreign = np.delete(actions, self.cols[k], axis=2)
+                check_actions(rules.layout, rules.masks(st), sub, st.acting, names)
+                if (foreign[st.acting] != 0).any():
+                    check_actions(self.layout, self.masks(state), actions, state.acting, names)
+                moves.update({f"{k}/{key}": v for key, v in rules.decode_moves(st, sub).items()})
+        return moves
+
+    def apply(self, ctx: ContextBatch, state: BatchState, moves: Moves, rng: Any) -> BatchState:
+        branch = state.data["branch"]
+        new = []
+        for k, rules in enumerate(self.inner):
+            st = self.inner_state(state, k)
+            pre = f"{k}/"
+            mine = {key[len(pre) :]: v for key, v in moves.items() if key.startswith(pre)}
+            if mine and not st.done.all():
+                st = rules.apply(ctx, st, mine, rng)
+            new.append(st)
+        return self._merge(branch, tuple(new), list(state.chance))  # type: ignore[arg-type]
+
+    def outcome(self, state: BatchState) -> BatchOutcome:
+        branch = state.data["branch"]
+        outs = [rules.outcome(self.inner_state(state, k)) for k, rules in enumerate(self.inner)]
+        rev = branch == 0
+        return BatchOutcome(
+            np.where(rev[:, None], outs[0].alloc, outs[1].alloc),
+            np.where(rev[:, None], outs[0].prices, outs[1].prices),
+            np.where(rev, outs[0].state, outs[1].state),
+            np.where(rev, outs[0].destroyed, outs[1].destroyed),
+        )
+
+    def outcome_rule(self, state: BatchState) -> str:
+        k = int(state.data["branch"][0])
+        return self.inner[k].outcome_rule(self.inner_state(state, k))
+
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        branch = state.data["branch"][:, None]
+        asked, item, price = self.inner[0].pending_offers(self.inner_state(state, 0))
+        other = self.inner[1].pending_offers(self.inner_state(state, 1))
+        mine = branch == 0
+        return (
+            np.where(mine, asked, other[0]),
+            np.where(mine, item, other[1]),
+            np.where(mine, price, other[2]),
+        )
+
+    def public_features(self, state: BatchState, player: int) -> np.ndarray:
+        """[branch one-hot | revenue branch's features | auction branch's features]."""
+        branch = state.data["branch"]
+        B = branch.shape[0]
+        out = np.zeros((B, 2 + sum(self.sizes)), dtype=np.float32)
+        out[np.arange(B), branch] = 1.0
+        pos = 2
+        for k, rules in enumerate(self.inner):
+            size = self.sizes[k]
+            if size:
+                feats = rules.public_features(self.inner_state(state, k), player)
+                out[:, pos : pos + size] = np.where((branch == k)[:, None], feats, 0.0)
+            pos += size
+        return out
