@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
-from mechgym.envs.mechanisms.budget_balanced_market import BudgetBalancedMarket
-from mechgym.envs.mechanisms.budget_balanced_market_batched import CONFIRM, PROPOSE, RESPOND
+from mechgym.envs.mechanisms.budget_balanced_market import (
+    CONFIRM,
+    PROPOSE,
+    RESPOND,
+    BudgetBalancedMarket,
+)
 from mechgym.envs.solvers.batched import pack_batch
 
 from .batched import (

@@ -513,14 +513,15 @@ def test_chance_probabilities_are_the_exact_ones(spec_text: str) -> None:
     moved = MarketProposal((0,) * n, (-1, 1, *(0,) * (n - 2)))  # valid, not (E, 0)
     m6 = BudgetBalancedMarket()
     c = _rules(m6, ctx).constants(int(ctx.k))  # type: ignore[attr-defined]
-    s = replace(m6.start(exact_ctx), proposal=moved)
+    # M6 is written once: walk its exact face to each chance node it asks for
+    s = m6.resolve(m6.start(exact_ctx), {0: moved})
     assert np.array_equal(_probs(m6, s), c.c0)
-    assert np.array_equal(_probs(m6, replace(s, c0=1)), c.w)
+    assert np.array_equal(_probs(m6, m6.chance(s, 1)), c.w)
     for y in range(n - 1):
-        answers = tuple(i < y for i in range(n - 1))
-        s2 = replace(s, c0=0, answers=answers)
+        answers = {i + 1: i < y for i in range(n - 1)}
+        s2 = m6.resolve(m6.chance(s, 0), answers)
         assert np.array_equal(_probs(m6, s2), c.c1)
-        assert np.array_equal(_probs(m6, replace(s2, c1=1)), c.c2[y])
+        assert np.array_equal(_probs(m6, m6.chance(s2, 1)), c.c2[y])
     for mech in (NaiveMarket3(eps="1/3"), NaiveMarket4()):
         rules = _rules(mech, ctx)
         for y in range(n - 1):

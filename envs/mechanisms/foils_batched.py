@@ -22,7 +22,15 @@ from mechgym.envs.engine.batched import (
     register_batched,
 )
 from mechgym.envs.engine.game import EnvSpec
-from mechgym.envs.mechanisms.budget_balanced_market_batched import (
+from mechgym.envs.mechanisms.foils import (
+    NaiveMarket1,
+    NaiveMarket2,
+    NaiveMarket3,
+    NaiveMarket4,
+    _market_mask,
+    _MarketFoil,
+)
+from mechgym.envs.mechanisms.market_rules import (
     FieldRanges,
     bundle_bits,
     check_batch,
@@ -37,14 +45,6 @@ from mechgym.envs.mechanisms.budget_balanced_market_batched import (
     read_outcome,
     row_all,
     row_sum,
-)
-from mechgym.envs.mechanisms.foils import (
-    NaiveMarket1,
-    NaiveMarket2,
-    NaiveMarket3,
-    NaiveMarket4,
-    _market_mask,
-    _MarketFoil,
 )
 from mechgym.envs.mechanisms.offer_rules_batched import PhaseMasks
 
