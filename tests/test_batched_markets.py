@@ -503,8 +503,6 @@ def _probs(mech: Mechanism, s: Any) -> np.ndarray:
 def test_chance_probabilities_are_the_exact_ones(spec_text: str) -> None:
     # replay_exact replays the logged indices; the probabilities they were drawn with must
     # be the exact chance nodes' (per number of YES answers where they depend on it)
-    from dataclasses import replace
-
     from mechgym.envs.mechanisms.budget_balanced_market import MarketProposal
 
     ctx = _batch(spec_text, 1, seed=0)
@@ -524,12 +522,12 @@ def test_chance_probabilities_are_the_exact_ones(spec_text: str) -> None:
         assert np.array_equal(_probs(m6, m6.chance(s2, 1)), c.c2[y])
     for mech in (NaiveMarket3(eps="1/3"), NaiveMarket4()):
         rules = _rules(mech, ctx)
+        proposed = mech.resolve(mech.start(exact_ctx), {0: moved})
         for y in range(n - 1):
-            answers = tuple(i < y for i in range(n - 1))
-            s = replace(mech.start(exact_ctx), proposal=moved, answers=answers)
+            s = mech.resolve(proposed, {i + 1: i < y for i in range(n - 1)})
             if isinstance(mech, NaiveMarket3):
                 assert np.array_equal(_probs(mech, s), rules.c1[y])  # type: ignore[attr-defined]
             else:
                 assert np.array_equal(_probs(mech, s), rules.c1)  # type: ignore[attr-defined]
                 c2 = rules.c2(int(ctx.k))  # type: ignore[attr-defined]
-                assert np.array_equal(_probs(mech, replace(s, c1=1)), c2[y])
+                assert np.array_equal(_probs(mech, mech.chance(s, 1)), c2[y])

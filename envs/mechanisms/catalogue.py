@@ -204,6 +204,7 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: any individually rational unanimous outcome is an equilibrium",
             "mechgym/NaiveMarket1-v0",
+            written_once=True,
         ),
         MechanismSpec(
             "naive_market_2",
@@ -213,6 +214,7 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: belief mismatch (YES expecting another's NO)",
             "mechgym/NaiveMarket2-v0",
+            written_once=True,
         ),
         MechanismSpec(
             "naive_market_3",
@@ -222,6 +224,7 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: player 1 profits from a non-truthful proposal",
             "mechgym/NaiveMarket3-v0",
+            written_once=True,
         ),
         MechanismSpec(
             "naive_market_4",
@@ -231,6 +234,7 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: price shifts relying on believed collusion lose welfare",
             "mechgym/NaiveMarket4-v0",
+            written_once=True,
         ),
     ]
 }

@@ -41,18 +41,19 @@ and state ``s``. Naive-1: ``owner_g`` (``n + 1``: 0 = destroyed, ``j + 1`` = pla
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
 
 import numpy as np
-from mechgym.envs.engine.actions import check_amount, offer_features
+from mechgym.envs.engine.actions import check_amount
 from mechgym.envs.engine.batched import (
     TERMINAL,
     AllAtOnce,
     BatchOutcome,
     BatchState,
     check_context,
+    draw,
     register_batched,
 )
 from mechgym.envs.engine.episode import BatchOfOne, Episode, MoveRules, Moves
@@ -60,22 +61,33 @@ from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceErr
 from mechgym.envs.engine.factored import register_factored
 from mechgym.envs.engine.game import (
     Chance,
-    Decision,
     EnvSpec,
     Examples,
     Mechanism,
-    Node,
-    PendingOffer,
-    Terminal,
     as_fraction,
-    asked_at,
 )
 from mechgym.envs.engine.money import FLOAT, Money
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.budget_balanced_market import MarketProposal, check_proposal
+from mechgym.envs.mechanisms.market_rules import (
+    FieldRanges,
+    bundle_bits,
+    check_batch,
+    checked,
+    decode_owners,
+    destroyed_of,
+    encode_owners,
+    finish,
+    fresh_outcome,
+    owners_of,
+    put_onehot,
+    read_outcome,
+    row_all,
+    row_sum,
+)
+from mechgym.envs.mechanisms.offer_rules_batched import PhaseMasks
 from mechgym.envs.model.batch import ContextBatch
 from mechgym.envs.model.market import market_msw
-from mechgym.envs.model.outcome import Outcome
 
 __all__ = [
     "FOILS",
@@ -401,38 +413,10 @@ def _encode_market(
         vec[layout.index[f"price_{j}"]] = v
 
 
-def _destroyed(m: int, alloc: Sequence[int]) -> int:
-    used = 0
-    for b in alloc:
-        used |= b
-    return ((1 << m) - 1) & ~used
+PROPOSE, RESPOND = 0, 1
 
 
-@dataclass(frozen=True)
-class NaiveState:
-    """Public state of the Naive markets (Naive-1 uses ``announcements``)."""
-
-    n: int
-    m: int
-    k: int
-    endowment: tuple[int, ...]
-    eps: Fraction
-    announcements: tuple[MarketProposal, ...] | None = None
-    proposal: MarketProposal | None = None
-    answers: tuple[bool, ...] | None = None
-    c1: int | None = None
-    c2: int | None = None
-
-    @property
-    def B(self) -> int:
-        return 1 << (self.k - 1)
-
-    @property
-    def yes_count(self) -> int:
-        return sum(self.answers)
-
-
-class _MarketFoil(Mechanism):
+class _MarketFoil(BatchOfOne):
     context_kind = "market"
     mask_depends_on_state = True
     parameter_examples: ClassVar[Examples] = {"eps": ("1/3", "1/1000")}
@@ -451,25 +435,6 @@ class _MarketFoil(Mechanism):
         """ε for ``n`` players."""
         return self.eps
 
-    def start(self, ctx: Any) -> NaiveState:
-        return NaiveState(ctx.n, ctx.m, ctx.k, tuple(ctx.endowment), self.eps_for(ctx.n))
-
-    def _endowment_outcome(
-        self, s: NaiveState, rule: str, prices: Sequence[Fraction] | None = None
-    ) -> Outcome:
-        return Outcome(
-            s.endowment, tuple(prices) if prices is not None else (ZERO,) * s.n, rule=rule
-        )
-
-    def _discounted(self, s: NaiveState, rule: str) -> Outcome:
-        """(A, (P_0 + (n−1)ε, P_i − ε))."""
-        p = s.proposal
-        eps, n = s.eps, s.n
-        prices = tuple(
-            Fraction(x) + ((n - 1) * eps if i == 0 else -eps) for i, x in enumerate(p.prices)
-        )
-        return Outcome(p.alloc, prices, destroyed=_destroyed(s.m, p.alloc), rule=rule)
-
 
 class NaiveMarket1(_MarketFoil):
     """Naive-1 (seed 004, Sec. 5.1): unanimous budget-balanced announcements are implemented,
@@ -480,42 +445,26 @@ class NaiveMarket1(_MarketFoil):
     phases = ("announce",)
     simultaneous_only = True
 
-    def node(self, s: NaiveState) -> Node:
-        if s.announcements is None:
-            return Decision(tuple(range(s.n)), "announce")
-        first = s.announcements[0]
-        if any(a != first for a in s.announcements[1:]):
-            return Terminal(self._endowment_outcome(s, "disagree"))
-        return Terminal(
-            Outcome(
-                first.alloc,
-                tuple(Fraction(p) for p in first.prices),
-                destroyed=_destroyed(s.m, first.alloc),
-                rule="agree",
-            )
-        )
+    def validate(self, s: Episode, player: int, action: Any) -> MarketProposal:
+        c = s.ctx
+        return check_foil_proposal(action, c.n, c.m, c.k, f"player_{player}", "announce")
 
-    def validate(self, s: NaiveState, player: int, action: Any) -> MarketProposal:
-        return check_foil_proposal(action, s.n, s.m, s.k, f"player_{player}", "announce")
-
-    def resolve(self, s: NaiveState, actions: Mapping[int, Any]) -> NaiveState:
-        return replace(s, announcements=tuple(actions[i] for i in range(s.n)))
+    def moves(self, s: Episode, actions: Mapping[int, Any]) -> Moves:
+        n = s.ctx.n
+        alloc = np.array([[actions[i].alloc for i in range(n)]], dtype=np.int64)
+        prices = np.array([[actions[i].prices for i in range(n)]], dtype=np.int64)
+        return {"alloc": alloc, "prices": prices}
 
     def layout(self, spec: EnvSpec) -> ActionLayout:
         return ActionLayout(_market_fields(spec))
 
-    def action_mask(
-        self, s: NaiveState, player: int, spec: EnvSpec, layout: ActionLayout
-    ) -> np.ndarray:
-        return layout.mask(_market_mask(spec, s.k))
-
     def decode(
-        self, s: NaiveState, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
     ) -> Any:
         return _decode_market(vec, spec, layout)
 
     def encode(
-        self, s: NaiveState, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
     ) -> np.ndarray:
         vec = layout.zeros()
         _encode_market(
@@ -526,18 +475,7 @@ class NaiveMarket1(_MarketFoil):
     def public_size(self, spec: EnvSpec) -> int:
         return spec.m + spec.n + 1
 
-    def public_features(self, s: NaiveState, player: int, spec: EnvSpec) -> np.ndarray:
-        """[the outcome's owners and prices | agreement flag] once announced."""
-        out = np.zeros(self.public_size(spec), dtype=np.float32)
-        if s.announcements is None:
-            return out
-        o = self.node(s).outcome
-        agree = o.rule == "agree"
-        out[: spec.m + spec.n] = offer_features(s.announcements[0] if agree else None, spec)
-        out[-1] = 1.0 if agree else -1.0
-        return out
-
-    def describe_action(self, s: NaiveState, player: int, action: Any) -> str:
+    def describe_action(self, s: Episode, player: int, action: Any) -> str:
         return (
             f"announce alloc={list(action.alloc)} prices={list(action.prices)}"
             if isinstance(action, MarketProposal)
@@ -551,69 +489,45 @@ class _ProposeAndAnswer(_MarketFoil):
     phases = ("propose", "respond")
     simultaneous_only = True
 
-    def node(self, s: NaiveState) -> Node:
-        if s.proposal is None:
-            return Decision((0,), "propose")
-        p = s.proposal
-        if p.alloc == s.endowment and all(x == 0 for x in p.prices):
-            return Terminal(self._endowment_outcome(s, "endowment"))
-        if s.answers is None:
-            return Decision(tuple(range(1, s.n)), "respond")
-        if s.yes_count == s.n - 1:
-            return Terminal(self._discounted(s, "all-yes"))
-        return self._after_no(s)
-
-    def _after_no(self, s: NaiveState) -> Node:
-        raise NotImplementedError
-
-    def pending_offer(self, s: NaiveState, player: int) -> PendingOffer | None:
-        """At ``respond``: the proposal's A*_i in place of E_i at P*_i."""
-        if not asked_at(self, s, player, "respond"):
-            return None
-        return PendingOffer(int(s.proposal.alloc[player]), int(s.proposal.prices[player]))
-
-    def validate(self, s: NaiveState, player: int, action: Any) -> Any:
-        agent = f"player_{player}"
-        if s.proposal is None:
-            return check_foil_proposal(action, s.n, s.m, s.k, agent, "propose")
+    def validate(self, s: Episode, player: int, action: Any) -> Any:
+        agent, c = f"player_{player}", s.ctx
+        if s.state.phase[0] == PROPOSE:
+            return check_foil_proposal(action, c.n, c.m, c.k, agent, "propose")
         if not isinstance(action, bool | np.bool_):
             raise MalformedAnnouncementError(
                 agent, "respond", f"answer YES/NO with True/False, got {action!r}"
             )
         return bool(action)
 
-    def resolve(self, s: NaiveState, actions: Mapping[int, Any]) -> NaiveState:
-        if s.proposal is None:
-            return replace(s, proposal=actions[0])
-        return replace(s, answers=tuple(actions[i] for i in range(1, s.n)))
-
-    def chance(self, s: NaiveState, index: int) -> NaiveState:
-        if s.c1 is None:
-            return replace(s, c1=index)
-        return replace(s, c2=index)
+    def moves(self, s: Episode, actions: Mapping[int, Any]) -> Moves:
+        n = s.ctx.n
+        moves: Moves = {
+            "alloc": np.zeros((1, n), dtype=np.int64),
+            "prices": np.zeros((1, n), dtype=np.int64),
+            "yes": np.zeros((1, n), dtype=bool),
+        }
+        for i, a in actions.items():
+            if isinstance(a, MarketProposal):
+                moves["alloc"][0], moves["prices"][0] = a.alloc, a.prices
+            else:
+                moves["yes"][0, i] = bool(a)
+        return moves
 
     def layout(self, spec: EnvSpec) -> ActionLayout:
         return ActionLayout([("answer", 2), *_market_fields(spec)])
 
-    def action_mask(
-        self, s: NaiveState, player: int, spec: EnvSpec, layout: ActionLayout
-    ) -> np.ndarray:
-        if s.proposal is None:
-            return layout.mask(_market_mask(spec, s.k))
-        return layout.mask({"answer": True})
-
     def decode(
-        self, s: NaiveState, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
     ) -> Any:
-        if s.proposal is None:
+        if s.state.phase[0] == PROPOSE:
             return _decode_market(vec, spec, layout)
         return bool(vec[layout.index["answer"]])
 
     def encode(
-        self, s: NaiveState, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
     ) -> np.ndarray:
         vec = layout.zeros()
-        if s.proposal is None:
+        if s.state.phase[0] == PROPOSE:
             _encode_market(
                 self.validate(s, player, action), vec, spec, layout, f"player_{player}", "propose"
             )
@@ -624,30 +538,7 @@ class _ProposeAndAnswer(_MarketFoil):
     def public_size(self, spec: EnvSpec) -> int:
         return 2 * spec.m + 2 * spec.n + 5
 
-    def public_features(self, s: NaiveState, player: int, spec: EnvSpec) -> np.ndarray:
-        """[proposal owners and prices | answers (+1/−1) | c1 (2) | c2 (2) | own bundle bits |
-        own price]."""
-        n, m = spec.n, spec.m
-        out = np.zeros(self.public_size(spec), dtype=np.float32)
-        if s.proposal is None:
-            return out
-        out[: m + n] = offer_features(s.proposal, spec)
-        pos = m + n
-        if s.answers is not None:
-            for i, yes in enumerate(s.answers, start=1):
-                out[pos + i] = 1.0 if yes else -1.0
-        pos += n
-        if s.c1 is not None:
-            out[pos + s.c1] = 1.0
-        if s.c2 is not None:
-            out[pos + 2 + s.c2] = 1.0
-        pos += 4
-        own = s.proposal.alloc[player]
-        out[pos : pos + m] = [(own >> g) & 1 for g in range(m)]
-        out[pos + m] = float(s.proposal.prices[player])
-        return out
-
-    def describe_action(self, s: NaiveState, player: int, action: Any) -> str:
+    def describe_action(self, s: Episode, player: int, action: Any) -> str:
         if isinstance(action, MarketProposal):
             return f"propose alloc={list(action.alloc)} prices={list(action.prices)}"
         return "YES" if action else "NO"
@@ -660,9 +551,6 @@ class NaiveMarket2(_ProposeAndAnswer):
     name = "naive_market_2"
     title = "Naive-2 market (seed 004, Sec. 5.1; foil of M6)"
 
-    def _after_no(self, s: NaiveState) -> Node:
-        return Terminal(self._endowment_outcome(s, "some-no"))
-
 
 class NaiveMarket3(_ProposeAndAnswer):
     """Naive-3: after a NO, coin c1 (Heads w.p. 1 − εY/n) gives (E, 0), Tails the discounted
@@ -670,14 +558,6 @@ class NaiveMarket3(_ProposeAndAnswer):
 
     name = "naive_market_3"
     title = "Naive-3 market (seed 004, Sec. 5.1; foil of M6)"
-
-    def _after_no(self, s: NaiveState) -> Node:
-        if s.c1 is None:
-            p = s.eps * s.yes_count / s.n
-            return Chance("c1", ("heads", "tails"), (1 - p, p))
-        if s.c1 == 0:
-            return Terminal(self._endowment_outcome(s, "c1-heads"))
-        return Terminal(self._discounted(s, "c1-tails"))
 
 
 class NaiveMarket4(_ProposeAndAnswer):
@@ -705,27 +585,414 @@ class NaiveMarket4(_ProposeAndAnswer):
             )
         return eps
 
-    def _after_no(self, s: NaiveState) -> Node:
-        eps = s.eps
-        if s.c1 is None:
-            return Chance("c1", ("heads", "tails"), (1 - eps, eps))
-        if s.c1 == 0:
-            return Terminal(
-                self._endowment_outcome(s, "c1-heads", (Fraction(1), *((ZERO,) * (s.n - 1))))
-            )
-        if s.c2 is None:
-            p = Fraction(s.yes_count, s.n * s.B)
-            return Chance("c2", ("heads", "tails"), (p, 1 - p))
-        if s.c2 == 0:
-            return Terminal(self._discounted(s, "c2-heads"))
-        return Terminal(self._endowment_outcome(s, "c2-tails"))
-
 
 FOILS: dict[str, type[Mechanism]] = {
     cls.name: cls
     for cls in (HopeForTheBest, NaiveMarket1, NaiveMarket2, NaiveMarket3, NaiveMarket4)
 }
 """Foil name -> mechanism class."""
+
+
+# names and labels of the coins of Naive-3 and Naive-4; their probabilities depend on the
+# episode (Y, k), so the rules pass them per episode and these nodes only name them
+C1 = Chance("c1", ("heads", "tails"), (Fraction(1), Fraction(0)))
+C2 = Chance("c2", ("heads", "tails"), (Fraction(1), Fraction(0)))
+
+
+# -- the Naive markets' rules ----------------------------------------------------------------
+#
+# ``state.data`` of the Naive markets: ``k`` ``(B,)`` (the batch's bits, one value: the price
+# mask depends on it); ``alloc``, ``prices`` ``(B, n)`` int64 (Naive-1: player 0's
+# announcement; Naive-2..4: the proposal, P_0 = −Σ_{j≥1} P_j); ``proposed`` ``(B,)`` bool;
+# Naive-1: ``agree`` ``(B,)`` int8 (+1 unanimous, −1 not, 0 before); Naive-2..4: ``answers``
+# ``(B, n)`` int8 (+1 YES, −1 NO, 0 not given; column 0 unused), ``c1``, ``c2`` ``(B,)`` int64
+# (−1 until drawn); ``out_*``: the terminal outcome.
+
+
+class _NaiveRules(MoveRules):
+    """What the Naive markets' rules share: the proposal codec, price masks per ``k`` and
+    the constants in the rules' money."""
+
+    def __init__(self, mech: _MarketFoil, spec: EnvSpec, money: Money = FLOAT) -> None:
+        super().__init__(mech, spec, money)
+        self.eps = mech.eps_for(spec.n)  # validates ε for this n
+        self.shift = spec.price_cap - 1
+        self.i_price = self.layout.index["price_1"] if spec.n > 1 else 0
+        self._maskers: dict[int, PhaseMasks] = {}
+        self._ranges: dict[int, FieldRanges] = {}
+
+    def _phase_rows(self, k: int) -> list[np.ndarray]:
+        """Per phase, ``(n, mask_size)`` masks of the acting players."""
+        raise NotImplementedError
+
+    def masker(self, k: int) -> PhaseMasks:
+        """The mask tables for ``k`` bits (the price grid is cut to (−2^k, 2^k))."""
+        mk = self._maskers.get(k)
+        if mk is None:
+            rows = self._phase_rows(k)
+            mk = self._maskers[k] = PhaseMasks(rows, self.layout.mask({}))
+            self._ranges[k] = FieldRanges(self.layout, rows)
+        return mk
+
+    def ranges(self, k: int) -> FieldRanges:
+        """The legal ranges of every field for ``k`` bits (see :class:`FieldRanges`)."""
+        self.masker(k)
+        return self._ranges[k]
+
+    def masks(self, state: BatchState) -> np.ndarray:
+        ks = state.data["k"]
+        if ks.shape[0] == 0:
+            return np.zeros((0, self.spec.n, self.layout.mask_size), dtype=np.int8)
+        return self.masker(int(ks[0]))(state.phase, state.acting)
+
+    def proposal_rows(self, k: int) -> np.ndarray:
+        """``(n, mask_size)``: the mask of a proposal (owners free, prices cut to k)."""
+        row = self.layout.mask(_market_mask(self.spec, k))
+        return np.broadcast_to(row, (self.spec.n, self.layout.mask_size))
+
+    # -- codec -------------------------------------------------------------------------------
+    def decode_proposals(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``alloc``, ``prices`` ``(..., n)`` int64 of proposals ``(..., L)``, as the exact
+        decoder (P_j = v − (price_cap − 1), P_0 = −Σ_{j≥1} P_j)."""
+        n = self.spec.n
+        alloc = decode_owners(vecs, self.layout, n, self.spec.m)
+        pj = vecs[..., self.i_price : self.i_price + n - 1] - self.shift
+        return alloc, np.concatenate([-row_sum(pj)[..., None], pj], axis=-1)
+
+    def encode_proposals(
+        self, alloc: np.ndarray, prices: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Actions ``(..., L)`` of proposals ``alloc``, ``prices`` ``(..., n)`` int64 and
+        whether each is expressible (budget balanced, P_j ∈ (−2^k, 2^k) and on the grid
+        −(price_cap−1)..(price_cap−1) for j ≥ 1), as the exact ``encode``; rows that are not
+        hold clipped prices."""
+        n = self.spec.n
+        out = np.zeros((*alloc.shape[:-1], len(self.layout)), dtype=np.int64)
+        encode_owners(alloc, out, self.layout, self.spec.m)
+        pj = prices[..., 1:]
+        ok = (prices.sum(axis=-1) == 0) & (np.abs(pj) < (1 << k)).all(axis=-1)
+        ok &= (np.abs(pj) <= self.shift).all(axis=-1)
+        out[..., self.i_price : self.i_price + n - 1] = np.clip(pj, -self.shift, self.shift) + (
+            self.shift
+        )
+        return out, ok
+
+    def start(self, ctx: ContextBatch) -> dict[str, np.ndarray]:
+        """Fresh data arrays (after checking the batch's kind and sizes)."""
+        check_batch(self, ctx)
+        B, n = ctx.B, self.spec.n
+        return {
+            "k": np.full(B, int(ctx.k), dtype=np.int64),
+            "alloc": np.zeros((B, n), dtype=np.int64),
+            "prices": np.zeros((B, n), dtype=np.int64),
+            "proposed": np.zeros(B, dtype=bool),
+            **fresh_outcome(B, n, self.money),
+        }
+
+    def discounted(self, prices: np.ndarray) -> np.ndarray:
+        """(P_0 + (n−1)ε, P_i − ε) in the rules' money."""
+        n, eps = self.spec.n, self.eps
+        adj = self.money.array(np.array([(n - 1) * eps] + [-eps] * (n - 1), dtype=object))
+        return self.money.array(prices) + adj
+
+    def zeros(self, B: int) -> np.ndarray:
+        """``(B, n)`` zero prices."""
+        return self.money.zeros((B, self.spec.n))
+
+    def probs(self, rows: list[tuple[Fraction, Fraction]]) -> np.ndarray:
+        """Chance rows as floats for drawing, exact on the exact path."""
+        if self.money.exact:
+            return np.array(rows, dtype=object)
+        return np.array([[float(p) for p in row] for row in rows])
+
+    def outcome(self, state: BatchState) -> BatchOutcome:
+        return read_outcome(state.data)
+
+
+@register_batched
+class NaiveMarket1Rules(_NaiveRules):
+    """The rules of :class:`NaiveMarket1`: one simultaneous announcement (phase 0);
+    unanimity implements it, else (E, 0)."""
+
+    mechanism = NaiveMarket1
+    implements = frozenset({"eps"})
+
+    def _phase_rows(self, k: int) -> list[np.ndarray]:
+        return [self.proposal_rows(k)]
+
+    def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
+        B, n = ctx.B, self.spec.n
+        data = self.start(ctx)
+        data["agree"] = np.zeros(B, dtype=np.int8)
+        return BatchState(np.zeros(B, dtype=np.int64), np.ones((B, n), dtype=bool), data, [])
+
+    def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
+        actions = checked(self, state, actions, self.ranges(int(state.data["k"][0])))
+        alloc, prices = self.decode_proposals(actions)
+        return {"alloc": alloc, "prices": prices}
+
+    def apply(self, ctx: ContextBatch, state: BatchState, moves: Moves, rng: Any) -> BatchState:
+        live = state.phase == 0
+        if not live.any():
+            return state
+        d = dict(state.data)
+        every_alloc, every_prices = moves["alloc"], moves["prices"]  # (B, announcer, player)
+        agree = live & (
+            (every_alloc == every_alloc[:, :1]).all(axis=(1, 2))
+            & (every_prices == every_prices[:, :1]).all(axis=(1, 2))
+        )
+        alloc, prices = every_alloc[:, 0], every_prices[:, 0]
+        d["alloc"] = np.where(live[:, None], alloc, d["alloc"])
+        d["prices"] = np.where(live[:, None], prices, d["prices"])
+        d["proposed"] = d["proposed"] | live
+        d["agree"] = np.where(live, np.where(agree, 1, -1), d["agree"]).astype(np.int8)
+        money = self.money.array(prices)
+        finish(d, agree, alloc, money, destroyed_of(alloc, self.spec.m))
+        finish(d, live & ~agree, ctx.endowment, self.zeros(ctx.B), 0)
+        phase = np.where(live, TERMINAL, state.phase)
+        return BatchState(phase, state.acting & ~live[:, None], d, list(state.chance))
+
+    def outcome_rule(self, state: BatchState) -> str:
+        return "agree" if state.data["agree"][0] == 1 else "disagree"
+
+    def public_features(self, state: BatchState, player: int) -> np.ndarray:
+        """[the outcome's owners and prices | agreement flag] once announced."""
+        n, m = self.spec.n, self.spec.m
+        d = state.data
+        out = np.zeros((d["alloc"].shape[0], m + n + 1), dtype=np.float32)
+        agree = d["agree"] == 1
+        out[:, :m] = np.where(agree[:, None], owners_of(d["alloc"], m), 0)
+        out[:, m : m + n] = np.where(agree[:, None], d["prices"], 0)
+        out[:, -1] = d["agree"]
+        return out
+
+
+class _ProposeAndAnswerRules(_NaiveRules):
+    """Naive-2..4: player 0 proposes (phase 0), the others answer YES/NO (phase 1)."""
+
+    def __init__(self, mech: _MarketFoil, spec: EnvSpec, money: Money = FLOAT) -> None:
+        super().__init__(mech, spec, money)
+        self.i_answer = self.layout.index["answer"]
+
+    def _phase_rows(self, k: int) -> list[np.ndarray]:
+        answer = self.layout.mask({"answer": True})
+        return [self.proposal_rows(k), np.broadcast_to(answer, (self.spec.n, answer.shape[0]))]
+
+    def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
+        B, n = ctx.B, self.spec.n
+        data = self.start(ctx)
+        data["answers"] = np.zeros((B, n), dtype=np.int8)
+        data["c1"] = np.full(B, -1, dtype=np.int64)
+        data["c2"] = np.full(B, -1, dtype=np.int64)
+        acting = np.zeros((B, n), dtype=bool)
+        acting[:, 0] = True
+        return BatchState(np.zeros(B, dtype=np.int64), acting, data, [])
+
+    def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
+        actions = checked(self, state, actions, self.ranges(int(state.data["k"][0])))
+        alloc, prices = self.decode_proposals(actions[:, 0, :])
+        return {"alloc": alloc, "prices": prices, "yes": actions[:, :, self.i_answer] == 1}
+
+    def apply(self, ctx: ContextBatch, state: BatchState, moves: Moves, rng: Any) -> BatchState:
+        n = self.spec.n
+        B = ctx.B
+        d = dict(state.data)
+        phase = state.phase.copy()
+        acting = np.zeros_like(state.acting)
+        chance = list(state.chance)
+        E = ctx.endowment
+
+        P = state.phase == 0
+        if P.any():
+            alloc, prices = moves["alloc"], moves["prices"]
+            d["alloc"] = np.where(P[:, None], alloc, d["alloc"])
+            d["prices"] = np.where(P[:, None], prices, d["prices"])
+            d["proposed"] = d["proposed"] | P
+            endow = P & row_all(alloc == E) & row_all(prices == 0)
+            finish(d, endow, E, self.zeros(B), 0)
+            ask = P & ~endow
+            phase = np.where(endow, TERMINAL, np.where(ask, 1, phase))
+            acting[:, 1:] |= ask[:, None]
+
+        R = state.phase == 1
+        if R.any():
+            yes = moves["yes"][:, 1:]
+            ans = np.zeros((B, n), dtype=np.int8)
+            ans[:, 1:] = np.where(yes, 1, -1)
+            d["answers"] = np.where(R[:, None], ans, d["answers"])
+            y = row_sum(yes)
+            alloc = d["alloc"]
+            disc = self.discounted(d["prices"])
+            destroyed = destroyed_of(alloc, self.spec.m)
+            all_yes = R & (y == n - 1)
+            finish(d, all_yes, alloc, disc, destroyed)
+            self._after_no(ctx, d, R & ~all_yes, y, disc, destroyed, chance, rng)
+            phase = np.where(R, TERMINAL, phase)
+
+        return BatchState(phase, acting, d, chance)
+
+    def _after_no(
+        self,
+        ctx: ContextBatch,
+        d: dict[str, np.ndarray],
+        some_no: np.ndarray,
+        y: np.ndarray,
+        disc: np.ndarray,
+        destroyed: np.ndarray,
+        chance: list[np.ndarray],
+        rng: Any,
+    ) -> None:
+        """Settle the episodes ``some_no`` (drawing and logging their coins)."""
+        raise NotImplementedError
+
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = state.data
+        return (state.phase == 1)[:, None] & state.acting, d["alloc"], d["prices"]
+
+    def outcome_rule(self, state: BatchState) -> str:
+        d = state.data
+        if d["proposed"][0] and (d["answers"][0, 1:] == 0).all():
+            return "endowment"
+        if (d["answers"][0, 1:] == 1).all():
+            return "all-yes"
+        return self.after_no_rule(d)
+
+    def after_no_rule(self, d: dict[str, np.ndarray]) -> str:
+        """The rule that settled episode 0 after a NO."""
+        raise NotImplementedError
+
+    def public_features(self, state: BatchState, player: int) -> np.ndarray:
+        """[proposal owners and prices | answers (+1/−1) | c1 (2) | c2 (2) | own bundle bits |
+        own price]."""
+        n, m = self.spec.n, self.spec.m
+        d = state.data
+        B = d["alloc"].shape[0]
+        out = np.zeros((B, 2 * m + 2 * n + 5), dtype=np.float32)
+        out[:, :m] = owners_of(d["alloc"], m)
+        out[:, m : m + n] = d["prices"]
+        pos = m + n
+        out[:, pos + 1 : pos + n] = d["answers"][:, 1:]
+        pos += n
+        put_onehot(out, pos, d["c1"], 2)
+        put_onehot(out, pos + 2, d["c2"], 2)
+        pos += 4
+        out[:, pos : pos + m] = bundle_bits(d["alloc"][:, player], m)
+        out[:, pos + m] = d["prices"][:, player]
+        out[~d["proposed"]] = 0
+        return out
+
+
+@register_batched
+class NaiveMarket2Rules(_ProposeAndAnswerRules):
+    """The rules of :class:`NaiveMarket2`: any NO gives (E, 0)."""
+
+    mechanism = NaiveMarket2
+    implements = frozenset({"eps"})
+
+    def _after_no(
+        self,
+        ctx: ContextBatch,
+        d: dict[str, np.ndarray],
+        some_no: np.ndarray,
+        y: np.ndarray,
+        disc: np.ndarray,
+        destroyed: np.ndarray,
+        chance: list[np.ndarray],
+        rng: Any,
+    ) -> None:
+        finish(d, some_no, ctx.endowment, self.zeros(ctx.B), 0)
+
+    def after_no_rule(self, d: dict[str, np.ndarray]) -> str:
+        return "some-no"
+
+
+@register_batched
+class NaiveMarket3Rules(_ProposeAndAnswerRules):
+    """The rules of :class:`NaiveMarket3`: after a NO, coin c1 (Heads w.p. 1 − εY/n) gives
+    (E, 0), Tails the discounted proposal."""
+
+    mechanism = NaiveMarket3
+    implements = frozenset({"eps"})
+
+    def __init__(self, mech: NaiveMarket3, spec: EnvSpec, money: Money = FLOAT) -> None:
+        super().__init__(mech, spec, money)
+        n = spec.n
+        # per Y = 0..n−1
+        self.c1 = self.probs([(1 - self.eps * y / n, self.eps * y / n) for y in range(n)])
+
+    def _after_no(
+        self,
+        ctx: ContextBatch,
+        d: dict[str, np.ndarray],
+        some_no: np.ndarray,
+        y: np.ndarray,
+        disc: np.ndarray,
+        destroyed: np.ndarray,
+        chance: list[np.ndarray],
+        rng: Any,
+    ) -> None:
+        c1 = draw(rng, self.c1[np.minimum(y, self.spec.n - 1)], some_no, C1)
+        chance.append(c1)
+        d["c1"] = np.where(some_no, c1, d["c1"])
+        finish(d, c1 == 0, ctx.endowment, self.zeros(ctx.B), 0)
+        finish(d, c1 == 1, d["alloc"], disc, destroyed)
+
+    def after_no_rule(self, d: dict[str, np.ndarray]) -> str:
+        return "c1-heads" if d["c1"][0] == 0 else "c1-tails"
+
+
+@register_batched
+class NaiveMarket4Rules(_ProposeAndAnswerRules):
+    """The rules of :class:`NaiveMarket4`: after a NO, c1 Heads (1 − ε) fines player 0 by 1
+    at E; Tails flips c2 (Heads w.p. Y/(nB)) between the discounted proposal and (E, 0)."""
+
+    mechanism = NaiveMarket4
+    implements = frozenset({"eps"})
+
+    def __init__(self, mech: NaiveMarket4, spec: EnvSpec, money: Money = FLOAT) -> None:
+        super().__init__(mech, spec, money)
+        self.c1_node = Chance("c1", ("heads", "tails"), (1 - self.eps, self.eps))
+        self.c1 = np.array([float(p) for p in self.c1_node.probs])
+        self._c2: dict[int, np.ndarray] = {}
+
+    def c2(self, k: int) -> np.ndarray:
+        """``(n, 2)``: c2's probabilities per Y for ``k`` bits (B = 2^{k−1})."""
+        table = self._c2.get(k)
+        if table is None:
+            n, b = self.spec.n, 1 << (k - 1)
+            rows = [(Fraction(y, n * b), 1 - Fraction(y, n * b)) for y in range(n)]
+            table = self._c2[k] = self.probs(rows)
+        return table
+
+    def _after_no(
+        self,
+        ctx: ContextBatch,
+        d: dict[str, np.ndarray],
+        some_no: np.ndarray,
+        y: np.ndarray,
+        disc: np.ndarray,
+        destroyed: np.ndarray,
+        chance: list[np.ndarray],
+        rng: Any,
+    ) -> None:
+        n = self.spec.n
+        c1 = draw(rng, self.c1, some_no, self.c1_node)
+        chance.append(c1)
+        d["c1"] = np.where(some_no, c1, d["c1"])
+        fine = self.zeros(ctx.B)
+        fine[:, 0] = 1
+        finish(d, c1 == 0, ctx.endowment, fine, 0)
+        t = c1 == 1
+        c2 = draw(rng, self.c2(int(ctx.k))[np.minimum(y, n - 1)], t, C2)
+        chance.append(c2)
+        d["c2"] = np.where(t, c2, d["c2"])
+        finish(d, c2 == 0, d["alloc"], disc, destroyed)
+        finish(d, c2 == 1, ctx.endowment, self.zeros(ctx.B), 0)
+
+    def after_no_rule(self, d: dict[str, np.ndarray]) -> str:
+        if d["c1"][0] == 0:
+            return "c1-heads"
+        return "c2-heads" if d["c2"][0] == 0 else "c2-tails"
 
 
 for _name in ("naive_market_1", "naive_market_2", "naive_market_3", "naive_market_4"):
