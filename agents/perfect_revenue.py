@@ -32,9 +32,10 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+from mechgym.envs.engine.episode import Episode
 from mechgym.envs.engine.errors import SolverError
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
-from mechgym.envs.mechanisms.perfect_revenue import PerfectRevenue, PRProposal, PRRaise, PRState
+from mechgym.envs.mechanisms.perfect_revenue import PerfectRevenue, PRProposal, PRRaise
 
 from .base import MechanismAgents, PhasePolicy, RandomPolicy, register_agents
 from .offers import offer_to
@@ -59,11 +60,12 @@ def truthful_proposal(ctx: Any, collusive: bool) -> PRProposal:
     return PRProposal(w, tuple(prices))
 
 
-def truthful_raise(ctx: Any, state: PRState, d: int, collusive: bool) -> PRRaise:
+def truthful_raise(
+    mech: PerfectRevenue, ctx: Any, state: Episode, d: int, collusive: bool
+) -> PRRaise:
     """θ̄'s (or Θ̄'s) raise of player ``d`` at ``state``."""
-    w = state.proposal.state
+    w, cur = mech.proposal_view(state)
     col = [int(x) for x in ctx.types[:, w]]
-    cur = state.current
     amounts = [0] * ctx.n
     if not collusive:
         for j in range(ctx.n):
@@ -77,14 +79,17 @@ def truthful_raise(ctx: Any, state: PRState, d: int, collusive: bool) -> PRRaise
     return PRRaise(tuple(amounts))
 
 
-def truthful_answer(mech: Mechanism, ctx: Any, state: PRState, i: int, collusive: bool) -> bool:
+def truthful_answer(
+    mech: PerfectRevenue, ctx: Any, state: Episode, i: int, collusive: bool
+) -> bool:
     """YES iff θ_i(ω*) ≥ P*_i (θ̄), or Σ_C θ(ω*) ≥ Σ_C P* over i's coalition C (Θ̄), for the
     state ω* at the price P*_i the mechanism asks ``i`` about; the partners' prices P*_j are
     the public prices after every raise (they are asked in turn, not now)."""
     q = offer_to(mech, state, i)
     members = ctx.coalition_of(i) if collusive and ctx.shared_reward else (i,)
     value = sum(int(ctx.types[j, q.item]) for j in members)
-    price = q.price + sum(state.current[j] for j in members if j != i)
+    current = mech.proposal_view(state)[1]
+    price = q.price + sum(current[j] for j in members if j != i)
     return value >= price
 
 
@@ -136,7 +141,7 @@ class PredictedPerfectRevenue:
         if node.phase == "raise":
             if self.raises == "none":
                 return PRRaise((0,) * ctx.n)
-            r = truthful_raise(ctx, state, player, self.collusive)
+            r = truthful_raise(mech, ctx, state, player, self.collusive)
             if self.raises == "over":
                 return PRRaise(tuple(x + 1 if j != player else 0 for j, x in enumerate(r.amounts)))
             return r
@@ -163,7 +168,7 @@ def menu(mech: Mechanism, ctx: Any, state: Any, player: int) -> list[tuple[str, 
     if node.phase == "respond":
         return [("NO", False), ("YES", True)]
     if node.phase == "raise":
-        truth = truthful_raise(ctx, state, player, pred.collusive)
+        truth = truthful_raise(mech, ctx, state, player, pred.collusive)
         over = tuple(x + 1 if j != player else 0 for j, x in enumerate(truth.amounts))
         return [("to_value", truth), ("none", PRRaise((0,) * ctx.n)), ("over", PRRaise(over))]
     welfare = ctx.types.sum(axis=0)

@@ -48,6 +48,32 @@ Decisions checked against the paper
   collusive prediction prices a coalition's lowest member at the coalition's total value, so
   its array form needs ``price_cap`` ≥ the largest coalition value.
 
+Written once (:mod:`mechgym.envs.engine.episode`): :class:`PerfectRevenueRules` is the rule
+over a batch, with exact or float money; :class:`PerfectRevenue`, the exact face, runs it on a
+batch of one with exact money (f_r/n_r from :func:`outcome_rank`; the float path reads a table
+of binomials), c1 and c2 explicit chance nodes drawn right after the last answer. Phases:
+``propose`` (0, player 0), ``raise`` (1, players 1..n−1 in turn), ``respond`` (2, the askers
+in index order).
+
+``state.data``: ``proposed`` ``(B,)`` bool; ``state`` ``(B,)`` ω*; ``K`` ``(B, n)``;
+``raises`` ``(B, n, n)`` (row ``d`` = Δ^d, row 0 stays 0); ``nraised`` ``(B,)``; ``current``
+``(B, n)`` the prices after the raises so far (P* once raising is done); ``bip`` ``(B, n)``;
+``delta`` ``(B, n)`` knowledge rewards δ_i (money); ``asked`` ``(B, n)`` bool; ``answer``
+``(B, n)`` int8 (+1 YES, −1 NO, 0 not (yet) answered); ``c1``, ``c2`` ``(B,)`` (−1 = not
+drawn).
+
+Float money. Every price is P*_i − ε − δ_i, −δ_i or 2·Σ_{NO, bip = i} P*_j − δ_i (fines),
+with integer P* (and fines: exact in float64 below 2^53), δ_0 = 2ε·r − ε·f_r/n_r and
+δ_d = Σ_j ε^d_j Δ^d_j. Each is a handful (≤ n + 4) of correctly rounded operations on
+numbers of magnitude at most M = max(|price|, r) + 1, so the error is below (n + 4)·2^−53·M:
+within 1e-9 of the exact ``Fraction`` whenever M < 2^20 ≈ 10^6 and n ≤ 10, for every
+ε ∈ (0, 1/(5n)) and every ε^d_j > 0, however small (an ε^d_j·Δ below the price's
+resolution is lost, but then it is below 1e-9 as well). With P*_i ≤ n·price_cap, fines on
+one player ≤ 2n²·price_cap: the env's default grid (price_cap = n·value_cap) keeps M < 2^20
+for value_cap ≤ 2^19/n³ (e.g. 19,000 at n = 3). f_r/n_r comes from a float64 table of
+binomials, exact to a few ulps relative even when n_r exceeds 2^53, and only ε multiplies
+it. ``tests/test_batched_spb_m5.py`` checks prices up to ~5·10^5 with ε^d_j down to 10^−20.
+
 Array layout (every agent): ``answer`` (2: 0 = NO, 1 = YES), ``state`` (K), ``price_j`` for
 ``j = 0..n−1``. Phase ``propose`` reads ``state`` and ``price_*`` (= K); phase ``raise`` of
 player ``d`` reads ``price_j`` for ``j ≠ d`` (= Δ^d_j); phase ``respond`` reads ``answer``.
@@ -57,32 +83,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
 from mechgym.envs.engine.actions import check_amount, check_entries
-from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
-from mechgym.envs.engine.game import (
-    Chance,
-    Decision,
-    EnvSpec,
-    Examples,
-    Guarantee,
-    Mechanism,
-    Node,
-    PendingOffer,
-    Terminal,
-    as_fraction,
-    asked_at,
+from mechgym.envs.engine.batched import (
+    TERMINAL,
+    BatchOutcome,
+    BatchState,
+    check_actions,
+    check_context,
+    draw,
+    register_batched,
 )
+from mechgym.envs.engine.episode import BatchOfOne, Episode, MoveRules, Moves
+from mechgym.envs.engine.errors import MalformedAnnouncementError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.game import Chance, EnvSpec, Examples, Guarantee, as_fraction
+from mechgym.envs.engine.money import FLOAT, Money
 from mechgym.envs.engine.spaces import ActionLayout
-from mechgym.envs.model.outcome import Outcome
+from mechgym.envs.model.batch import ContextBatch
 
 NULL = -1
 ZERO = Fraction(0)
+PROPOSE, RAISE, RESPOND = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -137,137 +162,12 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
 
 
-class PRStage:
-    """Prices, best-informed players and rewards after the moves so far (derived data).
-
-    Shared by every state with the same proposal and raises, so that the exact solver does
-    not recompute them (or the terminal outcomes built from them) at every node.
-    """
-
-    __slots__ = (
-        "accept",
-        "askers",
-        "bip",
-        "current",
-        "eps",
-        "null",
-        "null_prices",
-        "rewards",
-        "state",
-    )
-
-    def __init__(
-        self,
-        state: int,
-        current: tuple[int, ...],
-        bip: tuple[int, ...],
-        rewards: tuple[Fraction, ...],
-        eps: Fraction,
-        done: bool,
-    ) -> None:
-        self.state = state
-        self.current = current
-        self.bip = bip
-        self.rewards = rewards
-        self.eps = eps
-        self.null_prices = tuple(-d for d in rewards)
-        n = len(current)
-        self.askers = (
-            tuple(i for i in range(n) if current[i] > 0 and not (i == 0 and bip[0] == 0))
-            if done
-            else ()
-        )
-        self.accept: dict[str, Outcome] = {}
-        self.null: Outcome | None = None
-
-    def accepted(self, rule: str) -> Outcome:
-        """(ω*, P* − ε − δ), the outcome of steps d and f."""
-        out = self.accept.get(rule)
-        if out is None:
-            cur, eps = self.current, self.eps
-            prices = tuple(p - eps - d for p, d in zip(cur, self.rewards, strict=True))
-            out = self.accept[rule] = Outcome((), prices, state=self.state, rule=rule)
-        return out
-
-    def null_outcome(self) -> Outcome:
-        """(⊥, −δ), the outcome when coin c2 shows tails."""
-        if self.null is None:
-            self.null = Outcome((), self.null_prices, state=NULL, rule="f-tails")
-        return self.null
-
-
-@dataclass(frozen=True)
-class PRState:
-    """Public state of M5: the whole history (everything is public).
-
-    ``proposal``, ``raises`` (Δ^1, Δ^2, ... so far), ``answers`` (explicit answers of the
-    askers, in order) and the coins define the state; ``no`` (the NO-sayers so far) and
-    ``stage`` (:class:`PRStage`) are derived from them.
-    """
-
-    n: int
-    num_states: int
-    consts: PRConstants = field(compare=False, hash=False, repr=False)
-    proposal: PRProposal | None = None
-    raises: tuple[tuple[int, ...], ...] = ()
-    answers: tuple[bool, ...] = ()
-    c1: int | None = None
-    c2: int | None = None
-    no: tuple[int, ...] = field(default=(), compare=False, repr=False)
-    stage: PRStage | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def revenue(self) -> int:
-        """r = Σ K."""
-        return sum(self.proposal.prices)
-
-    @property
-    def raising_done(self) -> bool:
-        return len(self.raises) == self.n - 1
-
-    @property
-    def current(self) -> tuple[int, ...]:
-        """Prices after the raises so far (P* once every raise is made)."""
-        return self.stage.current if self.stage is not None else self.proposal.prices
-
-    @property
-    def bip(self) -> tuple[int, ...]:
-        """Best-informed player of each player so far (0 = nobody raised him)."""
-        return self.stage.bip if self.stage is not None else (0,) * self.n
-
-    @property
-    def rewards(self) -> tuple[Fraction, ...]:
-        """Knowledge rewards δ_i earned so far."""
-        return self.stage.rewards if self.stage is not None else (ZERO,) * self.n
-
-    @property
-    def askers(self) -> tuple[int, ...]:
-        """Players asked YES/NO, in order (the others say YES by default)."""
-        return self.stage.askers if self.stage is not None else ()
-
-    @property
-    def no_sayers(self) -> tuple[int, ...]:
-        return self.no
-
-
-def proposal_reward(consts: PRConstants, num_states: int, proposal: PRProposal) -> Fraction:
-    """δ_0 = 2ε·r − ε·f_r(ω*, K)/n_r."""
-    f, nr = outcome_rank(proposal.state, proposal.prices, num_states)
-    return 2 * consts.eps * sum(proposal.prices) - consts.eps * Fraction(f, nr)
-
-
-def raise_reward(consts: PRConstants, d: int, amounts: Sequence[int]) -> Fraction:
-    """δ_d = Σ_j ε^d_j Δ^d_j."""
-    row = consts.eps_raise[d - 1]
-    return sum((row[j] * x for j, x in enumerate(amounts) if x), ZERO)
-
-
 def _example_eps_raise(n: int, m: int) -> list[list[str]]:
     """Raise constants ε^d_j = 1/(3000·3^((d−1)n+j)): decreasing, below any ε ≥ 1/1000."""
     return [[f"1/{3000 * 3 ** ((d - 1) * n + j)}" for j in range(n)] for d in range(1, n)]
 
 
-class PerfectRevenue(Mechanism):
+class PerfectRevenue(BatchOfOne):
     """M5: unique SPE θ̄ with SW = MSW and REV ≥ (1 − 3εn)·MSW (seed 003, Theorems 1–2).
 
     Parameters
@@ -382,58 +282,11 @@ class PerfectRevenue(Mechanism):
             ),
         )
 
-    # -- rules ---------------------------------------------------------------------------------
-    def start(self, ctx: Any) -> PRState:
-        return PRState(ctx.n, ctx.num_states, self.constants(ctx.n))
-
-    def node(self, s: PRState) -> Node:
-        if s.proposal is None:
-            return Decision((0,), "propose")
-        st = s.stage
-        if st is None:  # step b: Σ K = 0
-            return Terminal(Outcome((), (ZERO,) * s.n, state=NULL, rule="b"))
-        k = len(s.raises)
-        if k < s.n - 1:
-            return Decision((k + 1,), "raise")
-        askers = st.askers
-        if len(s.answers) < len(askers):
-            return Decision((askers[len(s.answers)],), "respond")
-        no = s.no
-        if not no:
-            return Terminal(st.accepted("d"))
-        if s.c1 is None:
-            return self._coin1(s.consts.eps)
-        if s.c1 == 0:
-            fines = list(st.null_prices)
-            for i in no:
-                fines[st.bip[i]] += 2 * st.current[i]
-            return Terminal(Outcome((), tuple(fines), state=NULL, rule="e"))
-        if s.c2 is None:
-            return self._coin2(s.n - len(no), s.n * sum(st.current[i] for i in no))
-        if s.c2 == 0:
-            return Terminal(st.accepted("f"))
-        return Terminal(st.null_outcome())
-
-    @staticmethod
-    @lru_cache(maxsize=64)
-    def _coin1(eps: Fraction) -> Chance:
-        return Chance("c1", ("heads", "tails"), (1 - eps, eps))
-
-    @staticmethod
-    @lru_cache(maxsize=4096)
-    def _coin2(yes: int, nb: int) -> Chance:
-        p = Fraction(yes, nb)
-        return Chance("c2", ("heads", "tails"), (p, 1 - p))
-
-    def pending_offer(self, s: PRState, player: int) -> PendingOffer | None:
-        """At ``respond``: the proposed state ω* at the player's price P*_i after every raise."""
-        if not asked_at(self, s, player, "respond"):
-            return None
-        return PendingOffer(int(s.proposal.state), int(s.current[player]))
-
-    def validate(self, s: PRState, player: int, action: Any) -> Any:
-        agent = f"player_{player}"
-        if s.proposal is None:
+    # -- moves ---------------------------------------------------------------------------------
+    def validate(self, s: Episode, player: int, action: Any) -> Any:
+        agent, n = f"player_{player}", s.ctx.n
+        ph = int(s.state.phase[0])
+        if ph == PROPOSE:
             phase = "propose"
             if not isinstance(action, PRProposal):
                 raise MalformedAnnouncementError(
@@ -441,21 +294,20 @@ class PerfectRevenue(Mechanism):
                     phase,
                     f"expected a PRProposal(state, prices), got {type(action).__name__}",
                 )
-            if not _is_int(action.state) or not 0 <= int(action.state) < s.num_states:
+            k = s.ctx.num_states
+            if not _is_int(action.state) or not 0 <= int(action.state) < k:
                 raise MalformedAnnouncementError(
-                    agent,
-                    phase,
-                    f"state {action.state!r} is not a state index in 0..{s.num_states - 1}",
+                    agent, phase, f"state {action.state!r} is not a state index in 0..{k - 1}"
                 )
-            prices = _amounts(action.prices, s.n, agent, phase, "price")
+            prices = _amounts(action.prices, n, agent, phase, "price")
             return PRProposal(int(action.state), prices)
-        if not s.raising_done:
+        if ph == RAISE:
             phase = "raise"
             if not isinstance(action, PRRaise):
                 raise MalformedAnnouncementError(
                     agent, phase, f"expected a PRRaise(amounts), got {type(action).__name__}"
                 )
-            amounts = _amounts(action.amounts, s.n, agent, phase, "raise")
+            amounts = _amounts(action.amounts, n, agent, phase, "raise")
             if amounts[player] != 0:
                 raise MalformedAnnouncementError(
                     agent,
@@ -470,50 +322,46 @@ class PerfectRevenue(Mechanism):
             )
         return bool(action)
 
-    def resolve(self, s: PRState, actions: Mapping[int, Any]) -> PRState:
-        (player,) = actions
-        a = actions[player]
-        c = s.consts
-        if s.proposal is None:
-            if sum(a.prices) == 0:  # step b: halts; no rewards are paid
-                return replace(s, proposal=a)
-            rewards = (proposal_reward(c, s.num_states, a), *((ZERO,) * (s.n - 1)))
-            stage = PRStage(a.state, a.prices, (0,) * s.n, rewards, c.eps, False)
-            return replace(s, proposal=a, stage=stage)
-        st = s.stage
-        if len(s.raises) < s.n - 1:
-            d = len(s.raises) + 1
-            prices = tuple(p + x for p, x in zip(st.current, a.amounts, strict=True))
-            bip = tuple(d if x > 0 else b for b, x in zip(st.bip, a.amounts, strict=True))
-            rewards = list(st.rewards)
-            rewards[d] = raise_reward(c, d, a.amounts)
-            stage = PRStage(s.proposal.state, prices, bip, tuple(rewards), c.eps, d == s.n - 1)
-            return PRState(
-                s.n, s.num_states, c, s.proposal, (*s.raises, a.amounts), (), None, None, (), stage
-            )
-        no = s.no if a else (*s.no, st.askers[len(s.answers)])
-        return PRState(
-            s.n, s.num_states, c, s.proposal, s.raises, (*s.answers, a), None, None, no, st
-        )
+    def moves(self, s: Episode, actions: Mapping[int, Any]) -> Moves:
+        n = s.ctx.n
+        ((_, a),) = actions.items()  # one mover per node
+        moves: Moves = {
+            "state": np.zeros(1, dtype=np.int64),
+            "K": np.zeros((1, n), dtype=np.int64),
+            "amounts": np.zeros((1, n), dtype=np.int64),
+            "yes": np.zeros(1, dtype=bool),
+        }
+        if isinstance(a, PRProposal):
+            moves["state"][0], moves["K"][0] = a.state, a.prices
+        elif isinstance(a, PRRaise):
+            moves["amounts"][0] = a.amounts
+        else:
+            moves["yes"][0] = bool(a)
+        return moves
 
-    def chance(self, s: PRState, index: int) -> PRState:
-        c1, c2 = (index, None) if s.c1 is None else (s.c1, index)
-        return PRState(
-            s.n, s.num_states, s.consts, s.proposal, s.raises, s.answers, c1, c2, s.no, s.stage
-        )
+    def proposal_view(self, s: Episode) -> tuple[int, tuple[int, ...]]:
+        """The proposed state ω* and the prices after the raises so far (public)."""
+        d = s.state.data
+        return int(d["state"][0]), tuple(int(x) for x in d["current"][0])
 
     # -- SPE support ---------------------------------------------------------------------------
-    def subgame_key(self, s: PRState) -> tuple[Any, tuple[Fraction, ...]] | None:
+    def subgame_key(self, s: Episode) -> tuple[Any, tuple[Fraction, ...]] | None:
         """``(key, price offsets)``: states with the same key have the same subgame, up to
         price offsets added to every terminal outcome below them (the knowledge rewards
         already earned, −δ). Used by :func:`mechgym.envs.solvers.spe.solve_spe` to share work."""
-        st = s.stage
-        if st is None:
+        d = s.state.data
+        if s.pending is not None or not d or not d["proposed"][0] or d["K"][0].sum() == 0:
             return None
-        return (
-            (s.proposal.state, st.current, st.bip, len(s.raises), s.answers, s.c1, s.c2),
-            st.null_prices,
+        key = (
+            int(d["state"][0]),
+            tuple(int(x) for x in d["current"][0]),
+            tuple(int(x) for x in d["bip"][0]),
+            int(d["nraised"][0]),
+            tuple(int(x) for x in d["answer"][0]),
+            int(d["c1"][0]),
+            int(d["c2"][0]),
         )
+        return key, tuple(-Fraction(x) for x in d["delta"][0])
 
     # -- encodings -------------------------------------------------------------------------------
     def layout(self, spec: EnvSpec) -> ActionLayout:
@@ -525,32 +373,25 @@ class PerfectRevenue(Mechanism):
             ]
         )
 
-    def action_mask(
-        self, s: PRState, player: int, spec: EnvSpec, layout: ActionLayout
-    ) -> np.ndarray:
-        if s.proposal is None:
-            return layout.mask({"state": True, **{f"price_{j}": True for j in range(spec.n)}})
-        if not s.raising_done:
-            return layout.mask({f"price_{j}": True for j in range(spec.n) if j != player})
-        return layout.mask({"answer": True})
-
     def decode(
-        self, s: PRState, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, vec: np.ndarray, spec: EnvSpec, layout: ActionLayout
     ) -> Any:
         amounts = tuple(int(vec[layout.index[f"price_{j}"]]) for j in range(spec.n))
-        if s.proposal is None:
+        ph = int(s.state.phase[0])
+        if ph == PROPOSE:
             return PRProposal(int(vec[layout.index["state"]]), amounts)
-        if not s.raising_done:
+        if ph == RAISE:
             return PRRaise(amounts)
         return bool(vec[layout.index["answer"]])
 
     def encode(
-        self, s: PRState, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
+        self, s: Episode, player: int, action: Any, spec: EnvSpec, layout: ActionLayout
     ) -> np.ndarray:
         vec = layout.zeros()
         agent = f"player_{player}"
-        if s.proposal is None or not s.raising_done:
-            phase = "propose" if s.proposal is None else "raise"
+        ph = int(s.state.phase[0])
+        if ph in (PROPOSE, RAISE):
+            phase = "propose" if ph == PROPOSE else "raise"
             checked = self.validate(s, player, action)
             amounts = checked.prices if phase == "propose" else checked.amounts
             for j, x in enumerate(amounts):
@@ -571,39 +412,7 @@ class PerfectRevenue(Mechanism):
         n = spec.n
         return spec.m + n * n + 4 * n + 5
 
-    def public_features(self, s: PRState, player: int, spec: EnvSpec) -> np.ndarray:
-        """[state one-hot | K | raises (n×n, row d = Δ^d) | P* | bip+1 | answers (+1 YES,
-        −1 NO, defaults +1) | c1 (2) | c2 (2) | own pending price]."""
-        n, k = spec.n, spec.m
-        out = np.zeros(self.public_size(spec), dtype=np.float32)
-        if s.proposal is None:
-            return out
-        out[s.proposal.state] = 1.0
-        out[k : k + n] = s.proposal.prices
-        pos = k + n
-        for idx, delta in enumerate(s.raises):
-            out[pos + (idx + 1) * n : pos + (idx + 2) * n] = delta
-        pos += n * n
-        prices = s.current or s.proposal.prices
-        bip = s.bip or (0,) * n
-        if s.raising_done:
-            out[pos : pos + n] = prices
-            out[pos + n : pos + 2 * n] = [b + 1 for b in bip]
-            answers = [1.0] * n
-            for i in s.askers:
-                answers[i] = 0.0
-            for i, yes in zip(s.askers, s.answers, strict=False):
-                answers[i] = 1.0 if yes else -1.0
-            out[pos + 2 * n : pos + 3 * n] = answers
-        pos += 3 * n
-        if s.c1 is not None:
-            out[pos + s.c1] = 1.0
-        if s.c2 is not None:
-            out[pos + 2 + s.c2] = 1.0
-        out[pos + 4] = prices[player]
-        return out
-
-    def describe_action(self, s: PRState, player: int, action: Any) -> str:
+    def describe_action(self, s: Episode, player: int, action: Any) -> str:
         if isinstance(action, PRProposal):
             return f"state={action.state} K={list(action.prices)}"
         if isinstance(action, PRRaise):
@@ -629,3 +438,295 @@ def _amounts(raw: Any, n: int, agent: str, phase: str, what: str) -> tuple[int, 
             )
         out.append(check_amount(x, agent, phase, f"{what} for player {j}"))
     return tuple(out)
+
+
+# the second coin: its probability depends on the episode (passed per episode by the rules)
+C2 = Chance("c2", ("heads", "tails"), (Fraction(1), Fraction(0)))
+_NAMES = np.array(["propose", "raise", "respond", "-"])
+
+
+@register_batched
+class PerfectRevenueRules(MoveRules):
+    """The rules of :class:`PerfectRevenue` over a batch (``states`` contexts)."""
+
+    mechanism = PerfectRevenue
+    implements = frozenset({"eps", "eps_raise"})
+    mech: PerfectRevenue
+
+    def __init__(self, mech: PerfectRevenue, spec: EnvSpec, money: Money = FLOAT) -> None:
+        super().__init__(mech, spec, money)
+        n, lay = spec.n, self.layout
+        c = mech.constants(n)
+        self.eps = money.constant(c.eps)
+        self.c1_node = Chance("c1", ("heads", "tails"), (1 - c.eps, c.eps))
+        self.c1_probs = np.array([float(p) for p in self.c1_node.probs])
+        # ε^d_j per raiser row d (row 0, player 0, never raises)
+        table = np.zeros((n, n), dtype=object)
+        for d in range(1, n):
+            table[d] = c.eps_raise[d - 1]
+        self.eps_raise = money.array(table)
+        self.i_answer = lay.index["answer"]
+        self.i_state = lay.index["state"]
+        self.i_price = np.array([lay.index[f"price_{j}"] for j in range(n)], dtype=np.int64)
+        idle = lay.mask({})
+        prices = {f"price_{j}": True for j in range(n)}
+        table = np.empty((4, n, lay.mask_size), dtype=np.int8)
+        table[:] = idle
+        table[PROPOSE, 0] = lay.mask({"state": True, **prices})
+        for d in range(1, n):
+            table[RAISE, d] = lay.mask({f"price_{j}": True for j in range(n) if j != d})
+        table[RESPOND] = lay.mask({"answer": True})
+        self.table = table  # index 3 (= TERMINAL via −1) stays idle
+        self.idle = idle
+        # whole (n, S) blocks per (phase, actor), actor n = nobody: one gather per call
+        blocks = np.empty((4, n + 1, n, lay.mask_size), dtype=np.int8)
+        blocks[:] = idle
+        for ph in range(3):
+            for i in range(n):
+                blocks[ph, i, i] = table[ph, i]
+        self.blocks = blocks
+        # binomials C(a, b) for a ≤ r + n − 1, r ≤ n·price_cap, b < n: products of b
+        # factors over b!, relative error ≤ 2n·2^−53 (f_r/n_r only scales ε)
+        a = np.arange(n * spec.price_cap + n + 1, dtype=np.float64)[:, None]
+        comb = np.ones((a.shape[0], n), dtype=np.float64)
+        for b in range(1, n):
+            comb[:, b] = comb[:, b - 1] * np.maximum(a[:, 0] - (b - 1), 0) / b
+        self.comb = comb
+
+    # -- helpers -----------------------------------------------------------------------------
+    def rank_ratio(self, state: np.ndarray, prices: np.ndarray, num_states: int) -> np.ndarray:
+        """f_r(ω, K)/n_r per episode (see :func:`outcome_rank`): exact ``Fraction`` s with
+        exact money, else vectorised over a float table of binomials."""
+        if self.money.exact:
+            ranks = [
+                outcome_rank(int(w), [int(x) for x in k], num_states)
+                for w, k in zip(state, prices, strict=True)
+            ]
+            return np.array([Fraction(f, nr) for f, nr in ranks], dtype=object)
+        n = prices.shape[1]
+        r = prices.sum(axis=1)
+        per = self.comb[r + n - 1, n - 1]
+        rank = state * per
+        rest = r.copy()
+        for i in range(n - 1):
+            parts = n - i - 1
+            gap = rest - prices[:, i]
+            rank = rank + np.where(gap >= 1, self.comb[np.maximum(gap - 1 + parts, 0), parts], 0.0)
+            rest = gap
+        return rank / (num_states * per)
+
+    # -- rules -------------------------------------------------------------------------------
+    def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
+        if not self.money.exact:  # the exact face sizes its rules from the context itself
+            check_context(self, ctx)
+        B, n = ctx.B, ctx.n
+        acting = np.zeros((B, n), dtype=bool)
+        acting[:, 0] = True
+        zi = np.zeros((B, n), dtype=np.int64)
+        return BatchState(
+            phase=np.full(B, PROPOSE, dtype=np.int64),
+            acting=acting,
+            data={
+                "proposed": np.zeros(B, dtype=bool),
+                "state": np.zeros(B, dtype=np.int64),
+                "K": zi,
+                "raises": np.zeros((B, n, n), dtype=np.int64),
+                "nraised": np.zeros(B, dtype=np.int64),
+                "current": zi.copy(),
+                "bip": zi.copy(),
+                "delta": self.money.zeros((B, n)),
+                "asked": np.zeros((B, n), dtype=bool),
+                "answer": np.zeros((B, n), dtype=np.int8),
+                "c1": np.full(B, -1, dtype=np.int64),
+                "c2": np.full(B, -1, dtype=np.int64),
+            },
+        )
+
+    @staticmethod
+    def actor(state: BatchState) -> np.ndarray:
+        """``(B,)`` the one acting player of each episode, ``n`` where nobody acts."""
+        acting = state.acting
+        return np.where(acting.any(axis=1), acting.argmax(axis=1), acting.shape[1])
+
+    def masks(self, state: BatchState) -> np.ndarray:
+        return self.blocks[state.phase, self.actor(state)]
+
+    def _check(self, state: BatchState, actions: np.ndarray, who: np.ndarray) -> None:
+        """Typed errors for bad actions; only the one acting row per episode (``who``) is read
+        unless something is wrong (then :func:`check_actions` names it)."""
+        B, n = state.acting.shape
+        lay = self.layout
+        if actions.shape == (B, n, len(lay)):
+            live = who < n
+            row = actions[np.arange(B), np.minimum(who, n - 1)]
+            inside = ((row >= 0) & (row < lay.sizes)).all(axis=1)
+            mask = self.blocks[state.phase, who, np.minimum(who, n - 1)]
+            pos = lay.offsets[:-1] + np.clip(row, 0, lay.sizes - 1)
+            ok = inside & np.take_along_axis(mask, pos, axis=1).all(axis=1)
+            if (ok | ~live).all():
+                return
+        check_actions(lay, self.masks(state), actions, state.acting, _NAMES[state.phase])
+
+    def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
+        actions = np.asarray(actions, dtype=np.int64)
+        B, n = state.acting.shape
+        actor = self.actor(state)
+        self._check(state, actions, actor)
+        who = np.minimum(actor, n - 1)
+        row = actions[np.arange(B), who]
+        return {
+            "state": actions[:, 0, self.i_state],
+            "K": actions[:, 0, self.i_price],
+            "amounts": row[:, self.i_price],
+            "yes": row[:, self.i_answer] == 1,
+        }
+
+    def apply(self, ctx: ContextBatch, state: BatchState, moves: Moves, rng: Any) -> BatchState:
+        B, n = state.acting.shape
+        actor = self.actor(state)
+        money = self.money
+        rows = np.arange(B)
+        ph = state.phase
+        d = dict(state.data)
+        phase = ph.copy()
+        who = np.minimum(actor, n - 1)  # the one acting player (n − 1 when none: unread)
+        chance = list(state.chance)
+
+        prop = ph == PROPOSE
+        if prop.any():
+            K = moves["K"]
+            w = moves["state"]
+            go = prop & (K.sum(axis=1) > 0)  # step b: Σ K = 0 halts without rewards
+            d["proposed"] = d["proposed"] | prop
+            d["state"] = np.where(prop, w, d["state"])
+            d["K"] = np.where(prop[:, None], K, d["K"])
+            d["current"] = np.where(prop[:, None], K, d["current"])
+            r = money.array(K.sum(axis=1))
+            delta0 = 2 * self.eps * r - self.eps * self.rank_ratio(w, K, ctx.values.shape[2])
+            delta = d["delta"].copy()
+            delta[:, 0] = np.where(go, delta0, delta[:, 0])
+            d["delta"] = delta
+            phase = np.where(prop, np.where(go, RAISE, TERMINAL), phase)
+
+        rai = ph == RAISE
+        if rai.any():
+            amounts = moves["amounts"] * rai[:, None]
+            raiser = d["nraised"] + 1
+            current = d["current"] + amounts
+            d["current"] = current
+            d["bip"] = np.where(amounts > 0, raiser[:, None], d["bip"])
+            raises = d["raises"].copy()
+            raises[rows[rai], raiser[rai]] = amounts[rai]
+            d["raises"] = raises
+            delta = d["delta"].copy()
+            dr = (self.eps_raise[np.minimum(raiser, n - 1)] * amounts).sum(axis=1)
+            delta[rows[rai], raiser[rai]] = dr[rai]
+            d["delta"] = delta
+            d["nraised"] = np.where(rai, raiser, d["nraised"])
+            done = rai & (raiser == n - 1)
+            asked = (current > 0) & done[:, None]
+            asked[:, 0] &= d["bip"][:, 0] != 0  # player 0 says YES by default if nobody raised him
+            d["asked"] = np.where(done[:, None], asked, d["asked"])
+            phase = np.where(rai, np.where(done, RESPOND, RAISE), phase)
+            phase = np.where(done & ~asked.any(axis=1), TERMINAL, phase)  # step d: no asker
+
+        res = ph == RESPOND
+        if res.any():
+            yes = moves["yes"]
+            answer = d["answer"].copy()
+            answer[rows[res], who[res]] = np.where(yes[res], 1, -1).astype(np.int8)
+            d["answer"] = answer
+            pending = d["asked"] & (answer == 0)
+            finished = res & ~pending.any(axis=1)
+            no = answer == -1
+            refused = finished & no.any(axis=1)
+            phase = np.where(finished, TERMINAL, phase)
+            if refused.any():
+                c1 = draw(rng, self.c1_probs, refused, self.c1_node)
+                chance.append(c1)
+                d["c1"] = np.where(refused, c1, d["c1"])
+                tails = refused & (c1 == 1)
+                if tails.any():
+                    nb = n * (d["current"] * no).sum(axis=1)
+                    p = money.ratio(n - no.sum(axis=1), np.maximum(nb, 1))
+                    c2 = draw(rng, np.stack([p, 1 - p], axis=1), tails, C2)
+                    chance.append(c2)
+                    d["c2"] = np.where(tails, c2, d["c2"])
+
+        # who acts next: player 0 proposes, raiser nraised + 1, or the first pending asker
+        nxt = np.where(
+            phase == RAISE,
+            d["nraised"] + 1,
+            np.argmax(d["asked"] & (d["answer"] == 0), axis=1),
+        )
+        acting = (np.arange(n)[None, :] == nxt[:, None]) & ((phase == RAISE) | (phase == RESPOND))[
+            :, None
+        ]
+        acting |= (phase == PROPOSE)[:, None] & (np.arange(n) == 0)[None, :]
+        return BatchState(phase=phase, acting=acting, data=d, chance=chance)
+
+    def outcome(self, state: BatchState) -> BatchOutcome:
+        d = state.data
+        n = d["current"].shape[1]
+        money = self.money
+        current = money.array(d["current"])
+        delta = d["delta"]
+        no = d["answer"] == -1
+        halted = d["proposed"] & (d["K"].sum(axis=1) == 0)
+        accepted = ~halted & (~no.any(axis=1) | (d["c2"] == 0))
+        fined = ~halted & (d["c1"] == 0)
+        # step e: every NO-sayer i fines bip_i by 2·P*_i
+        hit = (d["bip"][:, :, None] == np.arange(n)[None, None, :]) & no[:, :, None]
+        fines = 2 * (hit * current[:, :, None]).sum(axis=1)
+        prices = np.where(
+            accepted[:, None],
+            current - self.eps - delta,
+            np.where(fined[:, None], fines - delta, -delta),
+        )
+        prices = np.where(halted[:, None], money.zeros(prices.shape), prices)
+        st = np.where(accepted, d["state"], -1)
+        return BatchOutcome.of_state(st, prices)
+
+    def outcome_rule(self, state: BatchState) -> str:
+        d = state.data
+        if d["K"][0].sum() == 0:
+            return "b"
+        if not (d["answer"][0] == -1).any():
+            return "d"
+        if d["c1"][0] == 0:
+            return "e"
+        return "f" if d["c2"][0] == 0 else "f-tails"
+
+    def pending_offers(self, state: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = state.data
+        asked = (state.phase == RESPOND)[:, None] & state.acting
+        item = np.broadcast_to(d["state"][:, None], asked.shape)
+        return asked, item, d["current"]
+
+    def public_features(self, state: BatchState, player: int) -> np.ndarray:
+        return self.public_features_all(state)[:, player]
+
+    def public_features_all(self, state: BatchState) -> np.ndarray:
+        """[state one-hot | K | raises (n×n) | P* | bip+1 | answers | c1 | c2 | own price]."""
+        d = state.data
+        B, n = d["current"].shape
+        k = self.spec.m
+        out = np.zeros((B, self.mech.public_size(self.spec)), dtype=np.float32)
+        prop = d["proposed"]
+        out[np.flatnonzero(prop), d["state"][prop]] = 1.0
+        out[:, k : k + n] = d["K"]
+        pos = k + n
+        out[:, pos : pos + n * n] = d["raises"].reshape(B, n * n)
+        pos += n * n
+        done = (d["nraised"] == n - 1)[:, None]
+        out[:, pos : pos + n] = np.where(done, d["current"], 0)
+        out[:, pos + n : pos + 2 * n] = np.where(done, d["bip"] + 1, 0)
+        answers = np.where(d["asked"], d["answer"], 1)
+        out[:, pos + 2 * n : pos + 3 * n] = np.where(done, answers, 0)
+        pos += 3 * n
+        c1, c2 = d["c1"], d["c2"]
+        out[np.flatnonzero(c1 >= 0), pos + c1[c1 >= 0]] = 1.0
+        out[np.flatnonzero(c2 >= 0), pos + 2 + c2[c2 >= 0]] = 1.0
+        out = np.repeat(out[:, None, :], n, axis=1)
+        out[:, :, pos + 4] = np.where(prop[:, None], d["current"], 0)
+        return out
