@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
 from mechgym.envs.mechanisms.best_belief import BestBelief
-from mechgym.envs.mechanisms.offer_rules_batched import encode_offers, offer_on_grid
+from mechgym.envs.mechanisms.offer_rules import encode_offers, offer_on_grid
 from mechgym.envs.solvers.batched import best_belief_batch, pack_batch
 
 from .batched import (

@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
-from mechgym.envs.mechanisms.offer_rules_batched import encode_offers
+from mechgym.envs.mechanisms.offer_rules import encode_offers
 from mechgym.envs.solvers.batched import pack_batch
 
 from .batched import (

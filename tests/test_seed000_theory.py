@@ -16,11 +16,16 @@ from mechgym.envs.engine.actions import Offer
 from mechgym.envs.engine.game import Decision, Fixed, evaluate_exact
 from mechgym.envs.mechanisms.best_belief import BBAnnouncement, BestBelief
 from mechgym.envs.mechanisms.normal_form import NormalForm
-from mechgym.envs.mechanisms.offer_rules import reward
 from mechgym.envs.mechanisms.vcg import VCG
 from mechgym.envs.model.examples import example
 from mechgym.envs.model.generators import make_generator
 from mechgym.envs.solvers.packing import msw
+
+
+def reward(eps: Fraction, n: int, revenue: int) -> Fraction:
+    """δ_i = (ε/n)·R_i/(1+R_i), seed 000: the oracle the outcomes are checked against."""
+    return eps / n * Fraction(revenue, 1 + revenue)
+
 
 EPS = Fraction(1, 10)
 

@@ -33,7 +33,7 @@ from mechgym.agents.batched import BatchedPolicy, RandomBatched, batched_agents
 from mechgym.envs.batched_api import observation_vectors
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
 from mechgym.envs.engine.errors import ParameterError
-from mechgym.envs.mechanisms.offer_rules_batched import decode_offers
+from mechgym.envs.mechanisms.offer_rules import decode_offers
 
 from .encodings import QUESTION_SIZE, SUMMARY_SIZE, ObservationBuilder, symlog
 from .policies import LearnedPolicy, SharedPolicy

@@ -66,9 +66,9 @@ from mechgym.envs.engine.factored import register_factored
 from mechgym.envs.engine.game import EnvSpec, Examples, Guarantee
 from mechgym.envs.engine.money import FLOAT, Money
 from mechgym.envs.engine.spaces import ActionLayout
-from mechgym.envs.mechanisms.offer_rules import Seed000Mechanism
-from mechgym.envs.mechanisms.offer_rules_batched import (
+from mechgym.envs.mechanisms.offer_rules import (
     PhaseMasks,
+    Seed000Mechanism,
     announce_mask_rows,
     announced_revenues,
     askers,

@@ -88,7 +88,7 @@ from mechgym.envs.mechanisms.market_rules import (
     row_any,
     row_sum,
 )
-from mechgym.envs.mechanisms.offer_rules_batched import PhaseMasks
+from mechgym.envs.mechanisms.offer_rules import PhaseMasks
 from mechgym.envs.model.batch import ContextBatch
 from mechgym.envs.model.bundles import format_bundle
 from mechgym.envs.model.limits import is_amount

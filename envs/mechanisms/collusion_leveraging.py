@@ -88,8 +88,8 @@ from mechgym.envs.engine.game import Chance, EnvSpec, Examples, Guarantee, as_fr
 from mechgym.envs.engine.money import FLOAT, Money
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.knowledge_benchmark import checked_actions, reduce_last, star_offer
-from mechgym.envs.mechanisms.offer_rules import HALF
-from mechgym.envs.mechanisms.offer_rules_batched import (
+from mechgym.envs.mechanisms.offer_rules import (
+    HALF,
     PhaseMasks,
     decode_offers,
     merge,

@@ -85,7 +85,7 @@ from mechgym.envs.mechanisms.market_rules import (
     row_all,
     row_sum,
 )
-from mechgym.envs.mechanisms.offer_rules_batched import PhaseMasks
+from mechgym.envs.mechanisms.offer_rules import PhaseMasks
 from mechgym.envs.model.batch import ContextBatch
 from mechgym.envs.model.market import market_msw
 

@@ -76,7 +76,7 @@ from mechgym.envs.engine.factored import register_factored
 from mechgym.envs.engine.game import EnvSpec, Examples, Guarantee, as_fraction
 from mechgym.envs.engine.money import FLOAT, Money
 from mechgym.envs.engine.spaces import ActionLayout
-from mechgym.envs.mechanisms.offer_rules_batched import (
+from mechgym.envs.mechanisms.offer_rules import (
     PhaseMasks,
     announce_mask_rows,
     decode_offers,

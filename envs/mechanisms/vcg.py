@@ -29,7 +29,7 @@ from mechgym.envs.engine.game import EnvSpec, Guarantee
 from mechgym.envs.engine.money import FLOAT, Money
 from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.normal_form import decode_valuations, encode_valuation
-from mechgym.envs.mechanisms.offer_rules_batched import PhaseMasks
+from mechgym.envs.mechanisms.offer_rules import PhaseMasks
 from mechgym.envs.model.batch import ContextBatch
 from mechgym.envs.solvers.batched import pack_without_each_batch
 from mechgym.envs.solvers.packing import msw
