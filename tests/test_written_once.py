@@ -31,21 +31,14 @@ from mechgym.envs.mechanisms.normal_form import NormalAnnouncement, NormalForm
 from mechgym.envs.mechanisms.offer_rules import COIN
 from mechgym.envs.model.examples import example
 
-WRITTEN_ONCE = [s for s in SPECS.values() if s.written_once]
 
-
-def test_written_once_mechanisms_have_no_twin() -> None:
-    assert {s.name for s in WRITTEN_ONCE} >= {"best_belief", "normal_form", "vcg"}
-    for s in WRITTEN_ONCE:
-        assert s.batched_module == s.module
+def test_every_mechanism_is_written_once() -> None:
+    for s in SPECS.values():
         mech_cls = getattr(importlib.import_module(s.module), s.cls.split(":")[1])
-        assert issubclass(mech_cls, BatchOfOne)
+        assert issubclass(mech_cls, BatchOfOne), s.name
         rules = rules_class(mech_cls.__new__(mech_cls))
         assert rules.__module__ == s.module and rules.mechanism is mech_cls, s.name
-        # a module of twins may remain for other mechanisms; none of them re-expresses this one
-        if importlib.util.find_spec(f"{s.module}_batched") is not None:
-            importlib.import_module(f"{s.module}_batched")
-            assert rules_class(mech_cls.__new__(mech_cls)) is rules, s.name
+        assert importlib.util.find_spec(f"{s.module}_batched") is None, s.name
 
 
 def test_forced_chance_serves_outcomes_then_asks() -> None:

@@ -1,17 +1,20 @@
-"""The batched path: a mechanism's rules over a batch of ``B`` independent episodes.
+"""A mechanism's rules over a batch of ``B`` independent episodes.
 
-The exact engine (:mod:`mechgym.envs.engine.game`) defines what a mechanism does, one
-episode at a time with ``Fraction`` money. :class:`BatchedRules` re-expresses the same rules
-over numpy arrays for training and sampling: money is float64, chance is drawn from the
-``numpy.random.Generator`` passed in, and actions are the env's array layout
-(:class:`~mechgym.envs.engine.spaces.ActionLayout`) stacked as ``(B, n, L)``.
+Each mechanism writes its rules once, as a :class:`BatchedRules` (in practice a
+:class:`~mechgym.envs.engine.episode.MoveRules`) over numpy arrays: money is a backend
+(:mod:`mechgym.envs.engine.money`: float64 for training and sampling, exact rationals for the
+reference), chance is drawn from the ``numpy.random.Generator`` passed in, or asked of a
+:class:`ForcedChance` on the exact path, and actions are the env's array layout
+(:class:`~mechgym.envs.engine.spaces.ActionLayout`) stacked as ``(B, n, L)``. The exact
+engine's face of a mechanism (:mod:`mechgym.envs.engine.episode`) runs the same rules on a
+batch of one.
 
 Every episode of a batch advances one decision node per :meth:`BatchedRules.step`; after the
 decision, the chance nodes that follow are drawn at once. Episodes may sit in different
 phases (``state.phase``) and may end at different steps; ended episodes ignore their actions.
-Every chance draw is logged per episode in the order the exact engine would meet it, so that
-:func:`replay_exact` can run the exact engine on the same actions and draws: the
-differential tests tie the two paths together with it.
+Every chance draw is logged per episode in the order the exact engine meets it, so that
+:func:`replay_exact` can run the exact face on the same actions and draws: the differential
+tests tie the two money backends (and the array layout to the structured actions) with it.
 """
 
 from __future__ import annotations
@@ -193,17 +196,17 @@ def draw(
 
 
 class BatchedRules(ABC):
-    """A mechanism's rules over a batch; sits beside the exact rules it re-expresses.
+    """A mechanism's rules over a batch (the exact face runs them on a batch of one).
 
     Parameters
     ----------
     mech : Mechanism
-        The exact mechanism; its constants (ε, ...) are the batched rules' constants.
+        The mechanism's exact face; its constants (ε, ...) are the rules' constants.
     spec : EnvSpec
         Sizes of the array layout (the same as the env's).
     """
 
-    #: the exact mechanism class these rules re-express
+    #: the mechanism class (its exact face) these rules belong to
     mechanism: type[Mechanism]
     #: the constructor parameters of ``mechanism`` these rules implement; an instance built
     #: with any other parameter off its default is refused by :func:`batched_rules`
@@ -572,8 +575,8 @@ def _compare(
 
 
 # -- catalogue -------------------------------------------------------------------------------
-BATCHED_MODULES: dict[str, str] = {s.name: s.batched_module for s in SPECS.values()}
-"""Where each mechanism's batched rules live (imported on first use)."""
+BATCHED_MODULES: dict[str, str] = {s.name: s.module for s in SPECS.values()}
+"""Where each mechanism's rules live (imported on first use): its own module."""
 
 _RULES: dict[type, type[BatchedRules]] = {}
 

@@ -43,10 +43,6 @@ class MechanismSpec:
     batched_agents : str or None
         Module under ``mechgym.agents`` of its batched agents without the ``_batched``
         suffix, where not ``agents``.
-    written_once : bool
-        Whether its rules are written once (:mod:`mechgym.envs.engine.episode`: the exact
-        face is the batched rules on a batch of one) in ``module``; otherwise the batched
-        rules are a twin in ``<module>_batched``.
     """
 
     name: str
@@ -59,7 +55,6 @@ class MechanismSpec:
     generator: str | None = None
     mixable: tuple[str, ...] = ()
     batched_agents: str | None = None
-    written_once: bool = False
 
     @property
     def module(self) -> str:
@@ -70,11 +65,6 @@ class MechanismSpec:
     def mechanism(self) -> str:
         """``"<full module>:<class>"`` of the exact rules."""
         return f"{self.module}:{self.cls.split(':')[1]}"
-
-    @property
-    def batched_module(self) -> str:
-        """The module of the batched rules (the exact rules' own when written once)."""
-        return self.module if self.written_once else f"{self.module}_batched"
 
     @property
     def agents_module(self) -> str:
@@ -100,7 +90,6 @@ SPECS: dict[str, MechanismSpec] = {
             "mechgym/BestBelief-v0",
             _NOISY,
             ("best_belief",),
-            written_once=True,
         ),
         MechanismSpec(
             "normal_form",
@@ -111,7 +100,6 @@ SPECS: dict[str, MechanismSpec] = {
             "M2: one simultaneous move; E[REV] >= BB/2 - eps",
             "mechgym/NormalForm-v0",
             _NOISY,
-            written_once=True,
         ),
         MechanismSpec(
             "vcg",
@@ -122,7 +110,6 @@ SPECS: dict[str, MechanismSpec] = {
             "VCG with Clarke payments; SW = MSW, revenue unguaranteed",
             "mechgym/VCG-v0",
             _NOISY,
-            written_once=True,
         ),
         MechanismSpec(
             "knowledge_benchmark",
@@ -133,7 +120,6 @@ SPECS: dict[str, MechanismSpec] = {
             "M3: E[SW] + E[REV] >= MIEW/2",
             "mechgym/KnowledgeBenchmark-v0",
             mixable=("knowledge_benchmark", "m3"),
-            written_once=True,
         ),
         MechanismSpec(
             "collusion_leveraging",
@@ -144,7 +130,6 @@ SPECS: dict[str, MechanismSpec] = {
             "M4: E[REV] + E[SW] >= (1-eps) MKW/6 - eps1",
             "mechgym/CollusionLeveraging-v0",
             mixable=("collusion_leveraging", "m4"),
-            written_once=True,
         ),
         MechanismSpec(
             "second_price_bundle",
@@ -155,7 +140,6 @@ SPECS: dict[str, MechanismSpec] = {
             "second-price bundle auction A'",
             "mechgym/SecondPriceBundle-v0",
             batched_agents="second_price_bundle",
-            written_once=True,
         ),
         MechanismSpec(
             "mixture",
@@ -165,7 +149,6 @@ SPECS: dict[str, MechanismSpec] = {
             "002 Sec. 1.2",
             "a revenue mechanism w.p. 1/(c+1), A' otherwise",
             batched_agents="second_price_bundle",
-            written_once=True,
         ),
         MechanismSpec(
             "perfect_revenue",
@@ -175,7 +158,6 @@ SPECS: dict[str, MechanismSpec] = {
             "003 Sec. 3",
             "M5: unique SPE; SW = MSW, REV >= (1-3 eps n) MSW",
             "mechgym/PerfectRevenue-v0",
-            written_once=True,
         ),
         MechanismSpec(
             "budget_balanced_market",
@@ -185,7 +167,6 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.2",
             "M6: efficient, budget balanced, private w.p. >= 1 - delta",
             "mechgym/BudgetBalancedMarket-v0",
-            written_once=True,
         ),
         MechanismSpec(
             "hope_for_the_best",
@@ -195,7 +176,6 @@ SPECS: dict[str, MechanismSpec] = {
             "003 fn. 3",
             "foil of M5: truthful is an equilibrium, so is every scaled-down report",
             "mechgym/HopeForTheBest-v0",
-            written_once=True,
         ),
         MechanismSpec(
             "naive_market_1",
@@ -205,7 +185,6 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: any individually rational unanimous outcome is an equilibrium",
             "mechgym/NaiveMarket1-v0",
-            written_once=True,
         ),
         MechanismSpec(
             "naive_market_2",
@@ -215,7 +194,6 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: belief mismatch (YES expecting another's NO)",
             "mechgym/NaiveMarket2-v0",
-            written_once=True,
         ),
         MechanismSpec(
             "naive_market_3",
@@ -225,7 +203,6 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: player 1 profits from a non-truthful proposal",
             "mechgym/NaiveMarket3-v0",
-            written_once=True,
         ),
         MechanismSpec(
             "naive_market_4",
@@ -235,7 +212,6 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: price shifts relying on believed collusion lose welfare",
             "mechgym/NaiveMarket4-v0",
-            written_once=True,
         ),
     ]
 }
