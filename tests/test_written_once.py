@@ -12,6 +12,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from backend_cases import MECHANISMS, build, contexts
 from mechgym.agents.base import profile
 from mechgym.agents.best_belief import PredictedSeed000
 from mechgym.envs.engine.actions import Offer
@@ -124,6 +125,37 @@ def test_exact_evaluation_enumerates_the_coin() -> None:
     assert sorted(o.rule for _, o in ev.outcomes) == ["heads", "tails"]
     assert sum(p for p, _ in ev.outcomes) == 1
     assert all(p == Fraction(1, 2) for p, _ in ev.outcomes)
+
+
+@pytest.mark.parametrize("name", sorted(MECHANISMS))
+def test_sampling_chance_in_one_run_draws_what_the_node_loop_draws(name: str) -> None:
+    # the AEC env resolves chance with sample_chances; it must equal the generic loop over
+    # chance nodes (same stream, same draws, same state)
+    from mechgym.agents.base import RandomPolicy
+    from mechgym.envs.engine.game import Mechanism, step_decision
+
+    mech = build(MECHANISMS[name], 3, 2, lambda label, choices: choices[0], None)
+    batch, spec = contexts(mech, 3, 2, 40, True, 4)
+    met = 0
+    for b in range(batch.B):
+        ctx = batch.context(b)
+        policy = RandomPolicy(np.random.default_rng(b), spec)
+        s = mech.start(ctx)
+        for _ in range(20):
+            fast, fast_draws = mech.sample_chances(s, np.random.default_rng(100 + b))
+            slow, slow_draws = Mechanism.sample_chances(mech, s, np.random.default_rng(100 + b))
+            assert fast == slow and fast_draws == slow_draws, name
+            met += len(fast_draws)
+            node = mech.node(fast)
+            if isinstance(node, Terminal):
+                assert node.outcome == mech.node(slow).outcome
+                break
+            acts = {p: policy.act(mech, ctx, fast, p) for p in node.players}
+            s = step_decision(mech, fast, node, acts)
+    assert met > 0 or name in NO_CHANCE, name
+
+
+NO_CHANCE = {"vcg", "second_price_bundle", "hope_for_the_best", "naive_market_1", "naive_market_2"}
 
 
 def test_a_float_in_exact_money_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,6 +32,7 @@ from mechgym.envs.engine.game import (
     EnvSpec,
     Mechanism,
     Terminal,
+    sample_chance,
     step_decision,
 )
 from mechgym.envs.engine.spaces import ActionLayout
@@ -163,6 +164,28 @@ class ForcedChance:
         name = node.name if node is not None else "chance"
         labels = node.labels if node is not None else tuple(str(k) for k in range(len(exact)))
         raise ChanceRequest(Chance(name, labels, exact))
+
+
+class SampledChance(ForcedChance):
+    """A :class:`ForcedChance` that, past its given outcomes, samples every further node
+    exactly (:func:`~mechgym.envs.engine.game.sample_chance`) from ``rng`` instead of asking:
+    one run of a step resolves all the chance that follows it. ``drawn`` lists the
+    ``(node, outcome)`` sampled, in order."""
+
+    def __init__(self, outcomes: Sequence[int], rng: np.random.Generator) -> None:
+        super().__init__(outcomes)
+        self.rng = rng
+        self.drawn: list[tuple[Chance, int]] = []
+
+    def draw(
+        self, probs: Sequence[Fraction] | np.ndarray, live: np.ndarray, node: Chance | None
+    ) -> np.ndarray:
+        try:
+            return super().draw(probs, live, node)
+        except ChanceRequest as req:
+            k = sample_chance(req.node, self.rng)
+            self.drawn.append((req.node, k))
+            return np.full(1, k, dtype=np.int64)
 
 
 def draw(

@@ -14,6 +14,7 @@ runs the same rules on ``B`` episodes with float64 money and drawn chance.
 
 from __future__ import annotations
 
+import weakref
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from mechgym.envs.engine.batched import (
     ChanceRequest,
     ContextBatch,
     ForcedChance,
+    SampledChance,
     rules_class,
 )
 from mechgym.envs.engine.game import (
@@ -39,6 +41,7 @@ from mechgym.envs.engine.game import (
     Node,
     PendingOffer,
     Terminal,
+    sample_chance,
 )
 from mechgym.envs.engine.money import EXACT, FLOAT, Money
 from mechgym.envs.engine.spaces import ActionLayout
@@ -123,6 +126,21 @@ class Episode:
         return hash(self.key())
 
 
+_BATCHES: weakref.WeakKeyDictionary[Any, ContextBatch] = weakref.WeakKeyDictionary()
+
+
+def batch_of_one(ctx: Any) -> ContextBatch:
+    """``ctx`` as a batch of one, built once per context (contexts are immutable; an env
+    plays many episodes on the same one)."""
+    try:
+        batch = _BATCHES.get(ctx)
+    except TypeError:  # a context that cannot be weakly referenced
+        return ContextBatch.from_contexts([ctx])
+    if batch is None:
+        batch = _BATCHES[ctx] = ContextBatch.from_contexts([ctx])
+    return batch
+
+
 def _frozen(a: np.ndarray) -> tuple[Any, ...]:
     return (a.shape, tuple(a.ravel().tolist()))
 
@@ -147,7 +165,7 @@ class BatchOfOne(Mechanism):
         return cache[key]
 
     def start(self, ctx: Any) -> Episode:
-        batch = ContextBatch.from_contexts([ctx])
+        batch = batch_of_one(ctx)
         empty = BatchState(np.zeros(1, np.int64), np.zeros((1, ctx.n), bool), {})
         return self._advance(Episode(ctx, batch, empty), None, ())
 
@@ -189,6 +207,23 @@ class BatchOfOne(Mechanism):
 
     def resolve(self, s: Episode, actions: Mapping[int, Any]) -> Episode:
         return self._advance(s, self.moves(s, actions), ())
+
+    def sample_chances(
+        self, s: Episode, rng: np.random.Generator
+    ) -> tuple[Episode, list[tuple[Chance, int]]]:
+        """As :meth:`Mechanism.sample_chances` (the same draws from the same stream), in one
+        run of the pending step instead of one per chance node."""
+        if s.pending is None:
+            return s, []
+        moves, outcomes, node = s.pending
+        k = sample_chance(node, rng)
+        source = SampledChance((*outcomes, k), rng)
+        rules = self.rules(s.ctx.n, s.ctx.m)
+        if moves is None:
+            new = rules.reset(s.batch, source)
+        else:
+            new = rules.apply(s.batch, s.state, moves, source)
+        return Episode(s.ctx, s.batch, new), [(node, k), *source.drawn]
 
     def chance(self, s: Episode, index: int) -> Episode:
         if s.pending is None:

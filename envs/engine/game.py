@@ -309,6 +309,20 @@ class Mechanism(ABC):
         """The theorem's guarantee checked exactly against an evaluation, or ``None``."""
         return None
 
+    def sample_chances(
+        self, state: Any, rng: np.random.Generator
+    ) -> tuple[Any, list[tuple[Chance, int]]]:
+        """Resolve the chance nodes from ``state`` on, each drawn by :func:`sample_chance`
+        from ``rng`` in the order met, up to the next decision or terminal node; return the
+        state there and the ``(node, outcome)`` drawn. A mechanism may answer it faster (the
+        same draws from the same stream)."""
+        draws: list[tuple[Chance, int]] = []
+        while isinstance(node := self.node(state), Chance):
+            k = sample_chance(node, rng)
+            draws.append((node, k))
+            state = self.chance(state, k)
+        return state, draws
+
     # -- reporting -------------------------------------------------------------------------
     def describe_action(self, state: Any, player: int, action: Any) -> str:
         """A one-line human description of an action (for transcripts)."""

@@ -639,15 +639,21 @@ class BudgetBalancedMarketRules(MoveRules):
         return asking[:, None] & state.acting, d["alloc"], d["pstar"]
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
-        """As the exact ``public_features``: [owner+1 of each good in A* | P* | step-a halt,
-        (E, 0) | c0 (2) | step-2 answers | c1 (2) | c2 (2) | w one-hot | step-3 answer | own
-        A* bundle bits | own P*]."""
+        return self.public_features_all(state)[:, player]
+
+    def public_features_all(self, state: BatchState) -> np.ndarray:
+        """[owner+1 of each good in A* | P* | step-a halt, (E, 0) | c0 (2) | step-2 answers |
+        c1 (2) | c2 (2) | w one-hot | step-3 answer | own A* bundle bits | own P*]."""
         n, m = self.spec.n, self.spec.m
         d = state.data
         B = d["alloc"].shape[0]
-        out = np.zeros((B, self.mech.public_size(self.spec)), dtype=np.float32)
+        size = self.mech.public_size(self.spec)
+        if not d["proposed"].any():
+            return np.zeros((B, n, size), dtype=np.float32)
+        out = np.zeros((B, size), dtype=np.float32)
         out[:, :m] = owners_of(d["alloc"], m)
-        out[:, m : m + n] = d["pstar"].astype(np.float64)
+        pstar = d["pstar"].astype(np.float64)
+        out[:, m : m + n] = pstar
         pos = m + n
         out[:, pos] = d["halt"]
         out[:, pos + 1] = d["endow"]
@@ -663,10 +669,11 @@ class BudgetBalancedMarketRules(MoveRules):
         pos += n
         out[:, pos] = d["confirm"]
         pos += 1
-        out[:, pos : pos + m] = bundle_bits(d["alloc"][:, player], m)
-        out[:, pos + m] = d["pstar"][:, player]
-        out[~d["proposed"]] = 0
-        return out
+        every = np.repeat(out[:, None, :], n, axis=1)
+        every[:, :, pos : pos + m] = bundle_bits(d["alloc"], m)  # each player's own A*_i
+        every[:, :, pos + m] = pstar
+        every[~d["proposed"]] = 0
+        return every
 
 
 def integral(x: np.ndarray) -> np.ndarray:

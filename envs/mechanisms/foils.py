@@ -755,11 +755,18 @@ class NaiveMarket1Rules(_NaiveRules):
     def outcome_rule(self, state: BatchState) -> str:
         return "agree" if state.data["agree"][0] == 1 else "disagree"
 
+    def public_features_all(self, state: BatchState) -> np.ndarray:
+        # nothing in the public view depends on who looks
+        one = self.public_features(state, 0)
+        return np.broadcast_to(one[:, None, :], (one.shape[0], self.spec.n, one.shape[1]))
+
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
         """[the outcome's owners and prices | agreement flag] once announced."""
         n, m = self.spec.n, self.spec.m
         d = state.data
         out = np.zeros((d["alloc"].shape[0], m + n + 1), dtype=np.float32)
+        if not d["proposed"].any():
+            return out
         agree = d["agree"] == 1
         out[:, :m] = np.where(agree[:, None], owners_of(d["alloc"], m), 0)
         out[:, m : m + n] = np.where(agree[:, None], d["prices"], 0)
@@ -862,12 +869,18 @@ class _ProposeAndAnswerRules(_NaiveRules):
         raise NotImplementedError
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
+        return self.public_features_all(state)[:, player]
+
+    def public_features_all(self, state: BatchState) -> np.ndarray:
         """[proposal owners and prices | answers (+1/−1) | c1 (2) | c2 (2) | own bundle bits |
         own price]."""
         n, m = self.spec.n, self.spec.m
         d = state.data
         B = d["alloc"].shape[0]
-        out = np.zeros((B, 2 * m + 2 * n + 5), dtype=np.float32)
+        size = 2 * m + 2 * n + 5
+        if not d["proposed"].any():
+            return np.zeros((B, n, size), dtype=np.float32)
+        out = np.zeros((B, size), dtype=np.float32)
         out[:, :m] = owners_of(d["alloc"], m)
         out[:, m : m + n] = d["prices"]
         pos = m + n
@@ -876,10 +889,11 @@ class _ProposeAndAnswerRules(_NaiveRules):
         put_onehot(out, pos, d["c1"], 2)
         put_onehot(out, pos + 2, d["c2"], 2)
         pos += 4
-        out[:, pos : pos + m] = bundle_bits(d["alloc"][:, player], m)
-        out[:, pos + m] = d["prices"][:, player]
-        out[~d["proposed"]] = 0
-        return out
+        every = np.repeat(out[:, None, :], n, axis=1)
+        every[:, :, pos : pos + m] = bundle_bits(d["alloc"], m)  # each player's own bundle
+        every[:, :, pos + m] = d["prices"]
+        every[~d["proposed"]] = 0
+        return every
 
 
 @register_batched

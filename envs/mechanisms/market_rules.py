@@ -85,11 +85,9 @@ def encode_owners(alloc: np.ndarray, out: np.ndarray, layout: ActionLayout, m: i
 
 def owners_of(alloc: np.ndarray, m: int) -> np.ndarray:
     """``(..., m)`` owner+1 of every good (0 = in no bundle), as the public views write it."""
-    out = np.zeros((*alloc.shape[:-1], m), dtype=np.int64)
-    for j in range(alloc.shape[-1]):
-        for g in range(m):
-            out[..., g] += ((alloc[..., j] >> g) & 1) * (j + 1)
-    return out
+    n = alloc.shape[-1]
+    bits = (alloc[..., :, None] >> np.arange(m)) & 1  # (..., n, m)
+    return (bits * np.arange(1, n + 1)[:, None]).sum(axis=-2)
 
 
 def destroyed_of(alloc: np.ndarray, m: int) -> np.ndarray:

@@ -679,16 +679,19 @@ class MixtureRules(MoveRules):
         )
 
     def public_features(self, state: BatchState, player: int) -> np.ndarray:
+        return self.public_features_all(state)[:, player]
+
+    def public_features_all(self, state: BatchState) -> np.ndarray:
         """[branch one-hot | revenue branch's features | auction branch's features]."""
         branch = state.data["branch"]
-        B = branch.shape[0]
-        out = np.zeros((B, 2 + sum(self.sizes)), dtype=np.float32)
-        out[np.arange(B), branch] = 1.0
+        B, n = branch.shape[0], state.acting.shape[1]
+        out = np.zeros((B, n, 2 + sum(self.sizes)), dtype=np.float32)
+        out[np.arange(B), :, branch] = 1.0
         pos = 2
         for k, rules in enumerate(self.inner):
             size = self.sizes[k]
             if size:
-                feats = rules.public_features(self.inner_state(state, k), player)
-                out[:, pos : pos + size] = np.where((branch == k)[:, None], feats, 0.0)
+                feats = rules.public_features_all(self.inner_state(state, k))
+                out[:, :, pos : pos + size] = np.where((branch == k)[:, None, None], feats, 0.0)
             pos += size
         return out

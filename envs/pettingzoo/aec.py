@@ -39,13 +39,11 @@ from mechgym.envs.engine.errors import (
 )
 from mechgym.envs.engine.factored import FACTORED_ENCODINGS, Composer, make_plan
 from mechgym.envs.engine.game import (
-    Chance,
     Decision,
     EnvSpec,
     Mechanism,
     Terminal,
     require_kind,
-    sample_chance,
 )
 from mechgym.envs.engine.observation import observation_head, state_head
 from mechgym.envs.engine.spaces import MaskedChoiceBox, MaskedDiscrete, canonical_encoding
@@ -541,14 +539,10 @@ class MechanismEnv(AECEnv):
         self._rng.bit_generator.state = rng_state
 
     def _advance(self) -> None:
-        while True:
-            node = self.mechanism.node(self.game_state)
-            if isinstance(node, Chance):
-                k = sample_chance(node, self._rng)
-                self.history.append(("chance", (node.name, node.labels[k])))
-                self.game_state = self.mechanism.chance(self.game_state, k)
-                continue
-            break
+        self.game_state, draws = self.mechanism.sample_chances(self.game_state, self._rng)
+        for chance, k in draws:
+            self.history.append(("chance", (chance.name, chance.labels[k])))
+        node = self.mechanism.node(self.game_state)
         self._node = node
         if self.composer is not None:
             self._begin_moves(node)
