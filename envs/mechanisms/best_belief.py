@@ -70,6 +70,7 @@ from mechgym.envs.mechanisms.offer_rules import (
     PhaseMasks,
     Seed000Mechanism,
     announce_mask_rows,
+    announce_or_answer_moves,
     announced_revenues,
     askers,
     decode_offers,
@@ -200,21 +201,7 @@ class BestBelief(BatchOfOne, Seed000Mechanism):
         return check_answer(action, agent, "respond")
 
     def moves(self, s: Episode, actions: Mapping[int, Any]) -> Moves:
-        n = s.ctx.n
-        moves = {
-            "bundle": np.zeros((1, n), dtype=np.int64),
-            "alloc": np.zeros((1, n, n), dtype=np.int64),
-            "prices": np.zeros((1, n, n), dtype=np.int64),
-            "yes": np.zeros((1, n), dtype=bool),
-        }
-        for i, a in actions.items():
-            if isinstance(a, BBAnnouncement):
-                moves["bundle"][0, i] = a.bundle
-                moves["alloc"][0, i] = a.offer.alloc
-                moves["prices"][0, i] = a.offer.prices
-            else:
-                moves["yes"][0, i] = bool(a)
-        return moves
+        return announce_or_answer_moves(s.ctx.n, actions, BBAnnouncement)
 
     # -- encodings ---------------------------------------------------------------------------
     def layout(self, spec: EnvSpec) -> ActionLayout:

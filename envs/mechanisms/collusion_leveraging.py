@@ -547,8 +547,7 @@ class CollusionLeveragingRules(MoveRules):
         self._price = lay.index["price_0"]
 
     def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
-        if not self.money.exact:  # the exact face sizes its rules from the context itself
-            check_context(self, ctx)
+        check_context(self, ctx)
         B, n = ctx.B, ctx.n
         data = {
             "announced": np.zeros(B, dtype=bool),

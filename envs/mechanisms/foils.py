@@ -262,8 +262,7 @@ class HopeForTheBestRules(MoveRules):
         )
 
     def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
-        if not self.money.exact:  # the exact face sizes its rules from the context itself
-            check_context(self, ctx)
+        check_context(self, ctx)
         B, n, k = ctx.B, ctx.n, ctx.m
         return BatchState(
             phase=np.full(B, REPORT, dtype=np.int64),

@@ -79,6 +79,7 @@ from mechgym.envs.engine.spaces import ActionLayout
 from mechgym.envs.mechanisms.offer_rules import (
     PhaseMasks,
     announce_mask_rows,
+    announce_or_answer_moves,
     decode_offers,
     draw_coin,
     merge,
@@ -231,25 +232,6 @@ class KnowledgeBenchmark(BatchOfOne):
         return "YES" if action else "NO"
 
 
-def announce_or_answer_moves(n: int, actions: Mapping[int, Any], announcement: type) -> Moves:
-    """The moves (batch of one) of M3's and M4's structured actions: announcements
-    (``bundle``, ``alloc``, ``prices``) or YES/NO answers (``yes``)."""
-    moves = {
-        "bundle": np.zeros((1, n), dtype=np.int64),
-        "alloc": np.zeros((1, n, n), dtype=np.int64),
-        "prices": np.zeros((1, n, n), dtype=np.int64),
-        "yes": np.zeros((1, n), dtype=bool),
-    }
-    for i, a in actions.items():
-        if isinstance(a, announcement):
-            moves["bundle"][0, i] = a.bundle
-            moves["alloc"][0, i] = a.offer.alloc
-            moves["prices"][0, i] = a.offer.prices
-        else:
-            moves["yes"][0, i] = bool(a)
-    return moves
-
-
 def reduce_last(op: np.ufunc, x: np.ndarray) -> np.ndarray:
     """``op`` folded over the last axis, one slice at a time: over a few players this is
     several times faster than numpy's reductions along a short inner axis."""
@@ -297,8 +279,7 @@ class KnowledgeBenchmarkRules(MoveRules):
         self._answer = lay.index["answer"]
 
     def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
-        if not self.money.exact:  # the exact face sizes its rules from the context itself
-            check_context(self, ctx)
+        check_context(self, ctx)
         B, n = ctx.B, ctx.n
         data = {
             "announced": np.zeros(B, dtype=bool),

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 from mechgym.envs.engine.actions import offer_mask
 from mechgym.envs.engine.batched import TERMINAL, draw
+from mechgym.envs.engine.episode import Moves
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.engine.game import (
     Chance,
@@ -89,6 +90,25 @@ class Seed000Mechanism(Mechanism):
 
     def guarantee(self, ctx: Any, ev: Any) -> Guarantee:
         return seed000_guarantee(ctx, ev, self.eps)
+
+
+def announce_or_answer_moves(n: int, actions: Mapping[int, Any], announcement: type) -> Moves:
+    """The moves (batch of one) of the structured actions of M1 and M3: announcements
+    (``bundle``, ``alloc``, ``prices``) or YES/NO answers (``yes``)."""
+    moves = {
+        "bundle": np.zeros((1, n), dtype=np.int64),
+        "alloc": np.zeros((1, n, n), dtype=np.int64),
+        "prices": np.zeros((1, n, n), dtype=np.int64),
+        "yes": np.zeros((1, n), dtype=bool),
+    }
+    for i, a in actions.items():
+        if isinstance(a, announcement):
+            moves["bundle"][0, i] = a.bundle
+            moves["alloc"][0, i] = a.offer.alloc
+            moves["prices"][0, i] = a.offer.prices
+        else:
+            moves["yes"][0, i] = bool(a)
+    return moves
 
 
 # -- state updates -----------------------------------------------------------------------------

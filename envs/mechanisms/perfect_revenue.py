@@ -517,8 +517,7 @@ class PerfectRevenueRules(MoveRules):
 
     # -- rules -------------------------------------------------------------------------------
     def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
-        if not self.money.exact:  # the exact face sizes its rules from the context itself
-            check_context(self, ctx)
+        check_context(self, ctx)
         B, n = ctx.B, ctx.n
         acting = np.zeros((B, n), dtype=bool)
         acting[:, 0] = True

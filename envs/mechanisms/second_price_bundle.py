@@ -447,8 +447,7 @@ class SecondPriceBundleRules(MoveRules):
         self.i_bundle = self.layout.index["bid_bundle"]
 
     def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
-        if not self.money.exact:  # the exact face sizes its rules from the context itself
-            check_context(self, ctx)
+        check_context(self, ctx)
         B, n = ctx.B, ctx.n
         return BatchState(
             phase=np.full(B, BID, dtype=np.int64),
@@ -593,8 +592,7 @@ class MixtureRules(MoveRules):
 
     # -- rules -------------------------------------------------------------------------------
     def reset(self, ctx: ContextBatch, rng: Any) -> BatchState:
-        if not self.money.exact:  # the exact face sizes its rules from the context itself
-            check_context(self, ctx)
+        check_context(self, ctx)
         branch = draw(rng, self.probs, np.ones(ctx.B, dtype=bool), self.mech.mix_node)
         if isinstance(rng, ForcedChance):
             # a batch of one: the branch not drawn is never played, so its reset (a nested
