@@ -11,8 +11,7 @@ import pytest
 from mechgym.envs.engine.batched import batched_rules
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.engine.game import EnvSpec, Examples
-from mechgym.envs.mechanisms.best_belief import BestBelief
-from mechgym.envs.mechanisms.best_belief import BestBeliefRules as BestBeliefBatched
+from mechgym.envs.mechanisms.best_belief import BestBelief, BestBeliefRules
 from mechgym.envs.mechanisms.second_price_bundle import SecondPriceBundle
 from mechgym.envs.model.examples import example
 
@@ -63,7 +62,7 @@ def test_a_plain_auction_refuses_the_mixture_constants() -> None:
 
 @pytest.fixture
 def without_fraction(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(BestBeliefBatched, "implements", frozenset({"eps", "reserve"}))
+    monkeypatch.setattr(BestBeliefRules, "implements", frozenset({"eps", "reserve"}))
 
 
 def test_evaluate_batched_refuses(without_fraction: None) -> None:
