@@ -41,8 +41,8 @@ class MechanismSpec:
     mixable : tuple of str
         Names under which it can be the revenue mechanism of a mixture (empty: it cannot).
     batched_agents : str or None
-        Module under ``mechgym.agents`` of its batched agents without the ``_batched``
-        suffix, where not ``agents``.
+        Module under ``mechgym.agents`` of its batched agents, where not
+        ``<agents>_batched`` (``agents`` itself where the scripted play is written once).
     """
 
     name: str
@@ -72,7 +72,7 @@ class MechanismSpec:
 
     @property
     def batched_agents_module(self) -> str:
-        return f"mechgym.agents.{self.batched_agents or self.agents}_batched"
+        return f"mechgym.agents.{self.batched_agents or self.agents + '_batched'}"
 
 
 _NOISY = "uniform:n=3,m=2,cap=10,belief=noisy"
@@ -110,6 +110,7 @@ SPECS: dict[str, MechanismSpec] = {
             "VCG with Clarke payments; SW = MSW, revenue unguaranteed",
             "mechgym/VCG-v0",
             _NOISY,
+            batched_agents="vcg",
         ),
         MechanismSpec(
             "knowledge_benchmark",
@@ -139,7 +140,7 @@ SPECS: dict[str, MechanismSpec] = {
             "002 baseline",
             "second-price bundle auction A'",
             "mechgym/SecondPriceBundle-v0",
-            batched_agents="second_price_bundle",
+            batched_agents="second_price_bundle_batched",
         ),
         MechanismSpec(
             "mixture",
@@ -148,7 +149,7 @@ SPECS: dict[str, MechanismSpec] = {
             "M'",
             "002 Sec. 1.2",
             "a revenue mechanism w.p. 1/(c+1), A' otherwise",
-            batched_agents="second_price_bundle",
+            batched_agents="second_price_bundle_batched",
         ),
         MechanismSpec(
             "perfect_revenue",
