@@ -29,7 +29,7 @@ from .batched import (
     offered_values,
     register_batched_agents,
 )
-from .best_belief_batched import bb_offers, scale_offers
+from .best_belief import bb_offers, scale_offers
 from .offers import MENU_FACTORS
 
 ANNOUNCE, RESPOND = 0, 1

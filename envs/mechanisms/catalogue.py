@@ -90,6 +90,7 @@ SPECS: dict[str, MechanismSpec] = {
             "mechgym/BestBelief-v0",
             _NOISY,
             ("best_belief",),
+            batched_agents="best_belief",
         ),
         MechanismSpec(
             "normal_form",
@@ -100,6 +101,7 @@ SPECS: dict[str, MechanismSpec] = {
             "M2: one simultaneous move; E[REV] >= BB/2 - eps",
             "mechgym/NormalForm-v0",
             _NOISY,
+            batched_agents="best_belief",
         ),
         MechanismSpec(
             "vcg",
