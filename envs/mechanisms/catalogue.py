@@ -123,6 +123,7 @@ SPECS: dict[str, MechanismSpec] = {
             "M3: E[SW] + E[REV] >= MIEW/2",
             "mechgym/KnowledgeBenchmark-v0",
             mixable=("knowledge_benchmark", "m3"),
+            batched_agents="knowledge_benchmark",
         ),
         MechanismSpec(
             "collusion_leveraging",
