@@ -17,64 +17,180 @@ Predicted (Corollary 1; appendix B with collusion):
 
 Coalitions act jointly only when they share rewards; otherwise every player is treated as
 independent.
+
+Written once: each rule over a batch of contexts (the truthful proposal needs MSW per
+episode: :func:`mechgym.envs.solvers.batched.pack_batch`); the exact agents play their
+context's row of a batch of one, the batched agents write the rows into the layout (a
+proposal off the price grid clipped to it; such menu entries invalid).
 """
 
 from __future__ import annotations
 
-from fractions import Fraction
 from typing import Any
 
-from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism, PendingOffer
-from mechgym.envs.mechanisms.budget_balanced_market import BudgetBalancedMarket, MarketProposal
-from mechgym.envs.model.market import market_msw
+import numpy as np
+from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
+from mechgym.envs.engine.episode import batch_of_one
+from mechgym.envs.engine.errors import ParameterError
+from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
+from mechgym.envs.mechanisms.budget_balanced_market import (
+    CONFIRM,
+    PROPOSE,
+    RESPOND,
+    BudgetBalancedMarket,
+    MarketProposal,
+)
+from mechgym.envs.solvers.batched import pack_batch
 
 from .base import MechanismAgents, PhasePolicy, RandomPolicy, register_agents
-from .offers import offer_to
+from .batched import (
+    BatchedAgents,
+    ByPhase,
+    RandomBatched,
+    acting_players,
+    answer_entries,
+    register_batched_agents,
+)
+
+PROPOSAL_MODES = ("truthful", "endowment", "overprice", "shift_pair", "invalid_sum")
+ANSWER_MODES = ("truthful", "yes", "no", "individual")
+EVERY = np.zeros(1, dtype=np.int64)
 
 
-def acting_coalition(ctx: Any, i: int) -> tuple[int, ...]:
-    """The players whose total ``i`` maximises: its coalition with shared rewards, else itself."""
-    return tuple(ctx.coalition_of(i)) if ctx.shared_reward else (i,)
+# -- the rules of play, over a batch ---------------------------------------------------------
+def endowed_values(ctx: ContextBatch, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
+    """``(b, n)`` θ_i(E_i) for episodes ``idx``."""
+    assert ctx.endowment is not None
+    values, endow = ctx.values[idx], ctx.endowment[idx]
+    return np.take_along_axis(values, endow[:, :, None], axis=2)[:, :, 0]
+
+
+def truthful_proposals(ctx: ContextBatch, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The truthful proposal for episodes ``idx``: ``alloc``, ``prices`` ``(len(idx), n)``
+    int64 ((E, 0) where E maximises welfare, else the canonical optimum with
+    P*_i = θ_i(A*_i) − θ_i(E_i), P*_0 = −Σ_{i≥1} P*_i)."""
+    assert ctx.endowment is not None
+    values, endow = ctx.values[idx], ctx.endowment[idx]
+    best, alloc = pack_batch(values)
+    endowed = endowed_values(ctx, idx)
+    prices = np.take_along_axis(values, alloc[:, :, None], axis=2)[:, :, 0] - endowed
+    prices[:, 0] = -prices[:, 1:].sum(axis=1)
+    keep = (best == endowed.sum(axis=1))[:, None]
+    return np.where(keep, endow, alloc), np.where(keep, 0, prices)
+
+
+def shift_prices(prices: np.ndarray, j: int, amount: int | np.ndarray) -> np.ndarray:
+    """Move ``amount`` of price from player 0 to player ``j`` (stays budget balanced)."""
+    out = prices.copy()
+    out[..., j] += amount
+    out[..., 0] -= amount
+    return out
+
+
+def surpluses(ctx: ContextBatch, alloc: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    """``(B, n)`` θ_i(A*_i) − θ_i(E_i) − P*_i of proposals ``alloc``, ``prices`` ``(B, n)``."""
+    gained = np.take_along_axis(ctx.values, alloc[:, :, None], axis=2)[:, :, 0]
+    return gained - endowed_values(ctx) - prices
+
+
+def acting_together(ctx: ContextBatch) -> np.ndarray:
+    """``(B, n, n)``: ``[b, i, j]`` whether ``j`` is in ``i``'s acting coalition (its
+    coalition with shared rewards, else itself)."""
+    lab = ctx.coalition
+    same = lab[:, :, None] == lab[:, None, :]
+    return same & ctx.shared_reward[:, None, None] | np.eye(ctx.n, dtype=bool)[None]
+
+
+def respond_answers(ctx: ContextBatch, surplus: np.ndarray) -> np.ndarray:
+    """``(B, n)`` step-2 answers (Lemmas 7 and 9): YES for player 0's colluders, else YES iff
+    the acting coalition's total surplus is ≥ 0."""
+    together = acting_together(ctx)
+    total = np.einsum("bij,bj->bi", together.astype(np.int64), surplus)
+    return together[:, :, 0] | (total >= 0)
+
+
+def confirm_answers(ctx: ContextBatch, surplus: np.ndarray) -> np.ndarray:
+    """``(B, n)`` step-3 answers (Lemmas 8 and 9): YES for player 0's colluders, else YES iff
+    the own surplus is ≥ 0."""
+    return acting_together(ctx)[:, :, 0] | (surplus >= 0)
+
+
+def answers(
+    rules: BatchedRules, ctx: ContextBatch, state: BatchState, mode: str, confirm: np.ndarray
+) -> np.ndarray:
+    """``(B, n)`` answers of ``mode`` to the offers the mechanism puts (A*_i at P*_i):
+    ``confirm`` ``(B,)`` says where the question is step 3's."""
+    _, item, price = rules.pending_offers(state)
+    surplus = surpluses(ctx, item, price)
+    if mode == "individual":
+        return surplus >= 0
+    return np.where(confirm[:, None], confirm_answers(ctx, surplus), respond_answers(ctx, surplus))
+
+
+def proposals(
+    ctx: ContextBatch, idx: np.ndarray, mode: str, shift: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """``alloc``, ``prices`` ``(len(idx), n)`` of proposal ``mode`` for episodes ``idx``."""
+    assert ctx.endowment is not None
+    if mode == "endowment":
+        endow = ctx.endowment[idx]
+        return endow.copy(), np.zeros_like(endow)
+    alloc, prices = truthful_proposals(ctx, idx)
+    if mode == "overprice":
+        prices = shift_prices(prices, 1, 1)
+    elif mode == "shift_pair" and ctx.n >= 3:
+        prices = shift_prices(shift_prices(prices, 1, shift), 2, -shift)
+    elif mode == "invalid_sum":
+        prices = prices.copy()
+        prices[:, 0] += 1
+    return alloc, prices
+
+
+MENU = ("truthful", "endowment", "invalid_sum")
+"""The menu's first entries; then ±1 moved onto each player 1..n−1."""
+
+
+def menu_entries(ctx: ContextBatch, idx: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The menu's proposals ``(label, alloc, prices)`` (each ``(len(idx), n)``)."""
+    alloc, base = truthful_proposals(ctx, idx)
+    out = [(label, *proposals(ctx, idx, label)) for label in MENU]
+    for j in range(1, ctx.n):
+        out += [(f"p{j}+1", alloc, shift_prices(base, j, 1))]
+        out += [(f"p{j}-1", alloc, shift_prices(base, j, -1))]
+    return out
+
+
+# -- the exact face ----------------------------------------------------------------------------
+def _proposal(alloc: np.ndarray, prices: np.ndarray) -> MarketProposal:
+    return MarketProposal(tuple(int(x) for x in alloc), tuple(int(x) for x in prices))
 
 
 def truthful_proposal(ctx: Any) -> MarketProposal:
     """(E, 0) when E maximises welfare; else the canonical optimum, truthfully priced."""
-    best, alloc = market_msw(ctx)
-    if best == ctx.endowment_welfare:
-        return MarketProposal(tuple(ctx.endowment), (0,) * ctx.n)
-    prices = [int(ctx.values[i, alloc[i]]) - ctx.endowed_value(i) for i in range(ctx.n)]
-    prices[0] = -sum(prices[1:])
-    return MarketProposal(tuple(alloc), tuple(prices))
+    alloc, prices = truthful_proposals(batch_of_one(ctx), EVERY)
+    return _proposal(alloc[0], prices[0])
 
 
-def surplus(ctx: Any, offer: PendingOffer, i: int) -> Fraction:
-    """θ_i(A*_i) − θ_i(E_i) − P*_i of the offer ``i`` is asked about (``item`` = A*_i, the
-    bundle in place of E_i, at ``price`` = P*_i)."""
-    return int(ctx.values[i, offer.item]) - ctx.endowed_value(i) - Fraction(offer.price)
+def shifted(proposal: MarketProposal, j: int, amount: int) -> MarketProposal:
+    """Move ``amount`` of price from player 0 to player ``j`` (stays budget balanced)."""
+    return MarketProposal(proposal.alloc, tuple(shift_prices(np.array(proposal.prices), j, amount)))
+
+
+def _answer(mech: Mechanism, ctx: Any, state: Any, i: int, mode: str) -> bool:
+    rules = mech.rules(ctx.n, ctx.m)
+    confirm = np.array([mech.node(state).phase == "confirm"])
+    return bool(answers(rules, state.batch, state.state, mode, confirm)[0, i])
 
 
 def respond_rule(mech: Mechanism, ctx: Any, state: Any, i: int) -> bool:
     """Step 2: YES for player 0's colluders (Lemma 9), else the coalition-total rule (Lemma 7)
     over the offers the mechanism puts to the coalition's members (all asked at step 2)."""
-    members = acting_coalition(ctx, i)
-    if 0 in members:
-        return True
-    return sum((surplus(ctx, offer_to(mech, state, j), j) for j in members), Fraction(0)) >= 0
+    return _answer(mech, ctx, state, i, "truthful")
 
 
 def confirm_rule(mech: Mechanism, ctx: Any, state: Any, i: int) -> bool:
     """Step 3: YES for player 0's colluders (Lemma 9), else the individual rule (Lemma 8)."""
-    if 0 in acting_coalition(ctx, i):
-        return True
-    return surplus(ctx, offer_to(mech, state, i), i) >= 0
-
-
-def shifted(proposal: MarketProposal, j: int, amount: int) -> MarketProposal:
-    """Move ``amount`` of price from player 0 to player ``j`` (stays budget balanced)."""
-    prices = list(proposal.prices)
-    prices[j] += amount
-    prices[0] -= amount
-    return MarketProposal(proposal.alloc, tuple(prices))
+    return _answer(mech, ctx, state, i, "truthful")
 
 
 class PredictedMarket:
@@ -102,17 +218,8 @@ class PredictedMarket:
 
     def proposal(self) -> MarketProposal:
         if self._proposal is None:
-            ctx = self.ctx
-            base = truthful_proposal(ctx)
-            if self.mode == "endowment":
-                base = MarketProposal(tuple(ctx.endowment), (0,) * ctx.n)
-            elif self.mode == "overprice":
-                base = shifted(base, 1, 1)
-            elif self.mode == "shift_pair" and ctx.n >= 3:
-                base = shifted(shifted(base, 1, self.shift), 2, -self.shift)
-            elif self.mode == "invalid_sum":
-                base = MarketProposal(base.alloc, (base.prices[0] + 1, *base.prices[1:]))
-            self._proposal = base
+            alloc, prices = proposals(batch_of_one(self.ctx), EVERY, self.mode, self.shift)
+            self._proposal = _proposal(alloc[0], prices[0])
         return self._proposal
 
     def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
@@ -124,17 +231,13 @@ class PredictedMarket:
             return True
         if self.answers == "no":
             return False
-        if self.answers == "individual":
-            return surplus(ctx, offer_to(mech, state, player), player) >= 0
-        if node.phase == "respond":
-            return respond_rule(mech, ctx, state, player)
-        return confirm_rule(mech, ctx, state, player)
+        return _answer(mech, ctx, state, player, self.answers)
 
 
 def menu_size(phase: str, spec: EnvSpec) -> int:
     """propose: truthful, (E, 0), an invalid sum, then ±1 moved onto each player 1..n−1;
     respond / confirm: NO, YES."""
-    return 3 + 2 * (spec.n - 1) if phase == "propose" else 2
+    return len(MENU) + 2 * (spec.n - 1) if phase == "propose" else 2
 
 
 def menu(mech: Mechanism, ctx: Any, state: Any, player: int) -> list[tuple[str, Any]]:
@@ -142,16 +245,9 @@ def menu(mech: Mechanism, ctx: Any, state: Any, player: int) -> list[tuple[str, 
     node = mech.node(state)
     if node.phase != "propose":
         return [("NO", False), ("YES", True)]
-    base = truthful_proposal(ctx)
-    out: list[tuple[str, Any]] = [
-        ("truthful", base),
-        ("endowment", MarketProposal(tuple(ctx.endowment), (0,) * ctx.n)),
-        ("invalid_sum", MarketProposal(base.alloc, (base.prices[0] + 1, *base.prices[1:]))),
+    return [
+        (label, _proposal(a[0], p[0])) for label, a, p in menu_entries(batch_of_one(ctx), EVERY)
     ]
-    for j in range(1, ctx.n):
-        out.append((f"p{j}+1", shifted(base, j, 1)))
-        out.append((f"p{j}-1", shifted(base, j, -1)))
-    return out
 
 
 def _spec_of(ctx: Any) -> EnvSpec:
@@ -178,6 +274,102 @@ def _deviations() -> dict[str, Any]:
     }
 
 
+# -- the batched face --------------------------------------------------------------------------
+class BatchedMarket:
+    """The predicted profile of M6 over a batch, with the exact agent's deviations.
+
+    Parameters
+    ----------
+    proposal : {"truthful", "endowment", "overprice", "shift_pair", "invalid_sum"}
+    answers : {"truthful", "yes", "no", "individual"}
+    shift : int
+        The price ``shift_pair`` moves onto player 1 and off player 2.
+    """
+
+    def __init__(
+        self, proposal: str = "truthful", answers: str = "truthful", shift: int = 1
+    ) -> None:
+        if proposal not in PROPOSAL_MODES or answers not in ANSWER_MODES:
+            raise ParameterError(
+                "proposal/answers",
+                f"got {proposal!r}/{answers!r}; use one of {PROPOSAL_MODES} / {ANSWER_MODES}",
+            )
+        self.mode = proposal
+        self.answers = answers
+        self.shift = shift
+
+    def proposals(self, ctx: ContextBatch, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``alloc``, ``prices`` ``(len(idx), n)`` of the proposal for episodes ``idx``."""
+        return proposals(ctx, idx, self.mode, self.shift)
+
+    def act(
+        self,
+        rules: BatchedRules,
+        ctx: ContextBatch,
+        state: BatchState,
+        players: list[int],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        B, n, L = len(state.phase), rules.spec.n, len(rules.layout)
+        acts = np.zeros((B, n, L), dtype=np.int64)
+        mine = acting_players(state, players)
+        idx = np.flatnonzero((state.phase == PROPOSE) & mine[:, 0])
+        if len(idx):
+            alloc, prices = self.proposals(ctx, idx)
+            acts[idx, 0] = rules.encode_proposals(alloc, prices)[0]  # type: ignore[attr-defined]
+        answering = mine & ((state.phase == RESPOND) | (state.phase == CONFIRM))[:, None]
+        if answering.any():
+            if self.answers in ("yes", "no"):
+                yes = np.full((B, n), self.answers == "yes")
+            else:
+                yes = answers(rules, ctx, state, self.answers, state.phase == CONFIRM)
+            acts[:, :, rules.layout.index["answer"]] = np.where(answering, yes, 0)
+        return acts
+
+
+def market_menu(
+    rules: BatchedRules, ctx: ContextBatch, state: BatchState, player: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`menu` over a batch: ``(actions (B, K, L), valid (B, K))`` with
+    ``K = 3 + 2(n−1)``; at ``respond`` and ``confirm`` entries 0 and 1 are NO and YES, the
+    rest invalid. Entries are invalid where ``player`` does not act or where a proposal
+    leaves the price grid."""
+    n, L = rules.spec.n, len(rules.layout)
+    B, K = len(state.phase), len(MENU) + 2 * (n - 1)
+    acts = np.zeros((B, K, L), dtype=np.int64)
+    valid = np.zeros((B, K), dtype=bool)
+    acting = state.acting[:, player]
+    idx = np.flatnonzero((state.phase == PROPOSE) & acting)
+    if len(idx):
+        for e, (_, a, p) in enumerate(menu_entries(ctx, idx)):
+            vec, ok = rules.encode_proposals(a, p)  # type: ignore[attr-defined]
+            acts[idx, e] = vec
+            valid[idx, e] = ok
+    ask = np.flatnonzero(((state.phase == RESPOND) | (state.phase == CONFIRM)) & acting)
+    answer_entries(rules, acts, valid, ask)
+    return acts, valid
+
+
+def _batched_agents() -> BatchedAgents:
+    return BatchedAgents(
+        predicted=BatchedMarket(),
+        deviations={
+            "endowment": BatchedMarket(proposal="endowment"),
+            "overprice": BatchedMarket(proposal="overprice"),
+            "shift_pair": BatchedMarket(proposal="shift_pair"),
+            "invalid_sum": BatchedMarket(proposal="invalid_sum"),
+            "always_yes": BatchedMarket(answers="yes"),
+            "always_no": BatchedMarket(answers="no"),
+            "individual": BatchedMarket(answers="individual"),
+            "random": RandomBatched(),
+            "random_answers": ByPhase(
+                BatchedMarket(), {"respond": RandomBatched(), "confirm": RandomBatched()}
+            ),
+        },
+        menu=market_menu,
+    )
+
+
 register_agents(
     BudgetBalancedMarket.name,
     MechanismAgents(
@@ -187,15 +379,4 @@ register_agents(
         menu_size=menu_size,
     ),
 )
-
-__all__ = [
-    "PredictedMarket",
-    "acting_coalition",
-    "confirm_rule",
-    "menu",
-    "menu_size",
-    "respond_rule",
-    "shifted",
-    "surplus",
-    "truthful_proposal",
-]
+register_batched_agents(BudgetBalancedMarket.name, _batched_agents())

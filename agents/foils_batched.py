@@ -15,7 +15,7 @@ from .batched import (
     answer_entries,
     register_batched_agents,
 )
-from .budget_balanced_market_batched import (
+from .budget_balanced_market import (
     respond_answers,
     shift_prices,
     surpluses,

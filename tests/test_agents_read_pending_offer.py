@@ -88,9 +88,17 @@ def test_exact_answers_are_to_the_mechanisms_offer(
                 continue
             asked += 1
             assert pol.act(mech, ctx, s, p) is (_gain(ctx, p, q.item) >= q.price), (t, p)
+            # the mechanism states its questions once (the rules' pending_offers, which its
+            # exact face's pending_offer reads): move the price in both statements
+            exact_rules = mech.rules(ctx.n, ctx.m)
+            asked_now, item_now, price_now = exact_rules.pending_offers(s.state)
             for shift, want in ((BIG, False), (-BIG, True)):
                 moved = PendingOffer(q.item, q.price + shift)
+                price = price_now.copy()
+                price[0, p] += shift
+                stated = (asked_now, item_now, price)
                 monkeypatch.setattr(mech, "pending_offer", lambda s, p, moved=moved: moved)
+                monkeypatch.setattr(exact_rules, "pending_offers", lambda st, q=stated: q)
                 assert pol.act(mech, ctx, s, p) is want, (t, p, shift)
                 monkeypatch.undo()
 

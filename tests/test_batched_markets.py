@@ -20,8 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mechgym.agents.base import AGENTS
 from mechgym.agents.batched import batched_agents
-from mechgym.agents.budget_balanced_market import truthful_proposal
-from mechgym.agents.budget_balanced_market_batched import truthful_proposals
+from mechgym.agents.budget_balanced_market import truthful_proposal, truthful_proposals
 from mechgym.envs.engine.batched import (
     BatchedRules,
     BatchState,

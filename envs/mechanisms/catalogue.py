@@ -171,6 +171,7 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.2",
             "M6: efficient, budget balanced, private w.p. >= 1 - delta",
             "mechgym/BudgetBalancedMarket-v0",
+            batched_agents="budget_balanced_market",
         ),
         MechanismSpec(
             "hope_for_the_best",
