@@ -12,26 +12,111 @@ does not single out:
 The deviations reproduce each foil's documented failure: ``scaled`` reports (HOPE), the
 ``status_quo`` announcement (Naive-1), ``always_yes`` answers (belief mismatch, Naive-2),
 ``manipulate`` proposals (Naive-3) and ``shift_pair`` proposals (collusion, Naive-4).
+
+Written once: each rule of play over a batch of contexts; the exact agents play their
+context's row of a batch of one, the batched agents write the rows into the layout. Where a
+scripted proposal leaves the price grid (the default ``price_cap`` = B holds prices up to
+B − 1, truthful ones reach 2B − 2), the batched policy writes it clipped to the grid and the
+batched menu marks the entry invalid; ``price_cap`` = 2B holds every one.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
+from mechgym.envs.engine.episode import batch_of_one
+from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
 from mechgym.envs.mechanisms.budget_balanced_market import MarketProposal
 from mechgym.envs.mechanisms.foils import FOILS, TypeReport
 
 from .base import MechanismAgents, RandomPolicy, register_agents
-from .budget_balanced_market import respond_rule, shifted, truthful_proposal
+from .batched import (
+    BatchedAgents,
+    RandomBatched,
+    acting_players,
+    answer_entries,
+    register_batched_agents,
+)
+from .budget_balanced_market import (
+    EVERY,
+    respond_answers,
+    respond_rule,
+    shift_prices,
+    surpluses,
+    truthful_proposals,
+)
 
 #: report factors of HOPE-FOR-THE-BEST's menu (floor of value × factor)
 REPORT_FACTORS: tuple[tuple[int, int], ...] = ((1, 1), (3, 4), (1, 2), (0, 1))
+NAIVE_PROPOSALS = ("truthful", "status_quo", "manipulate", "shift_pair")
 
 
+# -- the rules of play, over a batch ---------------------------------------------------------
+def scaled_profiles(ctx: ContextBatch, num: int, den: int) -> np.ndarray:
+    """``(B, n, K)`` every true value times ``num/den``, rounded down (the equilibria E_x of
+    footnote 3)."""
+    return ctx.values * num // den
+
+
+def manipulative_proposals(ctx: ContextBatch, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Naive-3's profitable deviation for player 0 (seed 004, "a new problem") in episodes
+    ``idx``: player 0 takes its favourite bundle (lowest on ties), the others keep what
+    remains of their endowments, player 1 pays the most the range allows (B − 1) to player 0;
+    player 1 says NO, but anyone left with its endowment at price 0 says YES, so the proposal
+    is implemented with probability εY/n > 0."""
+    assert ctx.endowment is not None and ctx.k is not None
+    b = 1 << (ctx.k - 1)
+    favourite = np.argmax(ctx.values[idx, 0, :], axis=1)
+    alloc = ctx.endowment[idx] & ~favourite[:, None]
+    alloc[:, 0] = favourite
+    prices = np.zeros_like(alloc)
+    prices[:, 1] = b - 1
+    prices[:, 0] = -(b - 1)
+    return alloc, prices
+
+
+def naive_proposals(
+    ctx: ContextBatch, idx: np.ndarray, mode: str, shift: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """``alloc``, ``prices`` ``(len(idx), n)`` of proposal ``mode`` for episodes ``idx``."""
+    assert ctx.endowment is not None
+    if mode == "status_quo":
+        endow = ctx.endowment[idx]
+        return endow.copy(), np.zeros_like(endow)
+    if mode == "manipulate":
+        return manipulative_proposals(ctx, idx)
+    alloc, prices = truthful_proposals(ctx, idx)
+    if mode == "shift_pair" and ctx.n >= 3:
+        prices = shift_prices(shift_prices(prices, 1, shift), 2, -shift)
+    return alloc, prices
+
+
+def naive_menu_entries(
+    ctx: ContextBatch, idx: np.ndarray
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The menu's proposals ``(label, alloc, prices)``: truthful, status quo (E, 0), then ±1
+    moved onto each player 1..n−1 (the truthful proposal where P_j would leave (−B, B))."""
+    assert ctx.endowment is not None and ctx.k is not None
+    b = 1 << (ctx.k - 1)
+    alloc, base = truthful_proposals(ctx, idx)
+    endow = ctx.endowment[idx]
+    out = [("truthful", alloc, base), ("status_quo", endow, np.zeros_like(endow))]
+    for j in range(1, ctx.n):
+        for step in (1, -1):
+            cand = shift_prices(base, j, step)
+            ok = (np.abs(cand[:, j]) < b)[:, None]
+            out.append((f"p{j}{'+' if step > 0 else '-'}1", alloc, np.where(ok, cand, base)))
+    return out
+
+
+# -- the exact face ----------------------------------------------------------------------------
 def scaled_report(ctx: Any, num: int, den: int) -> TypeReport:
     """Every true value times ``num/den``, rounded down (the equilibria E_x of footnote 3)."""
-    return TypeReport(tuple(tuple(int(v) * num // den for v in row) for row in ctx.types))
+    table = scaled_profiles(batch_of_one(ctx), num, den)[0]
+    return TypeReport(tuple(tuple(int(v) for v in row) for row in table))
 
 
 class PredictedHope:
@@ -44,20 +129,14 @@ class PredictedHope:
         return self.report
 
 
+def _proposal(alloc: np.ndarray, prices: np.ndarray) -> MarketProposal:
+    return MarketProposal(tuple(int(x) for x in alloc), tuple(int(x) for x in prices))
+
+
 def manipulative_proposal(ctx: Any) -> MarketProposal:
-    """Naive-3's profitable deviation for player 0 (seed 004, "a new problem"): player 0 takes
-    its favourite bundle (the others keep what remains of their endowments), charges player 1
-    the most the range allows (B − 1) and receives it; everyone else pays 0. Player 1 says NO,
-    but anyone left with its endowment at price 0 says YES, so the proposal is implemented
-    with probability εY/n > 0."""
-    b = 1 << (ctx.k - 1)
-    favourite = int(max(range(1 << ctx.m), key=lambda s: (int(ctx.values[0, s]), -s)))
-    alloc = [e & ~favourite for e in ctx.endowment]
-    alloc[0] = favourite
-    prices = [0] * ctx.n
-    prices[1] = b - 1
-    prices[0] = -(b - 1)
-    return MarketProposal(tuple(alloc), tuple(prices))
+    """:func:`manipulative_proposals` of one context."""
+    alloc, prices = manipulative_proposals(batch_of_one(ctx), EVERY)
+    return _proposal(alloc[0], prices[0])
 
 
 class PredictedNaive:
@@ -80,15 +159,8 @@ class PredictedNaive:
         self.shift = shift
 
     def proposal(self) -> MarketProposal:
-        ctx = self.ctx
-        if self.mode == "status_quo":
-            return MarketProposal(tuple(ctx.endowment), (0,) * ctx.n)
-        if self.mode == "manipulate":
-            return manipulative_proposal(ctx)
-        base = truthful_proposal(ctx)
-        if self.mode == "shift_pair" and ctx.n >= 3:
-            return shifted(shifted(base, 1, self.shift), 2, -self.shift)
-        return base
+        alloc, prices = naive_proposals(batch_of_one(self.ctx), EVERY, self.mode, self.shift)
+        return _proposal(alloc[0], prices[0])
 
     def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
         node = mech.node(state)
@@ -123,19 +195,8 @@ def naive_menu(mech: Mechanism, ctx: Any, state: Any, player: int) -> list[tuple
     node = mech.node(state)
     if node.phase == "respond":
         return [("NO", False), ("YES", True)]
-    base = truthful_proposal(ctx)
-    b = 1 << (ctx.k - 1)
-    out: list[tuple[str, Any]] = [
-        ("truthful", base),
-        ("status_quo", MarketProposal(tuple(ctx.endowment), (0,) * ctx.n)),
-    ]
-    for j in range(1, ctx.n):
-        for step in (1, -1):
-            cand = shifted(base, j, step)
-            # keep the menu legal: P_j must stay in (−B, B); fall back to the truthful one
-            ok = -b < cand.prices[j] < b
-            out.append((f"p{j}{'+' if step > 0 else '-'}1", cand if ok else base))
-    return out
+    entries = naive_menu_entries(batch_of_one(ctx), EVERY)
+    return [(label, _proposal(a[0], p[0])) for label, a, p in entries]
 
 
 def _spec_of(ctx: Any) -> EnvSpec:
@@ -143,6 +204,146 @@ def _spec_of(ctx: Any) -> EnvSpec:
     return EnvSpec(ctx.n, ctx.m, cap, cap)
 
 
+# -- the batched face --------------------------------------------------------------------------
+def _report_columns(rules: BatchedRules) -> np.ndarray:
+    """``(n, K)`` columns of the fields ``report_i_x``."""
+    spec, lay = rules.spec, rules.layout
+    return np.array(
+        [[lay.index[f"report_{i}_{x}"] for x in range(spec.m)] for i in range(spec.n)],
+        dtype=np.int64,
+    )
+
+
+def scaled_reports(rules: BatchedRules, ctx: ContextBatch, num: int, den: int) -> np.ndarray:
+    """``(B, L)`` :func:`scaled_profiles` in the layout (at the top of the grid where a value
+    leaves it)."""
+    cols = _report_columns(rules)
+    out = np.zeros((ctx.B, len(rules.layout)), dtype=np.int64)
+    out[:, cols] = np.minimum(scaled_profiles(ctx, num, den), rules.spec.value_cap)
+    return out
+
+
+class BatchedHope:
+    """Everyone reports the true profile scaled by ``num/den`` (1 = truthful)."""
+
+    def __init__(self, num: int = 1, den: int = 1) -> None:
+        self.num = num
+        self.den = den
+
+    def act(
+        self,
+        rules: BatchedRules,
+        ctx: ContextBatch,
+        state: BatchState,
+        players: list[int],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        mine = acting_players(state, players)
+        report = scaled_reports(rules, ctx, self.num, self.den)
+        return np.where(mine[:, :, None], report[:, None, :], 0)
+
+
+def batched_hope_menu(
+    rules: BatchedRules, ctx: ContextBatch, state: BatchState, player: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`hope_menu` over a batch: ``(actions (B, 4, L), valid (B, 4))``; entries are
+    invalid where ``player`` does not act or a reported value leaves the grid."""
+    acting = state.acting[:, player]
+    acts = (
+        np.stack([scaled_reports(rules, ctx, a, b) for a, b in REPORT_FACTORS], axis=1)
+        * acting[:, None, None]
+    )
+    cap = rules.spec.value_cap
+    on_grid = np.stack(
+        [(scaled_profiles(ctx, a, b) <= cap).all(axis=(1, 2)) for a, b in REPORT_FACTORS],
+        axis=1,
+    )
+    return acts, on_grid & acting[:, None]
+
+
+class BatchedNaive:
+    """Truthful proposals and M6's answer rules over a batch, with the exact agent's
+    deviations (:class:`PredictedNaive`).
+
+    Parameters
+    ----------
+    proposal : {"truthful", "status_quo", "manipulate", "shift_pair"}
+    answers : {"truthful", "yes", "no"}
+    shift : int
+        The price ``shift_pair`` moves onto player 1 and off player 2.
+    """
+
+    def __init__(
+        self, proposal: str = "truthful", answers: str = "truthful", shift: int = 1
+    ) -> None:
+        if proposal not in NAIVE_PROPOSALS or answers not in ("truthful", "yes", "no"):
+            raise ParameterError(
+                "proposal/answers",
+                f"got {proposal!r}/{answers!r}; use one of {NAIVE_PROPOSALS} / truthful, yes, no",
+            )
+        self.mode = proposal
+        self.answers = answers
+        self.shift = shift
+
+    def proposals(self, ctx: ContextBatch, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``alloc``, ``prices`` ``(len(idx), n)`` of the proposal for episodes ``idx``."""
+        return naive_proposals(ctx, idx, self.mode, self.shift)
+
+    def act(
+        self,
+        rules: BatchedRules,
+        ctx: ContextBatch,
+        state: BatchState,
+        players: list[int],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        B, n, L = len(state.phase), rules.spec.n, len(rules.layout)
+        acts = np.zeros((B, n, L), dtype=np.int64)
+        mine = acting_players(state, players)
+        idx = np.flatnonzero((state.phase == 0) & mine.any(axis=1))
+        if len(idx):
+            assert ctx.k is not None
+            alloc, prices = self.proposals(ctx, idx)
+            vec = rules.encode_proposals(alloc, prices, ctx.k)[0]  # type: ignore[attr-defined]
+            acts[idx] = np.where(mine[idx, :, None], vec[:, None, :], 0)
+        if len(rules.phases) > 1:
+            answering = mine & (state.phase == 1)[:, None]
+            if answering.any():
+                if self.answers == "truthful":
+                    _, item, price = rules.pending_offers(state)
+                    yes = respond_answers(ctx, surpluses(ctx, item, price))
+                else:
+                    yes = np.full((B, n), self.answers == "yes")
+                acts[:, :, rules.layout.index["answer"]] = np.where(answering, yes, 0)
+        return acts
+
+
+def batched_naive_menu(
+    rules: BatchedRules, ctx: ContextBatch, state: BatchState, player: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`naive_menu` over a batch: ``(actions (B, K, L), valid (B, K))`` with
+    ``K = 2 + 2(n−1)``; at ``respond`` entries 0 and 1 are NO and YES, the rest invalid.
+    Entries are invalid where ``player`` does not act or where a proposal leaves the price
+    grid."""
+    n, L = rules.spec.n, len(rules.layout)
+    B, K = len(state.phase), 2 + 2 * (n - 1)
+    acts = np.zeros((B, K, L), dtype=np.int64)
+    valid = np.zeros((B, K), dtype=bool)
+    acting = state.acting[:, player]
+    idx = np.flatnonzero((state.phase == 0) & acting)
+    if len(idx):
+        assert ctx.k is not None
+        for e, (_, a, p) in enumerate(naive_menu_entries(ctx, idx)):
+            vec, ok = rules.encode_proposals(a, p, ctx.k)  # type: ignore[attr-defined]
+            acts[idx, e] = vec
+            valid[idx, e] = ok
+    if len(rules.phases) > 1:
+        ask = np.flatnonzero((state.phase == 1) & acting)
+        answer_entries(rules, acts, valid, ask)
+    return acts, valid
+
+
+# -- registration ------------------------------------------------------------------------------
 register_agents(
     "hope_for_the_best",
     MechanismAgents(
@@ -154,6 +355,18 @@ register_agents(
         },
         menu=hope_menu,
         menu_size=hope_menu_size,
+    ),
+)
+register_batched_agents(
+    "hope_for_the_best",
+    BatchedAgents(
+        predicted=BatchedHope(),
+        deviations={
+            "scaled_half": BatchedHope(1, 2),
+            "zero": BatchedHope(0, 1),
+            "random": RandomBatched(),
+        },
+        menu=batched_hope_menu,
     ),
 )
 
@@ -175,14 +388,18 @@ for _name in FOILS:
                 menu_size=naive_menu_size,
             ),
         )
-
-__all__ = [
-    "PredictedHope",
-    "PredictedNaive",
-    "hope_menu",
-    "hope_menu_size",
-    "manipulative_proposal",
-    "naive_menu",
-    "naive_menu_size",
-    "scaled_report",
-]
+        register_batched_agents(
+            _name,
+            BatchedAgents(
+                predicted=BatchedNaive(),
+                deviations={
+                    "status_quo": BatchedNaive(proposal="status_quo"),
+                    "manipulate": BatchedNaive(proposal="manipulate"),
+                    "shift_pair": BatchedNaive(proposal="shift_pair"),
+                    "always_yes": BatchedNaive(answers="yes"),
+                    "always_no": BatchedNaive(answers="no"),
+                    "random": RandomBatched(),
+                },
+                menu=batched_naive_menu,
+            ),
+        )

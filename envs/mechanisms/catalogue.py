@@ -181,6 +181,7 @@ SPECS: dict[str, MechanismSpec] = {
             "003 fn. 3",
             "foil of M5: truthful is an equilibrium, so is every scaled-down report",
             "mechgym/HopeForTheBest-v0",
+            batched_agents="foils",
         ),
         MechanismSpec(
             "naive_market_1",
@@ -190,6 +191,7 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: any individually rational unanimous outcome is an equilibrium",
             "mechgym/NaiveMarket1-v0",
+            batched_agents="foils",
         ),
         MechanismSpec(
             "naive_market_2",
@@ -199,6 +201,7 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: belief mismatch (YES expecting another's NO)",
             "mechgym/NaiveMarket2-v0",
+            batched_agents="foils",
         ),
         MechanismSpec(
             "naive_market_3",
@@ -208,6 +211,7 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: player 1 profits from a non-truthful proposal",
             "mechgym/NaiveMarket3-v0",
+            batched_agents="foils",
         ),
         MechanismSpec(
             "naive_market_4",
@@ -217,6 +221,7 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: price shifts relying on believed collusion lose welfare",
             "mechgym/NaiveMarket4-v0",
+            batched_agents="foils",
         ),
     ]
 }
