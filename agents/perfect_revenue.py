@@ -25,6 +25,10 @@ off its partner and onto outsider 2 (−1.866). Seed 003's Lemma 1' ("strictly d
 coalition to be unanimous") misses that a NO fines the refuser's raiser, who may be a partner.
 So learned play is compared with the SPE profile (:class:`SPEReference`, the agents'
 ``reference``), and Θ̄'s distance from it is reported separately.
+
+Written once: each rule of play over a batch of contexts; the exact agents play their
+context's row of a batch of one, the batched agents write the rows into the layout (an
+amount above ``price_cap`` at the top of the grid; such menu entries invalid).
 """
 
 from __future__ import annotations
@@ -32,15 +36,141 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from mechgym.envs.engine.episode import Episode
+import numpy as np
+from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
+from mechgym.envs.engine.episode import batch_of_one
 from mechgym.envs.engine.errors import SolverError
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
 from mechgym.envs.mechanisms.perfect_revenue import PerfectRevenue, PRProposal, PRRaise
 
 from .base import MechanismAgents, PhasePolicy, RandomPolicy, register_agents
-from .offers import offer_to
+from .batched import (
+    BatchedAgents,
+    ByPhase,
+    RandomBatched,
+    acting_players,
+    answer_entries,
+    register_batched_agents,
+)
+
+PROPOSE, RAISE, RESPOND = 0, 1, 2
+PROPOSE_VARIANTS = ("truth", "half", "zero", "over", "other_structure")
+MENU_SIZE = 2 * len(PROPOSE_VARIANTS)
 
 
+# -- the rules of play, over a batch ---------------------------------------------------------
+def effective_labels(ctx: ContextBatch) -> np.ndarray:
+    """``(B, n)`` labels of the coalitions that act jointly: the coalitions where rewards
+    are shared, singletons elsewhere."""
+    return np.where(ctx.shared_reward[:, None], ctx.coalition, np.arange(ctx.n)[None, :])
+
+
+def predicted_collusive(ctx: ContextBatch) -> np.ndarray:
+    """``(B,)`` whether Θ̄ is predicted: a shared-reward coalition of two or more players."""
+    lab = effective_labels(ctx)
+    return (lab != np.arange(ctx.n)[None, :]).any(axis=1)
+
+
+def coalition_sums(lab: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``(B, n)``: Σ of ``x`` over each player's coalition (by labels ``lab``)."""
+    same = lab[:, :, None] == lab[:, None, :]
+    return np.einsum("bij,bj->bi", same, x)
+
+
+def structure_prices(ctx: ContextBatch, col: np.ndarray, collusive: np.ndarray) -> np.ndarray:
+    """θ̄'s prices ``col`` or, where ``collusive``, Θ̄'s: each coalition's total on its lowest
+    member, 0 on the others."""
+    lab = effective_labels(ctx)
+    lowest = lab == np.arange(ctx.n)[None, :]
+    joint = np.where(lowest, coalition_sums(lab, col), 0)
+    return np.where(collusive[:, None], joint, col)
+
+
+def column(ctx: ContextBatch, w: np.ndarray) -> np.ndarray:
+    """``(B, n)`` θ_i(w_b) per episode."""
+    return ctx.values[np.arange(ctx.B), :, w]
+
+
+def truthful_raises(ctx: ContextBatch, state: BatchState, collusive: np.ndarray) -> np.ndarray:
+    """``(B, n)`` θ̄'s (or Θ̄'s) raise Δ^d of the pending raiser ``d = nraised + 1``."""
+    d = state.data
+    n = ctx.n
+    col = column(ctx, d["state"])
+    cur = d["current"]
+    raiser = (d["nraised"] + 1)[:, None]
+    idx = np.arange(n)[None, :]
+    single = np.where(idx != raiser, np.maximum(0, col - cur), 0)
+    lab = effective_labels(ctx)
+    gap = np.maximum(0, coalition_sums(lab, col) - coalition_sums(lab, cur))
+    joint = np.where((lab == idx) & (idx != raiser), gap, 0)
+    return np.where(collusive[:, None], joint, single)
+
+
+def truthful_answers(
+    rules: BatchedRules, ctx: ContextBatch, state: BatchState, collusive: np.ndarray
+) -> np.ndarray:
+    """``(B, n)`` YES iff θ_i(ω*) ≥ P*_i (θ̄), or Σ_C θ(ω*) ≥ Σ_C P* over i's coalition (Θ̄),
+    for the state and price of :meth:`BatchedRules.pending_offers` (read where asked); the
+    partners' prices are the public prices after every raise, as in the exact agent."""
+    asked, item, price = rules.pending_offers(state)
+    # one player is asked at a time; ω* is the same for everyone of the episode
+    w = item[np.arange(ctx.B), asked.argmax(axis=1)]
+    col = column(ctx, w)
+    cur = np.where(asked, price, state.data["current"])
+    lab = effective_labels(ctx)
+    joint = coalition_sums(lab, col) >= coalition_sums(lab, cur)
+    return np.where(collusive[:, None], joint, col >= cur)
+
+
+def best_states(ctx: ContextBatch) -> tuple[np.ndarray, np.ndarray]:
+    """The two states of the menu: welfare rank 0 and 1 (lowest index on ties; rank 0 twice
+    with a single state)."""
+    order = np.argsort(-ctx.values.sum(axis=1), axis=1, kind="stable")
+    return order[:, 0], order[:, min(1, order.shape[1] - 1)]
+
+
+def proposals(
+    ctx: ContextBatch, collusive: np.ndarray, factor: tuple[int, int] = (1, 1), shift: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """θ̄'s (or, where ``collusive``, Θ̄'s) proposal per episode: the lowest-index
+    welfare-maximising state ``(B,)`` and its prices ``(B, n)`` (times ``factor``, rounded
+    down, plus ``shift`` on every positive price)."""
+    w = np.argmax(ctx.values.sum(axis=1), axis=1)
+    K = structure_prices(ctx, column(ctx, w), collusive)
+    num, den = factor
+    return w, K * num // den + shift * (K > 0)
+
+
+def over_raises(state: BatchState, amounts: np.ndarray) -> np.ndarray:
+    """The raise one above ``amounts`` for everyone but the raiser."""
+    raiser = (state.data["nraised"] + 1)[:, None]
+    return np.where(np.arange(amounts.shape[1])[None, :] != raiser, amounts + 1, 0)
+
+
+def menu_proposals(
+    ctx: ContextBatch, collusive: np.ndarray
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The menu's proposals ``(label, state (B,), prices (B, n))``: the two best states × the
+    price variants."""
+    out = []
+    for rank, w in enumerate(best_states(ctx)):
+        col = column(ctx, w)
+        own = structure_prices(ctx, col, collusive)
+        other = structure_prices(ctx, col, ~collusive)
+        first_one = np.zeros_like(own)
+        first_one[:, 0] = 1
+        variants = {
+            "truth": own,
+            "half": own // 2,
+            "zero": np.zeros_like(own),
+            "over": np.where(own.any(axis=1)[:, None], own + (own > 0), np.maximum(own, first_one)),
+            "other_structure": other,
+        }
+        out += [(f"state=rank{rank} K={name}", w, variants[name]) for name in PROPOSE_VARIANTS]
+    return out
+
+
+# -- the exact face ----------------------------------------------------------------------------
 def effective_coalitions(ctx: Any) -> tuple[tuple[int, ...], ...]:
     """The coalitions that act jointly: ``ctx.coalitions`` with shared rewards, else singletons."""
     if ctx.shared_reward:
@@ -48,49 +178,28 @@ def effective_coalitions(ctx: Any) -> tuple[tuple[int, ...], ...]:
     return tuple((i,) for i in range(ctx.n))
 
 
+def _ints(x: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(v) for v in x)
+
+
 def truthful_proposal(ctx: Any, collusive: bool) -> PRProposal:
     """θ̄'s (or Θ̄'s) proposal: the lowest-index welfare-maximising state, truthfully priced."""
-    w = ctx.best_state()
-    col = [int(x) for x in ctx.types[:, w]]
-    if not collusive:
-        return PRProposal(w, tuple(col))
-    prices = [0] * ctx.n
-    for c in effective_coalitions(ctx):
-        prices[c[0]] = sum(col[j] for j in c)
-    return PRProposal(w, tuple(prices))
+    w, K = proposals(batch_of_one(ctx), np.array([collusive]))
+    return PRProposal(int(w[0]), _ints(K[0]))
 
 
-def truthful_raise(
-    mech: PerfectRevenue, ctx: Any, state: Episode, d: int, collusive: bool
-) -> PRRaise:
-    """θ̄'s (or Θ̄'s) raise of player ``d`` at ``state``."""
-    w, cur = mech.proposal_view(state)
-    col = [int(x) for x in ctx.types[:, w]]
-    amounts = [0] * ctx.n
-    if not collusive:
-        for j in range(ctx.n):
-            if j != d:
-                amounts[j] = max(0, col[j] - cur[j])
-    else:
-        for c in effective_coalitions(ctx):
-            k = c[0]
-            if k != d:
-                amounts[k] = max(0, sum(col[j] for j in c) - sum(cur[j] for j in c))
-    return PRRaise(tuple(amounts))
+def truthful_raise(mech: PerfectRevenue, ctx: Any, state: Any, d: int, collusive: bool) -> PRRaise:
+    """θ̄'s (or Θ̄'s) raise of player ``d`` (the pending raiser) at ``state``."""
+    return PRRaise(_ints(truthful_raises(state.batch, state.state, np.array([collusive]))[0]))
 
 
-def truthful_answer(
-    mech: PerfectRevenue, ctx: Any, state: Episode, i: int, collusive: bool
-) -> bool:
+def truthful_answer(mech: PerfectRevenue, ctx: Any, state: Any, i: int, collusive: bool) -> bool:
     """YES iff θ_i(ω*) ≥ P*_i (θ̄), or Σ_C θ(ω*) ≥ Σ_C P* over i's coalition C (Θ̄), for the
     state ω* at the price P*_i the mechanism asks ``i`` about; the partners' prices P*_j are
     the public prices after every raise (they are asked in turn, not now)."""
-    q = offer_to(mech, state, i)
-    members = ctx.coalition_of(i) if collusive and ctx.shared_reward else (i,)
-    value = sum(int(ctx.types[j, q.item]) for j in members)
-    current = mech.proposal_view(state)[1]
-    price = q.price + sum(current[j] for j in members if j != i)
-    return value >= price
+    rules = mech.rules(ctx.n, ctx.m)
+    yes = truthful_answers(rules, state.batch, state.state, np.array([collusive]))
+    return bool(yes[0, i])
 
 
 class PredictedPerfectRevenue:
@@ -120,7 +229,7 @@ class PredictedPerfectRevenue:
     ) -> None:
         self.ctx = ctx
         self.collusive = (
-            any(len(c) > 1 for c in effective_coalitions(ctx)) if collusive is None else collusive
+            bool(predicted_collusive(batch_of_one(ctx))[0]) if collusive is None else collusive
         )
         self.price_shift = price_shift
         self.price_factor = price_factor
@@ -128,10 +237,10 @@ class PredictedPerfectRevenue:
         self.answers = answers
 
     def proposal(self) -> PRProposal:
-        base = truthful_proposal(self.ctx, self.collusive)
-        num, den = self.price_factor
-        prices = tuple(p * num // den + (self.price_shift if p > 0 else 0) for p in base.prices)
-        return PRProposal(base.state, prices)
+        w, K = proposals(
+            batch_of_one(self.ctx), np.array([self.collusive]), self.price_factor, self.price_shift
+        )
+        return PRProposal(int(w[0]), _ints(K[0]))
 
     def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
         node = mech.node(state)
@@ -141,18 +250,15 @@ class PredictedPerfectRevenue:
         if node.phase == "raise":
             if self.raises == "none":
                 return PRRaise((0,) * ctx.n)
-            r = truthful_raise(mech, ctx, state, player, self.collusive)
+            amounts = truthful_raises(state.batch, state.state, np.array([self.collusive]))
             if self.raises == "over":
-                return PRRaise(tuple(x + 1 if j != player else 0 for j, x in enumerate(r.amounts)))
-            return r
+                amounts = over_raises(state.state, amounts)
+            return PRRaise(_ints(amounts[0]))
         if self.answers == "yes":
             return True
         if self.answers == "no":
             return False
         return truthful_answer(mech, ctx, state, player, self.collusive)
-
-
-PROPOSE_VARIANTS = ("truth", "half", "zero", "over", "other_structure")
 
 
 def menu_size(phase: str, spec: EnvSpec) -> int:
@@ -164,40 +270,20 @@ def menu(mech: Mechanism, ctx: Any, state: Any, player: int) -> list[tuple[str, 
     """Compact actions; the predicted action is the first of each phase's menu except
     ``respond`` (NO, YES)."""
     node = mech.node(state)
-    pred = PredictedPerfectRevenue(ctx)
     if node.phase == "respond":
         return [("NO", False), ("YES", True)]
+    collusive = predicted_collusive(batch_of_one(ctx))
     if node.phase == "raise":
-        truth = truthful_raise(mech, ctx, state, player, pred.collusive)
-        over = tuple(x + 1 if j != player else 0 for j, x in enumerate(truth.amounts))
-        return [("to_value", truth), ("none", PRRaise((0,) * ctx.n)), ("over", PRRaise(over))]
-    welfare = ctx.types.sum(axis=0)
-    order = sorted(range(ctx.num_states), key=lambda s: (-int(welfare[s]), s))
-    states = [order[0], order[1] if len(order) > 1 else order[0]]
-    out: list[tuple[str, Any]] = []
-    for rank, w in enumerate(states):
-        col = [int(x) for x in ctx.types[:, w]]
-        own = _structure_prices(ctx, col, pred.collusive)
-        other = _structure_prices(ctx, col, not pred.collusive)
-        variants = {
-            "truth": own,
-            "half": tuple(p // 2 for p in own),
-            "zero": (0,) * ctx.n,
-            "over": tuple(p + 1 if p > 0 else 0 for p in own) if any(own) else (1, *own[1:]),
-            "other_structure": other,
-        }
-        for name in PROPOSE_VARIANTS:
-            out.append((f"state=rank{rank} K={name}", PRProposal(w, variants[name])))
-    return out
-
-
-def _structure_prices(ctx: Any, col: list[int], collusive: bool) -> tuple[int, ...]:
-    if not collusive:
-        return tuple(col)
-    prices = [0] * ctx.n
-    for c in effective_coalitions(ctx):
-        prices[c[0]] = sum(col[j] for j in c)
-    return tuple(prices)
+        truth = truthful_raises(state.batch, state.state, collusive)
+        over = over_raises(state.state, truth)
+        none = PRRaise((0,) * ctx.n)
+        return [
+            ("to_value", PRRaise(_ints(truth[0]))),
+            ("none", none),
+            ("over", PRRaise(_ints(over[0]))),
+        ]
+    entries = menu_proposals(batch_of_one(ctx), collusive)
+    return [(label, PRProposal(int(w[0]), _ints(p[0]))) for label, w, p in entries]
 
 
 def _spec_of(ctx: Any) -> EnvSpec:
@@ -286,6 +372,112 @@ class SPEReference:
         return (self.predicted.act(mech, ctx, state, player),)
 
 
+# -- the batched face --------------------------------------------------------------------------
+class BatchedPerfectRevenue:
+    """θ̄ or Θ̄ over a batch, with the exact agent's options.
+
+    Parameters
+    ----------
+    collusive : bool, optional
+        Force Θ̄ (True) or θ̄ (False); default per episode as the exact agent.
+    price_shift : int
+        Added to every positive proposed price.
+    price_factor : tuple (num, den)
+        Proposed prices are floor(K · num / den).
+    raises : {"truthful", "none", "over"}
+    answers : {"truthful", "yes", "no"}
+    """
+
+    def __init__(
+        self,
+        collusive: bool | None = None,
+        price_shift: int = 0,
+        price_factor: tuple[int, int] = (1, 1),
+        raises: str = "truthful",
+        answers: str = "truthful",
+    ) -> None:
+        self.collusive = collusive
+        self.price_shift = price_shift
+        self.price_factor = price_factor
+        self.raises = raises
+        self.answers = answers
+
+    def collusive_of(self, ctx: ContextBatch) -> np.ndarray:
+        if self.collusive is None:
+            return predicted_collusive(ctx)
+        return np.full(ctx.B, self.collusive)
+
+    def act(
+        self,
+        rules: BatchedRules,
+        ctx: ContextBatch,
+        state: BatchState,
+        players: list[int],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        lay, cap = rules.layout, rules.spec.price_cap
+        B, n = state.acting.shape
+        mine = acting_players(state, players)
+        acts = np.zeros((B, n, len(lay)), dtype=np.int64)
+        cols = np.array([lay.index[f"price_{j}"] for j in range(n)])
+        collusive = self.collusive_of(ctx)
+        ph = state.phase
+        if (ph == PROPOSE).any():
+            w, K = proposals(ctx, collusive, self.price_factor, self.price_shift)
+            here = (ph == PROPOSE)[:, None]
+            acts[:, :, cols] = np.where(here[:, :, None], np.minimum(K, cap)[:, None, :], 0)
+            acts[:, :, lay.index["state"]] = np.where(here, w[:, None], 0)
+        if (ph == RAISE).any() and self.raises != "none":
+            amounts = truthful_raises(ctx, state, collusive)
+            if self.raises == "over":
+                amounts = over_raises(state, amounts)
+            here = (ph == RAISE)[:, None, None]
+            acts[:, :, cols] = np.where(
+                here, np.minimum(amounts, cap)[:, None, :], acts[:, :, cols]
+            )
+        if (ph == RESPOND).any():
+            if self.answers == "truthful":
+                yes = truthful_answers(rules, ctx, state, collusive)
+            else:
+                yes = np.full((B, n), self.answers == "yes")
+            acts[:, :, lay.index["answer"]] = np.where((ph == RESPOND)[:, None], yes, 0)
+        return np.where(mine[:, :, None], acts, 0)
+
+
+def batched_menu(
+    rules: BatchedRules, ctx: ContextBatch, state: BatchState, player: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`menu` over a batch: ``(actions (B, 10, L), valid (B, 10))``; ``propose``: 2
+    states × the 5 price variants; ``raise``: to value, none, over; ``respond``: NO, YES.
+    Entries are invalid where ``player`` does not act or an amount leaves the grid."""
+    lay, cap = rules.layout, rules.spec.price_cap
+    B, n = state.acting.shape
+    cols = np.array([lay.index[f"price_{j}"] for j in range(n)])
+    acts = np.zeros((B, MENU_SIZE, len(lay)), dtype=np.int64)
+    valid = np.zeros((B, MENU_SIZE), dtype=bool)
+    acting = state.acting[:, player]
+    ph = state.phase
+    pred = predicted_collusive(ctx)
+    here = acting & (ph == PROPOSE)
+    if here.any():
+        for j, (_, w, prices) in enumerate(menu_proposals(ctx, pred)):
+            acts[:, j, cols] = np.minimum(prices, cap)
+            acts[:, j, lay.index["state"]] = w
+            valid[:, j] = (prices <= cap).all(axis=1)
+        acts[~here] = 0
+        valid &= here[:, None]
+    rai = acting & (ph == RAISE)
+    if rai.any():
+        truth = truthful_raises(ctx, state, pred)
+        for j, amounts in ((0, truth), (2, over_raises(state, truth))):
+            acts[:, j, cols] = np.where(rai[:, None], np.minimum(amounts, cap), 0)
+            valid[:, j] = rai & (amounts <= cap).all(axis=1)
+        valid[:, 1] |= rai
+    res = acting & (ph == RESPOND)
+    answer_entries(rules, acts, valid, res)
+    return acts, valid
+
+
 register_agents(
     PerfectRevenue.name,
     MechanismAgents(
@@ -296,13 +488,21 @@ register_agents(
         reference=SPEReference,
     ),
 )
-
-__all__ = [
-    "PredictedPerfectRevenue",
-    "effective_coalitions",
-    "menu",
-    "menu_size",
-    "truthful_answer",
-    "truthful_proposal",
-    "truthful_raise",
-]
+register_batched_agents(
+    "perfect_revenue",
+    BatchedAgents(
+        predicted=BatchedPerfectRevenue(),
+        deviations={
+            "underprice": BatchedPerfectRevenue(price_factor=(1, 2)),
+            "overprice": BatchedPerfectRevenue(price_shift=1),
+            "no_raise": BatchedPerfectRevenue(raises="none"),
+            "overraise": BatchedPerfectRevenue(raises="over"),
+            "always_yes": BatchedPerfectRevenue(answers="yes"),
+            "always_no": BatchedPerfectRevenue(answers="no"),
+            "individual": BatchedPerfectRevenue(collusive=False),
+            "random": RandomBatched(),
+            "random_answers": ByPhase(BatchedPerfectRevenue(), {"respond": RandomBatched()}),
+        },
+        menu=batched_menu,
+    ),
+)

@@ -162,6 +162,7 @@ SPECS: dict[str, MechanismSpec] = {
             "003 Sec. 3",
             "M5: unique SPE; SW = MSW, REV >= (1-3 eps n) MSW",
             "mechgym/PerfectRevenue-v0",
+            batched_agents="perfect_revenue",
         ),
         MechanismSpec(
             "budget_balanced_market",
