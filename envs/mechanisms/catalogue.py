@@ -134,6 +134,7 @@ SPECS: dict[str, MechanismSpec] = {
             "M4: E[REV] + E[SW] >= (1-eps) MKW/6 - eps1",
             "mechgym/CollusionLeveraging-v0",
             mixable=("collusion_leveraging", "m4"),
+            batched_agents="collusion_leveraging",
         ),
         MechanismSpec(
             "second_price_bundle",
