@@ -2,8 +2,9 @@
 
 A *batched policy* fills the actions of the players it controls for every live episode at
 once, in the env's array layout; it never loops over episodes in Python. Each mechanism's
-module ``agents/<name>_batched.py`` registers its batched predicted play, its named
-deviations (the same names as the exact agents' ``deviations``) and its batched menu.
+agents module ``agents/<name>.py`` registers, beside its exact agents (the same rules of
+play on a batch of one), its batched predicted play, its named deviations (the same names
+as the exact agents' ``deviations``) and its batched menu.
 Random legal play is generic (:class:`RandomBatched`).
 
 A *batched menu* is the exact menu (:mod:`mechgym.agents.base`) over a batch:
@@ -189,10 +190,6 @@ def batched_agents(mechanism_name: str) -> BatchedAgents:
         from mechgym.envs.mechanisms.catalogue import SPECS
 
         spec = SPECS.get(mechanism_name)
-        module = (
-            spec.batched_agents_module
-            if spec is not None
-            else f"mechgym.agents.{mechanism_name}_batched"
-        )
+        module = spec.agents_module if spec is not None else f"mechgym.agents.{mechanism_name}"
         importlib.import_module(module)
     return BATCHED_AGENTS[mechanism_name]

@@ -23,14 +23,13 @@ The mixture M' plays the predicted strategy of whichever branch the chance node 
 
 from __future__ import annotations
 
-import math
 import weakref
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from mechgym.envs.engine.actions import Offer, favourite_bundle
+from mechgym.envs.engine.actions import Offer
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
 from mechgym.envs.engine.episode import batch_of_one
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
@@ -40,7 +39,13 @@ from mechgym.envs.mechanisms.collusion_leveraging import (
     acting_coalition_of,
     hidden_value,
 )
-from mechgym.envs.mechanisms.second_price_bundle import BundleBid, Mixture, SecondPriceBundle
+from mechgym.envs.mechanisms.second_price_bundle import (
+    BundleBid,
+    Mixture,
+    MixtureRules,
+    SecondPriceBundle,
+    SecondPriceBundleRules,
+)
 from mechgym.envs.solvers.batched import pack_batch
 from mechgym.envs.solvers.packing import best_knowledge
 
@@ -50,7 +55,9 @@ from .batched import (
     BatchedAgents,
     ByPhase,
     RandomBatched,
+    acting_players,
     answer_entries,
+    batched_agents,
     offered_values,
     register_batched_agents,
 )
@@ -138,6 +145,27 @@ def predicted_answers(rules: BatchedRules, ctx: ContextBatch, state: BatchState)
     rows = np.arange(len(item))
     inside = acting_members(ctx)[rows, :, d["star"]]
     return inside | (value >= price)
+
+
+def scale_values(values: np.ndarray, factor: Fraction) -> np.ndarray:
+    """``values · factor`` rounded down when ``factor < 1``, up otherwise (integer arrays)."""
+    f = Fraction(factor)
+    a, b = f.numerator, f.denominator
+    return values * a // b if f < 1 else -((-values * a) // b)
+
+
+def top_bidders(ctx: ContextBatch) -> np.ndarray:
+    """``(B, n)`` whether each player is its agent's bidder: the member of its shared-reward
+    coalition with the highest max_S θ_i(S), lowest index on ties (every independent player)."""
+    n = ctx.n
+    top = ctx.values.max(axis=2)
+    lab = np.where(ctx.shared_reward[:, None], ctx.coalition, np.arange(n)[None, :])
+    same = lab[:, :, None] == lab[:, None, :]  # (B, i, j)
+    idx = np.arange(n)
+    beats = (top[:, None, :] > top[:, :, None]) | (
+        (top[:, None, :] == top[:, :, None]) & (idx[None, :] < idx[:, None])[None]
+    )  # j beats i
+    return ~(same & beats).any(axis=2)
 
 
 # -- the exact face ----------------------------------------------------------------------------
@@ -282,15 +310,11 @@ class PredictedSecondPrice:
         self._revenue: dict[type, Any] = {}
 
     def bid(self, ctx: Any, player: int) -> BundleBid:
-        values = ctx.values
-        if self.collude:
-            coalition = acting_coalition_of(ctx, player)
-            top = max(coalition, key=lambda j: (int(values[j].max()), -j))
-            if top != player:
-                return _abstain()
-        v = int(values[player].max())
-        rnd = math.floor if self.factor < 1 else math.ceil
-        return BundleBid(int(rnd(v * self.factor)), favourite_bundle(values[player]))
+        one = batch_of_one(ctx)
+        if self.collude and not top_bidders(one)[0, player]:
+            return _abstain()
+        value = scale_values(one.values.max(axis=2), self.factor)[0, player]
+        return BundleBid(int(value), int(np.argmax(one.values[0, player])))
 
     def revenue_policy(self, mech: Mechanism) -> Any:
         pol = self._revenue.get(type(mech))
@@ -374,22 +398,18 @@ def sp_menu(mech: Mechanism, ctx: Any, state: Any, player: int) -> list[tuple[st
         inner_mech, inner = mech.branch(state)
         if not isinstance(inner_mech, SecondPriceBundle):
             return _revenue_menu(inner_mech)(inner_mech, ctx, inner, player)
-    values = np.ascontiguousarray(ctx.values[player], dtype=np.int64)
-    ranked = _ranked(values.tobytes(), len(values))
-    top = int(values.max())
+    values = np.asarray(ctx.values[player], dtype=np.int64)
+    ranked = np.argsort(-values, kind="stable")  # lowest bitmask first on ties
+    top = values.max()
     out = []
     for r in (0, 1):
         for f in MENU_FACTORS:
             if f == 0:
                 out.append((f"abstain#{r}", _abstain()))
             else:
-                rnd = math.floor if f < 1 else math.ceil
-                out.append(
-                    (
-                        f"bid=top*{f} S=rank{r}",
-                        BundleBid(int(rnd(top * f)), ranked[min(r, len(ranked) - 1)]),
-                    )
-                )
+                bid = int(scale_values(top, f))
+                bundle = int(ranked[min(r, len(ranked) - 1)])
+                out.append((f"bid=top*{f} S=rank{r}", BundleBid(bid, bundle)))
     return out
 
 
@@ -569,3 +589,140 @@ register_batched_agents(
         menu=batched_m4_menu,
     ),
 )
+
+
+# -- the batched face of A' and the mixture ----------------------------------------------------
+MENU_BID = 2 * len(MENU_FACTORS)
+
+
+class BatchedSecondPrice:
+    """Predicted play of A' and of the mixture M' over a batch.
+
+    Parameters
+    ----------
+    factor : Fraction, default 1
+        Scales the bid value (down: floor, up: ceil).
+    collude : bool, default True
+        Whether coalition members other than the top one abstain.
+    revenue : str, optional
+        The revenue branch's play: its batched predicted agent (None) or the named deviation
+        of its batched agents.
+    """
+
+    def __init__(
+        self, factor: Fraction = Fraction(1), collude: bool = True, revenue: str | None = None
+    ) -> None:
+        self.factor = Fraction(factor)
+        self.collude = collude
+        self.revenue = revenue
+
+    def bids(self, rules: BatchedRules, ctx: ContextBatch) -> np.ndarray:
+        """``(B, n, L)`` every player's A' bid (abstentions included)."""
+        lay, cap = rules.layout, rules.spec.price_cap
+        value = np.minimum(scale_values(ctx.values.max(axis=2), self.factor), cap)
+        bundle = np.argmax(ctx.values, axis=2)  # favourite, lowest bitmask on ties
+        if self.collude:
+            bidder = top_bidders(ctx)
+            value, bundle = value * bidder, bundle * bidder
+        out = np.zeros((ctx.B, ctx.n, len(lay)), dtype=np.int64)
+        out[:, :, lay.index["bid_value"]] = value
+        out[:, :, lay.index["bid_bundle"]] = bundle
+        return out
+
+    def branch_policy(self, rules: BatchedRules) -> object:
+        """The policy this agent plays on a mixture branch with ``rules``."""
+        if isinstance(rules, SecondPriceBundleRules):
+            return self
+        agents = batched_agents(rules.mech.name)
+        return agents.predicted if self.revenue is None else agents.deviations[self.revenue]
+
+    def act(
+        self,
+        rules: BatchedRules,
+        ctx: ContextBatch,
+        state: BatchState,
+        players: list[int],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        mine = acting_players(state, players)
+        if isinstance(rules, MixtureRules):
+            branch = state.data["branch"]
+            acts = np.zeros((len(branch), rules.spec.n, len(rules.layout)), dtype=np.int64)
+            for k, inner in enumerate(rules.inner):
+                here = branch == k
+                if not (here[:, None] & mine).any():
+                    continue
+                sub = rules.inner_state(state, k)
+                a = self.branch_policy(inner).act(inner, ctx, sub, players, rng)  # type: ignore[attr-defined]
+                acts = np.where(here[:, None, None], rules.to_union_actions(a, k), acts)
+            return np.where(mine[:, :, None], acts, 0)
+        return np.where(mine[:, :, None], self.bids(rules, ctx), 0)
+
+
+def batched_sp_menu(
+    rules: BatchedRules, ctx: ContextBatch, state: BatchState, player: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sp_menu` over a batch.
+
+    A': ``(actions (B, 14, L), valid (B, 14))``, (favourite or runner-up bundle) × (own top
+    value scaled by the menu's factors; factor 0 abstains). Mixture: the drawn branch's menu
+    in the union layout (the revenue branch's from its registered batched agents), padded
+    with invalid entries to the longest. Entries are invalid where ``player`` does not act or
+    the bid leaves the grid.
+    """
+    if isinstance(rules, MixtureRules):
+        branch = state.data["branch"]
+        parts = []
+        for k, inner in enumerate(rules.inner):
+            sub = rules.inner_state(state, k)
+            fn = (
+                batched_sp_menu
+                if isinstance(inner, SecondPriceBundleRules)
+                else batched_agents(inner.mech.name).menu
+            )
+            a, v = fn(inner, ctx, sub, player)  # type: ignore[misc]
+            parts.append((rules.to_union_actions(a, k), v & (branch == k)[:, None]))
+        size = max(p[1].shape[1] for p in parts)
+        acts = np.zeros((len(branch), size, len(rules.layout)), dtype=np.int64)
+        valid = np.zeros((len(branch), size), dtype=bool)
+        for k, (a, v) in enumerate(parts):
+            here = branch == k
+            acts[here, : a.shape[1]] = a[here]
+            valid[here, : v.shape[1]] = v[here]
+        return acts, valid
+    lay, cap = rules.layout, rules.spec.price_cap
+    B = ctx.B
+    acting = state.acting[:, player]
+    values = ctx.values[:, player]
+    ranked = np.argsort(-values, axis=1, kind="stable")  # lowest bitmask first on ties
+    top = values.max(axis=1)
+    acts = np.zeros((B, MENU_BID, len(lay)), dtype=np.int64)
+    valid = np.zeros((B, MENU_BID), dtype=bool)
+    j = 0
+    for r in (0, 1):
+        for f in MENU_FACTORS:
+            if f != 0:
+                bid = scale_values(top, f)
+                acts[:, j, lay.index["bid_value"]] = np.minimum(bid, cap)
+                acts[:, j, lay.index["bid_bundle"]] = ranked[:, min(r, values.shape[1] - 1)]
+                valid[:, j] = bid <= cap
+            else:
+                valid[:, j] = True
+            j += 1
+    return acts * acting[:, None, None], valid & acting[:, None]
+
+
+register_batched_agents(
+    "second_price_bundle",
+    BatchedAgents(
+        predicted=BatchedSecondPrice(),
+        deviations={
+            "no_collusion": BatchedSecondPrice(collude=False),
+            "underbid": BatchedSecondPrice(factor=MENU_FACTORS[1], revenue="underbid"),
+            "overbid": BatchedSecondPrice(factor=MENU_FACTORS[5], revenue="overbid"),
+            "random": RandomBatched(),
+        },
+        menu=batched_sp_menu,
+    ),
+)
+register_batched_agents("mixture", batched_agents("second_price_bundle"))

@@ -40,6 +40,9 @@ def test_every_mechanism_is_written_once() -> None:
         rules = rules_class(mech_cls.__new__(mech_cls))
         assert rules.__module__ == s.module and rules.mechanism is mech_cls, s.name
         assert importlib.util.find_spec(f"{s.module}_batched") is None, s.name
+        # its scripted play too: both faces in its agents module
+        assert importlib.util.find_spec(f"{s.agents_module}_batched") is None, s.name
+        assert s.batched_agents_module == s.agents_module
 
 
 def test_forced_chance_serves_outcomes_then_asks() -> None:

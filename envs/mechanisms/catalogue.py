@@ -25,8 +25,8 @@ class MechanismSpec:
     cls : str
         ``"<module>:<class>"`` of the exact rules, module under ``mechgym.envs.mechanisms``.
     agents : str
-        Module under ``mechgym.agents`` of its scripted agents (``<agents>_batched`` holds
-        the batched ones).
+        Module under ``mechgym.agents`` of its scripted agents (both faces: exact and
+        batched).
     label : str
         Short label of figures and tables (``"M1"``).
     paper : str
@@ -40,9 +40,6 @@ class MechanismSpec:
         The context family of the convergence study (``None``: the env module's default).
     mixable : tuple of str
         Names under which it can be the revenue mechanism of a mixture (empty: it cannot).
-    batched_agents : str or None
-        Module under ``mechgym.agents`` of its batched agents, where not
-        ``<agents>_batched`` (``agents`` itself where the scripted play is written once).
     """
 
     name: str
@@ -54,7 +51,6 @@ class MechanismSpec:
     env_id: str | None = None
     generator: str | None = None
     mixable: tuple[str, ...] = ()
-    batched_agents: str | None = None
 
     @property
     def module(self) -> str:
@@ -72,7 +68,8 @@ class MechanismSpec:
 
     @property
     def batched_agents_module(self) -> str:
-        return f"mechgym.agents.{self.batched_agents or self.agents + '_batched'}"
+        """Where its batched agents are registered: its agents module (both faces)."""
+        return self.agents_module
 
 
 _NOISY = "uniform:n=3,m=2,cap=10,belief=noisy"
@@ -90,7 +87,6 @@ SPECS: dict[str, MechanismSpec] = {
             "mechgym/BestBelief-v0",
             _NOISY,
             ("best_belief",),
-            batched_agents="best_belief",
         ),
         MechanismSpec(
             "normal_form",
@@ -101,7 +97,6 @@ SPECS: dict[str, MechanismSpec] = {
             "M2: one simultaneous move; E[REV] >= BB/2 - eps",
             "mechgym/NormalForm-v0",
             _NOISY,
-            batched_agents="best_belief",
         ),
         MechanismSpec(
             "vcg",
@@ -112,7 +107,6 @@ SPECS: dict[str, MechanismSpec] = {
             "VCG with Clarke payments; SW = MSW, revenue unguaranteed",
             "mechgym/VCG-v0",
             _NOISY,
-            batched_agents="vcg",
         ),
         MechanismSpec(
             "knowledge_benchmark",
@@ -123,7 +117,6 @@ SPECS: dict[str, MechanismSpec] = {
             "M3: E[SW] + E[REV] >= MIEW/2",
             "mechgym/KnowledgeBenchmark-v0",
             mixable=("knowledge_benchmark", "m3"),
-            batched_agents="knowledge_benchmark",
         ),
         MechanismSpec(
             "collusion_leveraging",
@@ -134,7 +127,6 @@ SPECS: dict[str, MechanismSpec] = {
             "M4: E[REV] + E[SW] >= (1-eps) MKW/6 - eps1",
             "mechgym/CollusionLeveraging-v0",
             mixable=("collusion_leveraging", "m4"),
-            batched_agents="collusion_leveraging",
         ),
         MechanismSpec(
             "second_price_bundle",
@@ -144,7 +136,6 @@ SPECS: dict[str, MechanismSpec] = {
             "002 baseline",
             "second-price bundle auction A'",
             "mechgym/SecondPriceBundle-v0",
-            batched_agents="second_price_bundle_batched",
         ),
         MechanismSpec(
             "mixture",
@@ -153,7 +144,6 @@ SPECS: dict[str, MechanismSpec] = {
             "M'",
             "002 Sec. 1.2",
             "a revenue mechanism w.p. 1/(c+1), A' otherwise",
-            batched_agents="second_price_bundle_batched",
         ),
         MechanismSpec(
             "perfect_revenue",
@@ -163,7 +153,6 @@ SPECS: dict[str, MechanismSpec] = {
             "003 Sec. 3",
             "M5: unique SPE; SW = MSW, REV >= (1-3 eps n) MSW",
             "mechgym/PerfectRevenue-v0",
-            batched_agents="perfect_revenue",
         ),
         MechanismSpec(
             "budget_balanced_market",
@@ -173,7 +162,6 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.2",
             "M6: efficient, budget balanced, private w.p. >= 1 - delta",
             "mechgym/BudgetBalancedMarket-v0",
-            batched_agents="budget_balanced_market",
         ),
         MechanismSpec(
             "hope_for_the_best",
@@ -183,7 +171,6 @@ SPECS: dict[str, MechanismSpec] = {
             "003 fn. 3",
             "foil of M5: truthful is an equilibrium, so is every scaled-down report",
             "mechgym/HopeForTheBest-v0",
-            batched_agents="foils",
         ),
         MechanismSpec(
             "naive_market_1",
@@ -193,7 +180,6 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: any individually rational unanimous outcome is an equilibrium",
             "mechgym/NaiveMarket1-v0",
-            batched_agents="foils",
         ),
         MechanismSpec(
             "naive_market_2",
@@ -203,7 +189,6 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: belief mismatch (YES expecting another's NO)",
             "mechgym/NaiveMarket2-v0",
-            batched_agents="foils",
         ),
         MechanismSpec(
             "naive_market_3",
@@ -213,7 +198,6 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: player 1 profits from a non-truthful proposal",
             "mechgym/NaiveMarket3-v0",
-            batched_agents="foils",
         ),
         MechanismSpec(
             "naive_market_4",
@@ -223,7 +207,6 @@ SPECS: dict[str, MechanismSpec] = {
             "004 Sec. 5.1",
             "foil of M6: price shifts relying on believed collusion lose welfare",
             "mechgym/NaiveMarket4-v0",
-            batched_agents="foils",
         ),
     ]
 }
