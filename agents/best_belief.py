@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from mechgym.envs.engine.actions import Offer
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
-from mechgym.envs.engine.episode import batch_of_one
+from mechgym.envs.engine.episode import EVERY, batch_of_one
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
 from mechgym.envs.mechanisms.best_belief import BBAnnouncement, BestBelief
 from mechgym.envs.mechanisms.normal_form import NormalAnnouncement
@@ -41,23 +41,19 @@ from .batched import (
     offered_values,
     register_batched_agents,
 )
-from .offers import MENU_FACTORS
+from .offers import MENU_FACTORS, scale_amounts
 
 ANNOUNCE, RESPOND = 0, 1
-EVERY = np.zeros(1, dtype=np.int64)
-"""The one episode of a batch of one."""
 
 
 # -- the rules of play, over a batch ---------------------------------------------------------
 def scale_offers(
     alloc: np.ndarray, prices: np.ndarray, factor: Fraction, min_price: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Batched :func:`mechgym.agents.offers.scale_offer`: every price times ``factor``
-    (down: floor, up: ceil); entries below ``min_price`` are withdrawn. Any shape."""
-    f = Fraction(factor)
-    a, b = f.numerator, f.denominator
-    q = (prices * a) // b if f < 1 else -((-prices * a) // b)
-    keep = (alloc != 0) & (q >= min_price) & ((q > 0) | (min_price == 0)) & (f > 0)
+    """Every price times ``factor`` (:func:`~mechgym.agents.offers.scale_amounts`); entries
+    below ``min_price`` are withdrawn. Any shape."""
+    q = scale_amounts(prices, factor)
+    keep = (alloc != 0) & (q >= min_price) & ((q > 0) | (min_price == 0)) & (Fraction(factor) > 0)
     return np.where(keep, alloc, 0), np.where(keep, q, 0)
 
 

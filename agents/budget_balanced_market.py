@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
-from mechgym.envs.engine.episode import batch_of_one
+from mechgym.envs.engine.episode import EVERY, batch_of_one
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
 from mechgym.envs.mechanisms.budget_balanced_market import (
@@ -54,7 +54,6 @@ from .batched import (
 
 PROPOSAL_MODES = ("truthful", "endowment", "overprice", "shift_pair", "invalid_sum")
 ANSWER_MODES = ("truthful", "yes", "no", "individual")
-EVERY = np.zeros(1, dtype=np.int64)
 
 
 # -- the rules of play, over a batch ---------------------------------------------------------
@@ -161,14 +160,15 @@ def menu_entries(ctx: ContextBatch, idx: np.ndarray) -> list[tuple[str, np.ndarr
 
 
 # -- the exact face ----------------------------------------------------------------------------
-def _proposal(alloc: np.ndarray, prices: np.ndarray) -> MarketProposal:
+def as_proposal(alloc: np.ndarray, prices: np.ndarray) -> MarketProposal:
+    """One row of proposal arrays as a structured :class:`MarketProposal`."""
     return MarketProposal(tuple(int(x) for x in alloc), tuple(int(x) for x in prices))
 
 
 def truthful_proposal(ctx: Any) -> MarketProposal:
     """(E, 0) when E maximises welfare; else the canonical optimum, truthfully priced."""
     alloc, prices = truthful_proposals(batch_of_one(ctx), EVERY)
-    return _proposal(alloc[0], prices[0])
+    return as_proposal(alloc[0], prices[0])
 
 
 def shifted(proposal: MarketProposal, j: int, amount: int) -> MarketProposal:
@@ -219,7 +219,7 @@ class PredictedMarket:
     def proposal(self) -> MarketProposal:
         if self._proposal is None:
             alloc, prices = proposals(batch_of_one(self.ctx), EVERY, self.mode, self.shift)
-            self._proposal = _proposal(alloc[0], prices[0])
+            self._proposal = as_proposal(alloc[0], prices[0])
         return self._proposal
 
     def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
@@ -246,7 +246,7 @@ def menu(mech: Mechanism, ctx: Any, state: Any, player: int) -> list[tuple[str, 
     if node.phase != "propose":
         return [("NO", False), ("YES", True)]
     return [
-        (label, _proposal(a[0], p[0])) for label, a, p in menu_entries(batch_of_one(ctx), EVERY)
+        (label, as_proposal(a[0], p[0])) for label, a, p in menu_entries(batch_of_one(ctx), EVERY)
     ]
 
 

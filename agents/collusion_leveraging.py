@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import weakref
 from fractions import Fraction
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from mechgym.envs.engine.actions import Offer
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
-from mechgym.envs.engine.episode import batch_of_one
+from mechgym.envs.engine.episode import EVERY, batch_of_one
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
 from mechgym.envs.mechanisms.collusion_leveraging import (
     CLAnnouncement,
@@ -61,11 +60,10 @@ from .batched import (
     offered_values,
     register_batched_agents,
 )
-from .offers import MENU_FACTORS, ranked_bundles
+from .offers import MENU_FACTORS, scale_amounts
 
 ANNOUNCE, RESPOND = 0, 1
 MENU_ANNOUNCE = 2 * len(MENU_FACTORS)
-EVERY = np.zeros(1, dtype=np.int64)
 
 
 # -- the rules of play, over a batch ---------------------------------------------------------
@@ -101,13 +99,6 @@ def knowledge(
     W = np.where(members[:, :, :, None], values[:, None], 0).reshape(b * k, n, size)
     _, ba = pack_batch(W)
     return rk.reshape(b, k, n), prices.reshape(b, k, n), ba.reshape(b, k, n)
-
-
-def scale_price_arrays(prices: np.ndarray, factor: Fraction) -> np.ndarray:
-    """Every price times ``factor`` (down: floor, up: ceil), bundles kept; any shape."""
-    f = Fraction(factor)
-    a, b = f.numerator, f.denominator
-    return (prices * a) // b if f < 1 else -((-prices * a) // b)
 
 
 def _owners(alloc: np.ndarray, g: int) -> np.ndarray:
@@ -147,13 +138,6 @@ def predicted_answers(rules: BatchedRules, ctx: ContextBatch, state: BatchState)
     return inside | (value >= price)
 
 
-def scale_values(values: np.ndarray, factor: Fraction) -> np.ndarray:
-    """``values · factor`` rounded down when ``factor < 1``, up otherwise (integer arrays)."""
-    f = Fraction(factor)
-    a, b = f.numerator, f.denominator
-    return values * a // b if f < 1 else -((-values * a) // b)
-
-
 def top_bidders(ctx: ContextBatch) -> np.ndarray:
     """``(B, n)`` whether each player is its agent's bidder: the member of its shared-reward
     coalition with the highest max_S θ_i(S), lowest index on ties (every independent player)."""
@@ -171,7 +155,7 @@ def top_bidders(ctx: ContextBatch) -> np.ndarray:
 # -- the exact face ----------------------------------------------------------------------------
 def scale_prices(offer: Offer, factor: Fraction) -> Offer:
     """Scale every price of a reasonable outcome (down: floor, up: ceil), keeping the bundles."""
-    prices = scale_price_arrays(np.array(offer.prices, dtype=np.int64), Fraction(factor))
+    prices = scale_amounts(np.array(offer.prices, dtype=np.int64), Fraction(factor))
     return Offer(offer.alloc, tuple(int(p) for p in prices))
 
 
@@ -313,7 +297,7 @@ class PredictedSecondPrice:
         one = batch_of_one(ctx)
         if self.collude and not top_bidders(one)[0, player]:
             return _abstain()
-        value = scale_values(one.values.max(axis=2), self.factor)[0, player]
+        value = scale_amounts(one.values.max(axis=2), self.factor)[0, player]
         return BundleBid(int(value), int(np.argmax(one.values[0, player])))
 
     def revenue_policy(self, mech: Mechanism) -> Any:
@@ -379,11 +363,6 @@ def m4_bound(mech: Mechanism, ctx: Any, state: Any, player: int, action: Any) ->
     return hidden_value(ctx, coalition, action.offer), best_knowledge(ctx, coalition).value
 
 
-@lru_cache(maxsize=256)
-def _ranked(values_bytes: bytes, size: int) -> tuple[int, ...]:
-    return tuple(ranked_bundles(np.frombuffer(values_bytes, dtype=np.int64)[:size]))
-
-
 def sp_menu_size(phase: str, spec: EnvSpec) -> int:
     """Bid: 2 bundles × 7 value factors (factor 0 = abstain); the mixture's revenue phases as M4."""
     if phase == "bid":
@@ -407,7 +386,7 @@ def sp_menu(mech: Mechanism, ctx: Any, state: Any, player: int) -> list[tuple[st
             if f == 0:
                 out.append((f"abstain#{r}", _abstain()))
             else:
-                bid = int(scale_values(top, f))
+                bid = int(scale_amounts(top, f))
                 bundle = int(ranked[min(r, len(ranked) - 1)])
                 out.append((f"bid=top*{f} S=rank{r}", BundleBid(bid, bundle)))
     return out
@@ -529,7 +508,7 @@ class BatchedM4(AnnounceThenAnswer):
             members[:, 1] = eye[:, 1]
         rk, prices, ba = knowledge(ctx, idx, members)
         if self.factor != 1:
-            prices = scale_price_arrays(prices, self.factor)
+            prices = scale_amounts(prices, self.factor)
         ally = members.copy()
         if self.declare == "inconsistent":
             ally[:, 0, 1] = True
@@ -563,7 +542,7 @@ def batched_m4_menu(
         ):
             rk, base, ba = knowledge(ctx, idx, members[:, None, :])
             for f in MENU_FACTORS:
-                prices = base[:, 0] if f == 1 else scale_price_arrays(base[:, 0], f)
+                prices = base[:, 0] if f == 1 else scale_amounts(base[:, 0], f)
                 acts[idx, j] = write_announcements(rules, members, ba[:, 0], rk[:, 0], prices)
                 valid[idx, j] = (prices <= spec.price_cap).all(axis=1)
                 j += 1
@@ -619,7 +598,7 @@ class BatchedSecondPrice:
     def bids(self, rules: BatchedRules, ctx: ContextBatch) -> np.ndarray:
         """``(B, n, L)`` every player's A' bid (abstentions included)."""
         lay, cap = rules.layout, rules.spec.price_cap
-        value = np.minimum(scale_values(ctx.values.max(axis=2), self.factor), cap)
+        value = np.minimum(scale_amounts(ctx.values.max(axis=2), self.factor), cap)
         bundle = np.argmax(ctx.values, axis=2)  # favourite, lowest bitmask on ties
         if self.collude:
             bidder = top_bidders(ctx)
@@ -702,7 +681,7 @@ def batched_sp_menu(
     for r in (0, 1):
         for f in MENU_FACTORS:
             if f != 0:
-                bid = scale_values(top, f)
+                bid = scale_amounts(top, f)
                 acts[:, j, lay.index["bid_value"]] = np.minimum(bid, cap)
                 acts[:, j, lay.index["bid_bundle"]] = ranked[:, min(r, values.shape[1] - 1)]
                 valid[:, j] = bid <= cap

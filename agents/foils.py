@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
-from mechgym.envs.engine.episode import batch_of_one
+from mechgym.envs.engine.episode import EVERY, batch_of_one
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
 from mechgym.envs.mechanisms.budget_balanced_market import MarketProposal
@@ -41,7 +41,7 @@ from .batched import (
     register_batched_agents,
 )
 from .budget_balanced_market import (
-    EVERY,
+    as_proposal,
     respond_answers,
     respond_rule,
     shift_prices,
@@ -129,14 +129,10 @@ class PredictedHope:
         return self.report
 
 
-def _proposal(alloc: np.ndarray, prices: np.ndarray) -> MarketProposal:
-    return MarketProposal(tuple(int(x) for x in alloc), tuple(int(x) for x in prices))
-
-
 def manipulative_proposal(ctx: Any) -> MarketProposal:
     """:func:`manipulative_proposals` of one context."""
     alloc, prices = manipulative_proposals(batch_of_one(ctx), EVERY)
-    return _proposal(alloc[0], prices[0])
+    return as_proposal(alloc[0], prices[0])
 
 
 class PredictedNaive:
@@ -160,7 +156,7 @@ class PredictedNaive:
 
     def proposal(self) -> MarketProposal:
         alloc, prices = naive_proposals(batch_of_one(self.ctx), EVERY, self.mode, self.shift)
-        return _proposal(alloc[0], prices[0])
+        return as_proposal(alloc[0], prices[0])
 
     def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
         node = mech.node(state)
@@ -196,7 +192,7 @@ def naive_menu(mech: Mechanism, ctx: Any, state: Any, player: int) -> list[tuple
     if node.phase == "respond":
         return [("NO", False), ("YES", True)]
     entries = naive_menu_entries(batch_of_one(ctx), EVERY)
-    return [(label, _proposal(a[0], p[0])) for label, a, p in entries]
+    return [(label, as_proposal(a[0], p[0])) for label, a, p in entries]
 
 
 def _spec_of(ctx: Any) -> EnvSpec:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from mechgym.envs.engine.actions import Offer
 from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
-from mechgym.envs.engine.episode import batch_of_one
+from mechgym.envs.engine.episode import EVERY, batch_of_one
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
 from mechgym.envs.mechanisms.knowledge_benchmark import KBAnnouncement
 from mechgym.envs.mechanisms.offer_rules import encode_offers
@@ -46,7 +46,7 @@ from .batched import (
     offered_values,
     register_batched_agents,
 )
-from .best_belief import EVERY, bb_offer_of, bb_offers, ranked, scale_offers
+from .best_belief import bb_offer_of, bb_offers, ranked, scale_offers
 from .offers import MENU_FACTORS
 
 ANNOUNCE, RESPOND = 0, 1

@@ -126,6 +126,9 @@ class Episode:
         return hash(self.key())
 
 
+EVERY = np.zeros(1, dtype=np.int64)
+"""The index of the one episode of a batch of one (rows ``idx`` of a batched rule)."""
+
 _BATCHES: weakref.WeakKeyDictionary[Any, ContextBatch] = weakref.WeakKeyDictionary()
 
 
