@@ -328,8 +328,9 @@ def test_encodings_never_call_a_solver_or_a_predicted_agent(guarded: None, encod
         learner = LearnerEnv(
             name, 0, encoding=encoding, opponents="random", scripted="random", seed=0
         )
-        learner.raw.mechanism.resolve = _rules_only(learner.raw.mechanism.resolve)
-        learner.raw.mechanism.chance = _rules_only(learner.raw.mechanism.chance)
+        for meth in ("step", "reset"):
+            setattr(learner.core.rules, meth, _rules_only(getattr(learner.core.rules, meth)))
+        learner.mech.node = _rules_only(learner.mech.node)
         _Armed.on = True
         learner.reset(seed=0)
         for _ in range(30):
@@ -444,8 +445,7 @@ def test_vector_and_exact_learner_envs_observe_the_same_move(name: str, encoding
     obs, _ = exact.reset(seed=0)
     vobs = vec.reset()
     rng = np.random.default_rng(0)
-    node = exact.raw.node
-    while exact.raw.node is node:  # the learner's first move, sub-decision by sub-decision
+    for _ in range(exact.encoding.plan.S):  # the learner's first move, sub-decision by sub-decision
         np.testing.assert_allclose(vobs[0], obs, atol=1e-6)
         assert np.array_equal(vec.action_masks()[0], exact.action_masks())
         if encoding == "factored":
@@ -454,9 +454,9 @@ def test_vector_and_exact_learner_envs_observe_the_same_move(name: str, encoding
         else:
             a = rng.random(2).astype(np.float32)
             va = np.stack([a, a])
-        obs, *_ = exact.step(a)
+        obs, _, done, _, _ = exact.step(a)
         vobs, *_ = vec.step(va)
-        if exact.raw._buffer.get(0) is not None:
+        if done or exact.core.decided[0]:  # the move is complete
             break
 
 

@@ -12,7 +12,6 @@ from mechgym.envs.model.examples import example
 from mechgym.envs.model.family import ContextFamily
 from mechgym.envs.model.generators import make_generator
 from mechgym.envs.pettingzoo.registry import available
-from mechgym.training.encodings import aec_observation
 from mechgym.training.learner_env import (
     LearnerEnv,
     align_context,
@@ -77,11 +76,10 @@ def test_masked_random_play_and_observations(mech: str, encoding: str) -> None:
     for _ in range(150):
         assert env.observation_space.contains(obs)
         p = env.acting
-        base = env.raw.observe(env.raw.possible_agents[p])["observation"]
-        np.testing.assert_array_equal(
-            base, aec_observation(env.mech, env.ctx, env.raw.game_state, p, env.env_spec)
+        # the one learner env's observation is the exact builder's at the exact state
+        np.testing.assert_allclose(
+            obs, env.builder.build(env.ctx, env.game_state, p), rtol=1e-6, atol=1e-6
         )
-        np.testing.assert_array_equal(obs, env.builder.build(env.ctx, env.raw.game_state, p))
         mask = env.action_masks()
         assert mask.any()
         action = env.action_space.sample(mask=_split(env, mask.astype(np.int8)))
@@ -113,7 +111,7 @@ def test_menu_contains_prediction(mech: str) -> None:
     agents = env.agents
     for k in range(40):
         env.reset(seed=k)
-        p, ctx, state = env.acting, env.ctx, env.raw.game_state
+        p, ctx, state = env.acting, env.ctx, env.game_state
         pred = agents.predicted(ctx).act(env.mech, ctx, state, p)
         idx = env.encoding.encode(ctx, state, p, pred)
         assert idx is not None, f"prediction {pred!r} not in the menu"
@@ -157,9 +155,9 @@ def test_learn_phases_scripts_other_phases() -> None:
     env = _env("best_belief", 0, "menu", seed=0, learn_phases=("respond",))
     for k in range(20):
         env.reset(seed=k)
-        assert env.mech.node(env.raw.game_state).phase == "respond"
+        assert env.mech.node(env.game_state).phase == "respond"
         # the learner's own announcement was the prediction
-        d = env.raw.game_state.state.data
+        d = env.game_state.state.data
         pred = env.agents.predicted(env.ctx)
         want = pred.act(env.mech, env.ctx, env.mech.start(env.ctx), 0)
         assert int(d["bundle"][0, 0]) == want.bundle
@@ -283,7 +281,7 @@ def test_learner_env_over_a_given_raw_env() -> None:
 
     raw = entry("vcg").load_env_module().raw_env(context="ausubel-milgrom", seed=0)
     env = LearnerEnv(raw, (1, 2), seed=0)
-    assert env.raw is raw and env.mech_name == "vcg"
+    assert env.mech is raw.mechanism and env.mech_name == "vcg" and env.ctx is None
     env.reset(seed=0)
     env.step(3)
     assert env.step(3)[1] == 10.0

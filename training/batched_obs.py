@@ -552,26 +552,79 @@ class ByPhaseBatched:
         return acts
 
 
-def resolve_batched(spec: Any, mech_name: str, env_spec: Any = None) -> BatchedPolicy:
+class ExactOnBatch:
+    """An exact policy (``act(mech, ctx, state, player)``), or a source ``(ctx, rng) ->
+    policy``, played on a batch with exact money: episode by episode on its exact state, the
+    structured action written in the layout (:meth:`Mechanism.encode`)."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source if not hasattr(source, "act") else (lambda ctx, rng: source)
+        self._policies: dict[int, tuple[Any, Any]] = {}
+
+    def _policy(self, ctx: Any, rng: np.random.Generator) -> Any:
+        hit = self._policies.get(id(ctx))
+        if hit is None or hit[0] is not ctx:
+            if len(self._policies) > 512:
+                self._policies.clear()
+            hit = self._policies[id(ctx)] = (ctx, self.source(ctx, rng))
+        return hit[1]
+
+    def act(
+        self,
+        rules: BatchedRules,
+        ctx: ContextBatch,
+        state: BatchState,
+        players: Sequence[int],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        from mechgym.envs.batched_api import take_state
+        from mechgym.envs.engine.episode import Episode, batch_of_one
+
+        if not getattr(getattr(rules, "money", None), "exact", False):
+            raise ParameterError(
+                "opponents", "an exact policy plays on exact money only (money='exact')"
+            )
+        mech, spec, layout = rules.mech, rules.spec, rules.layout
+        out = np.zeros((ctx.B, spec.n, len(layout)), dtype=np.int64)
+        for b in range(ctx.B):
+            who = [p for p in players if state.acting[b, p]]
+            if not who:
+                continue
+            c = ctx.context(b)
+            episode = Episode(c, batch_of_one(c), take_state(state, np.array([b])))
+            pol = self._policy(c, rng)
+            for p in who:
+                action = pol.act(mech, c, episode, p)
+                out[b, p] = mech.encode(episode, p, action, spec, layout)
+        return out
+
+
+def resolve_batched(
+    spec: Any, mech_name: str, env_spec: Any = None, exact: bool = False
+) -> BatchedPolicy:
     """A batched policy from a description: ``"predicted"``, ``"random"``, a deviation name,
-    a model path (``.zip``), a :class:`LearnedPolicy`, or a batched policy object. A model
-    must fit ``mech_name`` (and the sizes of ``env_spec``, an EnvSpec, when given)."""
+    a model path (``.zip``), a :class:`LearnedPolicy`, or a batched policy object; with
+    ``exact`` (exact money) also an exact policy or a policy source (:class:`ExactOnBatch`).
+    A model must fit ``mech_name`` (and the sizes of ``env_spec``, an EnvSpec, when given)."""
     from mechgym.agents.base import PhasePolicy
 
     if isinstance(spec, LearnedPolicy):
         return BatchedLearned(spec)
     if isinstance(spec, PhasePolicy):
         return ByPhaseBatched(
-            resolve_batched(spec.base, mech_name, env_spec),
-            {k: resolve_batched(v, mech_name, env_spec) for k, v in spec.by_phase.items()},
+            resolve_batched(spec.base, mech_name, env_spec, exact),
+            {k: resolve_batched(v, mech_name, env_spec, exact) for k, v in spec.by_phase.items()},
         )
     if hasattr(spec, "act") and _is_batched(spec):
         return spec
+    if exact and (hasattr(spec, "act") or callable(spec)):
+        return ExactOnBatch(spec)
     if not isinstance(spec, str):
         raise ParameterError(
             "opponents",
             f"cannot play {spec!r} on the batched path; give a name, a model path, a trained "
-            "policy or a batched policy (act(rules, ctx, state, players, rng))",
+            "policy or a batched policy (act(rules, ctx, state, players, rng)); exact policies "
+            "play with money='exact'",
         )
     agents = batched_agents(mech_name)
     if spec == "predicted":
@@ -593,9 +646,10 @@ def resolve_batched(spec: Any, mech_name: str, env_spec: Any = None) -> BatchedP
 
 
 def resolve_batched_players(
-    spec: Any, players: Sequence[int], mech_name: str, env_spec: Any = None
+    spec: Any, players: Sequence[int], mech_name: str, env_spec: Any = None, exact: bool = False
 ) -> dict[int, BatchedPolicy]:
-    """One batched policy per player: a mapping ``{player: description}`` or one for all."""
+    """One batched policy per player: a mapping ``{player: description}`` or one for all
+    (``exact``: see :func:`resolve_batched`)."""
     if isinstance(spec, Mapping):
         missing = [p for p in players if p not in spec]
         if missing:
@@ -605,10 +659,10 @@ def resolve_batched_players(
         for p in players:
             key = id(spec[p])
             if key not in cache:
-                cache[key] = resolve_batched(spec[p], mech_name, env_spec)
+                cache[key] = resolve_batched(spec[p], mech_name, env_spec, exact)
             out[p] = cache[key]
         return out
-    pol = resolve_batched(spec, mech_name, env_spec)
+    pol = resolve_batched(spec, mech_name, env_spec, exact)
     return dict.fromkeys(players, pol)
 
 

@@ -292,11 +292,8 @@ class RawEncoding(Encoding):
 
 
 class FactoredEncoding(Encoding):
-    """Sub-decisions of the ``factored`` or ``continuous`` encoding (module docstring).
-
-    A move under way lives in the AEC env (``action_encoding="factored"``), which the
-    encoding reads masks from once :meth:`bind` gave it the env.
-    """
+    """Sub-decisions of the ``factored`` or ``continuous`` encoding (module docstring):
+    the plan and the spaces; a move under way lives in the env's composer."""
 
     def __init__(
         self,
@@ -323,41 +320,17 @@ class FactoredEncoding(Encoding):
             self.action_space = spaces.Box(0.0, 1.0, shape=(2,), dtype=np.float32)
         self.prefix_size = self.plan.feature_size
         self.agents = agents
-        self.raw: Any = None
         self._menu: MenuEncoding | None = None
 
-    def bind(self, raw: Any) -> None:
-        """Read masks and moves under way from the AEC env ``raw`` (same encoding)."""
-        if getattr(raw, "action_encoding", None) != self.name:
-            raise ParameterError(
-                "encoding", f"the env's action_encoding must be '{self.name}' for this encoding"
-            )
-        self.raw = raw
-
     def mask(self, ctx: Any, state: Any, player: int) -> np.ndarray:
-        return self._env().current_mask(f"player_{player}").astype(bool)
+        raise ParameterError(
+            "encoding",
+            f"a {self.name} move is composed sub-decision by sub-decision (the learner env's "
+            "composer, or LearnedPolicy on the exact engine), not chosen from one mask",
+        )
 
     def decode(self, ctx: Any, state: Any, player: int, action: Any) -> Any:
-        """The env's sub-decision of a learner action, checked against the mask: an entry
-        (``factored``), or ``(entry, amount)`` from a ``Box`` pair (``continuous``)."""
-        from mechgym.envs.engine.errors import OutOfSpaceError
-        from mechgym.envs.engine.factored import entry_of
-
-        raw = self._env()
-        if isinstance(action, np.ndarray) and action.shape == (1,):
-            action = action.reshape(())
-        if self.name == "continuous":
-            arr = np.asarray(action, dtype=np.float64).reshape(-1)
-            if arr.shape != (2,) or not np.isfinite(arr).all():
-                phase = getattr(raw.node, "phase", "-")
-                raise OutOfSpaceError(
-                    f"player_{player}", phase, f"expected two numbers in [0, 1], got {action!r}"
-                )
-            valid = raw.current_mask(f"player_{player}")[None].astype(bool)
-            entry = int(entry_of(arr[:1], valid)[0])
-            action = (entry, np.array([np.clip(arr[1], 0.0, 1.0)], dtype=np.float32))
-        raw.check_action(player, action)
-        return action
+        return self.mask(ctx, state, player)
 
     def encode(self, ctx: Any, state: Any, player: int, structured: Any) -> None:
         """``None``: a whole move is not one sub-decision."""
@@ -378,11 +351,6 @@ class FactoredEncoding(Encoding):
             "price_levels": self.price_levels,
             "price_grid": self.price_grid,
         }
-
-    def _env(self) -> Any:
-        if self.raw is None:
-            raise ParameterError("encoding", f"the {self.name} encoding is not bound to an env")
-        return self.raw
 
 
 def make_encoding(

@@ -125,7 +125,7 @@ def train_rllib(
 
         def evaluate(done: int) -> Any:
             policy = rllib.ModulePolicy(
-                {pid: algo.get_module(pid)}, {player: pid}, env.encoding, env.raw.context_class
+                {pid: algo.get_module(pid)}, {player: pid}, env.encoding, env.setting.context_class
             )
             met = evaluate_policy(env, policy, contexts)
             row = {"steps": done, "seconds": time.perf_counter() - t0, **_row(met, env)}

@@ -55,14 +55,14 @@ class MemoRandom(LayoutRandom):
 
 def evaluation_contexts(env: LearnerEnv, count: int, seed: int = EVAL_SEED) -> list[Any]:
     """The env's fixed context, else ``count`` contexts drawn from its generator."""
-    raw = env.raw
-    if raw.generator is None:
-        return [env.ctx if env.ctx is not None else raw.context]
-    family = getattr(raw.generator, "contexts", None)
+    setting = env.setting
+    if setting.generator is None:
+        return [setting.context]
+    family = getattr(setting.generator, "contexts", None)
     if family is not None and len(family) <= count:
         return list(family)
     rng = np.random.default_rng(seed)
-    return [raw.generator.sample(rng) for _ in range(count)]
+    return [setting.generator.sample(rng) for _ in range(count)]
 
 
 def learner_profile(env: LearnerEnv, policy: Any) -> Callable[[Any], dict[int, Any]]:
@@ -208,7 +208,7 @@ def train_learner(
         env: Any = VecLearnerEnv(mechanism, learner, n_envs=n_envs, **kwargs)
         env.seed(seed)
         env.reset()
-        contexts = evaluation_contexts(env.exact, eval_contexts)
+        contexts = evaluation_contexts(env, eval_contexts)
     else:
         env = LearnerEnv(mechanism, learner, **kwargs)
         env.reset(seed=seed)

@@ -1,45 +1,55 @@
-"""A vectorised learner env: an SB3 ``VecEnv`` whose ``n_envs`` slots are one batch on the
-batched path.
+"""The learner env: an SB3 ``VecEnv`` whose ``n_envs`` slots are one batch of the mechanism's
+rules, with float or exact money.
 
-The batched twin of :class:`~mechgym.training.learner_env.LearnerEnv`, with the same
-learner, opponents, encodings, observations and rewards, for ``n_envs`` episodes at once:
+One learner (a player or a coalition) against given policies: every decision that is not
+the learner's is played inside ``step``/``reset``, so every step is a decision of the learner
+in every slot, and the reward is the learner's own. With ``n_envs=1`` and exact money it is
+the reference, which :class:`~mechgym.training.learner_env.LearnerEnv` offers as a Gymnasium
+env; the vectorised learners run the same class with float money.
 
 * **Slots.** Slot ``b`` is episode ``b`` of one :class:`~mechgym.envs.engine.batched.BatchState`.
-  Every ``step`` is one decision of the learner in every slot. A slot whose learner is not
-  asked is advanced (others play, chance is drawn) on its own sub-batch until the learner
-  decides; an episode in which the learner never decides is played out and skipped, at most
-  ``max_skips`` times in a row per slot (then :class:`NoDecisionError`).
+  A slot whose learner is not asked is advanced (others play, chance is drawn) on its own
+  sub-batch until the learner decides; an episode in which the learner never decides is
+  played out and skipped, at most ``max_skips`` times in a row per slot (then
+  :class:`NoDecisionError`).
 * **Learner.** One player, or a coalition acting member by member at simultaneous nodes
   (one step per member, its observation names the member), rewarded with the coalition's
   total utility; with ``align_coalitions`` the coalition is one shared-reward block of every
-  context, as in the exact env. ``rotate`` draws the learner per episode (self-play).
+  context (other blocks keep their remaining members), so that scripted players and the
+  theorems' benchmarks see the coalition that actually plays. ``rotate`` draws the learner
+  per episode (self-play).
+* **Reward**: at the end of the episode, ``ctx.rewards`` of the learner for one player (its
+  coalition's total if the context shares rewards), the members' summed utilities for a
+  coalition. With exact money it is computed from the exact outcome, and
+  ``info["exact_reward"]`` (the Fraction as a string) and ``info["rule"]`` come with it.
 * **Others** follow batched policies (:func:`~mechgym.training.batched_obs.resolve_batched`):
   ``"predicted"``, ``"random"``, a named deviation, a model path, a trained
-  :class:`~mechgym.training.policies.LearnedPolicy` (self-play / IBR), a mapping per player.
-  Outside ``learn_phases`` the learner's members play ``scripted``.
-* **Encodings.** ``menu``: ``Discrete(K)`` over the batched menus (entry ``k`` is the exact
-  menu's ``k``-th action; invalid entries masked); ``raw``: the ``MultiDiscrete`` layout with
-  its flat masks; ``factored`` / ``continuous``: one sub-decision of the learner's move per
-  step (:mod:`mechgym.envs.engine.factored`), as the exact env's encoding, the observation
-  ending with the move so far. :meth:`VecLearnerEnv.action_masks` gives ``(n_envs, mask)``
-  booleans, and
+  :class:`~mechgym.training.policies.LearnedPolicy` (self-play / IBR), a mapping per player;
+  with exact money also exact policies. Outside ``learn_phases`` the learner's members play
+  ``scripted``.
+* **Encodings.** ``menu``: ``Discrete(K)`` over the menus (entry ``k`` is the menu's
+  ``k``-th action; invalid entries masked); ``multidiscrete``: the layout with its flat masks;
+  ``factored`` / ``continuous``: one sub-decision of the learner's move per step
+  (:mod:`mechgym.envs.engine.factored`), the observation ending with the move so far.
+  :meth:`VecLearnerEnv.action_masks` gives ``(n_envs, mask)`` booleans, and
   ``env_method("action_masks")`` its rows, which is how sb3-contrib's MaskablePPO reads
   masks from a ``VecEnv`` (``get_action_masks``).
 * **Observations** are the exact builder's (see :mod:`mechgym.training.batched_obs`), so a
   model trained here plays and is evaluated on the exact path, and the other way round.
 * **Auto-reset.** A finished slot reports its reward with ``done`` and
   ``info["terminal_observation"]`` (SB3's convention) and starts a fresh episode on a fresh
-  context: from a batched sampler of the generator, a fixed family, or one fixed context.
+  context: from a sampler of the generator, a fixed family, or one fixed context.
 * **Illegal actions** (algorithms without masks): ``illegal="penalty"`` ends the slot's
   episode with reward ``-illegal_penalty`` and ``info["illegal"]``; ``"raise"`` raises the
   typed error.
 
-Money is float64 on this path; rewards are float32 as SB3 stores them.
+Rewards are float32 as SB3 stores them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -47,18 +57,33 @@ from gymnasium import spaces
 from mechgym.agents.batched import batched_agents
 from mechgym.envs.batched_api import (
     ContextSource,
+    ExactSampler,
     FamilySampler,
     context_source,
     put_state,
     take_state,
 )
 from mechgym.envs.engine.batched import BatchState, ContextBatch, batched_rules
+from mechgym.envs.engine.episode import BatchOfOne, Episode, batch_of_one
 from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError, ParameterError
 from mechgym.envs.engine.factored import Composer, entry_of
+from mechgym.envs.engine.game import Terminal
+from mechgym.envs.engine.spaces import canonical_encoding
+from mechgym.envs.model.family import ContextFamily
+from mechgym.envs.pettingzoo.registry import entry
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from .batched_obs import BatchedObservationBuilder, padded_menu, resolve_batched_players
-from .learner_env import Group, LearnerEnv, NoDecisionError, align_context
+from .encodings import Encoding, ObservationBuilder, make_encoding
+from .learner_env import (
+    Group,
+    NoDecisionError,
+    align_context,
+    as_group,
+    group_value,
+    learner_setting,
+)
+from .policies import class_path
 
 __all__ = ["AlignedSource", "VecLearnerEnv"]
 
@@ -73,6 +98,9 @@ class AlignedSource:
 
     def sample(self, B: int, rng: np.random.Generator) -> ContextBatch:
         ctx = self.source.sample(B, rng)
+        if ctx.contexts is not None:
+            # exact contexts stay exact (the exact path reads them)
+            return ContextBatch.from_contexts([align_context(c, self.group) for c in ctx.contexts])
         return align_batch(ctx, self.group)
 
 
@@ -100,31 +128,69 @@ def menu_price_cap(
 ) -> int:
     """A price grid wide enough for the menus' scaled offers (factors up to 2).
 
-    Exact menus hold structured actions at any price; the batched path can only express
-    prices on the layout's grid, and marks the other entries invalid. Twice the value cap
-    keeps the offers of the seed-000 menus on the grid, so both paths offer the same menu
-    (the exact path's menus do not depend on the grid).
+    A menu entry is an action of the layout, so its prices must be on the layout's grid
+    (entries off it are marked invalid); twice the value cap keeps the offers of the
+    seed-000 menus on it.
     """
-    from .learner_env import make_raw_env
-
-    raw = make_raw_env(mechanism, context, generator, contexts, None, value_cap, None, constants)
-    return max(raw.spec.price_cap, 2 * raw.spec.value_cap)
+    spec = learner_setting(mechanism, context, generator, contexts, value_cap, None, constants).spec
+    return max(spec.price_cap, 2 * spec.value_cap)
 
 
 class VecLearnerEnv(VecEnv):
-    """One learner against batched policies in ``n_envs`` slots (see the module docstring).
+    """One learner against given policies in ``n_envs`` slots (see the module docstring).
 
-    Parameters are those of :class:`~mechgym.training.learner_env.LearnerEnv`, plus
-    ``n_envs``; ``opponents`` and ``scripted`` also take batched policies and trained
-    policies.
+    Parameters
+    ----------
+    mechanism : str or MechanismEnv
+        A catalogue name, or a raw AEC env whose mechanism and contexts are played.
+    learner : int or tuple of int or str
+        The learning player, or coalition (``(1, 2)`` or ``"1,2"``).
+    n_envs : int
+        Slots (episodes at once).
+    money : {"float", "exact"}
+        The rules' money: float64 (the batched path), or exact integers and Fractions (the
+        reference: rewards exact, ``info["exact_reward"]``; exact policies may play).
+    opponents : str, policy or mapping, default "predicted"
+        Who plays the other players: ``"predicted"``, ``"random"``, a deviation name, a model
+        path, a trained policy, a batched policy, a mapping per player; with exact money also
+        an exact policy (``act(mech, ctx, state, player)``) or a source ``(ctx, rng) -> policy``.
+    encoding : {"menu", "multidiscrete", "factored", "continuous"}
+        ``factored``/``continuous``: every step is one sub-decision of the learner's move
+        (:mod:`mechgym.envs.engine.factored`); the observation ends with its move so far.
+    learn_phases : sequence of str, optional
+        Phases the learner decides (default all); elsewhere it plays ``scripted``.
+    scripted : policy description, default "predicted"
+    context, generator, contexts : optional
+        One context (or example name), a generator (or spec string), or a fixed family.
+    seed : int, optional
+        Seeds the slots' generator (contexts, chance, opponents).
+    normalize : {"symlog", "none"}
+    features : bool
+        Append own-information features (see :mod:`mechgym.training.encodings`).
+    illegal : {"penalty", "raise"}
+    illegal_penalty : float, optional
+        Default: the value cap.
+    align_coalitions : bool
+        Make a coalition learner one shared-reward block of every context.
+    max_skips : int
+        Episodes in a row a slot may play without a decision of the learner.
+    rotate : sequence of learners, optional
+        Self-play: each episode the learner is drawn uniformly from these (same sizes).
+    constants : mapping, optional
+        The mechanism's constants (ε, variants).
+    value_cap, price_cap : int, optional
+        Env sizes (``price_cap`` defaults to :func:`menu_price_cap` for menus).
+    price_levels, price_grid : int, str
+        Amount grids of the factored encodings.
     """
 
     def __init__(
         self,
-        mechanism: str,
+        mechanism: Any,
         learner: int | Sequence[int] | str = 0,
         *,
         n_envs: int = 64,
+        money: str = "float",
         opponents: Any = "predicted",
         encoding: str = "menu",
         learn_phases: Sequence[str] | None = None,
@@ -148,65 +214,84 @@ class VecLearnerEnv(VecEnv):
     ) -> None:
         if isinstance(n_envs, bool) or not isinstance(n_envs, int | np.integer) or n_envs < 1:
             raise ParameterError("n_envs", f"must be an integer >= 1, got {n_envs!r}")
+        if money not in ("float", "exact"):
+            raise ParameterError("money", f"use 'float' or 'exact', got {money!r}")
         from .algos import configure_torch
 
         # a learner is about to be built on this env: small models run fastest on one thread
         configure_torch()
+        encoding = canonical_encoding(encoding)
+        setting = learner_setting(
+            mechanism, context, generator, contexts, value_cap, price_cap, constants
+        )
         if price_cap is None and encoding == "menu":
-            price_cap = menu_price_cap(
-                mechanism, context, generator, contexts, value_cap, constants
+            spec = setting.spec
+            wide = max(spec.price_cap, 2 * spec.value_cap)
+            setting = replace(setting, spec=replace(spec, price_cap=wide))
+        self.setting = setting
+        self.mech = setting.mechanism
+        self.mech_name = self.mech.name
+        self.constants = dict(constants or {})
+        self.agents = entry(self.mech_name).load_agents()
+        self.env_spec = setting.spec
+        n = self.env_spec.n
+        self.n = n
+        groups = [as_group(g) for g in rotate] if rotate else [as_group(learner)]
+        for g in groups:
+            bad = [p for p in g if not 0 <= p < n]
+            if bad:
+                raise ParameterError("learner", f"players {bad} are outside 0..{n - 1}")
+            if len(g) != len(groups[0]):
+                raise ParameterError("rotate", "self-play learners must all have the same size")
+        self.groups = groups
+        self.group = groups[0]
+        phases = tuple(learn_phases) if learn_phases else tuple(self.mech.phases)
+        unknown = [ph for ph in phases if ph not in self.mech.phases]
+        if unknown:
+            raise ParameterError(
+                "learn_phases",
+                f"unknown phases {unknown}; '{self.mech_name}' has {list(self.mech.phases)}",
             )
-        # the exact env validates every option and owns the exact encoding and builders,
-        # which evaluation and saved models use
-        self.exact = LearnerEnv(
-            mechanism,
-            learner,
-            encoding=encoding,
-            learn_phases=learn_phases,
-            context=context,
-            generator=generator,
-            contexts=contexts,
-            seed=seed,
-            normalize=normalize,
-            features=features,
-            illegal=illegal,
-            illegal_penalty=illegal_penalty,
-            align_coalitions=align_coalitions,
-            max_skips=max_skips,
-            rotate=rotate,
-            constants=constants,
-            value_cap=value_cap,
-            price_cap=price_cap,
+        self.learn_phases = phases
+        if illegal not in ("penalty", "raise"):
+            raise ParameterError("illegal", f"use 'penalty' or 'raise', got {illegal!r}")
+        self.illegal = illegal
+        self.illegal_penalty = float(
+            self.env_spec.value_cap if illegal_penalty is None else illegal_penalty
+        )
+        self.align_coalitions = align_coalitions
+        if max_skips < 1:
+            raise ParameterError("max_skips", "must be at least 1")
+        self.max_skips = int(max_skips)
+        self.encoding: Encoding = make_encoding(
+            encoding,
+            self.mech_name,
+            self.mech,
+            self.env_spec,
+            self.agents,
             price_levels=price_levels,
             price_grid=price_grid,
         )
-        ex = self.exact
-        self.raw = ex.raw
-        self.mech = ex.mech
-        self.mech_name = ex.mech_name
-        self.constants = ex.constants
-        self.agents = ex.agents
-        self.env_spec = ex.env_spec
-        self.groups = ex.groups
-        self.group = ex.group
-        self.learn_phases = ex.learn_phases
-        self.encoding = ex.encoding
-        self.builders = ex.builders
-        self.builder = ex.builder
-        self.illegal = ex.illegal
-        self.illegal_penalty = ex.illegal_penalty
-        self.align_coalitions = align_coalitions
-        self.max_skips = ex.max_skips
         self.normalize = normalize
         self.features = features
-        self.rules = batched_rules(self.mech, self.env_spec)
+        self.builders = {
+            g: ObservationBuilder(self.encoding, g, setting.context_class, normalize, features)
+            for g in groups
+        }
+        self.builder = self.builders[self.group]
+        self.money = money
+        self.exact_money = money == "exact"
+        if self.exact_money:
+            if not isinstance(self.mech, BatchOfOne):
+                raise ParameterError("money", f"'{self.mech_name}' has no exact batched rules")
+            self.rules = self.mech.rules(n, self.env_spec.m, self.env_spec)
+        else:
+            self.rules = batched_rules(self.mech, self.env_spec)
         self.batched = batched_agents(self.mech_name)
         if self.encoding.name == "menu" and self.batched.menu is None:
             raise ParameterError(
                 "encoding", f"'{self.mech_name}' has no batched menu; use encoding='multidiscrete'"
             )
-        n = self.env_spec.n
-        self.n = n
         self.L = len(self.rules.layout)
         self.player_group = np.full(n, -1, dtype=np.int64)
         for k, g in enumerate(self.groups):
@@ -222,17 +307,20 @@ class VecLearnerEnv(VecEnv):
             for g in self.groups
             for p in g
         }
-        if contexts is not None:
-            base: ContextSource = context_source(contexts=contexts)
-        elif self.raw.generator is None:
-            base = context_source(context=self.raw.context)
+        if isinstance(setting.generator, ContextFamily):
+            base: ContextSource = FamilySampler(setting.generator)
+        elif setting.generator is None:
+            base = context_source(context=setting.context)
+        elif self.exact_money:
+            # exact contexts drawn one by one (the exact env's stream and objects)
+            base = ExactSampler(setting.generator)
         else:
-            base = context_source(generator=self.raw.generator)
+            base = context_source(generator=setting.generator)
         self.sources = [self._aligned(base, g) for g in self.groups]
         self._opponents_spec: Any = opponents
         self._scripted_spec: Any = scripted
-        self.opponents = resolve_batched_players(opponents, range(n), self.mech_name, self.env_spec)
-        self.scripted = resolve_batched_players(scripted, range(n), self.mech_name, self.env_spec)
+        self.opponents = self._resolve(opponents)
+        self.scripted = self._resolve(scripted)
         self.rng = np.random.default_rng(seed)
         self._pending_seed: int | None = None
         self._actions: np.ndarray | None = None
@@ -250,6 +338,11 @@ class VecLearnerEnv(VecEnv):
         self.render_mode = None
         super().__init__(int(n_envs), self.builder.space, action_space)
 
+    def _resolve(self, spec: Any) -> dict[int, Any]:
+        return resolve_batched_players(
+            spec, range(self.n), self.mech_name, self.env_spec, exact=self.exact_money
+        )
+
     def _aligned(self, base: ContextSource, group: Group) -> ContextSource:
         if not self.align_coalitions or len(group) == 1:
             return base
@@ -260,14 +353,35 @@ class VecLearnerEnv(VecEnv):
     # -- configuration -------------------------------------------------------------------------
     def set_opponents(self, opponents: Any) -> None:
         """Replace the non-learners' policies (from the next decision on)."""
-        self.opponents = resolve_batched_players(
-            opponents, range(self.n), self.mech_name, self.env_spec
-        )
+        self.opponents = self._resolve(opponents)
         self._opponents_spec = opponents
 
     def meta(self) -> dict[str, Any]:
-        """What a saved model needs to be played again (the exact env's metadata)."""
-        return {**self.exact.meta(), "n_envs": self.num_envs}
+        """What a saved model needs to be played again (see :func:`policies.save_model`),
+        with the setting it fits (:func:`mechgym.training.sidecar.setting`)."""
+        from .sidecar import setting
+
+        return {
+            **setting(self.builder),
+            "mechanism": self.mech_name,
+            "constants": self.constants,
+            "encoding": self.encoding.name,
+            **{k: v for k, v in self.encoding.describe().items() if k != "encoding"},
+            "members": list(self.group),
+            "learn_phases": list(self.learn_phases),
+            "normalize": self.normalize,
+            "features": self.features,
+            "shared": len(self.groups) > 1,
+            "groups": [list(g) for g in self.groups],
+            "spec": {
+                "n": self.env_spec.n,
+                "m": self.env_spec.m,
+                "value_cap": self.env_spec.value_cap,
+                "price_cap": self.env_spec.price_cap,
+            },
+            "context_class": class_path(self.setting.context_class),
+            "n_envs": self.num_envs,
+        }
 
     # -- VecEnv API ----------------------------------------------------------------------------
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
@@ -351,7 +465,7 @@ class VecLearnerEnv(VecEnv):
         return self._masks
 
     def close(self) -> None:
-        self.exact.close()
+        pass
 
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
         value = getattr(self, attr_name)
@@ -466,14 +580,17 @@ class VecLearnerEnv(VecEnv):
         lower = None if self.ctx.lower is None else self.ctx.lower[idx, turn]
         self.composer.begin(idx, masks, lower)
 
-    def _new_episodes(self, idx: np.ndarray) -> None:
-        """Fresh contexts and initial states for slots ``idx`` (learner drawn for self-play)."""
+    def _new_episodes(self, idx: np.ndarray, contexts: Sequence[Any] | None = None) -> None:
+        """Fresh contexts (drawn, or ``contexts``) and initial states for slots ``idx``
+        (learner drawn for self-play)."""
         k = len(idx)
-        if len(self.groups) > 1:
+        if len(self.groups) > 1 and contexts is None:
             self.slot_group[idx] = self.rng.integers(len(self.groups), size=k)
         groups = self.slot_group[idx]
         fresh: ContextBatch | None = None
-        for gi in np.unique(groups):
+        if contexts is not None:
+            fresh = ContextBatch.from_contexts(list(contexts))
+        for gi in np.unique(groups) if fresh is None else ():
             sel = np.flatnonzero(groups == gi)
             part = self.sources[int(gi)].sample(len(sel), self.rng)
             if fresh is None:
@@ -595,6 +712,8 @@ class VecLearnerEnv(VecEnv):
                 rew[np.arange(len(scored)), self.group_first[sg]],
                 (util * self.group_mask[sg]).sum(axis=1),
             )
+            if self.exact_money:
+                value = self._exact_rewards(ctx, state, scored, infos)
             rewards[scored] = value
             dones[scored] = True
             last = self.last_player_of(scored)
@@ -615,6 +734,62 @@ class VecLearnerEnv(VecEnv):
                     f"{self.max_skips} episodes of '{self.mech_name}'",
                 )
         self._new_episodes(ended)
+
+    def _exact_rewards(
+        self,
+        ctx: ContextBatch,
+        state: BatchState,
+        scored: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> np.ndarray:
+        """The learner's exact rewards of ended slots, from the exact outcomes."""
+        out = np.zeros(len(scored), dtype=np.float64)
+        for k, b in enumerate(scored):
+            c = ctx.context(k)
+            episode = Episode(c, batch_of_one(c), take_state(state, np.array([k])))
+            node = self.mech.node(episode)
+            assert isinstance(node, Terminal)
+            group = self.groups[int(self.slot_group[b])]
+            exact = group_value(c, node.outcome, group)
+            out[k] = float(exact)
+            infos[int(b)]["exact_reward"] = str(exact)
+            infos[int(b)]["rule"] = node.outcome.rule
+        return out
+
+    def episode(self, slot: int = 0) -> Episode:
+        """Slot ``slot``'s state as an exact-engine state (exact money only)."""
+        if not self.exact_money:
+            raise ParameterError("money", "exact states need money='exact'")
+        assert self.ctx is not None and self.state is not None
+        c = self.ctx.context(slot)
+        return Episode(c, batch_of_one(c), take_state(self.state, np.array([slot])))
+
+    def restart(self, contexts: Sequence[Any] | None = None) -> np.ndarray:
+        """Start fresh episodes in every slot (on ``contexts``, one per slot, if given) and
+        return the observations; the generator stream goes on."""
+        if self.state is None:
+            self.reset()
+        B = self.num_envs
+        idx = np.arange(B)
+        if contexts is not None:
+            if len(contexts) != B:
+                raise ParameterError("contexts", f"give {B} contexts, one per slot")
+            cls = self.setting.context_class
+            spec = self.env_spec
+            for c in contexts:
+                if type(c) is not cls or (c.n, c.m) != (spec.n, spec.m):
+                    raise ParameterError(
+                        "options.context",
+                        f"must be a {cls.__name__} with n={spec.n}, m={spec.m}",
+                    )
+            if self.align_coalitions:
+                contexts = [
+                    align_context(c, self.groups[int(g)]) if len(self.groups[int(g)]) > 1 else c
+                    for c, g in zip(contexts, self.slot_group, strict=True)
+                ]
+        self._new_episodes(idx, contexts)
+        self._settle(idx, np.zeros(B, dtype=np.float32), np.zeros(B, dtype=bool), [{} for _ in idx])
+        return self._observe()
 
     def last_player_of(self, slots: np.ndarray) -> np.ndarray:
         """The learner member who decided last in each slot (whose terminal view is shown)."""

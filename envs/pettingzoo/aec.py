@@ -40,14 +40,13 @@ from mechgym.envs.engine.errors import (
 from mechgym.envs.engine.factored import FACTORED_ENCODINGS, Composer, make_plan
 from mechgym.envs.engine.game import (
     Decision,
-    EnvSpec,
     Mechanism,
     Terminal,
-    require_kind,
 )
 from mechgym.envs.engine.observation import observation_head, state_head
+from mechgym.envs.engine.setting import resolve_setting
 from mechgym.envs.engine.spaces import MaskedChoiceBox, MaskedDiscrete, canonical_encoding
-from mechgym.envs.model.limits import check_cap, check_seed
+from mechgym.envs.model.limits import check_seed
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils import wrappers
 
@@ -127,30 +126,19 @@ class MechanismEnv(AECEnv):
                 "action_encoding",
                 f"unknown {action_encoding!r}; use one of {', '.join(ACTION_ENCODINGS)}",
             )
-        if (context is None) == (generator is None):
-            raise ParameterError(
-                "context/generator", "give exactly one of a context or a generator"
-            )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ParameterError(
                 "render_mode",
                 f"must be one of {self.metadata['render_modes']}, got {render_mode!r}",
             )
-        src = context if context is not None else generator
-        require_kind(mechanism, src)
+        setting = resolve_setting(mechanism, context, generator, value_cap, price_cap)
+        self.setting = setting
         self.mechanism = mechanism
         self.generator = generator
         self.context = context
-        self.context_class = type(context) if context is not None else generator.context_class
+        self.context_class = setting.context_class
         seed = check_seed(seed)
-        vcap = check_cap(value_cap if value_cap is not None else src.value_cap, "value_cap")
-        pcap = price_cap if price_cap is not None else mechanism.default_price_cap(src.n, vcap)
-        self.spec = EnvSpec(
-            n=int(src.n),
-            m=int(src.m),
-            value_cap=vcap,
-            price_cap=check_cap(pcap, "price_cap"),
-        )
+        self.spec = setting.spec
         self.layout = mechanism.layout(self.spec)
         self.render_mode = render_mode
         self.metadata = {

@@ -8,6 +8,7 @@ from typing import Any
 
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.engine.game import Mechanism
+from mechgym.envs.engine.setting import Setting, resolve_setting
 from mechgym.envs.pettingzoo.aec import MechanismEnv, MechanismParallelEnv, wrap
 from pettingzoo import AECEnv, ParallelEnv
 
@@ -50,6 +51,31 @@ def env_module(
             price_grid: str = "linear",
             **constants: Any,
         ) -> None:
+            s = raw_env.setting(context, generator, value_cap, price_cap, **constants)
+            super().__init__(
+                s.mechanism,
+                context=s.context,
+                generator=s.generator,
+                seed=seed,
+                value_cap=s.spec.value_cap,
+                price_cap=s.spec.price_cap,
+                render_mode=render_mode,
+                action_encoding=action_encoding,
+                price_levels=price_levels,
+                price_grid=price_grid,
+            )
+
+        @staticmethod
+        def setting(
+            context: Any = None,
+            generator: Any = None,
+            value_cap: int | None = None,
+            price_cap: int | None = None,
+            **constants: Any,
+        ) -> Setting:
+            """What ``raw_env`` with these arguments plays (no env is built): ``context`` may be
+            an example name, ``generator`` a spec string; with neither, the default
+            generator."""
             if isinstance(context, str):
                 from mechgym.envs.model.examples import example
 
@@ -60,18 +86,8 @@ def env_module(
                 generator = make_generator(generator)
             if context is None and generator is None:
                 generator = default_generator()
-            super().__init__(
-                build_mechanism(mech_cls, constants),
-                context=context,
-                generator=generator,
-                seed=seed,
-                value_cap=value_cap,
-                price_cap=price_cap,
-                render_mode=render_mode,
-                action_encoding=action_encoding,
-                price_levels=price_levels,
-                price_grid=price_grid,
-            )
+            mech = build_mechanism(mech_cls, constants)
+            return resolve_setting(mech, context, generator, value_cap, price_cap)
 
     raw_env.__name__ = raw_env.__qualname__ = "raw_env"
     # pickle finds classes by module and name: point it at the <name>_v0 module that calls us
