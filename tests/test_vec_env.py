@@ -441,3 +441,88 @@ def test_train_command_takes_n_envs(n_envs: int, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     report = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert report["n_envs"] == n_envs and report["steps"] >= 64
+
+
+# -- the features against an oracle on structured actions ------------------------------------
+def _oracle_value(ctx, player: int, item: int) -> float:
+    """θ_i(item) for a bundle, less the endowment's value in markets, θ_i(ω) for a state."""
+    if ctx.kind == "states":
+        return float(ctx.value(player, item))
+    value = float(ctx.values[player][item])
+    if ctx.kind == "market":
+        value -= float(ctx.endowed_value(player))
+    return value
+
+
+def _oracle_summary(ctx, player: int, action, question) -> list[float]:
+    """The module docstring's summary of one structured menu action, read from its fields."""
+    out = [0.0] * 4
+    bundle = getattr(action, "bundle", None)
+    values = getattr(ctx, "values", None)
+    if isinstance(bundle, int | np.integer) and values is not None:
+        out[0] = float(values[player][int(bundle)])
+    offer = getattr(action, "offer", action)
+    rev = getattr(offer, "revenue", None)
+    if isinstance(rev, int | np.integer | float):
+        out[1] = float(rev)
+    report = getattr(action, "valuation", action)
+    if (
+        values is not None
+        and isinstance(report, tuple)
+        and len(report) == len(values[player])
+        and all(isinstance(x, int | np.integer) and not isinstance(x, bool) for x in report)
+    ):
+        out[2] = float(sum(report) - int(np.sum(values[player])))
+    if isinstance(action, bool | np.bool_) and action and question is not None:
+        out[3] = _oracle_value(ctx, player, question[0]) - question[1]
+    return out
+
+
+@pytest.mark.parametrize("name", [m for m in MECHS if _available(m)])
+def test_question_and_summaries_match_an_oracle_on_structured_actions(name: str) -> None:
+    """The features are computed once, from the array layout; here they are recomputed from
+    the structured menu actions and the context's own values, at exact states of random play."""
+    from mechgym.envs.engine.game import sample_chance
+    from mechgym.training.encodings import symlog
+
+    raw = entry(name).load_env_module().raw_env(seed=0)
+    spec = raw.spec
+    spec = type(spec)(spec.n, spec.m, spec.value_cap, max(spec.price_cap, 2 * spec.value_cap))
+    mech = raw.mechanism
+    enc = make_encoding("menu", name, mech, spec, entry(name).load_agents())
+    builders = {p: ObservationBuilder(enc, (p,), raw.context_class) for p in range(spec.n)}
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(6):
+        ctx = raw.generator.sample(rng)
+        st = mech.start(ctx)
+        while True:
+            node = mech.node(st)
+            if isinstance(node, Terminal):
+                break
+            if isinstance(node, Chance):
+                st = mech.chance(st, sample_chance(node, rng))
+                continue
+            actions = {}
+            for p in node.players:
+                b = builders[p]
+                obs = b.build(ctx, st, p)
+                q = mech.pending_offer(st, p)
+                qs = b.base_size
+                want_q = np.zeros(4, np.float32)
+                if q is not None:
+                    v = _oracle_value(ctx, p, q.item)
+                    want_q[:] = (1.0, *symlog(np.array([v, q.price, v - q.price])))
+                np.testing.assert_allclose(obs[qs : qs + 4], want_q, rtol=1e-6, atol=1e-6)
+                menu = enc.menu(ctx, st, p)
+                mask = enc.mask(ctx, st, p)
+                summ = obs[qs + 4 :].reshape(enc.K, 4)
+                qq = None if q is None else (q.item, q.price)
+                for k, (_, a) in enumerate(menu):
+                    want = symlog(np.array(_oracle_summary(ctx, p, a, qq), dtype=np.float32))
+                    np.testing.assert_allclose(summ[k], want, rtol=1e-6, atol=1e-6, err_msg=f"{k}")
+                assert not summ[len(menu) :].any()
+                checked += 1
+                actions[p] = menu[int(rng.choice(np.flatnonzero(mask)))][1]
+            st = mech.resolve(st, actions)
+    assert checked >= 6

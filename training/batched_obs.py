@@ -1,26 +1,25 @@
-"""The learner's observation and policies over a batch: the batched twins of
-:class:`~mechgym.training.encodings.ObservationBuilder` and
-:class:`~mechgym.training.policies.LearnedPolicy`.
+"""The learner's observation features and policies over a batch: the one definition.
 
-:class:`BatchedObservationBuilder` builds, for every episode of a batch, the same float32
-vector as the exact builder (AEC vector, member position, pending question, menu summaries),
-so that a model trained on the vectorised learner env
-(:mod:`mechgym.training.vec_env`) plays the exact envs and is evaluated exactly, and the
-other way round. ``tests/test_vec_env.py`` checks the agreement state by state against the
-exact builder for every mechanism with batched rules.
+:class:`BatchedObservationBuilder` builds, for every episode of a batch, the learner's
+float32 vector (AEC vector, member position, pending question, menu summaries, a factored
+move so far) in the layout :class:`~mechgym.training.encodings.ObservationBuilder` states;
+the exact builder is this one on the state's batch of one with exact money. So a model
+trained on the learner env with either money plays the exact envs and is evaluated exactly.
+``tests/test_vec_env.py`` checks the float backend against the exact one state by state, and
+the summaries against an oracle that reads the structured menu actions.
 
-The derived features follow :func:`mechgym.training.encodings.default_summary` and
-:func:`~mechgym.training.encodings.pending_question`: the pending question is the batched
-rules' own :meth:`~mechgym.envs.engine.batched.BatchedRules.pending_offers`; what the
-summaries read of a structured action (its bundle, its offer's revenue, a reported
-valuation, a YES to the pending question) is read here from the array layout, per
-mechanism, in :data:`BATCHED_SUMMARIES`. Menu entries that the batched menu marks invalid
-(an entry whose prices leave the layout's grid) get zero summaries, as masked entries do.
+The pending question is the rules' own
+:meth:`~mechgym.envs.engine.batched.BatchedRules.pending_offers`; what the summaries read of
+an entry (its bundle, its offer's revenue, a reported valuation, a YES to the pending
+question) is read from the array layout, per mechanism, in :data:`BATCHED_SUMMARIES`. Menu
+entries that the batched menu marks invalid (an entry whose prices leave the layout's grid)
+get zero summaries, as masked entries do.
 
 Batched policies (:func:`resolve_batched`) are the batched agents of
-:mod:`mechgym.agents.batched` (predicted, named deviations, random) and trained models
+:mod:`mechgym.agents.batched` (predicted, named deviations, random), trained models
 (:class:`BatchedLearned`: argmax of the model's scores under the mask, as
-:class:`~mechgym.training.policies.LearnedPolicy`).
+:class:`~mechgym.training.policies.LearnedPolicy`) and, with exact money, exact policies
+(:class:`ExactOnBatch`).
 """
 
 from __future__ import annotations
@@ -57,7 +56,8 @@ def pending_question(rules: BatchedRules, state: BatchState, player: int) -> Que
 
 
 def offer_values(ctx: ContextBatch, player: int, item: np.ndarray) -> np.ndarray:
-    """``(B,)`` batched :func:`~mechgym.training.encodings.offer_value` of ``item`` ``(B,)``."""
+    """``(B,)`` what YES to an offer of ``item`` ``(B,)`` is worth to ``player`` before the
+    price: θ_i(item) for a bundle, θ_i(item) − θ_i(E_i) in markets, θ_i(ω) for a state."""
     rows = np.arange(ctx.B)
     vals = ctx.values[:, player]
     value = vals[rows, np.clip(item, 0, vals.shape[1] - 1)]

@@ -35,27 +35,27 @@ Observation (:class:`ObservationBuilder`), a float32 vector, in this order:
 
    * *pending question* (4 numbers, both encodings): whether the player faces a
      take-it-or-leave-it offer at this node (0/1), then its own value θ_i(α_i) of the
-     offered item (:func:`offer_value`: a bundle; in markets less the endowed bundle's
+     offered item (a bundle; in markets less the endowed bundle's
      value; a state in ``states`` contexts), the price π_i, and θ_i(α_i) − π_i, each
      through ``symlog`` (so a surplus of 0 and of −1 lie 0.69 apart whatever the value
      scale); zeros when there is no question. The question is the mechanism's own
      :meth:`~mechgym.envs.engine.game.Mechanism.pending_offer`;
    * *menu summaries* (menu encoding only; 4 numbers per entry, ``K`` entries, zeros on
-     masked entries): for entry ``k`` with structured action ``a``: θ_i(a.bundle) if the
-     action names a favourite bundle, the announced revenue REV(a.offer) (or REV(a) for a
-     bare :class:`~mechgym.envs.engine.actions.Offer`), Σ_S (report_S − θ_i(S)) for a reported
-     valuation (``a.valuation`` or a tuple of ``2**m`` ints), and θ_i(α_i) − π_i for a YES
-     answer to the pending question (0 for NO); each through ``symlog``.
+     masked entries): for entry ``k``: θ_i(bundle) if the action names a favourite bundle,
+     the announced revenue, Σ_S (report_S − θ_i(S)) for a reported valuation, and
+     θ_i(α_i) − π_i for a YES answer to the pending question (0 for NO); each through
+     ``symlog``. They are read from the entry's array layout, per mechanism
+     (:data:`~mechgym.training.batched_obs.BATCHED_SUMMARIES`).
 
-   Mechanisms with other action types can register their own summaries in
-   :data:`MENU_SUMMARIES`; unknown action types give zeros (the learner then relies on the
-   AEC vector alone).
+Every feature is computed once, over a batch (:mod:`mechgym.training.batched_obs`); an exact
+state is its batch of one with exact money, so the exact engine, the learner env with either
+money and every trained policy see the same vector.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -63,7 +63,6 @@ from gymnasium import spaces
 from mechgym.agents.menus import MenuTable
 from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError, ParameterError
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
-from mechgym.envs.engine.observation import observation_head
 from mechgym.envs.engine.spaces import canonical_encoding
 from mechgym.envs.pettingzoo.aec import OBS_BOUND
 
@@ -72,9 +71,6 @@ ENCODINGS = ("menu", "multidiscrete", "factored", "continuous")
 NORMALIZATIONS = ("symlog", "none")
 QUESTION_SIZE = 4
 SUMMARY_SIZE = 4
-
-#: mechanism name -> fn(mech, ctx, state, player, action, question) -> SUMMARY_SIZE floats
-MENU_SUMMARIES: dict[str, Callable[..., Sequence[float]]] = {}
 
 
 def symlog(x: np.ndarray) -> np.ndarray:
@@ -85,88 +81,33 @@ def symlog(x: np.ndarray) -> np.ndarray:
 def aec_observation(
     mech: Mechanism, ctx: Any, state: Any, player: int, spec: EnvSpec
 ) -> np.ndarray:
-    """The AEC env's observation vector of ``player`` acting at ``state`` (pure function).
+    """The AEC env's observation vector of ``player`` at ``state`` (pure function): the
+    batched :func:`~mechgym.envs.batched_api.observation_vectors` on the state's batch of
+    one, so that a trained model plays from engine states (exact evaluation) as in the env."""
+    from mechgym.envs.batched_api import observation_vectors
 
-    Mirrors :meth:`mechgym.envs.pettingzoo.aec.MechanismEnv.observe` for an acting agent, so that a
-    trained model can play from engine states (exact evaluation) as it did in the env.
-    """
     node = mech.node(state)
-    decision = isinstance(node, Decision)
-    phase = mech.phases.index(node.phase) if decision else -1
-    head = observation_head(phase, decision and player in node.players, len(mech.phases))[0]
-    own = np.zeros(spec.n, dtype=np.float32)
-    own[player] = 1.0
-    private = np.asarray(ctx.private_features(player), dtype=np.float32)
-    public = np.asarray(mech.public_features(state, player, spec), dtype=np.float32)
-    obs = np.concatenate([head, own, private, public])
-    np.clip(obs, -OBS_BOUND, OBS_BOUND, out=obs)
-    return obs
+    acting = np.array([isinstance(node, Decision) and player in node.players])
+    rules = mech.rules(spec.n, spec.m, spec)
+    return observation_vectors(rules, state.batch, state.state, player, acting)[0]
 
 
 def question_vector(ctx: Any, player: int, q: tuple[int, int] | None) -> np.ndarray:
-    """``(4,)`` float32 raw pending-question features: asked (0/1), ``player``'s own value of
-    the offered item (:func:`offer_value`), its price, their difference; zeros if ``q`` (the
-    mechanism's pending offer ``(item, price)``) is ``None``."""
-    qv = np.zeros(QUESTION_SIZE, dtype=np.float32)
-    if q is not None:
-        v = offer_value(ctx, player, q[0])
-        qv[:] = (1.0, v, q[1], v - q[1])
-    return qv
+    """``(4,)`` float32 raw pending-question features of ``player`` for the offer ``q``
+    (``(item, price)`` or ``None``): the batched
+    :func:`~mechgym.training.batched_obs.question_vector` on ``ctx`` as a batch of one."""
+    from mechgym.envs.engine.episode import batch_of_one
+
+    from .batched_obs import question_vector as batched_question
+
+    asked, item, price = (np.array([x]) for x in ((q is not None), *(q or (0, 0))))
+    return batched_question(batch_of_one(ctx), player, (asked, item, price))[0]
 
 
 def pending_question(mech: Mechanism, ctx: Any, state: Any, player: int) -> tuple[int, int] | None:
     """The take-it-or-leave-it offer ``(item, price)`` that ``player`` answers at ``state``:
     the mechanism's :meth:`~mechgym.envs.engine.game.Mechanism.pending_offer`."""
     return mech.pending_offer(state, player)
-
-
-def offer_value(ctx: Any, player: int, item: int) -> float:
-    """What YES to an offer of ``item`` is worth to ``player`` before the price: θ_i(item)
-    for a bundle, θ_i(item) − θ_i(E_i) in markets, θ_i(ω) for a state."""
-    if ctx.kind == "states":
-        return float(ctx.value(player, item))
-    value = float(ctx.values[player][item])
-    if ctx.kind == "market":
-        value -= float(ctx.endowed_value(player))
-    return value
-
-
-def _own_value(ctx: Any, player: int, bundle: int) -> float:
-    values = getattr(ctx, "values", None)
-    if values is None:
-        return 0.0
-    return float(values[player][bundle])
-
-
-def default_summary(
-    mech: Mechanism,
-    ctx: Any,
-    state: Any,
-    player: int,
-    action: Any,
-    question: tuple[int, int] | None,
-) -> list[float]:
-    """Own-information summary of one menu action (see the module docstring)."""
-    out = [0.0] * SUMMARY_SIZE
-    bundle = getattr(action, "bundle", None)
-    if isinstance(bundle, int | np.integer):
-        out[0] = _own_value(ctx, player, int(bundle))
-    offer = getattr(action, "offer", action)
-    rev = getattr(offer, "revenue", None)
-    if isinstance(rev, int | np.integer | float):
-        out[1] = float(rev)
-    report = getattr(action, "valuation", action)
-    values = getattr(ctx, "values", None)
-    if (
-        values is not None
-        and isinstance(report, tuple)
-        and len(report) == len(values[player])
-        and all(isinstance(x, int | np.integer) and not isinstance(x, bool) for x in report)
-    ):
-        out[2] = float(sum(report) - int(np.sum(values[player])))
-    if isinstance(action, bool | np.bool_) and action and question is not None:
-        out[3] = offer_value(ctx, player, question[0]) - question[1]
-    return out
 
 
 class Encoding:
@@ -197,10 +138,6 @@ class Encoding:
     def options(self, ctx: Any, state: Any, player: int) -> list[Any]:
         """Structured actions a deviator may pick here in an exact best-response search."""
         raise NotImplementedError
-
-    def summaries(self, ctx: Any, state: Any, player: int, question: Any) -> np.ndarray:
-        """Per-action summaries appended to observations (empty for raw)."""
-        return np.zeros(0, dtype=np.float32)
 
     def describe(self) -> dict[str, Any]:
         return {"encoding": self.name}
@@ -246,13 +183,6 @@ class MenuEncoding(Encoding):
 
     def options(self, ctx: Any, state: Any, player: int) -> list[Any]:
         return self.table.options(ctx, state, player)
-
-    def summaries(self, ctx: Any, state: Any, player: int, question: Any) -> np.ndarray:
-        out = np.zeros((self.K, SUMMARY_SIZE), dtype=np.float32)
-        fn = MENU_SUMMARIES.get(self.mech_name, default_summary)
-        for k, (_, a) in enumerate(self.menu(ctx, state, player)):
-            out[k] = fn(self.mech, ctx, state, player, a, question)
-        return symlog(out.ravel())
 
 
 class RawEncoding(Encoding):
@@ -420,6 +350,7 @@ class ObservationBuilder:
         self.space = spaces.Box(-bound, bound, shape=(self.size,), dtype=np.float32)
         self.bound = bound
         self._cache: OrderedDict[tuple[int, Any, int], tuple[Any, np.ndarray]] = OrderedDict()
+        self._batched: Any = None
 
     def build(
         self,
@@ -470,23 +401,23 @@ class ObservationBuilder:
         return out
 
     def _build(self, ctx: Any, state: Any, player: int, base: np.ndarray | None) -> np.ndarray:
+        # the batched builder on the state's batch of one (exact money), its move-so-far
+        # part left to build()
+        from mechgym.agents.batched import batched_agents
+
+        from .batched_obs import BatchedObservationBuilder, padded_menu
+
         enc = self.encoding
-        if base is None:
-            base = aec_observation(enc.mech, ctx, state, player, enc.spec)
-        parts = [symlog(base) if self.normalize == "symlog" else np.asarray(base, dtype=np.float32)]
-        if self.member_size:
-            pos = np.zeros(self.member_size, dtype=np.float32)
-            pos[self.members.index(player)] = 1.0
-            parts.append(pos)
-        if self.features:
-            q = pending_question(enc.mech, ctx, state, player)
-            qv = question_vector(ctx, player, q)
-            qv[1:] = symlog(qv[1:])
-            parts.append(qv)
-            parts.append(enc.summaries(ctx, state, player, q))
-        obs = np.concatenate(parts).astype(np.float32)
-        np.clip(obs, -self.bound, self.bound, out=obs)
-        return obs
+        spec = enc.spec
+        rules = enc.mech.rules(spec.n, spec.m, spec)
+        if self._batched is None or self._batched.rules is not rules:
+            self._batched = BatchedObservationBuilder(self, rules)
+        menu = None
+        if self.features and enc.summary_size:
+            menu_fn = batched_agents(enc.mech_name).menu
+            menu = padded_menu(menu_fn, rules, state.batch, state.state, player, enc.K)
+        obs = self._batched.build(state.batch, state.state, player, menu)[0]
+        return obs[: self.size - self.prefix_size]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -171,7 +171,7 @@ class MechanismMultiAgentEnv(MultiAgentEnv):
         raw = self.raw
         base = raw.observe(agent_name(player))["observation"]
         if isinstance(raw.node, Decision) and player in raw.node.players:
-            obs = self.builders[player].build(raw.context, raw.game_state, player, base=base)
+            obs = self.builders[player].build(raw.context, raw.game_state, player)
             mask = raw.current_mask(agent_name(player))
         else:
             obs = self.builders[player].terminal(base)
