@@ -160,11 +160,11 @@ def tie_share(mech: str, cfg: Any) -> float | None:
     from mechgym.envs.pettingzoo.registry import entry
     from mechgym.training.converge import family_contexts
     from mechgym.training.encodings import pending_question
-    from mechgym.training.learner_env import make_raw_env
+    from mechgym.training.learner_env import learner_setting
     from mechgym.training.metrics import predicted_profile
 
     _, contexts = family_contexts(mech, cfg)
-    raw = make_raw_env(mech, contexts=contexts)
+    raw = learner_setting(mech, contexts=contexts)
     agents = entry(mech).load_agents()
     total, ties = Fraction(0), Fraction(0)
     for ctx in contexts:

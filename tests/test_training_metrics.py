@@ -12,14 +12,14 @@ from mechgym.envs.engine.game import Fixed, evaluate_exact
 from mechgym.envs.model.examples import example
 from mechgym.envs.model.generators import make_generator
 from mechgym.training.encodings import MenuEncoding
-from mechgym.training.learner_env import group_value, make_raw_env
+from mechgym.training.learner_env import group_value, learner_setting
 from mechgym.training.metrics import best_response_value, evaluate_profile, predicted_profile
 
 
 def _setup(mech: str, contexts: list):
     from mechgym.envs.pettingzoo.registry import entry
 
-    raw = make_raw_env(mech, contexts=contexts)
+    raw = learner_setting(mech, contexts=contexts)
     agents = entry(mech).load_agents()
     enc = MenuEncoding(mech, raw.mechanism, raw.spec, agents)
     return raw.mechanism, agents, enc

@@ -176,14 +176,14 @@ def draw_family(mech: str, generator: str | None, size: int, seed: int) -> tuple
     """``size`` contexts from ``generator`` (default: the mechanism's) with ``seed``."""
     from mechgym.envs.model.generators import make_generator
 
-    from .learner_env import make_raw_env
+    from .learner_env import learner_setting
 
     spec = generator or DEFAULT_GENERATORS.get(mech)
     if spec is not None:
         gen = make_generator(spec)
         desc = spec
     else:
-        gen = make_raw_env(mech).generator
+        gen = learner_setting(mech).generator
         desc = gen.spec() if hasattr(gen, "spec") else repr(gen)
     rng = np.random.default_rng(seed)
     return desc, [gen.sample(rng) for _ in range(size)]
@@ -549,13 +549,13 @@ def _run_no_regret_job(
     from mechgym.envs.pettingzoo.registry import entry
 
     from .encodings import make_encoding
-    from .learner_env import make_raw_env
+    from .learner_env import learner_setting
     from .metrics import evaluate_profile
     from .noregret import NoRegretLearner
 
     t0 = time.perf_counter()
     _, contexts = family_contexts(mech, cfg)
-    raw = make_raw_env(mech, contexts=contexts)
+    raw = learner_setting(mech, contexts=contexts)
     agents = entry(mech).load_agents()
     enc = make_encoding("menu", mech, raw.mechanism, raw.spec, agents)
     groups = [(p,) for p in range(raw.spec.n)]
@@ -682,10 +682,10 @@ def reference_metrics(
     from mechgym.envs.pettingzoo.registry import entry
 
     from .encodings import make_encoding
-    from .learner_env import make_raw_env
+    from .learner_env import learner_setting
     from .metrics import evaluate_profile, predicted_profile
 
-    raw = make_raw_env(mech, contexts=contexts)
+    raw = learner_setting(mech, contexts=contexts)
     agents = entry(mech).load_agents()
     spec: EnvSpec = raw.spec
     enc = make_encoding(encoding, mech, raw.mechanism, spec, agents)

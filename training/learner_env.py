@@ -136,40 +136,6 @@ def learner_setting(
     return raw_env.setting(context, generator, value_cap, price_cap, **dict(constants or {}))
 
 
-def make_raw_env(
-    mechanism: str,
-    context: Any = None,
-    generator: Any = None,
-    contexts: Sequence[Any] | None = None,
-    seed: int | None = None,
-    value_cap: int | None = None,
-    price_cap: int | None = None,
-    constants: Mapping[str, Any] | None = None,
-    action_encoding: str = "multidiscrete",
-    price_levels: int = 16,
-    price_grid: str = "linear",
-) -> MechanismEnv:
-    """The mechanism's raw AEC env over a context, a generator (or spec) or a family."""
-    from mechgym.envs.pettingzoo.registry import entry
-
-    if contexts is not None:
-        if context is not None or generator is not None:
-            raise ParameterError("contexts", "give one of context, generator or contexts")
-        generator = ContextFamily(tuple(contexts))
-    mod = entry(mechanism).load_env_module()
-    return mod.raw_env(
-        context=context,
-        generator=generator,
-        seed=seed,
-        value_cap=value_cap,
-        price_cap=price_cap,
-        action_encoding=action_encoding,
-        price_levels=price_levels,
-        price_grid=price_grid,
-        **dict(constants or {}),
-    )
-
-
 class LearnerEnv(gym.Env):
     """One learner (player or coalition) against given policies (see the module docstring):
     :class:`~mechgym.training.vec_env.VecLearnerEnv` with one slot and exact money.

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.engine.game import Chance, Decision, Mechanism, Terminal, step_decision
+from mechgym.envs.model.limits import check_seed
 
 from .learner_env import Group, group_label, group_value
 
@@ -323,7 +324,7 @@ def train_no_regret(
     from mechgym.envs.pettingzoo.registry import entry
 
     from .encodings import make_encoding
-    from .learner_env import align_context, as_group, make_raw_env
+    from .learner_env import align_context, as_group, learner_setting
     from .metrics import evaluate_profile, predicted_profile
     from .policies import resolve_sources
 
@@ -332,14 +333,15 @@ def train_no_regret(
     check_count(rounds, "rounds")
     group = as_group(learner)
     t0 = time.perf_counter()
-    probe = make_raw_env(mechanism, context=context, generator=generator, seed=seed)
+    seed = check_seed(seed)
+    probe = learner_setting(mechanism, context=context, generator=generator)
     if probe.generator is None:
         contexts = [probe.context]
     else:
         rng = np.random.default_rng(seed)
         contexts = [probe.generator.sample(rng) for _ in range(eval_contexts)]
     contexts = [align_context(c, group) for c in contexts]
-    raw = make_raw_env(mechanism, contexts=contexts, seed=seed)
+    raw = learner_setting(mechanism, contexts=contexts)
     mech = raw.mechanism
     spec: EnvSpec = raw.spec
     bad = [p for p in group if not 0 <= p < spec.n]

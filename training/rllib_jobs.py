@@ -197,7 +197,7 @@ def run_rllib_job(mech: str, seed: int, cfg: Any, events: Any = None) -> dict[st
         job_result,
     )
     from .encodings import MenuEncoding
-    from .learner_env import make_raw_env
+    from .learner_env import learner_setting
 
     if cfg.encoding != "menu" or cfg.algo != "maskable_ppo" or cfg.scheme != "independent":
         raise ParameterError(
@@ -219,7 +219,7 @@ def run_rllib_job(mech: str, seed: int, cfg: Any, events: Any = None) -> dict[st
         num_envs_per_env_runner=cfg.n_envs if cfg.n_envs > 1 else None,
     )
     price_cap = config.env_config["price_cap"]
-    raw = make_raw_env(mech, contexts=contexts, price_cap=price_cap)
+    raw = learner_setting(mech, contexts=contexts, price_cap=price_cap)
     agents = entry(mech).load_agents()
     enc = MenuEncoding(mech, raw.mechanism, raw.spec, agents)
     n = raw.spec.n

@@ -53,12 +53,12 @@ def setup(task: Task) -> TaskSetup:
     """Build the task's mechanism, evaluation contexts, menu encoding and profiles."""
     from mechgym.envs.pettingzoo.registry import entry
     from mechgym.training.encodings import make_encoding
-    from mechgym.training.learner_env import make_raw_env
+    from mechgym.training.learner_env import learner_setting
     from mechgym.training.metrics import predicted_profile
 
     e = entry(task.mechanism)
     contexts = task.contexts()
-    raw = make_raw_env(task.mechanism, contexts=contexts, constants=task.constants)
+    raw = learner_setting(task.mechanism, contexts=contexts, constants=task.constants)
     mech = raw.mechanism
     agents = e.load_agents()
     spec = raw.spec
