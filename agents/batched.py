@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch, sample_actions
+from mechgym.envs.engine.batched import BatchedRules, BatchState, ContextBatch
 
 
 class BatchedPolicy(Protocol):
@@ -48,7 +48,7 @@ class RandomBatched:
         players: list[int],
         rng: np.random.Generator,
     ) -> np.ndarray:
-        acts = sample_actions(rules.layout, rules.masks(state), rng)
+        acts = rules.random_actions(state, rng)
         acts[:, ~player_mask(acts.shape[1], players)] = 0
         return acts
 

@@ -80,7 +80,6 @@ def batched_decisions_per_second(
     """Play whole batches with random legal actions for about ``seconds`` (at least one
     batch); count every acting player's decision in a live episode. Drawing the contexts is
     timed too, as an env's reset is. Returns ``(decisions per second, episodes)``."""
-    from mechgym.envs.engine.batched import sample_actions
 
     decisions = episodes = 0
     start = time.perf_counter()
@@ -89,7 +88,7 @@ def batched_decisions_per_second(
         state = rules.reset(ctx, rng)
         while not state.done.all():
             decisions += int(state.acting.sum())
-            acts = sample_actions(rules.layout, rules.masks(state), rng)
+            acts = rules.random_actions(state, rng)
             state = rules.step(ctx, state, acts, rng)
         episodes += batch_size
     return decisions / (time.perf_counter() - start), episodes

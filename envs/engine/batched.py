@@ -246,9 +246,31 @@ class BatchedRules(ABC):
     def reset(self, ctx: ContextBatch, rng: np.random.Generator) -> BatchState:
         """Initial states (chance nodes before the first decision are drawn here)."""
 
-    @abstractmethod
     def masks(self, state: BatchState) -> np.ndarray:
-        """``(B, n, mask_size)`` int8 flat masks; rows of players not acting allow only 0."""
+        """``(B, n, mask_size)`` int8 flat masks; rows of players not acting allow only 0.
+
+        By default the rows of :meth:`mask_rows`; rules whose masks are no table's rows
+        override this."""
+        rows = self.mask_rows(state)
+        if rows is None:
+            raise NotImplementedError(f"{type(self).__name__} defines neither masks nor mask_rows")
+        table, index = rows
+        return np.take(table, index, axis=0)
+
+    def mask_rows(self, state: BatchState) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(table (R, mask_size), index (B, n))`` when the masks are ``table[index]`` (rows
+        fixed per rules, e.g. per phase and player), else ``None``."""
+        return None
+
+    def random_actions(self, state: BatchState, rng: np.random.Generator) -> np.ndarray:
+        """``(B, n, L)`` uniformly random legal actions: :func:`sample_actions` on
+        :meth:`masks` (the same values from the same draws; a table of range rows is sampled
+        without building the masks)."""
+        rows = self.mask_rows(state)
+        if rows is None:
+            return sample_actions(self.layout, self.masks(state), rng)
+        table, index = rows
+        return table_sampler(self, table).sample(index, rng)
 
     @abstractmethod
     def step(
@@ -295,7 +317,11 @@ def sample_actions(layout: ActionLayout, masks: np.ndarray, rng: np.random.Gener
     Each field is drawn uniformly among its allowed values (independently of the others),
     which is what :meth:`MaskedMultiDiscrete.sample` does for a single mask.
     """
-    u = rng.random((*masks.shape[:-1], len(layout)))
+    return sample_given(layout, masks, rng.random((*masks.shape[:-1], len(layout))))
+
+
+def sample_given(layout: ActionLayout, masks: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """:func:`sample_actions` with its uniforms ``u`` ``(..., L)`` given."""
     allowed = masks != 0
     # Rows that allow only 0 in every field (players who do not act) draw 0: skip them, so
     # a step where few players act costs little. The draws u stay the same either way.
@@ -372,6 +398,54 @@ def _sample_rows(layout: ActionLayout, allowed: np.ndarray, u: np.ndarray) -> np
         first = (seg > (before + r)[..., None]).argmax(axis=-1)
         out[..., k] = np.where(count > 0, first, hi - lo)
     return out
+
+
+class TableSampler:
+    """Random legal actions for masks that are rows of a fixed table (``table[index]``).
+
+    The allowed values of every (row, field) are listed once; the ``r``-th allowed value,
+    ``r = floor(u * count)``, is then one gather instead of a scan of the masks: the same
+    uniforms and the same values as :func:`sample_actions` (a field with no allowed value
+    gives its size, as there).
+    """
+
+    def __init__(self, layout: ActionLayout, table: np.ndarray) -> None:
+        self.layout = layout
+        self.table = table
+        R, L = table.shape[0], len(layout)
+        width = int(layout.sizes.max())
+        values = np.zeros((R, L, width), dtype=np.int64)
+        count = np.zeros((R, L), dtype=np.int64)
+        for k in range(L):
+            lo, hi = int(layout.offsets[k]), int(layout.offsets[k + 1])
+            for row in range(R):
+                allowed = np.flatnonzero(table[row, lo:hi])
+                count[row, k] = allowed.size
+                values[row, k, : allowed.size] = allowed
+                if allowed.size == 0:
+                    values[row, k, 0] = hi - lo
+        self.values = values.ravel()
+        self.count = count
+        self.width = width
+        self.fields = np.arange(L)
+
+    def sample(self, index: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``(..., L)`` actions for mask rows ``index`` ``(...)``."""
+        L = len(self.fields)
+        u = rng.random((*index.shape, L))
+        count = self.count[index]
+        r = np.minimum((u * count).astype(np.int64), np.maximum(count - 1, 0))
+        at = (index[..., None] * L + self.fields) * self.width + r
+        return np.take(self.values, at)
+
+
+def table_sampler(rules: BatchedRules, table: np.ndarray) -> TableSampler:
+    """The rules' :class:`TableSampler` of ``table`` (built once per table)."""
+    cache = rules.__dict__.setdefault("_samplers", {})
+    hit = cache.get(id(table))
+    if hit is None or hit.table is not table:
+        hit = cache[id(table)] = TableSampler(rules.layout, table)
+    return hit
 
 
 def check_context(rules: BatchedRules, ctx: ContextBatch) -> None:
@@ -452,6 +526,14 @@ class AllAtOnce:
         full = layout.mask(dict.fromkeys(layout.names, True))
         idle = layout.mask({})
         self.blocks = np.stack([np.tile(idle, (n, 1)), np.tile(full, (n, 1))])
+        self.table = self.blocks.reshape(2 * n, -1)
+        self.players = np.arange(n)
+
+    def rows(self, acting: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(table, index)`` of the masks for ``acting`` ``(B, n)``: every row full where
+        anyone acts."""
+        index = acting.any(axis=1).astype(np.int64)[:, None] * len(self.players) + self.players
+        return self.table, index
 
     def masks(self, acting: np.ndarray) -> np.ndarray:
         """``(B, n, mask_size)`` masks for the acting players ``acting`` ``(B, n)``."""

@@ -284,8 +284,8 @@ class BestBeliefRules(MoveRules):
             np.full(B, ANNOUNCE, dtype=np.int64), np.ones((B, n), dtype=bool), data, []
         )
 
-    def masks(self, state: BatchState) -> np.ndarray:
-        return self.masker(state.phase, state.acting)
+    def mask_rows(self, state: BatchState) -> tuple[np.ndarray, np.ndarray]:
+        return self.masker.rows(state.phase, state.acting)
 
     def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
         alloc, prices = decode_offers(actions, self.spec, self.layout)

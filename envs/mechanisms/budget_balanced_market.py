@@ -497,8 +497,8 @@ class BudgetBalancedMarketRules(MoveRules):
         acting[:, 0] = True
         return BatchState(np.full(B, PROPOSE, dtype=np.int64), acting, data, [])
 
-    def masks(self, state: BatchState) -> np.ndarray:
-        return self.masker(state.phase, state.acting)
+    def mask_rows(self, state: BatchState) -> tuple[np.ndarray, np.ndarray]:
+        return self.masker.rows(state.phase, state.acting)
 
     def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
         actions = checked(self, state, actions, self.ranges)

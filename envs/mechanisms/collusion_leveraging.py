@@ -567,8 +567,8 @@ class CollusionLeveragingRules(MoveRules):
         }
         return BatchState(np.zeros(B, dtype=np.int64), np.ones((B, n), dtype=bool), data)
 
-    def masks(self, state: BatchState) -> np.ndarray:
-        return self._masks(state.phase, state.acting)
+    def mask_rows(self, state: BatchState) -> tuple[np.ndarray, np.ndarray]:
+        return self._masks.rows(state.phase, state.acting)
 
     def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
         """Alleged coalitions, allocations S^i and outcomes Ω^i of ``(B, n, L)`` arrays."""

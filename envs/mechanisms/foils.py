@@ -273,8 +273,8 @@ class HopeForTheBestRules(MoveRules):
             },
         )
 
-    def masks(self, state: BatchState) -> np.ndarray:
-        return self.reporting.masks(state.acting)
+    def mask_rows(self, state: BatchState) -> tuple[np.ndarray, np.ndarray]:
+        return self.reporting.rows(state.acting)
 
     def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
         actions = self.reporting.checked(actions, state.acting)
@@ -638,11 +638,10 @@ class _NaiveRules(MoveRules):
         self.masker(k)
         return self._ranges[k]
 
-    def masks(self, state: BatchState) -> np.ndarray:
+    def mask_rows(self, state: BatchState) -> tuple[np.ndarray, np.ndarray]:
         ks = state.data["k"]
-        if ks.shape[0] == 0:
-            return np.zeros((0, self.spec.n, self.layout.mask_size), dtype=np.int8)
-        return self.masker(int(ks[0]))(state.phase, state.acting)
+        k = int(ks[0]) if ks.shape[0] else 0
+        return self.masker(k).rows(state.phase, state.acting)
 
     def proposal_rows(self, k: int) -> np.ndarray:
         """``(n, mask_size)``: the mask of a proposal (owners free, prices cut to k)."""

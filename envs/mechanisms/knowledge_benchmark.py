@@ -294,8 +294,8 @@ class KnowledgeBenchmarkRules(MoveRules):
         }
         return BatchState(np.zeros(B, dtype=np.int64), np.ones((B, n), dtype=bool), data)
 
-    def masks(self, state: BatchState) -> np.ndarray:
-        return self._masks(state.phase, state.acting)
+    def mask_rows(self, state: BatchState) -> tuple[np.ndarray, np.ndarray]:
+        return self._masks.rows(state.phase, state.acting)
 
     def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
         actions = checked_actions(self, state, actions)

@@ -290,11 +290,15 @@ class PhaseMasks:
         self.table = table.reshape(-1, size)
         self.players = np.arange(n)
 
+    def rows(self, phase: np.ndarray, acting: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(table, index (B, n))`` of the masks (see :meth:`BatchedRules.mask_rows`)."""
+        p = np.where(phase == TERMINAL, self.phases, phase)
+        return self.table, (p[:, None] * 2 + acting) * self.n + self.players
+
     def __call__(self, phase: np.ndarray, acting: np.ndarray) -> np.ndarray:
         """``(B, n, mask_size)`` masks for episodes at ``phase`` ``(B,)`` with ``acting``."""
-        p = np.where(phase == TERMINAL, self.phases, phase)
-        idx = (p[:, None] * 2 + acting) * self.n + self.players
-        return np.take(self.table, idx, axis=0)
+        table, idx = self.rows(phase, acting)
+        return np.take(table, idx, axis=0)
 
 
 # -- public features ---------------------------------------------------------------------------

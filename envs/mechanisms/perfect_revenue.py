@@ -485,6 +485,7 @@ class PerfectRevenueRules(MoveRules):
             for i in range(n):
                 blocks[ph, i, i] = table[ph, i]
         self.blocks = blocks
+        self._flat_blocks = blocks.reshape(-1, lay.mask_size)
         # binomials C(a, b) for a ≤ r + n − 1, r ≤ n·price_cap, b < n: products of b
         # factors over b!, relative error ≤ 2n·2^−53 (f_r/n_r only scales ε)
         a = np.arange(n * spec.price_cap + n + 1, dtype=np.float64)[:, None]
@@ -547,8 +548,10 @@ class PerfectRevenueRules(MoveRules):
         acting = state.acting
         return np.where(acting.any(axis=1), acting.argmax(axis=1), acting.shape[1])
 
-    def masks(self, state: BatchState) -> np.ndarray:
-        return self.blocks[state.phase, self.actor(state)]
+    def mask_rows(self, state: BatchState) -> tuple[np.ndarray, np.ndarray]:
+        n = self.spec.n
+        block = (state.phase % 4) * (n + 1) + self.actor(state)  # TERMINAL (−1) is block 3
+        return self._flat_blocks, block[:, None] * n + np.arange(n)
 
     def _check(self, state: BatchState, actions: np.ndarray, who: np.ndarray) -> None:
         """Typed errors for bad actions; only the one acting row per episode (``who``) is read

@@ -458,8 +458,8 @@ class SecondPriceBundleRules(MoveRules):
             },
         )
 
-    def masks(self, state: BatchState) -> np.ndarray:
-        return self.bidding.masks(state.acting)
+    def mask_rows(self, state: BatchState) -> tuple[np.ndarray, np.ndarray]:
+        return self.bidding.rows(state.acting)
 
     def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
         actions = self.bidding.checked(actions, state.acting)

@@ -115,8 +115,8 @@ class VCGRules(MoveRules):
         }
         return BatchState(np.full(B, REPORT, dtype=np.int64), np.ones((B, n), dtype=bool), data)
 
-    def masks(self, state: BatchState) -> np.ndarray:
-        return self.masker(state.phase, state.acting)
+    def mask_rows(self, state: BatchState) -> tuple[np.ndarray, np.ndarray]:
+        return self.masker.rows(state.phase, state.acting)
 
     def decode_moves(self, state: BatchState, actions: np.ndarray) -> Moves:
         return {"reports": decode_valuations(actions, self.spec, 0)}
