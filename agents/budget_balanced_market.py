@@ -182,14 +182,11 @@ def _answer(mech: Mechanism, ctx: Any, state: Any, i: int, mode: str) -> bool:
     return bool(answers(rules, state.batch, state.state, mode, confirm)[0, i])
 
 
-def respond_rule(mech: Mechanism, ctx: Any, state: Any, i: int) -> bool:
-    """Step 2: YES for player 0's colluders (Lemma 9), else the coalition-total rule (Lemma 7)
-    over the offers the mechanism puts to the coalition's members (all asked at step 2)."""
-    return _answer(mech, ctx, state, i, "truthful")
-
-
-def confirm_rule(mech: Mechanism, ctx: Any, state: Any, i: int) -> bool:
-    """Step 3: YES for player 0's colluders (Lemma 9), else the individual rule (Lemma 8)."""
+def answer_rule(mech: Mechanism, ctx: Any, state: Any, i: int) -> bool:
+    """The predicted answer at steps 2 and 3 (the node's phase picks the rule): YES for
+    player 0's colluders (Lemma 9), else at step 2 the coalition-total rule (Lemma 7) over
+    the offers the mechanism puts to the coalition's members (all asked at step 2), at
+    step 3 the individual rule (Lemma 8)."""
     return _answer(mech, ctx, state, i, "truthful")
 
 

@@ -41,9 +41,9 @@ from .batched import (
     register_batched_agents,
 )
 from .budget_balanced_market import (
+    answer_rule,
     as_proposal,
     respond_answers,
-    respond_rule,
     shift_prices,
     surpluses,
     truthful_proposals,
@@ -167,7 +167,7 @@ class PredictedNaive:
             return True
         if self.answers == "no":
             return False
-        return respond_rule(mech, ctx, state, player)
+        return answer_rule(mech, ctx, state, player)
 
 
 def hope_menu_size(phase: str, spec: EnvSpec) -> int:

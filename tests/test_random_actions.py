@@ -49,3 +49,21 @@ def test_table_sampler_draws_among_allowed_values_with_gaps() -> None:
     ranged = TableSampler(layout, np.array([[0, 1, 1, 0, 1, 1, 0]], dtype=np.int8))
     vals = ranged.sample(np.zeros((400,), dtype=np.int64), np.random.default_rng(1))
     assert set(vals[:, 0]) == {1, 2} and set(vals[:, 1]) == {0, 1}
+
+
+def test_mixture_mask_table_is_the_union_of_its_branches_masks() -> None:
+    env = entry("second_price_bundle").load_env_module().env(seed=0, mixture="best_belief")
+    env = env.unwrapped
+    rules = batched_rules(env.mechanism, env.spec)
+    rng = np.random.default_rng(2)
+    ctx = BatchGenerator(env.generator).sample(64, rng)
+    state = rules.reset(ctx, rng)
+    assert rules.mask_rows(state) is not None
+    while not state.done.all():
+        parts = [
+            rules.to_union_mask(inner.masks(rules.inner_state(state, k)), k)
+            for k, inner in enumerate(rules.inner)
+        ]
+        want = np.where((state.data["branch"] == 1)[:, None, None], parts[1], parts[0])
+        np.testing.assert_array_equal(rules.masks(state), want)
+        state = rules.step(ctx, state, rules.random_actions(state, rng), rng)

@@ -609,7 +609,25 @@ class MixtureRules(MoveRules):
             st.acting = st.acting & mine[:, None]
         return self._merge(branch, inner, [branch])  # type: ignore[arg-type]
 
+    def mask_rows(self, state: BatchState) -> tuple[np.ndarray, np.ndarray] | None:
+        """The branches' mask tables in the union layout, one after the other (``None``
+        where a branch's masks are not a table's rows)."""
+        parts = [rules.mask_rows(self.inner_state(state, k)) for k, rules in enumerate(self.inner)]
+        if any(p is None for p in parts):
+            return None
+        (t0, i0), (t1, i1) = parts  # type: ignore[misc]
+        cache = self.__dict__.setdefault("_union_tables", {})
+        hit = cache.get((id(t0), id(t1)))
+        if hit is None or hit[0] is not t0 or hit[1] is not t1:
+            union = np.concatenate([self.to_union_mask(t0, 0), self.to_union_mask(t1, 1)])
+            hit = cache[(id(t0), id(t1))] = (t0, t1, union)
+        branch = state.data["branch"]
+        return hit[2], np.where(branch[:, None] == 1, i1 + len(t0), i0)
+
     def masks(self, state: BatchState) -> np.ndarray:
+        rows = self.mask_rows(state)
+        if rows is not None:
+            return np.take(rows[0], rows[1], axis=0)
         branch = state.data["branch"]
         parts = [
             self.to_union_mask(rules.masks(self.inner_state(state, k)), k)
