@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mechgym.agents.base import RandomPolicy
 from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.engine.game import EnvSpec, Mechanism
 
@@ -33,27 +34,6 @@ from .encodings import Encoding, ObservationBuilder, symlog
 PolicySource = Callable[[Any, np.random.Generator], Any]
 
 ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
-
-
-class LayoutRandom:
-    """Uniformly random legal play through the env's layout (each field among its mask)."""
-
-    def __init__(self, rng: np.random.Generator, spec: EnvSpec) -> None:
-        self.rng = rng
-        self.spec = spec
-
-    def act(self, mech: Mechanism, ctx: Any, state: Any, player: int) -> Any:
-        layout = mech.layout(self.spec)
-        mask = mech.action_mask(state, player, self.spec, layout)
-        vec = np.zeros(len(layout), dtype=np.int64)
-        for k in range(len(layout)):
-            legal = np.flatnonzero(mask[layout.offsets[k] : layout.offsets[k + 1]])
-            vec[k] = (
-                legal[self.rng.integers(legal.size)]
-                if legal.size > 1
-                else (legal[0] if legal.size else 0)
-            )
-        return mech.decode(state, player, vec, self.spec, layout)
 
 
 class SourcePolicy:
@@ -80,7 +60,7 @@ def resolve_source(spec: Any, mech_name: str, env_spec: EnvSpec) -> PolicySource
     if spec == "predicted":
         return lambda ctx, rng: agents.predicted(ctx)
     if spec == "random":
-        return lambda ctx, rng: LayoutRandom(rng, env_spec)
+        return lambda ctx, rng: RandomPolicy(rng, env_spec)
     if spec in agents.deviations:
         dev = agents.deviations[spec]
         return lambda ctx, rng: dev(ctx, rng)

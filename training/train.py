@@ -23,17 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mechgym.agents.base import PhasePolicy
+from mechgym.agents.base import PhasePolicy, RandomPolicy
 
 from .learner_env import LearnerEnv, group_label
 from .metrics import ProfileMetrics, evaluate_profile
-from .policies import LayoutRandom, LearnedPolicy, check_model_file, load_meta, save_model
+from .policies import LearnedPolicy, check_model_file, load_meta, save_model
 from .sidecar import check_setting
 
 EVAL_SEED = 12345
 
 
-class MemoRandom(LayoutRandom):
+class MemoRandom(RandomPolicy):
     """Random legal play frozen per (state, player): a deterministic stand-in for random
     opponents in exact evaluation."""
 

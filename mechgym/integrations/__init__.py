@@ -9,5 +9,5 @@
   with mechgym's exact score in BenchMARL's marl-eval JSON (imports BenchMARL).
 
 TorchRL's ``PettingZooWrapper``, Tianshou's ``PettingZooEnv`` and RLlib
-(:mod:`mechgym.training.rllib`) take the PettingZoo envs as they are; see the README.
+(:mod:`mechgym.integrations.rllib`) take the PettingZoo envs as they are; see the README.
 """
