@@ -446,3 +446,24 @@ def test_bench_times_the_batched_learner_in_menu_and_factored() -> None:
         assert r["encoding"] == enc and r["learners"] == 3 and r["torch_threads"] >= 1
         assert r["decisions"] >= 2_000
         assert r["ratio_to_vector"] == pytest.approx(r["decisions_per_second"] / 1000.0)
+
+
+def test_imitation_of_the_layout_and_refusal_for_factored_moves() -> None:
+    """The teacher's moves are read in the env's encoding: the layout holds every predicted
+    move (expressible 1.0) and the clone improves on random weights; a factored move has no
+    single action to imitate."""
+    from mechgym.envs.engine.errors import ParameterError
+    from mechgym.training.batched_ppo import BatchedPPO, BatchedPPOConfig
+
+    from mechgym.integrations.torchrl_batched import BatchedMechanismEnv
+
+    torch.manual_seed(0)
+    cfg = BatchedPPOConfig(batch_size=128)
+    env = BatchedMechanismEnv("vcg", cfg.batch_size, action_encoding="multidiscrete", seed=0)
+    before = BatchedPPO(env, cfg, seed=0).imitate(512, epochs=0)
+    after = BatchedPPO(env, cfg, seed=0).imitate(4096, epochs=30)
+    assert before["expressible"] == after["expressible"] == 1.0
+    assert after["agreement"] > before["agreement"]
+    fac = BatchedMechanismEnv("best_belief", 16, action_encoding="factored", seed=0)
+    with pytest.raises(ParameterError, match="sequence of sub-decisions"):
+        BatchedPPO(fac, cfg, seed=0).imitate(64)

@@ -212,12 +212,57 @@ def test_simultaneous_scheme_learns_all_players_at_once_on_held_out(tmp_path) ->
     with (tmp_path / "sim2" / "metrics.csv").open() as fh:
         assert list(csv.DictReader(fh)) == rows
     assert again["mechanisms"]["best_belief"]["status"] == "ok"
-    with pytest.raises(ParameterError, match="random initial weights"):
+    with pytest.raises(ParameterError, match="sequence of sub-decisions"):
         run_converge(
-            ConvergeConfig(scheme="simultaneous", init="predicted", out=str(tmp_path / "x")),
+            ConvergeConfig(
+                scheme="simultaneous",
+                init="predicted",
+                encoding="factored",
+                out=str(tmp_path / "x"),
+            ),
             progress=False,
         )
     assert not (tmp_path / "x").exists()
+
+
+def test_simultaneous_learners_start_at_the_prediction_by_imitation(tmp_path) -> None:
+    """``--init predicted`` with ``--scheme simultaneous``: the actors imitate the predicted
+    profile before round 0, so round 0 plays it on the held-out family (YES/NO agreement and
+    bounds at the predicted profile's), where random weights do not."""
+    from mechgym.training.converge import run_converge
+
+    def round0(init: str) -> dict:
+        cfg = ConvergeConfig(
+            mechanisms=("best_belief",),
+            seeds=1,
+            rounds=1,
+            steps=2048,
+            family=8,
+            eval_family=8,
+            scheme="simultaneous",
+            init=init,
+            jobs=1,
+            out=str(tmp_path / init),
+            hyper={"batch_size": 256},
+        )
+        summary = run_converge(cfg, progress=False)
+        s = summary["mechanisms"]["best_belief"]
+        assert s["status"] == "ok"
+        if init == "random":
+            assert s["imitation"] is None
+        else:
+            clone = s["imitation"]["0"]
+            assert clone["decisions"] >= 2048 * 3 and clone["expressible"] == 1.0
+            assert clone["agreement"] >= 0.95
+        with (tmp_path / init / "metrics.csv").open() as fh:
+            rows = [r for r in csv.DictReader(fh) if r["family"] == "heldout"]
+        rows = [r for r in rows if r["round"] == "0"]
+        return {(r["metric"], r["key"]): r["value"] for r in rows}
+
+    imitated, fresh = round0("predicted"), round0("random")
+    assert float(imitated[("agreement", "respond")]) >= 0.95
+    assert float(imitated[("bound_satisfied", "announce")]) >= 0.95
+    assert float(fresh[("bound_satisfied", "announce")]) < 0.95
 
 
 def test_simultaneous_continuous_without_question_features(tmp_path) -> None:

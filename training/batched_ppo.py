@@ -602,6 +602,79 @@ class BatchedPPO:
             groups={g: list(self.env.group_players[g]) for g in self.groups},
         )
 
+    def imitate(
+        self, decisions: int, teacher: Any = "predicted", epochs: int = 8, seed: int = 0
+    ) -> dict[str, Any]:
+        """Behaviour cloning: the actors learn to play ``teacher`` (a batched policy
+        description: ``"predicted"``, a deviation name, ...) before any PPO update.
+
+        The env is played by the teacher for every learner for at least ``decisions``
+        learner decisions; the actors then take ``epochs`` passes of ``minibatches`` steps of
+        the teacher's actions' negative log-likelihood under their masked distributions,
+        counted where an agent acts and the teacher's move is expressible in the encoding
+        (menu or layout). The critics are not trained here. Returns the number of decisions,
+        the share expressible and the actors' agreement with the teacher after the passes.
+        """
+        import numpy as np
+        from mechgym.training.batched_obs import resolve_batched
+
+        env = self.env
+        pol = resolve_batched(teacher, env.mechanism_name, env.api.spec)
+        rng = np.random.default_rng(seed)
+        td = env.reset() if self._td is None else self._td
+        frames, done, expressible = [], 0, 0
+        keys = [(g, k) for g in self.groups for k in ("features", "action_mask", "mask", "action")]
+        keys += [(g, "imitable") for g in self.groups]
+        with torch.no_grad():
+            while done < decisions:
+                td = self.features(td)
+                acts, ok = env.teacher_actions(pol, rng)
+                for g in self.groups:
+                    td[g, "action"] = acts[g]
+                    td[g, "imitable"] = ok[g] & td[g, "mask"]
+                    done += int(td[g, "mask"].sum())
+                    expressible += int(td[g, "imitable"].sum())
+                step, td = env.step_and_maybe_reset(td)
+                frames.append(step.select(*keys))
+        self._td = None  # PPO starts from fresh episodes
+        data = torch.stack(frames, dim=1)
+        N = data.numel()
+        flat = data.reshape(N)
+        actors = {g: self.losses[g].actor_network for g in self.groups}
+        params = [p for net in self.nets.distinct_actors for p in net.parameters()]
+        optim = torch.optim.Adam(params, lr=self.cfg.learning_rate * 3)
+        n_mb = min(self.cfg.minibatches, N)
+        for _ in range(epochs):
+            order = torch.randperm(N, generator=self.perm_gen)
+            for chunk in order.chunk(n_mb):
+                mb = flat[chunk]
+                total = torch.zeros(())
+                for g, actor in actors.items():
+                    use = mb[g, "imitable"]
+                    if not use.any():
+                        continue
+                    logp = actor.get_dist(mb).log_prob(mb[g, "action"])
+                    total = total - _masked_mean(logp, use)
+                optim.zero_grad(set_to_none=True)
+                total.backward()
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+                optim.step()
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            agree = used = 0
+            for g, actor in actors.items():
+                use = flat[g, "imitable"]
+                mode = actor(flat.select(*[(g, "features"), (g, "action_mask")]).clone())
+                same = mode[g, "action"] == flat[g, "action"]
+                if same.dim() > use.dim():
+                    same = same.all(-1)
+                agree += int((same & use).sum())
+                used += int(use.sum())
+        return {
+            "decisions": done,
+            "expressible": expressible / max(done, 1),
+            "agreement": agree / max(used, 1),
+        }
+
     def learned_policy(self, constants: Mapping[str, Any] | None = None) -> BatchedLearnedPolicy:
         """The actors as a :class:`BatchedLearnedPolicy` (sharing their parameters)."""
         env, nets = self.env, self.nets

@@ -334,8 +334,10 @@ def add_commands(app: typer.Typer) -> None:
         init: Annotated[
             str | None,
             typer.Option(
-                help="What plays a player before it has trained: predicted (default), random, "
-                "or a named deviation."
+                help="What plays a player before it has trained (round-based schemes; default "
+                "predicted), or the profile simultaneous learners imitate before learning "
+                "(menu and multidiscrete encodings; default random: no imitation): predicted, "
+                "random, or a named deviation."
             ),
         ] = None,
         scheme: Annotated[

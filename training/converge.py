@@ -97,7 +97,8 @@ class ConvergeConfig:
     algo: str = "maskable_ppo"
     encoding: str = "menu"
     #: what plays a player before it has trained (round-based schemes): ``None`` is
-    #: ``"predicted"`` there and ``"random"`` (random initial weights) for ``simultaneous``
+    #: ``"predicted"`` there and ``"random"`` (random initial weights) for ``simultaneous``,
+    #: whose learners start at another profile by imitating it (menu, multidiscrete)
     init: str | None = None
     scheme: str = "independent"
     jobs: int = 0
@@ -228,11 +229,17 @@ def check_learning_options(cfg: ConvergeConfig) -> None:
             f"must be between 0 (off) and {MAX_FULL_SPACE_LIMIT:,}, got {cfg.full_space_limit}",
         )
     if cfg.scheme == "simultaneous" and cfg.init not in (None, "random"):
-        raise ParameterError(
-            "--init",
-            "simultaneous learners start from random initial weights; an initial profile "
-            f"({cfg.init!r}) applies to the round-based schemes (independent, ibr, selfplay)",
-        )
+        if cfg.encoding not in ("menu", "multidiscrete"):
+            raise ParameterError(
+                "--init",
+                f"simultaneous learners start at a profile ({cfg.init!r}) by imitating it, "
+                f"which needs the menu or multidiscrete encoding: a {cfg.encoding} move is a "
+                "sequence of sub-decisions; use --init random",
+            )
+        if cfg.init.endswith(".zip") or Path(cfg.init).exists():
+            raise ParameterError(
+                "--init", "simultaneous learners imitate a named profile, not a model file"
+            )
     if cfg.algo in RULES or not isinstance(cfg.init, str):
         return
     if cfg.init.endswith(".zip") or Path(cfg.init).exists():
@@ -474,9 +481,11 @@ def metric_rows(
 def _run_simultaneous_job(
     mech: str, seed: int, cfg: ConvergeConfig, events: Any = None
 ) -> dict[str, Any]:
-    """:func:`run_job` for ``scheme="simultaneous"``: every player learns at once from random
-    initial weights (PPO on the batched path, :mod:`mechgym.training.batched_ppo`), each with
-    ``cfg.steps`` decisions a round as in the other schemes; ``init`` does not apply."""
+    """:func:`run_job` for ``scheme="simultaneous"``: every player learns at once (PPO on the
+    batched path, :mod:`mechgym.training.batched_ppo`), each with ``cfg.steps`` decisions a
+    round as in the other schemes, from random initial weights or, with an ``init`` profile
+    (``"predicted"``, a deviation), from actors that imitated it (behaviour cloning on
+    ``cfg.steps`` decisions per player, before round 0 and outside the budget)."""
     from dataclasses import fields as dc_fields
 
     import torch
@@ -511,9 +520,19 @@ def _run_simultaneous_job(
     rows: list[dict[str, Any]] = []
     final: dict[str, dict[str, Any]] = {}
     eval_s, total = 0.0, 0
+    imitation: dict[str, Any] | None = None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         ppo = BatchedPPO(env, ppo_cfg, share_parameters=False, seed=seed)
+        if cfg.init not in (None, "random"):
+            # start at the profile: behaviour cloning, outside the learning budget
+            imitation = ppo.imitate(
+                cfg.steps * n,
+                teacher=cfg.init,
+                epochs=int(cfg.hyper.get("imitation_epochs", 8)),
+                seed=seed,
+            )
+            _emit(events, mech, seed, "train", 0)
         for r in range(cfg.rounds + 1):
             if r > 0:
                 res = ppo.train(cfg.steps * n)
@@ -536,9 +555,12 @@ def _run_simultaneous_job(
             )
             eval_s += time.perf_counter() - te
             _emit(events, mech, seed, "eval", r)
-    return job_result(
+    out = job_result(
         (mech, seed, total), rows, final, groups, (t0, c0, eval_s), torch_threads=threads
     )
+    if imitation is not None:
+        out["imitation"] = imitation
+    return out
 
 
 def _run_no_regret_job(
@@ -755,6 +777,8 @@ def summarize(
         "groups": jobs[0]["groups"] if jobs else [],
         "steps_per_seed": jobs[0]["steps"] if jobs else 0,
         "idle_rounds": {str(j["seed"]): j.get("idle", {}) for j in jobs},
+        # simultaneous learners started at a profile: their behaviour cloning per seed
+        "imitation": {str(j["seed"]): j["imitation"] for j in jobs if "imitation" in j} or None,
         "phases": phases,
         "revenue_benchmark": finals[0].get("revenue_benchmark") if finals else None,
         "revenue_ratio": learned_stats([f.get("revenue_ratio") for f in finals]),

@@ -662,6 +662,54 @@ class BatchedMechanismEnv(EnvBase):
             acts[~state.acting] = 0  # the rules read only the acting players' rows
         return acts
 
+    def teacher_actions(
+        self, policy: Any, rng: np.random.Generator
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """What a batched ``policy`` (``act(rules, ctx, state, players, rng)``) plays for the
+        learners at the current state, in the env's action encoding: per group the actions
+        and whether each acting agent's move is expressible (a menu holds it, open). Menus
+        and the layout only (a factored move has no single action).
+
+        Raises
+        ------
+        ParameterError
+            For the factored encodings.
+        """
+        if self.factored is not None:
+            raise ParameterError(
+                "action_encoding",
+                f"a {self.action_encoding} move is a sequence of sub-decisions; imitate "
+                "through the menu or multidiscrete encoding",
+            )
+        api = self.api
+        assert api.ctx is not None and api.state is not None
+        state = api.state
+        players = sorted(p for g in self.learners for p in self.group_players[g])
+        rows = policy.act(api.rules, api.ctx, state, players, rng)  # (B, n, L)
+        B = api.B
+        acts: dict[str, torch.Tensor] = {}
+        ok: dict[str, torch.Tensor] = {}
+        for g in self.learners:
+            gp = self.group_players[g]
+            acting = state.acting[:, gp]
+            if self.menus is None:
+                masks = self._layout_masks[:, gp] if self._layout_masks is not None else None
+                pos = self.layout.offsets[:-1] + np.clip(rows[:, gp], 0, self.layout.sizes - 1)
+                fine = np.ones((B, len(gp)), dtype=bool)
+                if masks is not None:
+                    fine = np.take_along_axis(masks, pos, axis=2).astype(bool).all(axis=2)
+                a = np.where(acting[:, :, None], rows[:, gp], 0)
+                acts[g] = torch.from_numpy(a.astype(np.int64))
+                ok[g] = torch.from_numpy(fine | ~acting)
+                continue
+            menu = self._menu_acts[:, gp]  # (B, k, K, L)
+            same = (menu == rows[:, gp, None, :]).all(axis=3) & self._amask[:, gp]
+            found = same.any(axis=2)
+            k = np.where(found, same.argmax(axis=2), 0)
+            acts[g] = torch.from_numpy(np.where(acting, k, 0).astype(np.int64))
+            ok[g] = torch.from_numpy(found | ~acting)
+        return acts, ok
+
     def _phase_name(self, state: BatchState, b: int = 0) -> str:
         ph = int(state.phase[b])
         return self.rules.phases[ph] if ph >= 0 else "done"
