@@ -46,7 +46,7 @@ from mechgym.envs.engine.setting import Setting, resolve_setting
 from mechgym.envs.model.family import ContextFamily
 from mechgym.envs.pettingzoo.aec import MechanismEnv
 
-from .encodings import Encoding, ObservationBuilder
+from .encodings import ObservationBuilder
 
 Group = tuple[int, ...]
 
@@ -163,25 +163,9 @@ class LearnerEnv(gym.Env):
             if bad in kwargs:
                 raise ParameterError(bad, "LearnerEnv is one exact slot; use VecLearnerEnv")
         self.core = VecLearnerEnv(mechanism, learner, n_envs=1, money="exact", **kwargs)
-        core = self.core
-        self.setting = core.setting
-        self.mech = core.mech
-        self.mech_name = core.mech_name
-        self.constants = core.constants
-        self.agents = core.agents
-        self.env_spec = core.env_spec
-        self.groups = core.groups
-        self.learn_phases = core.learn_phases
-        self.encoding: Encoding = core.encoding
-        self.builders = core.builders
-        self.illegal = core.illegal
-        self.illegal_penalty = core.illegal_penalty
-        self.align_coalitions = core.align_coalitions
-        self.max_skips = core.max_skips
-        self.normalize = core.normalize
-        self.features = core.features
-        self.observation_space = core.observation_space
-        self.action_space = core.action_space
+        # what the Gymnasium API reads; everything else is the core's (see __getattr__)
+        self.observation_space = self.core.observation_space
+        self.action_space = self.core.action_space
         self.render_mode = render_mode
         self._started = False
         self._over = True
