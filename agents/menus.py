@@ -23,6 +23,13 @@ from mechgym.envs.engine.game import EnvSpec, Mechanism
 Menu = list[tuple[str, Any]]
 
 
+def menu_grid(price_cap: int, value_cap: int) -> int:
+    """The price cap of an env whose actions are menu entries: a menu entry is an action of
+    the array layout, so its prices must be on the layout's grid; twice the value cap keeps
+    the scaled offers of the menus (factors up to 2) on it, unless the default is wider."""
+    return max(price_cap, 2 * value_cap)
+
+
 class _MenuCache:
     """A small LRU of menus keyed by (context identity, state, player)."""
 

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 from mechgym.agents.batched import batched_agents
+from mechgym.agents.menus import menu_grid
 from mechgym.envs.batched_api import (
     ContextSource,
     ExactSampler,
@@ -133,7 +134,7 @@ def menu_price_cap(
     seed-000 menus on it.
     """
     spec = learner_setting(mechanism, context, generator, contexts, value_cap, None, constants).spec
-    return max(spec.price_cap, 2 * spec.value_cap)
+    return menu_grid(spec.price_cap, spec.value_cap)
 
 
 class VecLearnerEnv(VecEnv):
@@ -226,7 +227,7 @@ class VecLearnerEnv(VecEnv):
         )
         if price_cap is None and encoding == "menu":
             spec = setting.spec
-            wide = max(spec.price_cap, 2 * spec.value_cap)
+            wide = menu_grid(spec.price_cap, spec.value_cap)
             setting = replace(setting, spec=replace(spec, price_cap=wide))
         self.setting = setting
         self.mech = setting.mechanism

@@ -273,7 +273,9 @@ class BatchedMechanismEnv(EnvBase):
 
         api = build(price_cap)
         if action_encoding == "menu" and price_cap is None:
-            wide = 2 * api.spec.value_cap
+            from mechgym.agents.menus import menu_grid
+
+            wide = menu_grid(api.spec.price_cap, api.spec.value_cap)
             if api.spec.price_cap < wide:
                 api = build(wide)
         self.api = api
