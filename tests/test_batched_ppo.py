@@ -448,10 +448,11 @@ def test_bench_times_the_batched_learner_in_menu_and_factored() -> None:
         assert r["ratio_to_vector"] == pytest.approx(r["decisions_per_second"] / 1000.0)
 
 
-def test_imitation_of_the_layout_and_refusal_for_factored_moves() -> None:
+def test_imitation_of_the_layout_and_factored_moves_and_refusal_for_boxes() -> None:
     """The teacher's moves are read in the env's encoding: the layout holds every predicted
-    move (expressible 1.0) and the clone improves on random weights; a factored move has no
-    single action to imitate."""
+    move (expressible 1.0) and the clone improves on random weights; factored sub-decisions
+    build toward the move (exact bundles and answers, prices to the nearest level of the
+    grid); continuous amounts have no entry to imitate."""
     from mechgym.envs.engine.errors import ParameterError
     from mechgym.training.batched_ppo import BatchedPPO, BatchedPPOConfig
 
@@ -464,6 +465,11 @@ def test_imitation_of_the_layout_and_refusal_for_factored_moves() -> None:
     after = BatchedPPO(env, cfg, seed=0).imitate(4096, epochs=30)
     assert before["expressible"] == after["expressible"] == 1.0
     assert after["agreement"] > before["agreement"]
-    fac = BatchedMechanismEnv("best_belief", 16, action_encoding="factored", seed=0)
-    with pytest.raises(ParameterError, match="sequence of sub-decisions"):
-        BatchedPPO(fac, cfg, seed=0).imitate(64)
+    fac = BatchedMechanismEnv("best_belief", 128, action_encoding="factored", seed=0)
+    untrained = BatchedPPO(fac, cfg, seed=0).imitate(4096, epochs=0)
+    clone = BatchedPPO(fac, cfg, seed=0).imitate(4096, epochs=20)
+    assert 0.5 < clone["expressible"] < 1.0  # the price grid comes near BB_i's offers only
+    assert clone["agreement"] > untrained["agreement"] + 0.1
+    box = BatchedMechanismEnv("best_belief", 16, action_encoding="continuous", seed=0)
+    with pytest.raises(ParameterError, match="read from a box"):
+        BatchedPPO(box, cfg, seed=0).imitate(64)

@@ -212,12 +212,12 @@ def test_simultaneous_scheme_learns_all_players_at_once_on_held_out(tmp_path) ->
     with (tmp_path / "sim2" / "metrics.csv").open() as fh:
         assert list(csv.DictReader(fh)) == rows
     assert again["mechanisms"]["best_belief"]["status"] == "ok"
-    with pytest.raises(ParameterError, match="sequence of sub-decisions"):
+    with pytest.raises(ParameterError, match="read from a box"):
         run_converge(
             ConvergeConfig(
                 scheme="simultaneous",
                 init="predicted",
-                encoding="factored",
+                encoding="continuous",
                 out=str(tmp_path / "x"),
             ),
             progress=False,

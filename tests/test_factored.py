@@ -476,3 +476,36 @@ def test_a_move_under_way_takes_only_sub_decisions() -> None:
         env.step(env.composer.plan.D)
     with pytest.raises(OutOfSpaceError, match="takes sub-decisions"):
         env.step(True)  # a bool is an answer, not an entry
+
+
+@pytest.mark.parametrize("e", ENTRIES, ids=[e.name for e in ENTRIES])
+def test_entries_toward_a_move_rebuild_it_when_the_grid_holds_it(e) -> None:
+    """A move composed from random legal sub-decisions is on the grid by construction: led by
+    ``entries_toward`` it, a fresh composition writes exactly the same array action."""
+    from mechgym.envs.engine.batched import batched_rules
+    from mechgym.envs.model.batched_generators import BatchGenerator
+
+    raw = e.load_env_module().raw_env(seed=0)
+    rules = batched_rules(raw.mechanism, raw.spec)
+    m = raw.spec.m if raw.mechanism.context_kind != "states" else 0
+    plan = make_plan(raw.mechanism, raw.layout, raw.spec.n, m, "factored")
+    rng = np.random.default_rng(4)
+    ctx = BatchGenerator(raw.generator).sample(32, rng)
+    state = rules.reset(ctx, rng)
+    masks = rules.masks(state)
+    b, p = np.nonzero(state.acting)
+    rows = np.arange(len(b))
+    lead, follow = Composer(plan, len(b)), Composer(plan, len(b))
+    lead.begin(rows, masks[b, p])
+    while lead.composing.any():
+        r = np.flatnonzero(lead.composing)
+        valid = lead.action_masks()[r].astype(bool)
+        lead.choose(r, np.array([rng.choice(np.flatnonzero(v)) for v in valid]))
+    target = lead.act.copy()
+    follow.begin(rows, masks[b, p])
+    while follow.composing.any():
+        r = np.flatnonzero(follow.composing)
+        entries, exact = follow.entries_toward(r, target[r])
+        assert exact.all()
+        follow.choose(r, entries)
+    np.testing.assert_array_equal(follow.act, target)

@@ -602,6 +602,9 @@ class BatchedPPO:
             groups={g: list(self.env.group_players[g]) for g in self.groups},
         )
 
+    #: steps per minibatch of :meth:`imitate` (supervised: many small steps per pass)
+    IMITATION_MINIBATCH = 1024
+
     def imitate(
         self, decisions: int, teacher: Any = "predicted", epochs: int = 8, seed: int = 0
     ) -> dict[str, Any]:
@@ -609,11 +612,13 @@ class BatchedPPO:
         description: ``"predicted"``, a deviation name, ...) before any PPO update.
 
         The env is played by the teacher for every learner for at least ``decisions``
-        learner decisions; the actors then take ``epochs`` passes of ``minibatches`` steps of
-        the teacher's actions' negative log-likelihood under their masked distributions,
-        counted where an agent acts and the teacher's move is expressible in the encoding
-        (menu or layout). The critics are not trained here. Returns the number of decisions,
-        the share expressible and the actors' agreement with the teacher after the passes.
+        learner decisions (sub-decisions in ``factored``); the actors then take ``epochs``
+        passes of minibatches of :attr:`IMITATION_MINIBATCH` steps of the teacher's actions'
+        negative log-likelihood under their masked distributions, counted where an agent acts
+        and can follow the teacher (:meth:`BatchedMechanismEnv.teacher_actions`). The
+        critics are not trained here. Returns the number of decisions, the share the
+        encoding expresses exactly (a factored price grid may only come near the teacher's
+        price) and the actors' agreement with the teacher's actions after the passes.
         """
         import numpy as np
         from mechgym.training.batched_obs import resolve_batched
@@ -628,12 +633,13 @@ class BatchedPPO:
         with torch.no_grad():
             while done < decisions:
                 td = self.features(td)
-                acts, ok = env.teacher_actions(pol, rng)
+                acts, ok, exact = env.teacher_actions(pol, rng)
                 for g in self.groups:
+                    acting = td[g, "mask"]
                     td[g, "action"] = acts[g]
-                    td[g, "imitable"] = ok[g] & td[g, "mask"]
-                    done += int(td[g, "mask"].sum())
-                    expressible += int(td[g, "imitable"].sum())
+                    td[g, "imitable"] = ok[g] & acting
+                    done += int(acting.sum())
+                    expressible += int((exact[g] & acting).sum())
                 step, td = env.step_and_maybe_reset(td)
                 frames.append(step.select(*keys))
         self._td = None  # PPO starts from fresh episodes
@@ -643,7 +649,7 @@ class BatchedPPO:
         actors = {g: self.losses[g].actor_network for g in self.groups}
         params = [p for net in self.nets.distinct_actors for p in net.parameters()]
         optim = torch.optim.Adam(params, lr=self.cfg.learning_rate * 3)
-        n_mb = min(self.cfg.minibatches, N)
+        n_mb = max(1, N // self.IMITATION_MINIBATCH)
         for _ in range(epochs):
             order = torch.randperm(N, generator=self.perm_gen)
             for chunk in order.chunk(n_mb):

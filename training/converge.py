@@ -98,7 +98,7 @@ class ConvergeConfig:
     encoding: str = "menu"
     #: what plays a player before it has trained (round-based schemes): ``None`` is
     #: ``"predicted"`` there and ``"random"`` (random initial weights) for ``simultaneous``,
-    #: whose learners start at another profile by imitating it (menu, multidiscrete)
+    #: whose learners start at another profile by imitating it (not ``continuous``)
     init: str | None = None
     scheme: str = "independent"
     jobs: int = 0
@@ -229,12 +229,12 @@ def check_learning_options(cfg: ConvergeConfig) -> None:
             f"must be between 0 (off) and {MAX_FULL_SPACE_LIMIT:,}, got {cfg.full_space_limit}",
         )
     if cfg.scheme == "simultaneous" and cfg.init not in (None, "random"):
-        if cfg.encoding not in ("menu", "multidiscrete"):
+        if cfg.encoding == "continuous":
             raise ParameterError(
                 "--init",
-                f"simultaneous learners start at a profile ({cfg.init!r}) by imitating it, "
-                f"which needs the menu or multidiscrete encoding: a {cfg.encoding} move is a "
-                "sequence of sub-decisions; use --init random",
+                f"simultaneous learners start at a profile ({cfg.init!r}) by imitating its "
+                "actions, and continuous amounts are read from a box, not chosen among "
+                "entries; use the menu, multidiscrete or factored encoding, or --init random",
             )
         if cfg.init.endswith(".zip") or Path(cfg.init).exists():
             raise ParameterError(
@@ -529,7 +529,7 @@ def _run_simultaneous_job(
             imitation = ppo.imitate(
                 cfg.steps * n,
                 teacher=cfg.init,
-                epochs=int(cfg.hyper.get("imitation_epochs", 8)),
+                epochs=int(cfg.hyper.get("imitation_epochs", 20)),
                 seed=seed,
             )
             _emit(events, mech, seed, "train", 0)

@@ -537,6 +537,38 @@ class Composer:
                     f"got {xs[j]!r}",
                 )
 
+    def entries_toward(
+        self, rows: np.ndarray, targets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The entry of each row's pending sub-decision that builds toward a target move.
+
+        ``targets`` ``(len(rows), L)`` are whole moves in the array layout. A bundle step
+        aims at the target's bundle for its recipient, another step at the target's field
+        value; the valid entry that writes it is chosen (``exact``), else the valid entry
+        whose value is nearest (the lower on a tie): a move the grid cannot express is
+        approached level by level. Returns ``(entries, exact)``, both ``(len(rows),)``.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        plan = self.plan
+        k = self.k[rows]
+        want = np.zeros(len(rows), dtype=np.int64)
+        for kk in np.unique(k):
+            if kk >= plan.S:
+                continue
+            sel = k == kk
+            step = plan.steps[int(kk)]
+            if step.kind == "bundle":
+                for gi, f in enumerate(step.owners):
+                    want[sel] |= (targets[sel, f] == step.recipient + 1).astype(np.int64) << gi
+            else:
+                want[sel] = targets[sel, step.field]
+        valid = self._valid[rows]
+        far = np.iinfo(np.int64).max
+        dist = np.where(valid, np.abs(self._value[rows] - want[:, None]), far)
+        entries = dist.argmin(axis=1)
+        exact = dist[np.arange(len(rows)), entries] == 0
+        return entries, exact
+
     def choose(self, rows: np.ndarray, choice: np.ndarray, x: np.ndarray | None = None) -> None:
         """Apply checked choices (entry ``choice``; box value ``x`` where the box is read)."""
         rows = np.asarray(rows, dtype=np.int64)

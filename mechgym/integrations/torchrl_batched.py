@@ -666,22 +666,25 @@ class BatchedMechanismEnv(EnvBase):
 
     def teacher_actions(
         self, policy: Any, rng: np.random.Generator
-    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """What a batched ``policy`` (``act(rules, ctx, state, players, rng)``) plays for the
-        learners at the current state, in the env's action encoding: per group the actions
-        and whether each acting agent's move is expressible (a menu holds it, open). Menus
-        and the layout only (a factored move has no single action).
+        learners at the current state, in the env's action encoding, per group: the actions,
+        whether each acting agent can follow it (``ok``) and whether it does so exactly
+        (``exact``). A menu must hold the move, open; the layout holds every legal move; a
+        ``factored`` sub-decision builds toward the move (:meth:`Composer.entries_toward`:
+        exact where the grid has the value, else its nearest level). The policy must play
+        the same move at every sub-decision of a node (the scripted agents do).
 
         Raises
         ------
         ParameterError
-            For the factored encodings.
+            For the ``continuous`` encoding (its amounts are read from a box).
         """
-        if self.factored is not None:
+        if self.action_encoding == "continuous":
             raise ParameterError(
                 "action_encoding",
-                f"a {self.action_encoding} move is a sequence of sub-decisions; imitate "
-                "through the menu or multidiscrete encoding",
+                "continuous amounts are read from a box, not chosen among entries; imitate "
+                "through the menu, multidiscrete or factored encoding",
             )
         api = self.api
         assert api.ctx is not None and api.state is not None
@@ -691,8 +694,21 @@ class BatchedMechanismEnv(EnvBase):
         B = api.B
         acts: dict[str, torch.Tensor] = {}
         ok: dict[str, torch.Tensor] = {}
+        exact: dict[str, torch.Tensor] = {}
+        fd = self.factored
         for g in self.learners:
             gp = self.group_players[g]
+            if fd is not None:
+                comp = fd.composing()[:, gp]
+                a = np.zeros((B, len(gp)), dtype=np.int64)
+                hit = np.ones((B, len(gp)), dtype=bool)
+                for j, p in enumerate(gp):
+                    b = np.flatnonzero(comp[:, j])
+                    a[b, j], hit[b, j] = fd.composer.entries_toward(b * self.n + p, rows[b, p])
+                acts[g] = torch.from_numpy(a)
+                ok[g] = torch.ones((B, len(gp)), dtype=torch.bool)
+                exact[g] = torch.from_numpy(hit)
+                continue
             acting = state.acting[:, gp]
             if self.menus is None:
                 masks = self._layout_masks[:, gp] if self._layout_masks is not None else None
@@ -702,15 +718,15 @@ class BatchedMechanismEnv(EnvBase):
                     fine = np.take_along_axis(masks, pos, axis=2).astype(bool).all(axis=2)
                 a = np.where(acting[:, :, None], rows[:, gp], 0)
                 acts[g] = torch.from_numpy(a.astype(np.int64))
-                ok[g] = torch.from_numpy(fine | ~acting)
+                ok[g] = exact[g] = torch.from_numpy(fine | ~acting)
                 continue
             menu = self._menu_acts[:, gp]  # (B, k, K, L)
             same = (menu == rows[:, gp, None, :]).all(axis=3) & self._amask[:, gp]
             found = same.any(axis=2)
             k = np.where(found, same.argmax(axis=2), 0)
             acts[g] = torch.from_numpy(np.where(acting, k, 0).astype(np.int64))
-            ok[g] = torch.from_numpy(found | ~acting)
-        return acts, ok
+            ok[g] = exact[g] = torch.from_numpy(found | ~acting)
+        return acts, ok, exact
 
     def _phase_name(self, state: BatchState, b: int = 0) -> str:
         ph = int(state.phase[b])
