@@ -313,8 +313,11 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
         + ".",
         "",
         "Learners: simultaneous = every player at once, batched PPO on TorchRL's ClipPPOLoss "
-        f"and GAE ({_ppo_settings()}), random initial weights; independent = best-response "
-        "rounds, SB3 MaskablePPO. Observations: the AEC vector"
+        f"and GAE ({_ppo_settings()}), from random initial weights (init random) or from "
+        "actors that first imitated the predicted profile (init predicted: behaviour cloning "
+        "on the training family, outside the budget; each cell's summary.json gives the "
+        "cloned agreement); independent = best-response rounds, SB3 MaskablePPO. "
+        "Observations: the AEC vector"
         + (
             " and the pending-question features (own value of the offered item, its price, "
             "their difference)"
