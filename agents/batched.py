@@ -81,18 +81,22 @@ class ByPhase:
 
 
 class AnnounceThenAnswer:
-    """The batched scripted play of M1–M4: every player announces at phase 0 and the players
-    asked answer at phase 1 (M2 has phase 0 only).
+    """The batched scripted play of the mechanisms where players announce (or propose) at
+    phase 0 and the players asked answer YES/NO at :attr:`answer_phases`: M1–M4 (M2 has
+    phase 0 only), M6 and the Naive markets.
 
     Subclasses give :meth:`announcements` and :meth:`own_answers` and set ``self.answer``:
-    :attr:`own_rule` (answer by :meth:`own_answers`), ``"yes"`` or ``"no"`` (always).
+    ``"yes"`` or ``"no"`` (always), or any other value for their own rule
+    (:meth:`own_answers`, which may read it).
     """
 
-    own_rule = "predicted"
     answer: str
+    #: the phases whose acting players answer the offer put to them
+    answer_phases: tuple[int, ...] = (1,)
 
     def announcements(self, rules: BatchedRules, ctx: ContextBatch, idx: np.ndarray) -> np.ndarray:
-        """``(len(idx), n, L)`` announcements of every player of episodes ``idx``."""
+        """``(len(idx), n, L)`` announcements of every player of episodes ``idx`` (rows of
+        players who do not act there are ignored)."""
         raise NotImplementedError
 
     def own_answers(self, rules: BatchedRules, ctx: ContextBatch, state: BatchState) -> np.ndarray:
@@ -114,12 +118,12 @@ class AnnounceThenAnswer:
         idx = np.flatnonzero((state.phase == 0) & mine.any(axis=1))
         if len(idx):
             acts[idx] = self.announcements(rules, ctx, idx)
-        respond = (state.phase == 1)[:, None] & mine
+        respond = np.isin(state.phase, self.answer_phases)[:, None] & mine
         if respond.any():
-            if self.answer == self.own_rule:
-                yes = self.own_answers(rules, ctx, state)
-            else:
+            if self.answer in ("yes", "no"):
                 yes = np.full((B, n), self.answer == "yes")
+            else:
+                yes = self.own_answers(rules, ctx, state)
             acts[:, :, rules.layout.index["answer"]] = np.where(respond, yes, 0)
         acts[~mine] = 0
         return acts

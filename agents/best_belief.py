@@ -243,8 +243,6 @@ class BatchedSeed000(AnnounceThenAnswer):
     """Predicted play of M1 and M2 over a batch, optionally with announced prices scaled
     (``factor``) and answers fixed (``answer`` = ``"truthful"``, ``"yes"`` or ``"no"``)."""
 
-    own_rule = "truthful"
-
     def __init__(self, factor: Fraction = Fraction(1), answer: str = "truthful") -> None:
         self.factor = Fraction(factor)
         self.answer = answer

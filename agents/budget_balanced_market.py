@@ -44,10 +44,10 @@ from mechgym.envs.solvers.batched import pack_batch
 
 from .base import MechanismAgents, PhasePolicy, RandomPolicy, register_agents
 from .batched import (
+    AnnounceThenAnswer,
     BatchedAgents,
     ByPhase,
     RandomBatched,
-    acting_players,
     answer_entries,
     register_batched_agents,
 )
@@ -272,7 +272,7 @@ def _deviations() -> dict[str, Any]:
 
 
 # -- the batched face --------------------------------------------------------------------------
-class BatchedMarket:
+class BatchedMarket(AnnounceThenAnswer):
     """The predicted profile of M6 over a batch, with the exact agent's deviations.
 
     Parameters
@@ -292,36 +292,24 @@ class BatchedMarket:
                 f"got {proposal!r}/{answers!r}; use one of {PROPOSAL_MODES} / {ANSWER_MODES}",
             )
         self.mode = proposal
-        self.answers = answers
+        self.answer = answers
         self.shift = shift
+
+    answer_phases = (RESPOND, CONFIRM)
 
     def proposals(self, ctx: ContextBatch, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``alloc``, ``prices`` ``(len(idx), n)`` of the proposal for episodes ``idx``."""
         return proposals(ctx, idx, self.mode, self.shift)
 
-    def act(
-        self,
-        rules: BatchedRules,
-        ctx: ContextBatch,
-        state: BatchState,
-        players: list[int],
-        rng: np.random.Generator,
-    ) -> np.ndarray:
-        B, n, L = len(state.phase), rules.spec.n, len(rules.layout)
-        acts = np.zeros((B, n, L), dtype=np.int64)
-        mine = acting_players(state, players)
-        idx = np.flatnonzero((state.phase == PROPOSE) & mine[:, 0])
-        if len(idx):
-            alloc, prices = self.proposals(ctx, idx)
-            acts[idx, 0] = rules.encode_proposals(alloc, prices)[0]  # type: ignore[attr-defined]
-        answering = mine & ((state.phase == RESPOND) | (state.phase == CONFIRM))[:, None]
-        if answering.any():
-            if self.answers in ("yes", "no"):
-                yes = np.full((B, n), self.answers == "yes")
-            else:
-                yes = answers(rules, ctx, state, self.answers, state.phase == CONFIRM)
-            acts[:, :, rules.layout.index["answer"]] = np.where(answering, yes, 0)
-        return acts
+    def announcements(self, rules: BatchedRules, ctx: ContextBatch, idx: np.ndarray) -> np.ndarray:
+        # player 0 proposes; the others do not act at step 1
+        out = np.zeros((len(idx), rules.spec.n, len(rules.layout)), dtype=np.int64)
+        alloc, prices = self.proposals(ctx, idx)
+        out[:, 0] = rules.encode_proposals(alloc, prices)[0]  # type: ignore[attr-defined]
+        return out
+
+    def own_answers(self, rules: BatchedRules, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+        return answers(rules, ctx, state, self.answer, state.phase == CONFIRM)
 
 
 def market_menu(

@@ -34,6 +34,7 @@ from mechgym.envs.mechanisms.foils import FOILS, TypeReport
 
 from .base import MechanismAgents, RandomPolicy, register_agents
 from .batched import (
+    AnnounceThenAnswer,
     BatchedAgents,
     RandomBatched,
     acting_players,
@@ -257,7 +258,7 @@ def batched_hope_menu(
     return acts, on_grid & acting[:, None]
 
 
-class BatchedNaive:
+class BatchedNaive(AnnounceThenAnswer):
     """Truthful proposals and M6's answer rules over a batch, with the exact agent's
     deviations (:class:`PredictedNaive`).
 
@@ -278,40 +279,23 @@ class BatchedNaive:
                 f"got {proposal!r}/{answers!r}; use one of {NAIVE_PROPOSALS} / truthful, yes, no",
             )
         self.mode = proposal
-        self.answers = answers
+        self.answer = answers
         self.shift = shift
 
     def proposals(self, ctx: ContextBatch, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``alloc``, ``prices`` ``(len(idx), n)`` of the proposal for episodes ``idx``."""
         return naive_proposals(ctx, idx, self.mode, self.shift)
 
-    def act(
-        self,
-        rules: BatchedRules,
-        ctx: ContextBatch,
-        state: BatchState,
-        players: list[int],
-        rng: np.random.Generator,
-    ) -> np.ndarray:
-        B, n, L = len(state.phase), rules.spec.n, len(rules.layout)
-        acts = np.zeros((B, n, L), dtype=np.int64)
-        mine = acting_players(state, players)
-        idx = np.flatnonzero((state.phase == 0) & mine.any(axis=1))
-        if len(idx):
-            assert ctx.k is not None
-            alloc, prices = self.proposals(ctx, idx)
-            vec = rules.encode_proposals(alloc, prices, ctx.k)[0]  # type: ignore[attr-defined]
-            acts[idx] = np.where(mine[idx, :, None], vec[:, None, :], 0)
-        if len(rules.phases) > 1:
-            answering = mine & (state.phase == 1)[:, None]
-            if answering.any():
-                if self.answers == "truthful":
-                    _, item, price = rules.pending_offers(state)
-                    yes = respond_answers(ctx, surpluses(ctx, item, price))
-                else:
-                    yes = np.full((B, n), self.answers == "yes")
-                acts[:, :, rules.layout.index["answer"]] = np.where(answering, yes, 0)
-        return acts
+    def announcements(self, rules: BatchedRules, ctx: ContextBatch, idx: np.ndarray) -> np.ndarray:
+        # every announcer (Naive-1: all players; Naive-2..4: player 0) makes the proposal
+        assert ctx.k is not None
+        alloc, prices = self.proposals(ctx, idx)
+        vec = rules.encode_proposals(alloc, prices, ctx.k)[0]  # type: ignore[attr-defined]
+        return np.broadcast_to(vec[:, None, :], (len(idx), rules.spec.n, vec.shape[-1]))
+
+    def own_answers(self, rules: BatchedRules, ctx: ContextBatch, state: BatchState) -> np.ndarray:
+        _, item, price = rules.pending_offers(state)
+        return respond_answers(ctx, surpluses(ctx, item, price))
 
 
 def batched_naive_menu(
