@@ -1,7 +1,8 @@
 """Does learning *find* the predictions? The convergence study without the answer built in.
 
     python experiments/learning_from_scratch.py [--out results/learning_from_scratch]
-        [--mechanisms best_belief ...] [--encodings menu factored continuous]
+        [--mechanisms best_belief ...] [--encodings menu factored continuous
+        factored+own-lower-bounds]
         [--inits predicted random] [--schemes independent simultaneous]
         [--seeds 5] [--budget 1000000] [--rounds 10] [--reuse] [--quick]
 
@@ -18,7 +19,10 @@ achieved/required ratio of bound phases (e.g. announced revenue / BB_i), agreeme
 proposal phases (M5/M6: seeds that reach the SPE proposal), E[REV]/benchmark, guarantee
 holds, exploitability (with the strategy space it was computed over); the training family's
 figures beside; wall and CPU seconds. A cell whose encoding or scheme a mechanism does not
-offer is listed with the reason.
+offer is listed with the reason. An encoding token ``ENC+GRID`` runs the factored or
+continuous encoding ``ENC`` on the amount grid ``GRID`` (converge ``--price-grid``: e.g.
+``factored+own-lower-bounds``, prices from the player's own lower bounds, its private
+information); a plain token uses the linear 16-level grid.
 
 Outputs in ``--out``: ``machine.json``, ``study.json`` (every cell's converge summary),
 ``study.csv`` (one row per cell and phase), ``tables.md`` (the README's tables),
@@ -46,6 +50,13 @@ INITS = ("predicted", "random")
 SCHEMES = ("independent", "simultaneous")
 #: phases whose prediction is a unique proposal (the SPE's, M5 and M6)
 PROPOSALS = ("propose",)
+
+
+def split_encoding(token: str) -> tuple[str, str]:
+    """``"factored+own-lower-bounds"`` -> ``("factored", "own-lower-bounds")``; a plain
+    encoding keeps the linear grid."""
+    enc, _, grid = token.partition("+")
+    return enc, grid or "linear"
 
 
 def cell_name(encoding: str, init: str, scheme: str) -> str:
@@ -102,6 +113,7 @@ def cell_config(
     ``overrides`` replace fields. Returns the config and its decisions per run."""
     from mechgym.training.converge import ConvergeConfig, draw_family
 
+    encoding, price_grid = split_encoding(encoding)
     _, one = draw_family(mech, None, 1, 0)
     players = int(one[0].n)
     steps = max(1, args.budget // (args.rounds * players))
@@ -114,6 +126,7 @@ def cell_config(
         steps=steps,
         family=args.family,
         encoding=encoding,
+        price_grid=price_grid,
         init=init,
         scheme=scheme,
         out=str(cell_out),
@@ -451,6 +464,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("seeds", "budget", "rounds", "family"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be at least 1")
+    from mechgym.envs.engine.factored import PRICE_GRIDS
+
+    # an unknown plain encoding becomes a skipped cell with converge's reason; a grid token
+    # is checked here, before any cell runs
+    for token in (t for t in args.encodings if "+" in t):
+        enc, grid = split_encoding(token)
+        if enc not in ("factored", "continuous") or grid not in PRICE_GRIDS:
+            ap.error(
+                f"--encodings: unknown {token!r}; a price grid goes with factored or "
+                f"continuous, as ENC+GRID with GRID one of {', '.join(PRICE_GRIDS)}"
+            )
     return args
 
 

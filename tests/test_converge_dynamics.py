@@ -136,7 +136,7 @@ def test_learning_curves_aggregate_seeds_per_round() -> None:
     assert learning_curves(rows) == curves
 
 
-def test_learning_from_scratch_study_script(tmp_path, monkeypatch) -> None:
+def _study_module(monkeypatch):
     import importlib.util
     import sys
     from pathlib import Path
@@ -149,6 +149,23 @@ def test_learning_from_scratch_study_script(tmp_path, monkeypatch) -> None:
     mod = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "learning_from_scratch", mod)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_study_encoding_tokens_name_a_price_grid(monkeypatch) -> None:
+    mod = _study_module(monkeypatch)
+    assert mod.split_encoding("factored") == ("factored", "linear")
+    assert mod.split_encoding("factored+own-lower-bounds") == ("factored", "own-lower-bounds")
+    args = mod.parse_args(["--encodings", "continuous+geometric", "--quick"])
+    cfg, _ = mod.cell_config("best_belief", args.encodings[0], "random", "simultaneous", args, ".")
+    assert (cfg.encoding, cfg.price_grid) == ("continuous", "geometric")
+    for bad in ("menu+geometric", "factored+nonsense", "tabular+linear"):
+        with pytest.raises(SystemExit):
+            mod.parse_args(["--encodings", bad])
+
+
+def test_learning_from_scratch_study_script(tmp_path, monkeypatch) -> None:
+    mod = _study_module(monkeypatch)
     out = tmp_path / "study"
     argv = ["--out", str(out), "--mechanisms", "vcg", "--encodings", "menu", "no_such"]
     argv += ["--inits", "random", "--schemes", "independent", "--seeds", "2", "--jobs", "1"]
@@ -334,3 +351,52 @@ def test_full_space_exploitability_of_the_final_profile(tmp_path) -> None:
     assert not (tmp_path / "x").exists()
     result = CliRunner().invoke(_app(), ["converge", "--full-space-limit", "100000"])
     assert result.exit_code != 0 and "full-space-limit" in result.output
+
+
+def test_price_grid_reaches_the_learners_and_their_checkpoints(tmp_path) -> None:
+    """``price_grid`` is the factored encoding's grid in the simultaneous learners: on the
+    players' own lower bounds every predicted M1 offer is a grid point (its clone is exact),
+    and the saved actors keep the grid they were trained on."""
+    from mechgym.training.batched_policy import BatchedLearnedPolicy
+    from mechgym.training.converge import run_converge
+
+    cfg = ConvergeConfig(
+        mechanisms=("best_belief",),
+        seeds=1,
+        rounds=1,
+        steps=256,
+        family=4,
+        scheme="simultaneous",
+        encoding="factored",
+        price_grid="own-lower-bounds",
+        init="predicted",
+        jobs=1,
+        out=str(tmp_path / "olb"),
+        hyper={"batch_size": 64, "imitation_epochs": 2},
+        exploitability=False,
+    )
+    summary = run_converge(cfg, progress=False)
+    s = summary["mechanisms"]["best_belief"]
+    assert s["status"] == "ok", s
+    assert summary["config"]["price_grid"] == "own-lower-bounds"
+    assert all(c["expressible"] == 1.0 for c in s["imitation"].values())
+    path = tmp_path / "olb" / "checkpoints" / "best_belief" / "seed_0" / "policy.pt"
+    assert BatchedLearnedPolicy.load(path).price_grid == "own-lower-bounds"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--encoding", "factored", "--price-grid", "nonsense"], "nonsense"),
+        (["--encoding", "factored", "--price-levels", "1"], "2..256"),
+        (["--encoding", "menu", "--price-grid", "geometric"], "factored and continuous"),
+    ],
+)
+def test_bad_price_grid_is_one_line(tmp_path, args, needle) -> None:
+    out = tmp_path / "x"
+    res = CliRunner().invoke(
+        _app(), ["converge", *args, "--out", str(out), "--no-progress", "--quick"]
+    )
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output
+    assert not out.exists()

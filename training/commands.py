@@ -361,6 +361,22 @@ def add_commands(app: typer.Typer) -> None:
                 help="menu (default), multidiscrete, factored or continuous (see train --help).",
             ),
         ] = None,
+        price_levels: Annotated[
+            int | None,
+            typer.Option(
+                "--price-levels",
+                help="factored/continuous: amount levels per field (2..256, default 16).",
+            ),
+        ] = None,
+        price_grid: Annotated[
+            str | None,
+            typer.Option(
+                "--price-grid",
+                help="factored/continuous: where the amount levels lie: linear (default), "
+                "geometric, or own-lower-bounds (the acting player's own lower bounds, its "
+                "private information).",
+            ),
+        ] = None,
         eval_family: Annotated[
             int | None,
             typer.Option(
@@ -424,6 +440,8 @@ def add_commands(app: typer.Typer) -> None:
             "scheme": scheme,
             "features": features,
             "encoding": encoding,
+            "price_levels": price_levels,
+            "price_grid": price_grid,
             "eval_family": eval_family,
             "eval_family_seed": eval_seed,
             "eval_generator": eval_generate,

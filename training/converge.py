@@ -96,6 +96,11 @@ class ConvergeConfig:
     eval_generator: str | None = None
     algo: str = "maskable_ppo"
     encoding: str = "menu"
+    #: the factored and continuous encodings' amount levels: how many, and where they lie
+    #: (``"linear"``, ``"geometric"`` or the labelled ``"own-lower-bounds"``, built from
+    #: the acting player's private lower bounds; see :mod:`mechgym.envs.engine.factored`)
+    price_levels: int = 16
+    price_grid: str = "linear"
     #: what plays a player before it has trained (round-based schemes): ``None`` is
     #: ``"predicted"`` there and ``"random"`` (random initial weights) for ``simultaneous``,
     #: whose learners start at another profile by imitating it (not ``continuous``)
@@ -135,10 +140,12 @@ class ConvergeConfig:
 
     def __post_init__(self) -> None:
         # every count in its stated range before anything runs or is written (CLI and YAML)
+        from mechgym.envs.engine.factored import check_encoding_options
         from mechgym.envs.engine.spaces import canonical_encoding
         from mechgym.envs.model.limits import check_count, check_seed
 
         self.encoding = canonical_encoding(self.encoding)
+        check_encoding_options("factored", self.price_levels, self.price_grid)
 
         for name in ("seeds", "rounds", "steps", "family", "n_envs", "iterations", "jobs"):
             check_count(getattr(self, name), name)
@@ -202,6 +209,12 @@ def _context_key(ctx: Any) -> bytes:
     return json.dumps(context_to_dict(ctx), sort_keys=True, default=str).encode()
 
 
+def price_options(cfg: ConvergeConfig) -> dict[str, Any]:
+    """The amount-grid keywords every learner env of a run takes (read by the factored and
+    continuous encodings only)."""
+    return {"price_levels": cfg.price_levels, "price_grid": cfg.price_grid}
+
+
 def check_learning_options(cfg: ConvergeConfig) -> None:
     """Refuse an unknown scheme, encoding or initial profile before anything runs."""
     from mechgym.envs.pettingzoo.registry import CATALOGUE
@@ -222,6 +235,13 @@ def check_learning_options(cfg: ConvergeConfig) -> None:
     if cfg.encoding not in ENCODINGS:
         raise ParameterError(
             "--encoding", f"unknown encoding {cfg.encoding!r}; use one of {', '.join(ENCODINGS)}"
+        )
+    if cfg.encoding not in ("factored", "continuous") and (
+        cfg.price_grid != "linear" or cfg.price_levels != 16
+    ):
+        raise ParameterError(
+            "--price-grid",
+            f"price levels belong to the factored and continuous encodings, not {cfg.encoding!r}",
         )
     if not 0 <= cfg.full_space_limit <= MAX_FULL_SPACE_LIMIT:
         raise ParameterError(
@@ -305,7 +325,7 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         contexts=contexts,
         hyper=cfg.hyper,
         n_envs=cfg.n_envs,
-        env_kwargs={"features": cfg.features},
+        env_kwargs={"features": cfg.features, **price_options(cfg)},
         tensorboard_log=str(Path(cfg.out) / "tb" / mech / f"seed_{seed}")
         if cfg.tensorboard
         else None,
@@ -511,6 +531,7 @@ def _run_simultaneous_job(
         action_encoding=cfg.encoding,
         seed=seed,
         features=cfg.features,
+        **price_options(cfg),
     )
     agents = entry(mech).load_agents()
     n = int(contexts[0].n)
