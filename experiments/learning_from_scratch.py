@@ -136,6 +136,8 @@ def cell_config(
         features=getattr(args, "features", True),
         full_space_limit=getattr(args, "full_space_limit", 0),
     )
+    if getattr(args, "critic_warmup", 0):
+        cfg = replace(cfg, hyper={**cfg.hyper, "critic_warmup": args.critic_warmup})
     return replace(cfg, **overrides), steps * args.rounds * players
 
 
@@ -329,7 +331,14 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
         f"and GAE ({_ppo_settings()}), from random initial weights (init random) or from "
         "actors that first imitated the predicted profile (init predicted: behaviour cloning "
         "on the training family, outside the budget; each cell's summary.json gives the "
-        "cloned agreement); independent = best-response rounds, SB3 MaskablePPO. "
+        "cloned agreement"
+        + (
+            f"; then {getattr(args, 'critic_warmup', 0)} updates of the critics alone on the "
+            "clone's returns, also outside the budget"
+            if getattr(args, "critic_warmup", 0)
+            else ""
+        )
+        + "); independent = best-response rounds, SB3 MaskablePPO. "
         "Observations: the AEC vector"
         + (
             " and the pending-question features (own value of the offered item, its price, "
@@ -459,11 +468,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Also the exact exploitability over every legal action where no node has more "
         "than this many (converge --full-space-limit; 0: off).",
     )
+    ap.add_argument(
+        "--critic-warmup",
+        type=int,
+        default=0,
+        help="Simultaneous learners started at a profile: updates of the critics alone on the "
+        "cloned actors' returns before PPO (outside the budget; 0: none).",
+    )
     ap.add_argument("--quick", action="store_true", help="Tiny budgets (a smoke test).")
     args = ap.parse_args(argv)
     for name in ("seeds", "budget", "rounds", "family"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be at least 1")
+    if args.critic_warmup < 0:
+        ap.error("--critic-warmup must be at least 0")
     from mechgym.envs.engine.factored import PRICE_GRIDS
 
     # an unknown plain encoding becomes a skipped cell with converge's reason; a grid token

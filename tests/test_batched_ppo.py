@@ -470,6 +470,39 @@ def test_imitation_of_the_layout_and_factored_moves_and_refusal_for_boxes() -> N
     clone = BatchedPPO(fac, cfg, seed=0).imitate(4096, epochs=20)
     assert 0.5 < clone["expressible"] < 1.0  # the price grid comes near BB_i's offers only
     assert clone["agreement"] > untrained["agreement"] + 0.1
+    # on the players' own lower bounds every BB_i-optimal price is a grid point
+    olb = BatchedMechanismEnv(
+        "best_belief", 128, action_encoding="factored", price_grid="own-lower-bounds", seed=0
+    )
+    assert BatchedPPO(olb, cfg, seed=0).imitate(4096, epochs=0)["expressible"] == 1.0
     box = BatchedMechanismEnv("best_belief", 16, action_encoding="continuous", seed=0)
     with pytest.raises(ParameterError, match="read from a box"):
         BatchedPPO(box, cfg, seed=0).imitate(64)
+
+
+def test_critic_warmup_fits_the_clone_s_returns_and_leaves_the_actors() -> None:
+    """``warm_critics``: only the critics move (the cloned actors keep every parameter), and
+    their loss on the clone's returns falls (toward the returns' own variance over contexts
+    and chance); a negative count is refused."""
+    from mechgym.envs.engine.errors import ParameterError
+    from mechgym.training.batched_ppo import BatchedPPO, BatchedPPOConfig
+
+    from mechgym.integrations.torchrl_batched import BatchedMechanismEnv
+
+    torch.manual_seed(0)
+    cfg = BatchedPPOConfig(batch_size=256, learning_rate=1e-2)
+    env = BatchedMechanismEnv("best_belief", cfg.batch_size, action_encoding="menu", seed=0)
+    ppo = BatchedPPO(env, cfg, seed=0)
+    ppo.imitate(1024, epochs=2)
+    actors = [p.detach().clone() for a in ppo.nets.distinct_actors for p in a.parameters()]
+    critics = [p.detach().clone() for c in ppo.nets.critic.values() for p in c.parameters()]
+    out = ppo.warm_critics(10)
+    assert out["updates"] == 10 and out["decisions"] >= 10 * 256
+    assert out["critic_loss_last"] < out["critic_loss_first"]
+    after = [p for a in ppo.nets.distinct_actors for p in a.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(actors, after, strict=True))
+    moved = [p for c in ppo.nets.critic.values() for p in c.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(critics, moved, strict=True))
+    assert ppo.warm_critics(0)["critic_loss_first"] is None
+    with pytest.raises(ParameterError, match="critic_warmup"):
+        ppo.warm_critics(-1)

@@ -356,7 +356,8 @@ def test_full_space_exploitability_of_the_final_profile(tmp_path) -> None:
 def test_price_grid_reaches_the_learners_and_their_checkpoints(tmp_path) -> None:
     """``price_grid`` is the factored encoding's grid in the simultaneous learners: on the
     players' own lower bounds every predicted M1 offer is a grid point (its clone is exact),
-    and the saved actors keep the grid they were trained on."""
+    and the saved actors keep the grid they were trained on; ``hyper["critic_warmup"]``
+    fits the critics to the clone before PPO."""
     from mechgym.training.batched_policy import BatchedLearnedPolicy
     from mechgym.training.converge import run_converge
 
@@ -372,7 +373,7 @@ def test_price_grid_reaches_the_learners_and_their_checkpoints(tmp_path) -> None
         init="predicted",
         jobs=1,
         out=str(tmp_path / "olb"),
-        hyper={"batch_size": 64, "imitation_epochs": 2},
+        hyper={"batch_size": 64, "imitation_epochs": 2, "critic_warmup": 2},
         exploitability=False,
     )
     summary = run_converge(cfg, progress=False)
@@ -380,6 +381,8 @@ def test_price_grid_reaches_the_learners_and_their_checkpoints(tmp_path) -> None
     assert s["status"] == "ok", s
     assert summary["config"]["price_grid"] == "own-lower-bounds"
     assert all(c["expressible"] == 1.0 for c in s["imitation"].values())
+    # the critics were fitted to the clone's returns before PPO, outside the budget
+    assert [c["critic_warmup"]["updates"] for c in s["imitation"].values()] == [2]
     path = tmp_path / "olb" / "checkpoints" / "best_belief" / "seed_0" / "policy.pt"
     assert BatchedLearnedPolicy.load(path).price_grid == "own-lower-bounds"
 

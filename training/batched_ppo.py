@@ -681,6 +681,53 @@ class BatchedPPO:
             "agreement": agree / max(used, 1),
         }
 
+    def warm_critics(self, updates: int) -> dict[str, Any]:
+        """Fit the critics to the current actors' returns, the actors untouched (e.g. after
+        :meth:`imitate`, so that the first PPO update's advantages are measured against
+        the cloned play's values rather than an untrained critic's).
+
+        ``updates`` times: collect as :meth:`train` does, targets by GAE, then ``epochs`` ×
+        ``minibatches`` steps of TorchRL's critic loss alone. Returns the decisions
+        collected and the mean critic loss of the first and the last update (outside any
+        learning budget: nothing of it reaches the actors).
+        """
+        if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
+            raise ParameterError("critic_warmup", f"must be a count >= 0, got {updates!r}")
+        cfg = self.cfg
+        critics = list({id(c): c for c in self.nets.critic.values()}.values())
+        params = [p for c in critics for p in c.parameters()]
+        optim = torch.optim.Adam(params, lr=cfg.learning_rate)
+        keep = [(g, k) for g in self.groups for k in ("features", "value_target")]
+        done, losses = 0, []
+        for _ in range(updates):
+            data = self.collect()
+            self.advantages(data)
+            done += sum(int(data[g, "mask"].sum()) for g in self.groups)
+            N = data.numel()
+            flat = data.select(*keep).reshape(N)
+            n_mb = min(cfg.minibatches, N)
+            seen = []
+            for _ in range(cfg.epochs):
+                order = torch.randperm(N, generator=self.perm_gen)
+                for chunk in order.chunk(n_mb):
+                    mb = flat[chunk]
+                    total = sum(
+                        (self.losses[g].loss_critic(mb)[0].mean() for g in self.groups),
+                        torch.zeros(()),
+                    )
+                    optim.zero_grad(set_to_none=True)
+                    total.backward()
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    optim.step()
+                    seen.append(float(total) / len(self.groups))
+            losses.append(sum(seen) / len(seen))
+        return {
+            "updates": updates,
+            "decisions": done,
+            "critic_loss_first": losses[0] if losses else None,
+            "critic_loss_last": losses[-1] if losses else None,
+        }
+
     def learned_policy(self, constants: Mapping[str, Any] | None = None) -> BatchedLearnedPolicy:
         """The actors as a :class:`BatchedLearnedPolicy` (sharing their parameters)."""
         env, nets = self.env, self.nets

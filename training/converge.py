@@ -553,6 +553,10 @@ def _run_simultaneous_job(
                 epochs=int(cfg.hyper.get("imitation_epochs", 20)),
                 seed=seed,
             )
+            # optionally the critics learn the clone's returns before PPO moves the actors
+            warm = cfg.hyper.get("critic_warmup", 0)
+            if warm:
+                imitation["critic_warmup"] = ppo.warm_critics(warm)
             _emit(events, mech, seed, "train", 0)
         for r in range(cfg.rounds + 1):
             if r > 0:
