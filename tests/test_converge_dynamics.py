@@ -282,25 +282,28 @@ def test_simultaneous_learners_start_at_the_prediction_by_imitation(tmp_path) ->
     assert float(fresh[("bound_satisfied", "announce")]) < 0.95
 
 
+def _tiny_simultaneous(out, **kw) -> ConvergeConfig:
+    """One seed, one round of 256 steps per player: a simultaneous M1 run for wiring checks."""
+    base = {
+        "mechanisms": ("best_belief",),
+        "seeds": 1,
+        "rounds": 1,
+        "steps": 256,
+        "scheme": "simultaneous",
+        "jobs": 1,
+        "out": str(out),
+        "hyper": {"batch_size": 64},
+        "exploitability": False,
+    }
+    return ConvergeConfig(**{**base, **kw})
+
+
 def test_simultaneous_continuous_without_question_features(tmp_path) -> None:
     """The Beta-headed batched learner runs the continuous encoding; ``features=False``
     leaves the observations the AEC vector (and the move so far) alone."""
     from mechgym.training.converge import run_converge
 
-    cfg = ConvergeConfig(
-        mechanisms=("best_belief",),
-        seeds=1,
-        rounds=1,
-        steps=256,
-        family=3,
-        scheme="simultaneous",
-        encoding="continuous",
-        features=False,
-        jobs=1,
-        out=str(tmp_path / "c"),
-        hyper={"batch_size": 64},
-        exploitability=False,
-    )
+    cfg = _tiny_simultaneous(tmp_path / "c", family=3, encoding="continuous", features=False)
     summary = run_converge(cfg, progress=False)
     assert summary["mechanisms"]["best_belief"]["status"] == "ok"
     assert summary["config"]["features"] is False and summary["config"]["encoding"] == "continuous"
@@ -361,20 +364,13 @@ def test_price_grid_reaches_the_learners_and_their_checkpoints(tmp_path) -> None
     from mechgym.training.batched_policy import BatchedLearnedPolicy
     from mechgym.training.converge import run_converge
 
-    cfg = ConvergeConfig(
-        mechanisms=("best_belief",),
-        seeds=1,
-        rounds=1,
-        steps=256,
+    cfg = _tiny_simultaneous(
+        tmp_path / "olb",
         family=4,
-        scheme="simultaneous",
         encoding="factored",
         price_grid="own-lower-bounds",
         init="predicted",
-        jobs=1,
-        out=str(tmp_path / "olb"),
         hyper={"batch_size": 64, "imitation_epochs": 2, "critic_warmup": 2},
-        exploitability=False,
     )
     summary = run_converge(cfg, progress=False)
     s = summary["mechanisms"]["best_belief"]
