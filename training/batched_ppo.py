@@ -47,6 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from mechgym.envs.engine.errors import ParameterError
 from tensordict import TensorDictBase
@@ -620,7 +621,6 @@ class BatchedPPO:
         encoding expresses exactly (a factored price grid may only come near the teacher's
         price) and the actors' agreement with the teacher's actions after the passes.
         """
-        import numpy as np
         from mechgym.training.batched_obs import resolve_batched
 
         env = self.env
