@@ -719,7 +719,7 @@ class BatchedPPO:
                     total.backward()
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                     optim.step()
-                    seen.append(float(total) / len(self.groups))
+                    seen.append(float(total.detach()) / len(self.groups))
             losses.append(sum(seen) / len(seen))
         return {
             "updates": updates,

@@ -21,6 +21,7 @@ lines: seeds; thick line and band: IQM and 95% interval; dashed: the predicted p
 from __future__ import annotations
 
 import csv
+import textwrap
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -192,7 +193,8 @@ def plot_curves(
         ax.plot(x, [p[1] for p in pts_c], lw=2.0, color="C0", label="IQM, 95% CI")
         if ref is not None:
             ax.axhline(float(ref), color="k", ls="--", lw=1, label="predicted profile")
-        ax.set_title(title, fontsize=9)
+        # long space labels wrap inside the panel instead of running past it
+        ax.set_title(textwrap.fill(title, 48), fontsize=9)
         ax.set_xlabel("training steps (thousands, all players)", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[len(panels) :]:
