@@ -482,13 +482,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             ap.error(f"--{name} must be at least 1")
     if args.critic_warmup < 0:
         ap.error("--critic-warmup must be at least 0")
-    from mechgym.envs.engine.factored import PRICE_GRIDS
+    from mechgym.envs.engine.factored import FACTORED_ENCODINGS, PRICE_GRIDS
 
     # an unknown plain encoding becomes a skipped cell with converge's reason; a grid token
     # is checked here, before any cell runs
     for token in (t for t in args.encodings if "+" in t):
         enc, grid = split_encoding(token)
-        if enc not in ("factored", "continuous") or grid not in PRICE_GRIDS:
+        if enc not in FACTORED_ENCODINGS or grid not in PRICE_GRIDS:
             ap.error(
                 f"--encodings: unknown {token!r}; a price grid goes with factored or "
                 f"continuous, as ENC+GRID with GRID one of {', '.join(PRICE_GRIDS)}"

@@ -552,10 +552,28 @@ class BatchedPPO:
         if self.continuous:
             keys += ("reads_box",)
         keep = [(g, k) for g in self.groups for k in (*keys, "advantage", "value_target")]
-        N = data.numel()
-        flat = data.select(*keep).reshape(N)
         entropy = None if row is None else row.setdefault("entropy", {})
+        self._descend(
+            data.select(*keep),
+            lambda mb: ppo_loss(self.losses, mb, cfg.critic_coef, entropy),
+            self.optim,
+            self.nets.parameters,
+        )
+
+    def _descend(
+        self,
+        data: TensorDictBase,
+        loss: Callable[[TensorDictBase], torch.Tensor],
+        optim: torch.optim.Optimizer,
+        params: Sequence[torch.nn.Parameter],
+    ) -> list[float]:
+        """``epochs`` passes of ``minibatches`` clipped gradient steps of ``loss`` over the
+        flattened ``data``; returns each step's loss."""
+        cfg = self.cfg
+        N = data.numel()
+        flat = data.reshape(N)
         n_mb = min(cfg.minibatches, N)
+        seen = []
         for _ in range(cfg.epochs):
             if n_mb == 1:  # the whole batch: its order does not matter
                 chunks = [flat]
@@ -563,11 +581,13 @@ class BatchedPPO:
                 order = torch.randperm(N, generator=self.perm_gen)
                 chunks = [flat[c] for c in order.chunk(n_mb)]
             for mb in chunks:
-                total = ppo_loss(self.losses, mb, cfg.critic_coef, entropy)
-                self.optim.zero_grad(set_to_none=True)
+                total = loss(mb)
+                optim.zero_grad(set_to_none=True)
                 total.backward()
-                torch.nn.utils.clip_grad_norm_(self.nets.parameters, cfg.max_grad_norm)
-                self.optim.step()
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optim.step()
+                seen.append(float(total.detach()))
+        return seen
 
     def train(
         self, budget: int, callback: Callable[[dict[str, Any]], None] | None = None
@@ -699,28 +719,17 @@ class BatchedPPO:
         optim = torch.optim.Adam(params, lr=cfg.learning_rate)
         keep = [(g, k) for g in self.groups for k in ("features", "value_target")]
         done, losses = 0, []
+
+        def critic_loss(mb: TensorDictBase) -> torch.Tensor:
+            terms = (self.losses[g].loss_critic(mb)[0].mean() for g in self.groups)
+            return sum(terms, torch.zeros(()))
+
         for _ in range(updates):
             data = self.collect()
             self.advantages(data)
             done += sum(int(data[g, "mask"].sum()) for g in self.groups)
-            N = data.numel()
-            flat = data.select(*keep).reshape(N)
-            n_mb = min(cfg.minibatches, N)
-            seen = []
-            for _ in range(cfg.epochs):
-                order = torch.randperm(N, generator=self.perm_gen)
-                for chunk in order.chunk(n_mb):
-                    mb = flat[chunk]
-                    total = sum(
-                        (self.losses[g].loss_critic(mb)[0].mean() for g in self.groups),
-                        torch.zeros(()),
-                    )
-                    optim.zero_grad(set_to_none=True)
-                    total.backward()
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                    optim.step()
-                    seen.append(float(total.detach()) / len(self.groups))
-            losses.append(sum(seen) / len(seen))
+            seen = self._descend(data.select(*keep), critic_loss, optim, params)
+            losses.append(sum(seen) / len(seen) / len(self.groups))
         return {
             "updates": updates,
             "decisions": done,

@@ -140,12 +140,13 @@ class ConvergeConfig:
 
     def __post_init__(self) -> None:
         # every count in its stated range before anything runs or is written (CLI and YAML)
-        from mechgym.envs.engine.factored import check_encoding_options
+        from mechgym.envs.engine.factored import FACTORED_ENCODINGS, check_encoding_options
         from mechgym.envs.engine.spaces import canonical_encoding
         from mechgym.envs.model.limits import check_count, check_seed
 
         self.encoding = canonical_encoding(self.encoding)
-        check_encoding_options("factored", self.price_levels, self.price_grid)
+        # the grid's own checks, whatever the encoding (others refuse a non-default grid)
+        check_encoding_options(FACTORED_ENCODINGS[0], self.price_levels, self.price_grid)
 
         for name in ("seeds", "rounds", "steps", "family", "n_envs", "iterations", "jobs"):
             check_count(getattr(self, name), name)
@@ -236,8 +237,11 @@ def check_learning_options(cfg: ConvergeConfig) -> None:
         raise ParameterError(
             "--encoding", f"unknown encoding {cfg.encoding!r}; use one of {', '.join(ENCODINGS)}"
         )
-    if cfg.encoding not in ("factored", "continuous") and (
-        cfg.price_grid != "linear" or cfg.price_levels != 16
+    from mechgym.envs.engine.factored import FACTORED_ENCODINGS
+
+    if cfg.encoding not in FACTORED_ENCODINGS and (
+        cfg.price_grid != ConvergeConfig.price_grid
+        or cfg.price_levels != ConvergeConfig.price_levels
     ):
         raise ParameterError(
             "--price-grid",
