@@ -506,3 +506,77 @@ def test_critic_warmup_fits_the_clone_s_returns_and_leaves_the_actors() -> None:
     assert ppo.warm_critics(0)["critic_loss_first"] is None
     with pytest.raises(ParameterError, match="critic_warmup"):
         ppo.warm_critics(-1)
+
+
+# -- best-response rounds: one group learns, the others frozen ------------------------------
+def _params(ppo: BatchedPPO, g: str) -> list[torch.Tensor]:
+    nets = (ppo.nets.actor[g], ppo.nets.critic[g])
+    return [p.detach().clone() for n in nets for p in n.parameters()]
+
+
+@pytest.mark.parametrize("encoding", ["factored", "continuous"])
+def test_one_group_learns_while_the_others_stay_frozen(encoding: str) -> None:
+    """``train(learners=[g])``: only g's actor and critic move, only g's decisions count
+    toward the budget, and the result names g alone."""
+    ppo = small_learner(encoding)
+    before = {g: _params(ppo, g) for g in ppo.groups}
+    res = ppo.train(300, learners=["player_1"])
+    assert res.groups == {"player_1": [1]} and not res.idle
+    assert res.decisions >= 300 and res.updates >= 1
+    assert set(res.history[0]["reward"]) == {"player_1"}
+    for g in ppo.groups:
+        same = all(torch.equal(a, b) for a, b in zip(before[g], _params(ppo, g), strict=True))
+        assert same == (g != "player_1"), g
+
+
+def test_frozen_groups_play_their_mode_and_learners_sample() -> None:
+    """In a collection with ``explore=[g]`` every other group's action is its actor's mode
+    (argmax under the mask) wherever it acts; g's sampled actions are not all modes."""
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    ppo = small_learner("menu")
+    data = ppo.collect(explore=["player_0"])
+    flat = data.reshape(-1)
+    for g in ppo.groups:
+        keys = [(g, "features"), (g, "action_mask")]
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            mode = ppo.actors[g](flat.select(*keys).clone())[g, "action"]
+        acting = flat[g, "mask"]
+        assert acting.any()
+        same = (mode == flat[g, "action"])[acting]
+        assert bool(same.all()) == (g != "player_0"), g
+
+
+def test_a_learner_the_others_never_reach_stops_as_idle() -> None:
+    """M6 with the proposer announcing an invalid price sum (it halts at step 1a): a
+    responder never acts, so training gives up after MAX_IDLE_COLLECTS empty collections
+    instead of waiting for decisions that never come."""
+    env = BatchedMechanismEnv(
+        "budget_balanced_market",
+        64,
+        action_encoding="factored",
+        learners=["player_1"],
+        background="invalid_sum",
+        seed=0,
+    )
+    torch.manual_seed(0)
+    ppo = BatchedPPO(env, BatchedPPOConfig(batch_size=64))
+    before = _params(ppo, "player_1")
+    res = ppo.train(1000)
+    assert res.idle and res.decisions == 0 and res.updates == 0
+    assert res.frames == BatchedPPO.MAX_IDLE_COLLECTS * 64 * ppo.cfg.rollout_steps
+    assert all(torch.equal(a, b) for a, b in zip(before, _params(ppo, "player_1"), strict=True))
+
+
+def test_bad_learner_subsets_are_refused() -> None:
+    ppo = small_learner("menu")
+    with pytest.raises(ParameterError, match="player_7"):
+        ppo.train(10, learners=["player_7"])
+    with pytest.raises(ParameterError, match="learners"):
+        ppo.train(10, learners=[])
+    with pytest.raises(ParameterError, match="explore"):
+        ppo.train(10, learners=["player_0"], explore=["nobody"])
+    env = BatchedMechanismEnv("best_belief", 64, action_encoding="menu", seed=0)
+    shared = BatchedPPO(env, BatchedPPOConfig(batch_size=64), share_parameters=True)
+    with pytest.raises(ParameterError, match="share one actor"):
+        shared.train(10, learners=["player_0"])

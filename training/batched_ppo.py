@@ -35,6 +35,9 @@ at once, partial resets of ended slots), with TorchRL's
   :class:`~mechgym.training.batched_policy.BatchedLearnedPolicy`).
 * **Budget.** ``decisions`` counts the learners' decisions (acting agent × step) collected;
   training stops at the first update that reaches it.
+* **Best-response rounds.** :meth:`BatchedPPO.train` with ``learners=[g]`` updates group g
+  only; the other groups' networks stay frozen and play their actor's mode (or sample, if
+  named in ``explore``): ``converge --scheme alternating``.
 
 Learners start from random initial weights; everything random comes from ``seed`` (the env's
 generator and a forked torch generator), so the same seed gives the same parameters.
@@ -236,6 +239,9 @@ class BatchedPPOResult:
         ``entropy`` (per group, of its acting agents' policies).
     groups : dict of str to list of int
         The learning groups and their players.
+    idle : bool
+        Training stopped before the budget: the learners were not reached (see
+        :meth:`BatchedPPO.train`).
     """
 
     policy: BatchedLearnedPolicy
@@ -245,6 +251,7 @@ class BatchedPPOResult:
     updates: int
     history: list[dict[str, Any]] = field(default_factory=list)
     groups: dict[str, list[int]] = field(default_factory=dict)
+    idle: bool = False
 
     @property
     def decisions_per_second(self) -> float:
@@ -506,24 +513,33 @@ class BatchedPPO:
                 for g in self.groups
             ]
         self.policy = TensorDictSequential(*steps)
+        self.actors = actors
+        self._modes: dict[tuple[str, ...], TensorDictSequential] = {}
         self.values = TensorDictSequential(*critics.values())
         self.optim = torch.optim.Adam(nets.parameters, lr=cfg.learning_rate)
         self.perm_gen = torch.Generator().manual_seed(seed)
         self._td: TensorDictBase | None = None
 
-    def collect(self) -> TensorDictBase:
+    def collect(self, explore: Sequence[str] | None = None) -> TensorDictBase:
         """``rollout_steps`` steps of every slot, sampled from the actors: ``(B, T)``
         (ended slots restart at once), with the critics' values of every step and of the
         step after it (the next step's, or after the last one a pass over its successor;
-        where a slot ended, the value after it is unused: the step is terminal)."""
+        where a slot ended, the value after it is unused: the step is terminal).
+
+        ``explore`` names the groups that sample (default: all); the others play their
+        actor's mode (argmax under the mask), as frozen opponents do in evaluation."""
         env = self.env
         if self._td is None:
             self._td = env.reset()
         td = self._td
         frames = []
+        fixed = self._mode_policy(explore)
         with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
             for _ in range(self.cfg.rollout_steps):
                 td = self.values(self.policy(self.features(td)))
+                if fixed is not None:
+                    with set_exploration_type(ExplorationType.DETERMINISTIC):
+                        td = fixed(td)
                 step, td = env.step_and_maybe_reset(td)
                 frames.append(step)
             last = self.values(self.features(td.select(*[(g, "observation") for g in self.groups])))
@@ -537,25 +553,72 @@ class BatchedPPO:
             )
         return data
 
+    def _mode_policy(self, explore: Sequence[str] | None) -> TensorDictSequential | None:
+        """The actors of the groups outside ``explore`` in one module (cached), or ``None``
+        when every group samples."""
+        if explore is None:
+            return None
+        fixed = tuple(g for g in self.groups if g not in set(explore))
+        if not fixed:
+            return None
+        if fixed not in self._modes:
+            steps: list[Any] = [self.actors[g] for g in fixed]
+            if self.continuous:
+                steps += [
+                    TensorDictModule(
+                        _split_move, in_keys=[(g, "move")], out_keys=[(g, "action"), (g, "box")]
+                    )
+                    for g in fixed
+                ]
+            self._modes[fixed] = TensorDictSequential(*steps)
+        return self._modes[fixed]
+
+    def _learning(self, learners: Sequence[str] | None) -> list[str]:
+        """``learners`` checked against the env's groups (default: every group)."""
+        if learners is None:
+            return list(self.groups)
+        unknown = [g for g in learners if g not in self.groups]
+        if unknown or not learners:
+            raise ParameterError(
+                "learners",
+                f"{unknown[0] if unknown else 'none'} is not a learning group of this env; "
+                f"use some of {', '.join(self.groups)}",
+            )
+        if len({id(self.nets.actor[g]) for g in self.groups}) < len(self.groups) and set(
+            learners
+        ) != set(self.groups):
+            raise ParameterError(
+                "learners", "parameter-shared groups share one actor: they learn together"
+            )
+        return [g for g in self.groups if g in set(learners)]
+
     @torch.no_grad()
-    def advantages(self, data: TensorDictBase) -> None:
+    def advantages(self, data: TensorDictBase, learners: Sequence[str] | None = None) -> None:
         """GAE per group over the time axis (values, targets and advantages written in
         ``data``), then advantages normalised over the steps where the agents act."""
-        for g in self.groups:
+        for g in self._learning(learners):
             self.gaes[g](data)
             _normalise_advantage(data, g)
 
-    def update(self, data: TensorDictBase, row: dict[str, Any] | None = None) -> None:
-        """``epochs`` passes of ``minibatches`` gradient steps over ``data`` (advantages in)."""
+    def update(
+        self,
+        data: TensorDictBase,
+        row: dict[str, Any] | None = None,
+        learners: Sequence[str] | None = None,
+    ) -> None:
+        """``epochs`` passes of ``minibatches`` gradient steps over ``data`` (advantages in)
+        for the ``learners`` (default: every group; the others' networks are untouched)."""
         cfg = self.cfg
+        groups = self._learning(learners)
         keys: tuple[str, ...] = ("features", "action_mask", "mask", self.action, "action_log_prob")
         if self.continuous:
             keys += ("reads_box",)
-        keep = [(g, k) for g in self.groups for k in (*keys, "advantage", "value_target")]
+        keep = [(g, k) for g in groups for k in (*keys, "advantage", "value_target")]
         entropy = None if row is None else row.setdefault("entropy", {})
+        losses = {g: self.losses[g] for g in groups}
         self._descend(
             data.select(*keep),
-            lambda mb: ppo_loss(self.losses, mb, cfg.critic_coef, entropy),
+            lambda mb: ppo_loss(losses, mb, cfg.critic_coef, entropy),
             self.optim,
             self.nets.parameters,
         )
@@ -589,24 +652,54 @@ class BatchedPPO:
                 seen.append(float(total.detach()))
         return seen
 
+    #: consecutive collections without a decision of the learners after which
+    #: :meth:`train` gives up (they are never reached under the others' play)
+    MAX_IDLE_COLLECTS = 16
+
     def train(
-        self, budget: int, callback: Callable[[dict[str, Any]], None] | None = None
+        self,
+        budget: int,
+        callback: Callable[[dict[str, Any]], None] | None = None,
+        learners: Sequence[str] | None = None,
+        explore: Sequence[str] | None = None,
     ) -> BatchedPPOResult:
-        """Collect and update until ``budget`` learner decisions are collected."""
-        done = updates = 0
+        """Collect and update until ``budget`` decisions of the ``learners`` (default: every
+        group) are collected.
+
+        The other groups are frozen: their networks are not updated and they play their
+        actor's mode, unless named in ``explore`` (then they sample, e.g. an untrained actor
+        standing for random play). If the learners make no decision in
+        :attr:`MAX_IDLE_COLLECTS` collections in a row (the others' play never reaches
+        them), training stops early and the result says ``idle``."""
+        groups = self._learning(learners)
+        stray = [g for g in explore or () if g not in self.groups]
+        if stray:
+            raise ParameterError("explore", f"{stray[0]} is not a learning group of this env")
+        sampled = None if learners is None else [*groups, *(explore or ())]
+        done = updates = empty = collects = 0
         history: list[dict[str, Any]] = []
         start = time.perf_counter()
+        idle = False
         while done < budget:
-            data = self.collect()
-            self.advantages(data)
+            data = self.collect(sampled)
+            collects += 1
+            found = sum(int(data[g, "mask"].sum()) for g in groups)
+            if not found:
+                empty += 1
+                if empty >= self.MAX_IDLE_COLLECTS:
+                    idle = True
+                    break
+                continue
+            empty = 0
+            self.advantages(data, groups)
             row: dict[str, Any] = {"reward": {}, "entropy": {}}
-            for g in self.groups:
+            for g in groups:
                 ended = data["next", g, "done"][..., 0, 0]
                 r = data["next", g, "reward"].mean(-2).squeeze(-1)  # per agent of the group
                 row["reward"][g] = float(r[ended].mean()) if ended.any() else None
-                done += int(data[g, "mask"].sum())
+            done += found
             row["episodes"] = int(data["next", "done"].sum())
-            self.update(data, row)
+            self.update(data, row, groups)
             updates += 1
             row["decisions"] = done
             row["seconds"] = time.perf_counter() - start
@@ -616,11 +709,12 @@ class BatchedPPO:
         return BatchedPPOResult(
             policy=self.learned_policy(),
             decisions=done,
-            frames=updates * self.cfg.batch_size * self.cfg.rollout_steps,
+            frames=collects * self.cfg.batch_size * self.cfg.rollout_steps,
             seconds=time.perf_counter() - start,
             updates=updates,
             history=history,
-            groups={g: list(self.env.group_players[g]) for g in self.groups},
+            groups={g: list(self.env.group_players[g]) for g in groups},
+            idle=idle,
         )
 
     #: steps per minibatch of :meth:`imitate` (supervised: many small steps per pass)

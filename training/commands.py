@@ -335,7 +335,8 @@ def add_commands(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 help="What plays a player before it has trained (round-based schemes; default "
-                "predicted), or the profile simultaneous learners imitate before learning "
+                "predicted), or the profile the batched learners (simultaneous, alternating) "
+                "imitate before learning "
                 "(menu and multidiscrete encodings; default random: no imitation): predicted, "
                 "random, or a named deviation."
             ),
@@ -343,8 +344,9 @@ def add_commands(app: typer.Typer) -> None:
         scheme: Annotated[
             str | None,
             typer.Option(
-                help="Learning scheme: independent (default), ibr, selfplay, or simultaneous "
-                "(every player learns at once on the batched path)."
+                help="Learning scheme: independent (default), ibr, selfplay (SB3), or on the "
+                "batched path simultaneous (every player learns at once) or alternating (the "
+                "players learn in turn against the others' frozen play, as in independent)."
             ),
         ] = None,
         features: Annotated[

@@ -55,6 +55,8 @@ from mechgym.envs.engine.errors import ParameterError
 from mechgym.envs.mechanisms.catalogue import SPECS
 
 AGREE_MEAN, AGREE_MIN = 0.95, 0.90
+#: schemes that train on the batched path (BatchedPPO) rather than with SB3 or RLlib
+BATCHED_SCHEMES = ("simultaneous", "alternating")
 #: summary keys that describe the run rather than a family's figures
 RUN_FACTS = (
     "reference",
@@ -102,8 +104,9 @@ class ConvergeConfig:
     price_levels: int = 16
     price_grid: str = "linear"
     #: what plays a player before it has trained (round-based schemes): ``None`` is
-    #: ``"predicted"`` there and ``"random"`` (random initial weights) for ``simultaneous``,
-    #: whose learners start at another profile by imitating it (not ``continuous``)
+    #: ``"predicted"`` there and ``"random"`` (random initial weights) for the batched
+    #: schemes ``simultaneous`` and ``alternating``, whose learners start at another
+    #: profile by imitating it (not ``continuous``)
     init: str | None = None
     scheme: str = "independent"
     jobs: int = 0
@@ -224,14 +227,14 @@ def check_learning_options(cfg: ConvergeConfig) -> None:
     from .multi import SCHEMES
     from .noregret import RULES
 
-    schemes = (*SCHEMES, "simultaneous")
+    schemes = (*SCHEMES, *BATCHED_SCHEMES)
     if cfg.scheme not in schemes:
         raise ParameterError(
             "--scheme", f"unknown scheme {cfg.scheme!r}; use one of {', '.join(schemes)}"
         )
-    if cfg.scheme == "simultaneous" and cfg.algo in RULES:
+    if cfg.scheme in BATCHED_SCHEMES and cfg.algo in RULES:
         raise ParameterError(
-            "--scheme", "simultaneous learning runs PPO on the batched path, not a no-regret rule"
+            "--scheme", f"{cfg.scheme} learning runs PPO on the batched path, not a no-regret rule"
         )
     if cfg.encoding not in ENCODINGS:
         raise ParameterError(
@@ -252,17 +255,17 @@ def check_learning_options(cfg: ConvergeConfig) -> None:
             "--full-space-limit",
             f"must be between 0 (off) and {MAX_FULL_SPACE_LIMIT:,}, got {cfg.full_space_limit}",
         )
-    if cfg.scheme == "simultaneous" and cfg.init not in (None, "random"):
+    if cfg.scheme in BATCHED_SCHEMES and cfg.init not in (None, "random"):
         if cfg.encoding == "continuous":
             raise ParameterError(
                 "--init",
-                f"simultaneous learners start at a profile ({cfg.init!r}) by imitating its "
+                f"{cfg.scheme} learners start at a profile ({cfg.init!r}) by imitating its "
                 "actions, and continuous amounts are read from a box, not chosen among "
                 "entries; use the menu, multidiscrete or factored encoding, or --init random",
             )
         if cfg.init.endswith(".zip") or Path(cfg.init).exists():
             raise ParameterError(
-                "--init", "simultaneous learners imitate a named profile, not a model file"
+                "--init", f"{cfg.scheme} learners imitate a named profile, not a model file"
             )
     if cfg.algo in RULES or not isinstance(cfg.init, str):
         return
@@ -314,8 +317,8 @@ def run_job(mech: str, seed: int, cfg_dict: dict[str, Any], events: Any = None) 
         from .rllib_jobs import run_rllib_job
 
         return run_rllib_job(mech, seed, cfg, events)
-    if cfg.scheme == "simultaneous":
-        return _run_simultaneous_job(mech, seed, cfg, events)
+    if cfg.scheme in BATCHED_SCHEMES:
+        return _run_batched_job(mech, seed, cfg, events)
     threads = configure_torch(cfg.torch_threads)
     t0, c0 = time.perf_counter(), time.process_time()
     _, contexts = family_contexts(mech, cfg)
@@ -502,14 +505,20 @@ def metric_rows(
     ]
 
 
-def _run_simultaneous_job(
+def _run_batched_job(
     mech: str, seed: int, cfg: ConvergeConfig, events: Any = None
 ) -> dict[str, Any]:
-    """:func:`run_job` for ``scheme="simultaneous"``: every player learns at once (PPO on the
-    batched path, :mod:`mechgym.training.batched_ppo`), each with ``cfg.steps`` decisions a
-    round as in the other schemes, from random initial weights or, with an ``init`` profile
+    """:func:`run_job` for the batched schemes (PPO on the batched path,
+    :mod:`mechgym.training.batched_ppo`), each player with ``cfg.steps`` decisions a round
+    as in the other schemes, from random initial weights or, with an ``init`` profile
     (``"predicted"``, a deviation), from actors that imitated it (behaviour cloning on
-    ``cfg.steps`` decisions per player, before round 0 and outside the budget)."""
+    ``cfg.steps`` decisions per player, before round 0 and outside the budget).
+
+    ``simultaneous``: every player learns at once, all sampling. ``alternating``: in each
+    round the players learn one after another, each against the others' actors frozen and
+    played by their mode (argmax), as SB3's ``independent`` rounds do; a player that has
+    not trained yet samples from its initial actor (random weights stand for random play;
+    a clone plays its mode, the profile it imitated)."""
     from dataclasses import fields as dc_fields
 
     import torch
@@ -546,6 +555,7 @@ def _run_simultaneous_job(
     final: dict[str, dict[str, Any]] = {}
     eval_s, total = 0.0, 0
     imitation: dict[str, Any] | None = None
+    idle: dict[str, int] = {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         ppo = BatchedPPO(env, ppo_cfg, share_parameters=False, seed=seed)
@@ -562,11 +572,25 @@ def _run_simultaneous_job(
             if warm:
                 imitation["critic_warmup"] = ppo.warm_critics(warm)
             _emit(events, mech, seed, "train", 0)
+        trained: set[str] = set()
         for r in range(cfg.rounds + 1):
-            if r > 0:
+            if r > 0 and cfg.scheme == "simultaneous":
                 res = ppo.train(cfg.steps * n)
                 total += res.decisions
                 _emit(events, mech, seed, "train", cfg.steps * n)
+            elif r > 0:
+                for g in ppo.groups:
+                    # untrained random actors sample (random play); trained ones, and
+                    # clones, play their mode
+                    fresh = imitation is None
+                    explore = [h for h in ppo.groups if h != g and fresh and h not in trained]
+                    res = ppo.train(cfg.steps, learners=[g], explore=explore)
+                    trained.add(g)
+                    total += res.decisions
+                    if res.idle:
+                        label = "+".join(str(p) for p in env.group_players[g])
+                        idle[label] = idle.get(label, 0) + 1
+                    _emit(events, mech, seed, "train", cfg.steps)
             learned = ppo.learned_policy()
             if r > 0 and cfg.save_models:
                 # the latest round's actors (BatchedLearnedPolicy.load reads them back)
@@ -585,7 +609,13 @@ def _run_simultaneous_job(
             eval_s += time.perf_counter() - te
             _emit(events, mech, seed, "eval", r)
     out = job_result(
-        (mech, seed, total), rows, final, groups, (t0, c0, eval_s), torch_threads=threads
+        (mech, seed, total),
+        rows,
+        final,
+        groups,
+        (t0, c0, eval_s),
+        torch_threads=threads,
+        idle=idle,
     )
     if imitation is not None:
         out["imitation"] = imitation
