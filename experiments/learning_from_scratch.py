@@ -140,6 +140,8 @@ def cell_config(
     )
     if getattr(args, "critic_warmup", 0):
         cfg = replace(cfg, hyper={**cfg.hyper, "critic_warmup": args.critic_warmup})
+    if getattr(args, "hyper", None):
+        cfg = replace(cfg, hyper={**cfg.hyper, **args.hyper})
     return replace(cfg, **overrides), steps * args.rounds * players
 
 
@@ -259,10 +261,34 @@ def _f(x: Any) -> str:
     return "n/a" if x is None or x == "" else f"{float(x):.2f}"
 
 
-def _ppo_settings() -> str:
+def parse_hyper(items: list[str]) -> dict[str, Any]:
+    """``["hidden=256,256", "entropy_coef=0.05"]`` -> the batched learner's settings (a
+    comma list is a tuple of ints; otherwise an int, else a float); unknown names or bad
+    values raise ``ValueError`` naming them."""
     from mechgym.training.batched_ppo import BatchedPPOConfig
 
-    c = BatchedPPOConfig()
+    known = set(BatchedPPOConfig.__dataclass_fields__)
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in known:
+            names = ", ".join(sorted(known))
+            raise ValueError(f"{item!r}: use NAME=VALUE with NAME one of {names}")
+        try:
+            if "," in raw or name == "hidden":
+                out[name] = tuple(int(v) for v in raw.split(","))
+            else:
+                out[name] = int(raw) if raw.lstrip("-").isdigit() else float(raw)
+        except ValueError:
+            raise ValueError(f"{item!r}: {raw!r} is not a number") from None
+    BatchedPPOConfig(**out).check()
+    return out
+
+
+def _ppo_settings(hyper: dict[str, Any] | None = None) -> str:
+    from mechgym.training.batched_ppo import BatchedPPOConfig
+
+    c = BatchedPPOConfig(**(hyper or {}))
     return (
         f"{c.batch_size} episodes × {c.rollout_steps} steps per update, {c.epochs} epochs × "
         f"{c.minibatches} minibatches, lr {c.learning_rate:g}, entropy {c.entropy_coef:g}, "
@@ -330,7 +356,8 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
         + ".",
         "",
         "Learners: simultaneous = every player at once, batched PPO on TorchRL's ClipPPOLoss "
-        f"and GAE ({_ppo_settings()}), from random initial weights (init random) or from "
+        f"and GAE ({_ppo_settings(getattr(args, 'hyper', None))}), from random initial "
+        "weights (init random) or from "
         "actors that first imitated the predicted profile (init predicted: behaviour cloning "
         "on the training family, outside the budget; each cell's summary.json gives the "
         "cloned agreement"
@@ -479,8 +506,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Simultaneous learners started at a profile: updates of the critics alone on the "
         "cloned actors' returns before PPO (outside the budget; 0: none).",
     )
+    ap.add_argument(
+        "--hyper",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Batched learner settings for every cell (e.g. hidden=256,256 entropy_coef=0.05); "
+        "default: BatchedPPOConfig's.",
+    )
     ap.add_argument("--quick", action="store_true", help="Tiny budgets (a smoke test).")
     args = ap.parse_args(argv)
+    try:
+        args.hyper = parse_hyper(args.hyper)
+    except Exception as exc:  # ValueError from parsing, ParameterError from the checks
+        ap.error(f"--hyper: {exc}")
     for name in ("seeds", "budget", "rounds", "family"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be at least 1")

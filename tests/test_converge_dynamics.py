@@ -165,6 +165,23 @@ def test_study_encoding_tokens_name_a_price_grid(monkeypatch) -> None:
             mod.parse_args(["--encodings", bad])
 
 
+def test_study_hyper_settings_reach_every_cell(monkeypatch) -> None:
+    """``--hyper NAME=VALUE``: the batched learner's settings for every cell (a comma list is
+    a tuple of widths), stated in the tables' text; unknown names and bad values stop the
+    script before any cell runs."""
+    mod = _study_module(monkeypatch)
+    args = mod.parse_args(["--hyper", "hidden=256,256", "entropy_coef=0.05", "epochs=4"])
+    assert args.hyper == {"hidden": (256, 256), "entropy_coef": 0.05, "epochs": 4}
+    cfg, _ = mod.cell_config("best_belief", "factored", "random", "alternating", args, ".")
+    assert cfg.hyper == args.hyper and cfg.scheme == "alternating"
+    assert "MLP 256×256" in mod._ppo_settings(args.hyper)
+    assert "entropy 0.05" in mod._ppo_settings(args.hyper)
+    assert mod.parse_args([]).hyper == {}
+    for bad in (["widths=3"], ["hidden=a,b"], ["epochs=0"], ["learning_rate"]):
+        with pytest.raises(SystemExit):
+            mod.parse_args(["--hyper", *bad])
+
+
 def test_learning_from_scratch_study_script(tmp_path, monkeypatch) -> None:
     mod = _study_module(monkeypatch)
     out = tmp_path / "study"
