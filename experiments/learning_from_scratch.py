@@ -3,7 +3,7 @@
     python experiments/learning_from_scratch.py [--out results/learning_from_scratch]
         [--mechanisms best_belief ...] [--encodings menu factored continuous
         factored+own-lower-bounds]
-        [--inits predicted random] [--schemes independent simultaneous alternating]
+        [--inits predicted random] [--schemes independent simultaneous alternating fictitious]
         [--seeds 5] [--budget 1000000] [--rounds 10] [--reuse] [--quick]
 
 For every mechanism (default: the six of the papers, M1–M6) and every cell of the matrix
@@ -48,8 +48,9 @@ from mechgym.machine import machine
 ENCODINGS = ("menu", "factored", "continuous")
 INITS = ("predicted", "random")
 #: independent = SB3's best-response rounds; on the batched path, simultaneous = every
-#: player at once, alternating = best-response rounds (each player in turn, the others frozen)
-SCHEMES = ("independent", "simultaneous", "alternating")
+#: player at once, alternating = best-response rounds (each player in turn, the others frozen),
+#: fictitious = the same against the others' past actors, one drawn per episode
+SCHEMES = ("independent", "simultaneous", "alternating", "fictitious")
 #: phases whose prediction is a unique proposal (the SPE's, M5 and M6)
 PROPOSALS = ("propose",)
 
@@ -369,7 +370,9 @@ def tables(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Name
         )
         + "); alternating = the same batched learners in best-response rounds (each player "
         "in turn against the others' frozen actors, played by their mode; an untrained actor "
-        "samples); independent = best-response rounds, SB3 MaskablePPO. "
+        "samples); fictitious = the same rounds against the others' past actors, one drawn "
+        "uniformly per episode (fictitious play; evaluated: the latest actors); "
+        "independent = best-response rounds, SB3 MaskablePPO. "
         "Observations: the AEC vector"
         + (
             " and the pending-question features (own value of the offered item, its price, "

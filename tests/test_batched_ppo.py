@@ -580,3 +580,37 @@ def test_bad_learner_subsets_are_refused() -> None:
     shared = BatchedPPO(env, BatchedPPOConfig(batch_size=64), share_parameters=True)
     with pytest.raises(ParameterError, match="share one actor"):
         shared.train(10, learners=["player_0"])
+
+
+def test_mixed_groups_play_one_past_actor_per_episode() -> None:
+    """Fictitious play's population: a ``mixed`` group plays, in each episode, the mode of
+    one of its snapshots, drawn uniformly when the episode starts; every snapshot is played
+    and nothing else is. Training against the mixture leaves the snapshots untouched."""
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    ppo = small_learner("factored")
+    ppo.snapshot("player_2")
+    with torch.no_grad():  # a second, different actor
+        for p in ppo.nets.actor["player_2"].parameters():
+            p.add_(torch.randn_like(p))
+    ppo.snapshot("player_2")
+    data = ppo.collect(explore=["player_0", "player_1"], mixed=["player_2"])
+    flat = data.reshape(-1)
+    keys = [("player_2", "features"), ("player_2", "action_mask")]
+    modes = []
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        for module, _ in ppo.history["player_2"]:
+            modes.append(module(flat.select(*keys).clone())["player_2", "action"])
+    acting = flat["player_2", "mask"]
+    played = flat["player_2", "action"]
+    as_first, as_second = (modes[0] == played)[acting], (modes[1] == played)[acting]
+    assert bool((as_first | as_second).all())
+    assert bool((as_first & ~as_second).any()) and bool((as_second & ~as_first).any())
+    before = [p.detach().clone() for m, _ in ppo.history["player_2"] for p in m.parameters()]
+    ppo.train(300, learners=["player_0"], mixed=["player_1", "player_2"][1:])
+    after = [p for m, _ in ppo.history["player_2"] for p in m.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    with pytest.raises(ParameterError, match="history"):
+        ppo.train(10, learners=["player_0"], mixed=["player_1"])
+    with pytest.raises(ParameterError, match="history"):
+        ppo.train(10, learners=["player_2"], mixed=["player_2"])

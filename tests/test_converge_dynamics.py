@@ -263,7 +263,8 @@ def test_simultaneous_scheme_learns_all_players_at_once_on_held_out(tmp_path) ->
 def test_alternating_best_response_rounds_on_the_batched_path(tmp_path) -> None:
     """``--scheme alternating``: best-response rounds with the batched learner; every player
     trains its own budget in each round (so the total matches simultaneous learning's), the
-    run is seeded, and a cloned start is imitated before round 0 as in ``simultaneous``."""
+    run is seeded, and a cloned start is imitated before round 0 as in ``simultaneous``;
+    ``fictitious`` runs the same rounds against the others' past actors."""
     from mechgym.training.converge import run_converge
 
     cfg = _tiny_simultaneous(
@@ -290,6 +291,16 @@ def test_alternating_best_response_rounds_on_the_batched_path(tmp_path) -> None:
         sim_rows = list(csv.DictReader(fh))
     assert [r for r in sim_rows if r["round"] == "0"] == [r for r in rows if r["round"] == "0"]
     assert sim_rows != rows
+    # fictitious: the same rounds against the others' past actors (one drawn per episode)
+    fict = run_converge(
+        replace(cfg, scheme="fictitious", out=str(tmp_path / "fict")), progress=False
+    )
+    f = fict["mechanisms"]["best_belief"]
+    assert f["status"] == "ok" and f["steps_per_seed"] >= 2 * 256 * 3
+    with (tmp_path / "fict" / "metrics.csv").open() as fh:
+        fict_rows = list(csv.DictReader(fh))
+    assert [r for r in fict_rows if r["round"] == "0"] == [r for r in rows if r["round"] == "0"]
+    assert fict_rows != rows
     cloned = run_converge(
         replace(cfg, init="predicted", encoding="menu", rounds=1, out=str(tmp_path / "c")),
         progress=False,

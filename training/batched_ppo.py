@@ -37,7 +37,10 @@ at once, partial resets of ended slots), with TorchRL's
   training stops at the first update that reaches it.
 * **Best-response rounds.** :meth:`BatchedPPO.train` with ``learners=[g]`` updates group g
   only; the other groups' networks stay frozen and play their actor's mode (or sample, if
-  named in ``explore``): ``converge --scheme alternating``.
+  named in ``explore``): ``converge --scheme alternating``. With ``mixed``, a frozen group
+  plays in each episode one of its past actors (:meth:`BatchedPPO.snapshot`), drawn
+  uniformly: a best response to the others' average play, as in fictitious play
+  (``converge --scheme fictitious``).
 
 Learners start from random initial weights; everything random comes from ``seed`` (the env's
 generator and a forked torch generator), so the same seed gives the same parameters.
@@ -45,6 +48,7 @@ generator and a forked torch generator), so the same seed gives the same paramet
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -518,16 +522,78 @@ class BatchedPPO:
         self.values = TensorDictSequential(*critics.values())
         self.optim = torch.optim.Adam(nets.parameters, lr=cfg.learning_rate)
         self.perm_gen = torch.Generator().manual_seed(seed)
+        # which past actor each episode of a ``mixed`` group plays (fictitious play)
+        self.mix_gen = torch.Generator().manual_seed(seed + 104729)
+        self.history: dict[str, list[tuple[TensorDictSequential, bool]]] = {}
+        self._picks: dict[str, torch.Tensor] = {}
         self._td: TensorDictBase | None = None
 
-    def collect(self, explore: Sequence[str] | None = None) -> TensorDictBase:
+    def snapshot(self, g: str, sample: bool = False) -> None:
+        """Add a frozen copy of group ``g``'s current actor to its history, the population
+        a ``mixed`` group plays from (:meth:`collect`); ``sample``: the copy samples its
+        actions (an untrained actor standing for random play), else it plays its mode."""
+        if g not in self.groups:
+            raise ParameterError("snapshot", f"{g} is not a learning group of this env")
+        net = copy.deepcopy(self.nets.actor[g])
+        net.requires_grad_(False)
+        steps: list[Any] = [_actor(g, net, self.sizes, self.continuous)]
+        if self.continuous:
+            steps.append(
+                TensorDictModule(
+                    _split_move, in_keys=[(g, "move")], out_keys=[(g, "action"), (g, "box")]
+                )
+            )
+        self.history.setdefault(g, []).append((TensorDictSequential(*steps), sample))
+
+    def _play_history(self, td: TensorDictBase, g: str) -> TensorDictBase:
+        """Overwrite ``g``'s actions in ``td`` with those of the past actor each episode
+        drew (:attr:`history`), drawn uniformly when the episode starts."""
+        members = self.history[g]
+        B = td.batch_size[0]
+        picks = self._picks.get(g)
+        if picks is None or picks.numel() != B or int(picks.max()) >= len(members):
+            picks = torch.randint(len(members), (B,), generator=self.mix_gen)
+            self._picks[g] = picks
+        keys = [(g, "features"), (g, "action_mask")]
+        outs = [(g, "action")]
+        if self.continuous:
+            keys.append((g, "reads_box"))
+            outs += [(g, "move"), (g, "box")]
+        for k, (module, sample) in enumerate(members):
+            chosen = picks == k
+            if not chosen.any():
+                continue
+            kind = ExplorationType.RANDOM if sample else ExplorationType.DETERMINISTIC
+            with set_exploration_type(kind):
+                out = module(td.select(*keys).clone())
+            for key in outs:
+                cur, new = td[key], out[key]
+                where = chosen.reshape((B,) + (1,) * (cur.dim() - 1))
+                td[key] = torch.where(where, new.to(cur.dtype), cur)
+        return td
+
+    def _redraw(self, ended: torch.Tensor, mixed: Sequence[str]) -> None:
+        """New history draws for the episodes that just ended (their slots restart)."""
+        if not ended.any():
+            return
+        for g in mixed:
+            picks = self._picks[g]
+            fresh = torch.randint(len(self.history[g]), picks.shape, generator=self.mix_gen)
+            self._picks[g] = torch.where(ended, fresh, picks)
+
+    def collect(
+        self, explore: Sequence[str] | None = None, mixed: Sequence[str] = ()
+    ) -> TensorDictBase:
         """``rollout_steps`` steps of every slot, sampled from the actors: ``(B, T)``
         (ended slots restart at once), with the critics' values of every step and of the
         step after it (the next step's, or after the last one a pass over its successor;
         where a slot ended, the value after it is unused: the step is terminal).
 
         ``explore`` names the groups that sample (default: all); the others play their
-        actor's mode (argmax under the mask), as frozen opponents do in evaluation."""
+        actor's mode (argmax under the mask), as frozen opponents do in evaluation. A group
+        in ``mixed`` plays instead, in each episode, one member of its :attr:`history`
+        drawn uniformly when the episode starts (fictitious play's mixture over pure
+        strategies, not a mixture of moves within an episode)."""
         env = self.env
         if self._td is None:
             self._td = env.reset()
@@ -540,7 +606,11 @@ class BatchedPPO:
                 if fixed is not None:
                     with set_exploration_type(ExplorationType.DETERMINISTIC):
                         td = fixed(td)
+                for g in mixed:
+                    td = self._play_history(td, g)
                 step, td = env.step_and_maybe_reset(td)
+                if mixed:
+                    self._redraw(step["next", "done"].reshape(-1), mixed)
                 frames.append(step)
             last = self.values(self.features(td.select(*[(g, "observation") for g in self.groups])))
         self._td = td
@@ -662,13 +732,15 @@ class BatchedPPO:
         callback: Callable[[dict[str, Any]], None] | None = None,
         learners: Sequence[str] | None = None,
         explore: Sequence[str] | None = None,
+        mixed: Sequence[str] = (),
     ) -> BatchedPPOResult:
         """Collect and update until ``budget`` decisions of the ``learners`` (default: every
         group) are collected.
 
         The other groups are frozen: their networks are not updated and they play their
         actor's mode, unless named in ``explore`` (then they sample, e.g. an untrained actor
-        standing for random play). If the learners make no decision in
+        standing for random play) or in ``mixed`` (then each episode plays one member of
+        the group's :attr:`history`, see :meth:`collect`). If the learners make no decision in
         :attr:`MAX_IDLE_COLLECTS` collections in a row (the others' play never reaches
         them), training stops early and the result says ``idle``."""
         groups = self._learning(learners)
@@ -676,12 +748,17 @@ class BatchedPPO:
         if stray:
             raise ParameterError("explore", f"{stray[0]} is not a learning group of this env")
         sampled = None if learners is None else [*groups, *(explore or ())]
+        for g in mixed:
+            if g in groups or not self.history.get(g):
+                raise ParameterError(
+                    "mixed", f"{g} must be a frozen group with a history (see snapshot)"
+                )
         done = updates = empty = collects = 0
         history: list[dict[str, Any]] = []
         start = time.perf_counter()
         idle = False
         while done < budget:
-            data = self.collect(sampled)
+            data = self.collect(sampled, mixed)
             collects += 1
             found = sum(int(data[g, "mask"].sum()) for g in groups)
             if not found:

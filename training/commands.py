@@ -335,7 +335,8 @@ def add_commands(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 help="What plays a player before it has trained (round-based schemes; default "
-                "predicted), or the profile the batched learners (simultaneous, alternating) "
+                "predicted), or the profile the batched learners (simultaneous, alternating, "
+                "fictitious) "
                 "imitate before learning "
                 "(menu and multidiscrete encodings; default random: no imitation): predicted, "
                 "random, or a named deviation."
@@ -346,7 +347,8 @@ def add_commands(app: typer.Typer) -> None:
             typer.Option(
                 help="Learning scheme: independent (default), ibr, selfplay (SB3), or on the "
                 "batched path simultaneous (every player learns at once) or alternating (the "
-                "players learn in turn against the others' frozen play, as in independent)."
+                "players learn in turn against the others' frozen play, as in independent) or "
+                "fictitious (the same, against the others' past actors drawn per episode)."
             ),
         ] = None,
         features: Annotated[

@@ -56,7 +56,7 @@ from mechgym.envs.mechanisms.catalogue import SPECS
 
 AGREE_MEAN, AGREE_MIN = 0.95, 0.90
 #: schemes that train on the batched path (BatchedPPO) rather than with SB3 or RLlib
-BATCHED_SCHEMES = ("simultaneous", "alternating")
+BATCHED_SCHEMES = ("simultaneous", "alternating", "fictitious")
 #: summary keys that describe the run rather than a family's figures
 RUN_FACTS = (
     "reference",
@@ -518,7 +518,11 @@ def _run_batched_job(
     round the players learn one after another, each against the others' actors frozen and
     played by their mode (argmax), as SB3's ``independent`` rounds do; a player that has
     not trained yet samples from its initial actor (random weights stand for random play;
-    a clone plays its mode, the profile it imitated)."""
+    a clone plays its mode, the profile it imitated). ``fictitious``: the same rounds, but
+    the others play, in each episode, one of their past actors drawn uniformly (the
+    initial one, sampling if random, and the one after each of their turns): a best
+    response to their average play, as in fictitious play. Evaluation, in every scheme,
+    plays each player's latest actor by its mode (not the average of a population)."""
     from dataclasses import fields as dc_fields
 
     import torch
@@ -573,6 +577,9 @@ def _run_batched_job(
                 imitation["critic_warmup"] = ppo.warm_critics(warm)
             _emit(events, mech, seed, "train", 0)
         trained: set[str] = set()
+        if cfg.scheme == "fictitious":
+            for g in ppo.groups:
+                ppo.snapshot(g, sample=imitation is None)
         for r in range(cfg.rounds + 1):
             if r > 0 and cfg.scheme == "simultaneous":
                 res = ppo.train(cfg.steps * n)
@@ -582,9 +589,14 @@ def _run_batched_job(
                 for g in ppo.groups:
                     # untrained random actors sample (random play); trained ones, and
                     # clones, play their mode
-                    fresh = imitation is None
-                    explore = [h for h in ppo.groups if h != g and fresh and h not in trained]
-                    res = ppo.train(cfg.steps, learners=[g], explore=explore)
+                    others = [h for h in ppo.groups if h != g]
+                    if cfg.scheme == "fictitious":
+                        res = ppo.train(cfg.steps, learners=[g], mixed=others)
+                        ppo.snapshot(g)
+                    else:
+                        fresh = imitation is None
+                        explore = [h for h in others if fresh and h not in trained]
+                        res = ppo.train(cfg.steps, learners=[g], explore=explore)
                     trained.add(g)
                     total += res.decisions
                     if res.idle:
