@@ -43,7 +43,7 @@ from typing import Any
 
 from speed_and_convergence import LABEL, SIX, YES_NO, cpu_seconds
 
-from mechgym.machine import machine
+from mechgym.machine import git_commit, machine
 
 ENCODINGS = ("menu", "factored", "continuous")
 INITS = ("predicted", "random")
@@ -547,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     info = machine()
+    if info["commit"] is None:
+        # mechgym installed outside a checkout (a frozen install): this script's checkout
+        info["commit"] = git_commit(Path(__file__).resolve().parents[1])
     (out / "machine.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     path = out / "study.json"
     study: dict[str, Any] = (
