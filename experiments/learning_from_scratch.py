@@ -521,7 +521,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     try:
         args.hyper = parse_hyper(args.hyper)
-    except Exception as exc:  # ValueError from parsing, ParameterError from the checks
+    except ValueError as exc:  # parsing, then BatchedPPOConfig.check (a ParameterError)
         ap.error(f"--hyper: {exc}")
     for name in ("seeds", "budget", "rounds", "family"):
         if getattr(args, name) < 1:

@@ -508,15 +508,7 @@ class BatchedPPO:
         self.losses = {g: _loss(g, actors[g], critics[g], cfg, self.action) for g in self.groups}
         self.gaes = {g: _gae(g, cfg) for g in self.groups}
         self.features = TensorDictSequential(*(_features(g) for g in self.groups))
-        steps: list[Any] = list(actors.values())
-        if self.continuous:
-            steps += [
-                TensorDictModule(
-                    _split_move, in_keys=[(g, "move")], out_keys=[(g, "action"), (g, "box")]
-                )
-                for g in self.groups
-            ]
-        self.policy = TensorDictSequential(*steps)
+        self.policy = self._playing(actors)
         self.actors = actors
         self._modes: dict[tuple[str, ...], TensorDictSequential] = {}
         self.values = TensorDictSequential(*critics.values())
@@ -528,6 +520,19 @@ class BatchedPPO:
         self._picks: dict[str, torch.Tensor] = {}
         self._td: TensorDictBase | None = None
 
+    def _playing(self, actors: Mapping[str, Any]) -> TensorDictSequential:
+        """The actors in one module that writes each group's env action (in
+        ``continuous``, the entry and the box split from the Beta-headed move)."""
+        steps: list[Any] = list(actors.values())
+        if self.continuous:
+            steps += [
+                TensorDictModule(
+                    _split_move, in_keys=[(g, "move")], out_keys=[(g, "action"), (g, "box")]
+                )
+                for g in actors
+            ]
+        return TensorDictSequential(*steps)
+
     def snapshot(self, g: str, sample: bool = False) -> None:
         """Add a frozen copy of group ``g``'s current actor to its history, the population
         a ``mixed`` group plays from (:meth:`collect`); ``sample``: the copy samples its
@@ -536,14 +541,8 @@ class BatchedPPO:
             raise ParameterError("snapshot", f"{g} is not a learning group of this env")
         net = copy.deepcopy(self.nets.actor[g])
         net.requires_grad_(False)
-        steps: list[Any] = [_actor(g, net, self.sizes, self.continuous)]
-        if self.continuous:
-            steps.append(
-                TensorDictModule(
-                    _split_move, in_keys=[(g, "move")], out_keys=[(g, "action"), (g, "box")]
-                )
-            )
-        self.history.setdefault(g, []).append((TensorDictSequential(*steps), sample))
+        actor = _actor(g, net, self.sizes, self.continuous)
+        self.history.setdefault(g, []).append((self._playing({g: actor}), sample))
 
     def _play_history(self, td: TensorDictBase, g: str) -> TensorDictBase:
         """Overwrite ``g``'s actions in ``td`` with those of the past actor each episode
@@ -551,7 +550,7 @@ class BatchedPPO:
         members = self.history[g]
         B = td.batch_size[0]
         picks = self._picks.get(g)
-        if picks is None or picks.numel() != B or int(picks.max()) >= len(members):
+        if picks is None or picks.numel() != B:  # histories only grow: old picks stay valid
             picks = torch.randint(len(members), (B,), generator=self.mix_gen)
             self._picks[g] = picks
         keys = [(g, "features"), (g, "action_mask")]
@@ -632,15 +631,7 @@ class BatchedPPO:
         if not fixed:
             return None
         if fixed not in self._modes:
-            steps: list[Any] = [self.actors[g] for g in fixed]
-            if self.continuous:
-                steps += [
-                    TensorDictModule(
-                        _split_move, in_keys=[(g, "move")], out_keys=[(g, "action"), (g, "box")]
-                    )
-                    for g in fixed
-                ]
-            self._modes[fixed] = TensorDictSequential(*steps)
+            self._modes[fixed] = self._playing({g: self.actors[g] for g in fixed})
         return self._modes[fixed]
 
     def _learning(self, learners: Sequence[str] | None) -> list[str]:

@@ -336,8 +336,7 @@ def add_commands(app: typer.Typer) -> None:
             typer.Option(
                 help="What plays a player before it has trained (round-based schemes; default "
                 "predicted), or the profile the batched learners (simultaneous, alternating, "
-                "fictitious) "
-                "imitate before learning "
+                "fictitious) imitate before learning "
                 "(menu and multidiscrete encodings; default random: no imitation): predicted, "
                 "random, or a named deviation."
             ),

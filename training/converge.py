@@ -105,8 +105,8 @@ class ConvergeConfig:
     price_grid: str = "linear"
     #: what plays a player before it has trained (round-based schemes): ``None`` is
     #: ``"predicted"`` there and ``"random"`` (random initial weights) for the batched
-    #: schemes ``simultaneous`` and ``alternating``, whose learners start at another
-    #: profile by imitating it (not ``continuous``)
+    #: schemes (``BATCHED_SCHEMES``), whose learners start at another profile by imitating
+    #: it (not ``continuous``)
     init: str | None = None
     scheme: str = "independent"
     jobs: int = 0
@@ -533,6 +533,7 @@ def _run_batched_job(
     from .algos import configure_torch
     from .batched_ppo import BatchedPPO, BatchedPPOConfig
     from .encodings import make_encoding
+    from .learner_env import group_label
 
     threads = configure_torch(cfg.torch_threads)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -587,20 +588,20 @@ def _run_batched_job(
                 _emit(events, mech, seed, "train", cfg.steps * n)
             elif r > 0:
                 for g in ppo.groups:
-                    # untrained random actors sample (random play); trained ones, and
-                    # clones, play their mode
                     others = [h for h in ppo.groups if h != g]
                     if cfg.scheme == "fictitious":
                         res = ppo.train(cfg.steps, learners=[g], mixed=others)
                         ppo.snapshot(g)
                     else:
+                        # untrained random actors sample (random play); trained ones, and
+                        # clones, play their mode
                         fresh = imitation is None
                         explore = [h for h in others if fresh and h not in trained]
                         res = ppo.train(cfg.steps, learners=[g], explore=explore)
                     trained.add(g)
                     total += res.decisions
                     if res.idle:
-                        label = "+".join(str(p) for p in env.group_players[g])
+                        label = group_label(tuple(env.group_players[g]))
                         idle[label] = idle.get(label, 0) + 1
                     _emit(events, mech, seed, "train", cfg.steps)
             learned = ppo.learned_policy()
