@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from mechgym.envs.engine.errors import ContextError, ParameterError
+from mechgym.envs.engine.factored import FACTORED_ENCODINGS
 from mechgym.envs.engine.game import EnvSpec
 from torch import nn
 
@@ -258,7 +259,7 @@ class BatchedLearnedPolicy:
                 masks = rules.masks(state) if masks is None else masks
                 mask = torch.from_numpy(masks[rows, p] != 0)
                 acts[rows, p] = self.choose(p, obs, mask).numpy()
-            elif self.encoding in ("factored", "continuous"):
+            elif self.encoding in FACTORED_ENCODINGS:
                 masks = rules.masks(state) if masks is None else masks
                 lower = None if ctx.lower is None else ctx.lower[rows, p]
                 acts[rows, p] = self.compose(p, obs.numpy(), masks[rows, p], lower, rules)
@@ -421,7 +422,7 @@ class ExactLearnedPolicy:
         self.mech, self.spec = mech, spec
         agents = entry(policy.mechanism).load_agents()
         self.layout = mech.layout(spec)
-        if policy.encoding in ("factored", "continuous"):
+        if policy.encoding in FACTORED_ENCODINGS:
             self.encoding: Any = None
         elif policy.encoding == "menu":
             self.encoding = MenuEncoding(policy.mechanism, mech, spec, agents)

@@ -62,6 +62,7 @@ import numpy as np
 from gymnasium import spaces
 from mechgym.agents.menus import MenuTable
 from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError, ParameterError
+from mechgym.envs.engine.factored import FACTORED_ENCODINGS
 from mechgym.envs.engine.game import Decision, EnvSpec, Mechanism
 from mechgym.envs.engine.spaces import canonical_encoding
 from mechgym.envs.pettingzoo.aec import OBS_BOUND
@@ -299,7 +300,7 @@ def make_encoding(
         return MenuEncoding(mech_name, mech, spec, agents)
     if kind == "multidiscrete":
         return RawEncoding(mech_name, mech, spec, agents)
-    if kind in ("factored", "continuous"):
+    if kind in FACTORED_ENCODINGS:
         return FactoredEncoding(mech_name, mech, spec, agents, kind, price_levels, price_grid)
     raise ParameterError(
         "encoding", f"unknown encoding {kind!r}; use one of {', '.join(ENCODINGS)}"

@@ -67,7 +67,7 @@ from mechgym.envs.batched_api import (
 from mechgym.envs.engine.batched import BatchState, ContextBatch, batched_rules
 from mechgym.envs.engine.episode import BatchOfOne, Episode, batch_of_one
 from mechgym.envs.engine.errors import IllegalActionError, OutOfSpaceError, ParameterError
-from mechgym.envs.engine.factored import Composer, entry_of
+from mechgym.envs.engine.factored import FACTORED_ENCODINGS, Composer, entry_of
 from mechgym.envs.engine.game import Terminal
 from mechgym.envs.engine.spaces import canonical_encoding
 from mechgym.envs.model.family import ContextFamily
@@ -329,7 +329,7 @@ class VecLearnerEnv(VecEnv):
         self.state: BatchState | None = None
         self.episodes = 0
         self.composer: Composer | None = None
-        if self.encoding.name in ("factored", "continuous"):
+        if self.encoding.name in FACTORED_ENCODINGS:
             self.composer = Composer(self.encoding.plan, int(n_envs))  # type: ignore[attr-defined]
             action_space: spaces.Space = self.encoding.action_space
         elif self.encoding.name == "menu":

@@ -86,6 +86,7 @@ from mechgym.envs.engine.errors import (
     OutOfSpaceError,
     ParameterError,
 )
+from mechgym.envs.engine.factored import FACTORED_ENCODINGS
 from mechgym.envs.engine.observation import state_head
 from mechgym.envs.engine.spaces import canonical_encoding
 from mechgym.envs.pettingzoo.aec import OBS_BOUND
@@ -322,7 +323,7 @@ class BatchedMechanismEnv(EnvBase):
         self.menus: Any = None
         self._menu_fn: Any = None
         self.factored: Any = None
-        if action_encoding in ("factored", "continuous"):
+        if action_encoding in FACTORED_ENCODINGS:
             from mechgym.envs.batched_api import FactoredDriver
 
             self.factored = FactoredDriver(
